@@ -1,0 +1,71 @@
+"""Typed settings. Read from the environment as TAIPAN_<SECTION>__<KEY>; nothing is read at import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from platformdirs import user_data_dir
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_home() -> Path:
+    return Path(user_data_dir("taipan", appauthor=False))
+
+
+class DatabaseSettings(BaseModel):
+    # Empty means SQLite at $TAIPAN_HOME/taipan.db.
+    url: str = ""
+    echo: bool = False
+
+
+class StorageSettings(BaseModel):
+    backend: str = "filesystem"
+    # Empty means $TAIPAN_HOME/blobs.
+    path: str = ""
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8086
+    # Public base URL used in file `url` fields; empty means derived from each request.
+    base_url: str = ""
+    max_upload_size: int = 2 * 1024**3
+    workers: int = 1
+
+
+class AuthSettings(BaseModel):
+    session_hours: int = 12
+    max_token_days: int = 366
+    # After this many consecutive wrong passwords, each attempt must wait 2**(n - free) seconds.
+    free_login_failures: int = 3
+    max_login_delay: int = 300
+    user_channel_autocreate: bool = True
+
+
+class JobSettings(BaseModel):
+    backend: str = "inprocess"  # inprocess | redis
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    queue_name: str = "taipan"
+    scheduler: bool = True
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TAIPAN_", env_nested_delimiter="__", extra="ignore")
+
+    home: Path = Field(default_factory=default_home)
+    admin_username: str = "admin"
+    admin_password: str = ""
+    database: DatabaseSettings = DatabaseSettings()
+    storage: StorageSettings = StorageSettings()
+    server: ServerSettings = ServerSettings()
+    auth: AuthSettings = AuthSettings()
+    jobs: JobSettings = JobSettings()
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.home / 'taipan.db'}"
+
+    @property
+    def blob_path(self) -> Path:
+        return Path(self.storage.path) if self.storage.path else self.home / "blobs"
