@@ -49,7 +49,7 @@ def assemble_repodata(subdir: str, fragments: Mapping[str, bytes], *, base_url: 
     ))
 
 
-def _version_key(version: str) -> Any:
+def version_key(version: str) -> Any:
     from rattler import Version
 
     try:
@@ -62,11 +62,11 @@ def current_subset(records: Mapping[str, Mapping[str, Any]]) -> dict[str, Mappin
     """For current_repodata.json: per package name, the files of its newest version."""
     newest: dict[str, Any] = {}
     for rec in records.values():
-        name, key = rec["name"], _version_key(str(rec["version"]))
+        name, key = rec["name"], version_key(str(rec["version"]))
         if name not in newest or key > newest[name]:
             newest[name] = key
     return {fn: rec for fn, rec in records.items()
-            if _version_key(str(rec["version"])) == newest[rec["name"]]}
+            if version_key(str(rec["version"])) == newest[rec["name"]]}
 
 
 def encode_shard(records: Mapping[str, Mapping[str, Any]]) -> bytes:

@@ -1,0 +1,166 @@
+"""`taipan`: the server command — serve, db upgrade, user management."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from collections.abc import Callable
+
+from taipan import __version__
+from taipan.errors import TaipanError
+from taipan.settings import Settings
+
+# Other modules add subcommands here (e.g. the job worker): name -> (help, add_arguments, run).
+EXTRA_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
+                                Callable[[argparse.Namespace, Settings], int]]] = {}
+
+
+def prepare(settings: Settings) -> str | None:
+    """Migrate the database and bootstrap the admin; return a generated password, if any."""
+    from taipan.db.migrate import upgrade
+    from taipan.runtime import build_runtime
+    from taipan.services import accounts
+
+    upgrade(settings.database_url)
+    rt = build_runtime(settings)
+    try:
+        with rt.sessions() as db:
+            generated = accounts.bootstrap_admin(db, settings.admin_username, settings.admin_password)
+            db.commit()
+    finally:
+        rt.engine.dispose()
+    return generated
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    host = args.host or settings.server.host
+    port = args.port or settings.server.port
+    generated = prepare(settings)
+    url = f"http://{host}:{port}"
+    print(f"Taipan {__version__} — data in {settings.home}", file=sys.stderr)
+    if generated:
+        print(f"Created the admin account '{settings.admin_username}' with password: {generated}\n"
+              "  (shown once; change it with `taipan user passwd admin`)", file=sys.stderr)
+    print(f"Log in with:  conda-repo config --set sites.taipan.url {url}/api && "
+          f"conda-repo config --set default_site taipan && conda-repo login --username "
+          f"{settings.admin_username}\nConda channels:  {url}/api/repo/<channel>", file=sys.stderr)
+    os.environ.setdefault("TAIPAN_HOME", str(settings.home))
+    uvicorn.run("taipan.web.app:app_from_env", factory=True, host=host, port=port,
+                workers=args.workers or settings.server.workers, log_level=args.log_level,
+                access_log=args.access_log)
+    return 0
+
+
+def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
+    from taipan.db.migrate import upgrade
+
+    upgrade(settings.database_url, args.revision)
+    print(f"Database at revision {args.revision}", file=sys.stderr)
+    return 0
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password:
+        return args.password
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat password: ") != first:
+        raise TaipanError("The passwords differ", "Type the same password twice", code="password_mismatch")
+    return first
+
+
+def cmd_user(args: argparse.Namespace, settings: Settings) -> int:
+    from taipan.db.migrate import upgrade
+    from taipan.runtime import build_runtime
+    from taipan.services import accounts
+
+    upgrade(settings.database_url)
+    rt = build_runtime(settings)
+    try:
+        with rt.sessions() as db:
+            if args.action == "create":
+                role = "admin" if args.admin else "user"
+                accounts.create_user(db, args.username, _password(args), role=role,
+                                     autocreate_channel=settings.auth.user_channel_autocreate)
+                print(f"Created user {args.username}", file=sys.stderr)
+            elif args.action == "list":
+                for u in accounts.list_users(db):
+                    print(f"{u.username}\t{u.role}\t{u.created_at:%Y-%m-%d}")
+            elif args.action == "passwd":
+                accounts.set_password(db, args.username, _password(args))
+                print(f"Password of {args.username} changed", file=sys.stderr)
+            elif args.action == "delete":
+                accounts.delete_user(db, args.username)
+                print(f"Deleted user {args.username}", file=sys.stderr)
+            db.commit()
+    finally:
+        rt.engine.dispose()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="taipan", description="Taipan package server")
+    parser.add_argument("--version", action="version", version=f"taipan {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the server (migrates and bootstraps an admin first)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+    serve.add_argument("--log-level", default="warning")
+    serve.add_argument("--access-log", action="store_true")
+    serve.set_defaults(func=cmd_serve)
+    db = sub.add_parser("db", help="database maintenance")
+    dbsub = db.add_subparsers(dest="db_command", required=True)
+    up = dbsub.add_parser("upgrade", help="apply the migrations")
+    up.add_argument("revision", nargs="?", default="head")
+    up.set_defaults(func=cmd_db)
+    user = sub.add_parser("user", help="manage user accounts")
+    usub = user.add_subparsers(dest="action", required=True)
+    for name, helptext in (("create", "create a user"), ("passwd", "set a password"),
+                           ("delete", "delete a user")):
+        p = usub.add_parser(name, help=helptext)
+        p.add_argument("username")
+        if name != "delete":
+            p.add_argument("--password", help="the password (else prompted, or read from stdin)")
+        if name == "create":
+            p.add_argument("--admin", action="store_true", help="give the admin role")
+        p.set_defaults(func=cmd_user)
+    usub.add_parser("list", help="list users").set_defaults(func=cmd_user)
+    for name, (helptext, add_args, run) in EXTRA_COMMANDS.items():
+        p = sub.add_parser(name, help=helptext)
+        add_args(p)
+        p.set_defaults(func=run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _load_plugins()
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args, Settings())
+    except TaipanError as exc:
+        print(f"error: {exc.message}" + (f"\nhint: {exc.hint}" if exc.hint else ""), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _load_plugins() -> None:
+    """Import the optional admin modules that register EXTRA_COMMANDS (e.g. the job worker)."""
+    import importlib
+    import pkgutil
+
+    import taipan.admin as pkg
+
+    for mod in pkgutil.iter_modules(pkg.__path__):
+        if mod.name not in ("main", "__init__"):
+            importlib.import_module(f"taipan.admin.{mod.name}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

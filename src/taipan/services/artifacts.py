@@ -1,0 +1,214 @@
+"""Artifacts (packages) and their files in channels: listings, search, and bulk copy/move/delete."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from taipan.db.models import Channel, File, utcnow
+from taipan.domain.permissions import Principal, can_read_channel
+from taipan.domain.repodata import version_key
+from taipan.errors import ChannelFrozen, Conflict, InvalidInput, NotFound
+from taipan.services.channels import add_event, get_channel, kind_of, owner_ids, require_read, require_write
+from taipan.services.indexing import log_changes
+
+FAMILIES = ("conda", "python", "cran", "anaconda_project", "anaconda_env", "notebook", "gra", "sbom")
+BULK_ACTIONS = ("copy", "move", "delete")
+
+
+def check_family(family: str) -> str:
+    if family not in FAMILIES:
+        raise InvalidInput(f"Unknown artifact family {family!r}", f"Families: {', '.join(FAMILIES)}",
+                           code="invalid_family")
+    return family
+
+
+def channel_parts(channel: Channel) -> tuple[str, str | None]:
+    return (channel.parent.name, channel.name) if channel.parent else (channel.name, None)
+
+
+def file_json(f: File, channel: Channel, base_url: str) -> dict[str, Any]:
+    top, sub = channel_parts(channel)
+    record = json.loads(f.record)
+    repodata_record = {**record, "fn": f.filename, "channel": f"{base_url}/api/repo/{channel.path}",
+                       "url": f"{base_url}/api/repo/{channel.path}/{f.ckey}"}
+    return {
+        "id": f.id, "ckey": f.ckey, "name": f.filename, "family": f.family,
+        "type": "conda_package_2" if f.filename.endswith(".conda") else "conda_package_1",
+        "channel": top, "subchannel": sub, "package": f.name, "version": f.version,
+        "platform": f.subdir, "subdir": f.subdir,
+        "metadata": {**(f.meta or {}), "repodata_record.json": repodata_record},
+        "signatures": [], "state": f.state, "size": f.size, "sha256": f.sha256, "md5": f.md5,
+        "download_count": f.download_count,
+        "created_at": f.created_at.isoformat(), "updated_at": f.updated_at.isoformat(),
+        "url": repodata_record["url"], "cve_status": None, "cve_score": None,
+    }
+
+
+def _package_json(name: str, family: str, files: list[File], channel: Channel) -> dict[str, Any]:
+    top, sub = channel_parts(channel)
+    latest = max(files, key=lambda f: (version_key(f.version), f.created_at))
+    index = (latest.meta or {}).get("index.json", {})
+    about = (latest.meta or {}).get("about.json", {})
+    target = f"{top}/{sub}" if sub else top
+    return {
+        "name": name, "family": family, "channel": top, "subchannel": sub, "channel_path": channel.path,
+        "privacy": channel.privacy,
+        "metadata": {
+            "name": name, "version": latest.version, "build_number": index.get("build_number", 0),
+            "build": index.get("build"), "license": index.get("license") or about.get("license"),
+            "summary": about.get("summary", ""), "description": about.get("description", ""),
+            "home": about.get("home"), "dev_url": about.get("dev_url"), "doc_url": about.get("doc_url"),
+            "subdirs": sorted({f.subdir for f in files}),
+            "install_cmd": f"conda install -c {target} {name}",
+        },
+        "download_count": sum(f.download_count for f in files), "file_count": len(files),
+        "cve_count": 0, "updated_at": max(f.updated_at for f in files).isoformat(),
+    }
+
+
+def list_artifacts(db: Session, p: Principal, channel: Channel, offset: int, limit: int,
+                   q: str | None = None) -> tuple[int, list[dict[str, Any]]]:
+    require_read(p, channel, f"{kind_of(channel)}:view-artifacts")
+    names_q = select(File.family, File.name).where(File.channel_id == channel.id)
+    if q:
+        names_q = names_q.where(File.name.contains(q))
+    names_q = names_q.group_by(File.family, File.name)
+    total = db.scalar(select(func.count()).select_from(names_q.subquery())) or 0
+    page = db.execute(names_q.order_by(File.name, File.family).offset(offset).limit(limit)).all()
+    return total, _packages_for(db, channel, page)
+
+
+def _packages_for(db: Session, channel: Channel, keys: list[Any]) -> list[dict[str, Any]]:
+    if not keys:
+        return []
+    names = {name for _, name in keys}
+    grouped: dict[tuple[str, str], list[File]] = defaultdict(list)
+    for f in db.scalars(select(File).where(File.channel_id == channel.id, File.name.in_(names))):
+        grouped[(f.family, f.name)].append(f)
+    return [_package_json(name, fam, grouped[(fam, name)], channel) for fam, name in keys
+            if grouped.get((fam, name))]
+
+
+def list_files(db: Session, p: Principal, channel: Channel, family: str, package: str,
+               offset: int, limit: int) -> tuple[int, list[File]]:
+    require_read(p, channel, f"{kind_of(channel)}:view-artifacts")
+    check_family(family)
+    cond = (File.channel_id == channel.id, File.family == family, File.name == package)
+    total = db.scalar(select(func.count()).select_from(File).where(*cond)) or 0
+    if total == 0:
+        raise NotFound(f"No package {package!r} ({family}) in channel {channel.path!r}",
+                       "List the channel's packages with `conda repo channel --list-packages`",
+                       code="package_not_found")
+    q = select(File).where(*cond).order_by(File.subdir, File.filename).offset(offset)
+    if limit:
+        q = q.limit(limit)
+    return total, list(db.scalars(q))
+
+
+def search(db: Session, p: Principal, q: str, offset: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
+    channels = {c.id: c for c in db.scalars(select(Channel))}
+    visible = [cid for cid, c in channels.items()
+               if can_read_channel(p, c.privacy, owner_ids(c))
+               and (not p.authenticated or p.has_scope("artifact:view"))]
+    if not visible:
+        return 0, []
+    pattern = f"%{q.lower()}%"
+    keys_q = (select(File.channel_id, File.family, File.name)
+              .where(File.channel_id.in_(visible), or_(func.lower(File.name).like(pattern)))
+              .group_by(File.channel_id, File.family, File.name))
+    total = db.scalar(select(func.count()).select_from(keys_q.subquery())) or 0
+    page = db.execute(keys_q.order_by(File.name, File.channel_id).offset(offset).limit(limit)).all()
+    out = []
+    for cid, family, name in page:
+        out.extend(_packages_for(db, channels[cid], [(family, name)]))
+    return total, out
+
+
+def _select_files(db: Session, channel: Channel, items: list[dict[str, Any]]) -> list[File]:
+    if not isinstance(items, list) or not items:
+        raise InvalidInput("No items given", "Send items: [{name, family, ckey?}]", code="invalid_bulk")
+    selected: dict[str, File] = {}
+    for item in items:
+        if not isinstance(item, dict) or not item.get("name"):
+            raise InvalidInput("Each item needs a name", "Send items: [{name, family, ckey?}]",
+                               code="invalid_bulk")
+        family = check_family(item.get("family") or "conda")
+        q = select(File).where(File.channel_id == channel.id, File.family == family,
+                               File.name == item["name"])
+        if item.get("ckey"):
+            q = q.where(File.ckey == item["ckey"])
+        found = list(db.scalars(q))
+        if not found:
+            what = item.get("ckey") or item["name"]
+            raise NotFound(f"{what} is not in channel {channel.path!r}",
+                           "Check the package name and version with `conda repo channel --list-files`",
+                           code="package_not_found")
+        selected.update({f.id: f for f in found})
+    return list(selected.values())
+
+
+def bulk(db: Session, p: Principal, channel: Channel, action: str, items: list[dict[str, Any]],
+         target_channel: str | None, target_subchannel: str | None) -> dict[str, list[tuple[str, str]]]:
+    """Copy, move or delete files; return {channel_id: [(subdir, filename)]} changed, for indexing."""
+    if action not in BULK_ACTIONS:
+        raise InvalidInput(f"Unknown bulk action {action!r}", f"Use one of: {', '.join(BULK_ACTIONS)}",
+                           code="invalid_bulk")
+    if channel.frozen:
+        raise ChannelFrozen(f"Channel {channel.path!r} is frozen", "Unfreeze it first", code="channel_frozen")
+    files = _select_files(db, channel, items)
+    changed: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    if action == "delete":
+        require_write(p, channel, "artifact:delete")
+    else:
+        require_read(p, channel, "artifact:view")
+        target = _target(db, channel, target_channel, target_subchannel)
+        require_write(p, target, "artifact:create")
+        if action == "move":
+            require_write(p, channel, "artifact:delete")
+        _copy_into(db, files, target)
+        changed[target.id] = [(f.subdir, f.filename) for f in files]
+        add_event(db, target, f"artifacts_{action}_in", p, source=channel.path,
+                  ckeys=[f.ckey for f in files])
+    if action in ("delete", "move"):
+        for f in files:
+            db.delete(f)
+        changed[channel.id] += [(f.subdir, f.filename) for f in files]
+        add_event(db, channel, "artifacts_deleted" if action == "delete" else "artifacts_moved_out", p,
+                  ckeys=[f.ckey for f in files])
+    for cid, ch in changed.items():
+        log_changes(db, cid, ch)
+    return dict(changed)
+
+
+def _target(db: Session, source: Channel, target_channel: str | None, target_sub: str | None) -> Channel:
+    if not target_channel:
+        raise InvalidInput("No destination channel given", "Pass target_channel (conda repo copy -d CH)",
+                           code="invalid_bulk")
+    path = f"{target_channel}/{target_sub}" if target_sub else target_channel
+    target = get_channel(db, path)
+    if target.id == source.id:
+        raise InvalidInput("The destination is the source channel", "Choose another destination",
+                           code="invalid_bulk")
+    if target.frozen:
+        raise ChannelFrozen(f"Channel {target.path!r} is frozen", "Unfreeze it first", code="channel_frozen")
+    return target
+
+
+def _copy_into(db: Session, files: list[File], target: Channel) -> None:
+    existing = set(db.scalars(select(File.ckey).where(File.channel_id == target.id,
+                                                      File.ckey.in_([f.ckey for f in files]))))
+    clash = sorted(f.ckey for f in files if f.ckey in existing)
+    if clash:
+        raise Conflict(f"{', '.join(clash[:5])} already exist(s) in {target.path!r}",
+                       "Remove them from the destination first", code="file_exists")
+    now = utcnow()
+    for f in files:  # a copy shares the stored blob: same sha256, new row
+        db.add(File(channel_id=target.id, family=f.family, name=f.name, version=f.version, subdir=f.subdir,
+                    filename=f.filename, ckey=f.ckey, sha256=f.sha256, md5=f.md5, size=f.size,
+                    record=f.record, meta=f.meta, state=f.state, source_url=f.source_url,
+                    created_at=now, updated_at=now))

@@ -1,0 +1,223 @@
+"""Channels and subchannels: create, show, update, delete, list, history, and access checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from taipan.db.models import Channel, ChannelEvent, ChannelOwner, File, User, utcnow
+from taipan.domain.names import split_channel_path, validate_channel_name
+from taipan.domain.permissions import PRIVACY_LEVELS, Principal, can_read_channel, can_write_channel
+from taipan.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
+
+EDITABLE_FIELDS = ("privacy", "description", "name", "frozen", "filters")
+
+
+def owner_ids(channel: Channel) -> set[str]:
+    """Owners of a channel; a subchannel is owned by its own owners and its parent's."""
+    ids = {u.id for u in channel.owners}
+    if channel.parent is not None:
+        ids |= {u.id for u in channel.parent.owners}
+    return ids
+
+
+def kind_of(channel: Channel) -> str:
+    return "subchannel" if channel.parent_id else "channel"
+
+
+def find_channel(db: Session, path: str) -> Channel | None:
+    return db.scalar(select(Channel).where(Channel.path == path))
+
+
+def get_channel(db: Session, path: str) -> Channel:
+    split_channel_path(path)
+    channel = find_channel(db, path)
+    if channel is None:
+        raise NotFound(f"Channel {path!r} does not exist",
+                       "List the channels you can see with `conda repo channel --list`",
+                       code="channel_not_found")
+    return channel
+
+
+def require_read(p: Principal, channel: Channel, scope: str | None = None) -> None:
+    """Raise unless ``p`` may read ``channel`` with a credential carrying ``scope``."""
+    if not can_read_channel(p, channel.privacy, owner_ids(channel)):
+        if not p.authenticated:
+            raise Unauthenticated(f"Channel {channel.path!r} requires authentication",
+                                  "Log in, or pass a token (X-Auth header or /t/<token>/ in the URL)",
+                                  code="authentication_required")
+        raise Forbidden(f"You do not have access to channel {channel.path!r}",
+                        "Ask an owner of the channel to give you access", code="channel_forbidden")
+    if scope and p.authenticated:
+        require_scope(p, scope)
+
+
+def require_write(p: Principal, channel: Channel, scope: str) -> None:
+    if not p.authenticated:
+        raise Unauthenticated("This action requires authentication", "Log in or pass a token",
+                              code="authentication_required")
+    require_scope(p, scope)
+    if not can_write_channel(p, owner_ids(channel)):
+        raise Forbidden(f"You are not an owner of channel {channel.path!r}",
+                        "Only owners and admins can change a channel", code="channel_forbidden")
+
+
+def require_scope(p: Principal, scope: str) -> None:
+    if not p.authenticated:
+        raise Unauthenticated("This action requires authentication", "Log in or pass a token",
+                              code="authentication_required")
+    if not p.has_scope(scope):
+        raise Forbidden(f"Your token does not have the {scope!r} scope",
+                        "Create a token with that scope (conda repo auth --create -s SCOPE)",
+                        code="insufficient_scope")
+
+
+def add_event(db: Session, channel: Channel, event_type: str, p: Principal | None = None,
+              **data: Any) -> None:
+    meta = {"username": p.username} if p and p.username else {}
+    db.add(ChannelEvent(channel_id=channel.id, event_type=event_type, data=data, meta=meta))
+
+
+def _check_privacy(privacy: Any) -> str:
+    if privacy not in PRIVACY_LEVELS:
+        raise InvalidInput(f"Invalid privacy {privacy!r}", f"Use one of: {', '.join(PRIVACY_LEVELS)}",
+                           code="invalid_privacy")
+    return str(privacy)
+
+
+def create_channel(db: Session, p: Principal, name: str, *, parent_path: str | None = None,
+                   privacy: str | None = None, description: str = "") -> Channel:
+    parent = None
+    if parent_path is None:
+        require_scope(p, "channel:create")
+        validate_channel_name(name)
+        path = name
+    else:
+        parent = get_channel(db, parent_path)
+        if parent.parent_id:
+            raise InvalidInput("Subchannels cannot have subchannels", "Use CHANNEL/SUBCHANNEL",
+                               code="invalid_channel_name")
+        require_write(p, parent, "subchannel:create")
+        validate_channel_name(name, sub=True)
+        path = f"{parent.path}/{name}"
+    if find_channel(db, path):
+        raise Conflict(f"Channel {path!r} already exists", "Choose another name",
+                       code="channel_exists")
+    privacy = _check_privacy(privacy or (parent.privacy if parent else "public"))
+    channel = Channel(name=name, path=path, parent_id=parent.id if parent else None, privacy=privacy,
+                      description=description or "")
+    db.add(channel)
+    db.flush()
+    if parent is None:
+        db.add(ChannelOwner(channel_id=channel.id, user_id=p.user_id))
+    db.flush()
+    db.refresh(channel)
+    add_event(db, channel, f"{kind_of(channel)}_created", p, name=path, privacy=privacy)
+    return channel
+
+
+def update_channel(db: Session, p: Principal, channel: Channel, changes: dict[str, Any]) -> Channel:
+    require_write(p, channel, f"{kind_of(channel)}:edit")
+    unknown = sorted(set(changes) - set(EDITABLE_FIELDS) - {"id", "owners", "parent"})
+    if unknown:
+        raise InvalidInput(f"Unknown channel field(s): {', '.join(unknown)}",
+                           f"Editable fields: {', '.join(EDITABLE_FIELDS)}", code="invalid_field")
+    applied: dict[str, Any] = {}
+    if "privacy" in changes:
+        channel.privacy = applied["privacy"] = _check_privacy(changes["privacy"])
+    if "description" in changes:
+        channel.description = applied["description"] = str(changes["description"] or "")[:10000]
+    if "frozen" in changes:
+        if not isinstance(changes["frozen"], bool):
+            raise InvalidInput("frozen must be true or false", "Send a JSON boolean", code="invalid_field")
+        channel.frozen = applied["frozen"] = changes["frozen"]
+    if "filters" in changes:
+        if not isinstance(changes["filters"], dict):
+            raise InvalidInput("filters must be an object", "Send a JSON object", code="invalid_field")
+        channel.filters = applied["filters"] = changes["filters"]
+    if "name" in changes and changes["name"] != channel.name:
+        _rename(db, channel, str(changes["name"]))
+        applied["name"] = channel.path
+    channel.updated = utcnow()
+    if applied:
+        add_event(db, channel, f"{kind_of(channel)}_updated", p, **applied)
+    return channel
+
+
+def _rename(db: Session, channel: Channel, new_name: str) -> None:
+    validate_channel_name(new_name, sub=bool(channel.parent_id))
+    new_path = f"{channel.parent.path}/{new_name}" if channel.parent else new_name
+    if find_channel(db, new_path):
+        raise Conflict(f"Channel {new_path!r} already exists", "Choose another name", code="channel_exists")
+    channel.name, channel.path = new_name, new_path
+    for sub in db.scalars(select(Channel).where(Channel.parent_id == channel.id)):
+        sub.path = f"{new_path}/{sub.name}"
+
+
+def delete_channel(db: Session, p: Principal, channel: Channel) -> list[str]:
+    """Delete a channel (and its subchannels); return the ids removed, for cache invalidation."""
+    require_write(p, channel, f"{kind_of(channel)}:delete")
+    ids = [channel.id, *db.scalars(select(Channel.id).where(Channel.parent_id == channel.id))]
+    for sub in db.scalars(select(Channel).where(Channel.parent_id == channel.id)):
+        db.delete(sub)
+    db.delete(channel)
+    return ids
+
+
+def visible_channels(db: Session, p: Principal, *, owned_only: bool = False,
+                     parent: Channel | None = None) -> list[Channel]:
+    q = select(Channel).order_by(Channel.path)
+    q = q.where(Channel.parent_id == parent.id) if parent else q.where(Channel.parent_id.is_(None))
+    channels = list(db.scalars(q))
+    if owned_only:
+        return [c for c in channels if p.user_id in owner_ids(c)]
+    return [c for c in channels if can_read_channel(p, c.privacy, owner_ids(c))]
+
+
+def channel_json(db: Session, channel: Channel) -> dict[str, Any]:
+    artifacts = db.scalar(select(func.count(func.distinct(File.name))).where(File.channel_id == channel.id))
+    subs = db.scalar(select(func.count()).select_from(Channel).where(Channel.parent_id == channel.id))
+    mirror_count = _mirror_count(db, channel)
+    owners = sorted(u.username for u in (channel.parent.owners if channel.parent else channel.owners))
+    out: dict[str, Any] = {
+        "id": channel.id, "name": channel.name, "path": channel.path,
+        "description": channel.description, "privacy": channel.privacy, "frozen": channel.frozen,
+        "artifact_count": artifacts or 0, "download_count": channel.download_count,
+        "subchannel_count": subs or 0, "group_count": 0, "mirror_count": mirror_count,
+        "filters": channel.filters or {}, "owners": owners,
+        "created": channel.created.isoformat(), "updated": channel.updated.isoformat(),
+    }
+    if channel.parent is not None:
+        out["parent"] = channel.parent.name
+    return out
+
+
+def _mirror_count(db: Session, channel: Channel) -> int:
+    # Mirrors live in their own table once the mirroring feature is installed.
+    from sqlalchemy import inspect
+
+    if "mirrors" not in inspect(db.get_bind()).get_table_names():
+        return 0
+    from sqlalchemy import text
+
+    return int(db.execute(text("SELECT count(*) FROM mirrors WHERE channel_id = :c"),
+                          {"c": channel.id}).scalar() or 0)
+
+
+def history(db: Session, channel: Channel, offset: int, limit: int) -> tuple[int, list[ChannelEvent]]:
+    total = db.scalar(select(func.count()).select_from(ChannelEvent)
+                      .where(ChannelEvent.channel_id == channel.id)) or 0
+    events = db.scalars(select(ChannelEvent).where(ChannelEvent.channel_id == channel.id)
+                        .order_by(ChannelEvent.id.desc()).offset(offset).limit(limit))
+    return total, list(events)
+
+
+def add_owner(db: Session, p: Principal, channel: Channel, username: str) -> None:
+    require_write(p, channel, f"{kind_of(channel)}:edit")
+    user = db.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"No user named {username!r}", "Check the user name", code="user_not_found")
+    if user.id not in {u.id for u in channel.owners}:
+        db.add(ChannelOwner(channel_id=channel.id, user_id=user.id))

@@ -1,0 +1,74 @@
+"""Download history: every package download is recorded (who, channel, file, when).
+
+Rows are buffered and written in batches by a background thread so that serving a file never waits
+for a database write; ``flush`` writes what is pending (at shutdown, and in tests).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from taipan.db.models import Channel, Download, File
+
+log = logging.getLogger(__name__)
+
+
+class DownloadRecorder:
+    def __init__(self, sessions: sessionmaker[Session], *, interval: float = 0.5, batch: int = 500) -> None:
+        self._sessions = sessions
+        self._queue: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._interval = interval
+        self._batch = batch
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="taipan-downloads", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.flush()
+
+    def record(self, **row: Any) -> None:
+        row.setdefault("at", datetime.now(UTC))
+        self._queue.put(row)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.flush()
+            except Exception:  # a failed batch must not kill the recorder thread
+                log.exception("could not record downloads")
+
+    def flush(self) -> int:
+        with self._lock:
+            rows: list[dict[str, Any]] = []
+            while True:
+                try:
+                    rows.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if not rows:
+                return 0
+            with self._sessions() as db, db.begin():
+                db.add_all(Download(**r) for r in rows)
+                for file_id, n in Counter(r["file_id"] for r in rows if r.get("file_id")).items():
+                    db.execute(update(File).where(File.id == file_id)
+                               .values(download_count=File.download_count + n))
+                for cid, n in Counter(r["channel_id"] for r in rows if r.get("channel_id")).items():
+                    db.execute(update(Channel).where(Channel.id == cid)
+                               .values(download_count=Channel.download_count + n))
+            return len(rows)

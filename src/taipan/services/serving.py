@@ -1,0 +1,52 @@
+"""Read-side queries for package serving: one file by ckey, and channeldata.json."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from taipan.db.models import File
+from taipan.domain.repodata import channeldata as build_channeldata
+from taipan.domain.repodata import version_key
+from taipan.errors import NotFound
+
+
+def http_now() -> str:
+    return format_datetime(datetime.now(UTC).replace(microsecond=0), usegmt=True)
+
+
+def find_file(sessions: sessionmaker[Session], channel_id: str, ckey: str) -> File:
+    with sessions() as db:
+        f = db.scalar(select(File).where(File.channel_id == channel_id, File.ckey == ckey))
+    if f is None:
+        raise NotFound(f"{ckey} is not in this channel", "Check the file name against repodata.json",
+                       code="file_not_found")
+    return f
+
+
+def channeldata(sessions: sessionmaker[Session], channel_id: str, channel_path: str) -> bytes:
+    latest: dict[str, dict[str, Any]] = {}
+    subdirs: dict[str, set[str]] = {}
+    with sessions() as db:
+        rows = db.execute(select(File.name, File.version, File.subdir, File.meta)
+                          .where(File.channel_id == channel_id, File.family == "conda"))
+        for name, version, subdir, meta in rows:
+            subdirs.setdefault(name, set()).add(subdir)
+            cur = latest.get(name)
+            if cur is None or version_key(version) > version_key(cur["version"]):
+                about = (meta or {}).get("about.json", {})
+                index = (meta or {}).get("index.json", {})
+                latest[name] = {"version": version, "license": index.get("license"),
+                                "timestamp": index.get("timestamp"), **{
+                                    k: about.get(k) for k in ("summary", "description", "home",
+                                                              "doc_url", "dev_url")}}
+    for name, rec in latest.items():
+        rec["subdirs"] = sorted(subdirs[name])
+    all_subdirs = {s for v in subdirs.values() for s in v}
+    data = build_channeldata(channel_path, all_subdirs, latest)
+    return json.dumps(data, sort_keys=True).encode()

@@ -1,0 +1,186 @@
+"""/api/channels: channels, subchannels, their history, artifacts, uploads and bulk actions.
+
+Every route exists for a channel (/channels/{ch}/...) and for a subchannel
+(/channels/{ch}/subchannels/{sub}/...); uploads also accept /channels/{ch}/{sub}/artifacts,
+which is what conda-repo-cli sends for a subchannel.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, File, Form, Query, Request, Response, UploadFile
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from taipan.domain.conda import safe_basename
+from taipan.errors import InvalidInput
+from taipan.services import artifacts, channels, uploads
+from taipan.web.deps import PrincipalDep, RuntimeDep, SessionDep, UserDep, base_url
+
+router = APIRouter(tags=["channels"])
+CH = "/channels/{ch}"
+SUB = "/channels/{ch}/subchannels/{sub}"
+
+
+class CreateBody(BaseModel):
+    name: str
+    privacy: str | None = None
+    description: str = ""
+
+
+class BulkBody(BaseModel):
+    action: str
+    items: list[dict[str, Any]]
+    target_channel: str | None = None
+    target_subchannel: str | None = None
+
+
+def _path(request: Request) -> str:
+    pp = request.path_params
+    return f"{pp['ch']}/{pp['sub']}" if "sub" in pp else pp["ch"]
+
+
+def _page(offset: int, limit: int) -> tuple[int, int]:
+    if offset < 0 or limit < 0 or limit > 10000:
+        raise InvalidInput("Invalid paging", "Use offset >= 0 and 0 <= limit <= 10000", code="invalid_paging")
+    return offset, limit
+
+
+@router.get("/channels")
+def list_channels(p: PrincipalDep, db: SessionDep) -> dict[str, Any]:
+    items = [channels.channel_json(db, c) for c in channels.visible_channels(db, p)]
+    return {"total_count": len(items), "items": items}
+
+
+@router.post("/channels", status_code=201)
+def create_channel(body: CreateBody, p: UserDep, db: SessionDep) -> dict[str, Any]:
+    channel = channels.create_channel(db, p, body.name, privacy=body.privacy, description=body.description)
+    db.commit()
+    return channels.channel_json(db, channel)
+
+
+@router.get(CH + "/subchannels")
+def list_subchannels(request: Request, p: PrincipalDep, db: SessionDep) -> dict[str, Any]:
+    parent = channels.get_channel(db, _path(request))
+    channels.require_read(p, parent, "subchannel:view")
+    items = [channels.channel_json(db, c) for c in channels.visible_channels(db, p, parent=parent)]
+    return {"total_count": len(items), "items": items}
+
+
+@router.post(CH + "/subchannels", status_code=201)
+def create_subchannel(request: Request, body: CreateBody, p: UserDep, db: SessionDep) -> dict[str, Any]:
+    channel = channels.create_channel(db, p, body.name, parent_path=_path(request), privacy=body.privacy,
+                                      description=body.description)
+    db.commit()
+    return channels.channel_json(db, channel)
+
+
+@router.get(CH)
+@router.get(SUB)
+def show_channel(request: Request, p: PrincipalDep, db: SessionDep) -> dict[str, Any]:
+    channel = channels.get_channel(db, _path(request))
+    channels.require_read(p, channel, f"{channels.kind_of(channel)}:view")
+    return channels.channel_json(db, channel)
+
+
+@router.put(CH)
+@router.put(SUB)
+def update_channel(request: Request, p: UserDep, db: SessionDep, rt: RuntimeDep,
+                   body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+    channel = channels.get_channel(db, _path(request))
+    was_frozen = channel.frozen
+    channels.update_channel(db, p, channel, body)
+    db.commit()
+    if was_frozen and not channel.frozen:
+        rt.indexer.forget([channel.id])  # unfreezing publishes what arrived meanwhile
+    if "name" in body:
+        rt.extras.get("principals") and rt.extras["principals"].clear()
+    return channels.channel_json(db, channel)
+
+
+@router.delete(CH, status_code=202)
+@router.delete(SUB, status_code=202)
+def delete_channel(request: Request, p: UserDep, db: SessionDep, rt: RuntimeDep) -> Response:
+    channel = channels.get_channel(db, _path(request))
+    ids = channels.delete_channel(db, p, channel)
+    db.commit()
+    rt.indexer.forget(ids)
+    return JSONResponse({"message": f"Channel {channel.path} removed"}, status_code=202)
+
+
+@router.get(CH + "/history")
+@router.get(SUB + "/history")
+def history(request: Request, p: PrincipalDep, db: SessionDep, offset: int = 0,
+            limit: int = 50) -> dict[str, Any]:
+    offset, limit = _page(offset, limit)
+    channel = channels.get_channel(db, _path(request))
+    channels.require_read(p, channel, f"{channels.kind_of(channel)}:history")
+    total, events = channels.history(db, channel, offset, limit)
+    return {"total_count": total, "items": [
+        {"event_id": e.event_id, "event_type": e.event_type, "created": e.created.isoformat(),
+         "data": e.data, "meta": e.meta} for e in events]}
+
+
+@router.get(CH + "/artifacts")
+@router.get(SUB + "/artifacts")
+def list_artifacts(request: Request, p: PrincipalDep, db: SessionDep, offset: int = 0, limit: int = 50,
+                   q: str | None = None) -> dict[str, Any]:
+    offset, limit = _page(offset, limit)
+    channel = channels.get_channel(db, _path(request))
+    total, items = artifacts.list_artifacts(db, p, channel, offset, limit, q)
+    return {"total_count": total, "items": items}
+
+
+@router.get(CH + "/artifacts/{family}/{package}/files")
+@router.get(SUB + "/artifacts/{family}/{package}/files")
+def list_files(request: Request, family: str, package: str, p: PrincipalDep, db: SessionDep,
+               offset: int = 0, limit: int = Query(0)) -> dict[str, Any]:
+    offset, limit = _page(offset, limit)
+    channel = channels.get_channel(db, _path(request))
+    total, files = artifacts.list_files(db, p, channel, family, package, offset, limit)
+    url = base_url(request)
+    return {"total_count": total, "items": [artifacts.file_json(f, channel, url) for f in files]}
+
+
+@router.post(CH + "/artifacts", status_code=201)
+@router.post(SUB + "/artifacts", status_code=201)
+@router.post("/channels/{ch}/{sub}/artifacts", status_code=201)
+def upload(request: Request, p: UserDep, db: SessionDep, rt: RuntimeDep,
+           content: UploadFile = File(...), filetype: str = Form(""),
+           size: int | None = Form(None)) -> dict[str, Any]:
+    channel = channels.get_channel(db, _path(request))
+    uploads.check_filetype(filetype)
+    raw_name = content.filename or ""
+    if safe_basename(raw_name) != raw_name:
+        raise InvalidInput(f"Invalid file name {raw_name[:100]!r}",
+                           "Send the bare file name, without directories", code="invalid_filename")
+    spooled = uploads.spool(content.file, rt.blobs.tempdir(), rt.settings.server.max_upload_size)
+    try:
+        row = uploads.upload_conda(db, rt.blobs, p, channel, spooled, raw_name, declared_size=size)
+        db.commit()
+    finally:
+        spooled.discard()
+    rt.indexer.notify(channel.id, {row.subdir})
+    return artifacts.file_json(row, channel, base_url(request))
+
+
+@router.put(CH + "/artifacts/bulk", status_code=202)
+@router.put(SUB + "/artifacts/bulk", status_code=202)
+def bulk(request: Request, body: BulkBody, p: UserDep, db: SessionDep, rt: RuntimeDep) -> JSONResponse:
+    channel = channels.get_channel(db, _path(request))
+    changed = artifacts.bulk(db, p, channel, body.action, body.items, body.target_channel,
+                             body.target_subchannel)
+    db.commit()
+    for cid, items in changed.items():
+        rt.indexer.notify(cid, {s for s, _ in items})
+    return JSONResponse({"action": body.action, "count": sum(len(v) for v in changed.values())},
+                        status_code=202)
+
+
+@router.get("/artifacts")
+def search(p: PrincipalDep, db: SessionDep, q: str = "", offset: int = 0, limit: int = 50,
+           sort: str = "-download_count") -> dict[str, Any]:
+    offset, limit = _page(offset, limit)
+    total, items = artifacts.search(db, p, q, offset, limit)
+    return {"total_count": total, "items": items, "sort": sort}

@@ -1,0 +1,67 @@
+"""The ASGI application: create_app(runtime) wires routers, error mapping and package serving."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from taipan import __version__
+from taipan.runtime import Runtime
+from taipan.web import errors
+from taipan.web.api import account, channels
+from taipan.web.repo import conda
+
+
+class UploadLimit:
+    """Refuse an upload whose Content-Length is over the limit before reading its body."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("POST", "PUT"):
+            length = dict(scope["headers"]).get(b"content-length")
+            if length and length.isdigit() and int(length) > self.limit + 64 * 1024:
+                resp = errors.error_response(
+                    413, "upload_too_large", f"The upload is larger than the limit of {self.limit} bytes",
+                    "Ask an admin to raise TAIPAN_SERVER__MAX_UPLOAD_SIZE")
+                await resp(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        runtime.start()
+        try:
+            yield
+        finally:
+            runtime.close()
+
+    app = FastAPI(title="Taipan", version=__version__, lifespan=lifespan, docs_url="/docs",
+                  openapi_url="/api/openapi.json")
+    app.state.runtime = runtime
+    errors.install(app)
+    app.include_router(account.router, prefix="/api")
+    app.include_router(channels.router, prefix="/api")
+    app.add_route("/api/repo/{path:path}", conda.serve, methods=["GET", "HEAD"])
+
+    @app.get("/api/system/version", tags=["system"])
+    def version() -> dict[str, str]:
+        return {"version": __version__}
+
+    app.add_middleware(UploadLimit, limit=runtime.settings.server.max_upload_size)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory for `taipan serve`: one runtime per worker process, from the environment."""
+    from taipan.runtime import build_runtime
+    from taipan.settings import Settings
+
+    return create_app(build_runtime(Settings()))

@@ -1,0 +1,40 @@
+"""Map domain errors to HTTP: every error body is {code, message, hint} (and detail, for FastAPI clients)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from taipan.errors import TaipanError, TooManyRequests
+
+
+def error_response(status: int, code: str, message: str, hint: str = "",
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"code": code, "message": message, "hint": hint, "detail": message}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(TaipanError)
+    async def _taipan(_: Request, exc: TaipanError) -> JSONResponse:
+        headers = {}
+        if isinstance(exc, TooManyRequests):
+            headers["Retry-After"] = str(exc.retry_after)
+        if exc.status == 401:
+            headers["WWW-Authenticate"] = 'Basic realm="taipan"'
+        return error_response(exc.status, exc.code, exc.message, exc.hint, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(x) for x in first.get("loc", ()) if x != "body")
+        return error_response(422, "invalid_request", f"Invalid request: {where}: {first.get('msg', '')}",
+                              "Check the request against the API documentation at /docs")
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        hint = "Check the URL" if exc.status_code in (404, 405) else ""
+        return error_response(exc.status_code, code, str(exc.detail), hint, getattr(exc, "headers", None))

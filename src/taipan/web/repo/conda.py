@@ -1,0 +1,141 @@
+"""Conda channel serving under /api/repo/[t/<token>/]<channel>[/<subchannel>]/<subdir>/<file>.
+
+Index files are answered from the indexer's prepared bytes (no per-request storage or JSON work);
+package files are sent from the blob store with Range support, and each download is recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+
+from taipan.domain.names import SUBDIR_SET
+from taipan.domain.permissions import Principal, can_read_channel
+from taipan.errors import Forbidden, NotFound, Unauthenticated
+from taipan.runtime import Runtime
+from taipan.services import serving
+from taipan.services.indexing import Publication
+from taipan.web.repo.common import (
+    ChannelView,
+    bytes_response,
+    channel_cache,
+    principal_for,
+    record_download,
+)
+
+INDEX_FILES = {
+    "repodata.json": "application/json",
+    "repodata.json.zst": "application/zstd",
+    "repodata.json.bz2": "application/x-bzip2",
+    "current_repodata.json": "application/json",
+    "current_repodata.json.zst": "application/zstd",
+    "repodata_shards.msgpack.zst": "application/octet-stream",
+}
+
+
+def parse_repo_path(path: str) -> tuple[str | None, str, list[str]]:
+    """'t/TOK/ch/sub/linux-64/x' -> ('TOK', 'ch/sub', ['linux-64', 'x'])."""
+    parts = path.split("/")
+    token = None
+    if len(parts) >= 2 and parts[0] == "t":
+        token, parts = parts[1], parts[2:]
+    if not parts or not parts[0]:
+        raise NotFound("No channel in the URL", "Use /api/repo/<channel>/<subdir>/repodata.json",
+                       code="channel_not_found")
+    channel = parts[0]
+    rest = parts[1:]
+    if len(rest) >= 2 and rest[0] not in SUBDIR_SET:
+        channel, rest = f"{channel}/{rest[0]}", rest[1:]
+    return token, channel, rest
+
+
+def check_access(p: Principal, ch: ChannelView | None, path: str) -> ChannelView:
+    if ch is None:
+        raise NotFound(f"Channel {path!r} does not exist", "Check the channel name",
+                       code="channel_not_found")
+    if not can_read_channel(p, ch.privacy, ch.owner_ids):
+        if not p.authenticated:
+            raise Unauthenticated(f"Channel {path!r} requires authentication",
+                                  "Add /t/<token>/ to the channel URL or send an X-Auth header",
+                                  code="authentication_required")
+        raise Forbidden(f"You do not have access to channel {path!r}", "Ask an owner for access",
+                        code="channel_forbidden")
+    if p.authenticated and not p.has_scope("artifact:download"):
+        raise Forbidden("Your token does not have the 'artifact:download' scope",
+                        "Create a token with artifact:download", code="insufficient_scope")
+    return ch
+
+
+async def serve(request: Request) -> Response:
+    rt: Runtime = request.app.state.runtime
+    token, path, rest = parse_repo_path(request.path_params["path"])
+    p = principal_for(rt, request, token)
+    cache = channel_cache(rt)
+    hit = cache.peek(path)
+    view = check_access(p, hit[0] if hit else await run_in_threadpool(cache.get, rt, path), path)
+    public = view.privacy == "public"
+    if rest == [] or rest == [""]:
+        return Response(json.dumps({"channel": view.path, "subdirs": "see channeldata.json"}),
+                        media_type="application/json")
+    if rest == ["channeldata.json"]:
+        data = await run_in_threadpool(serving.channeldata, rt.sessions, view.id, view.path)
+        etag = '"' + hashlib.sha256(data).hexdigest()[:24] + '"'
+        return bytes_response(request, data, etag, serving.http_now(), "application/json", public)
+    if len(rest) < 2 or rest[0] not in SUBDIR_SET:
+        raise NotFound(f"Nothing at {request.url.path}",
+                       "Subdirs are platform names such as noarch or linux-64", code="not_found")
+    subdir, name = rest[0], "/".join(rest[1:])
+    if name in INDEX_FILES or name.startswith("shards/"):
+        publication = rt.indexer.peek(view.id, subdir, frozen=view.frozen) or await run_in_threadpool(
+            rt.indexer.publication, view.id, subdir, frozen=view.frozen)
+        return await _index_file(request, publication, name, public)
+    return await run_in_threadpool(_package, request, rt, p, view, subdir, name)
+
+
+async def _index_file(request: Request, pub: Publication, name: str, public: bool) -> Response:
+    if name.startswith("shards/"):
+        digest = name[len("shards/"):].removesuffix(".msgpack.zst")
+        data = pub.shards.get(digest)
+        if data is None:
+            raise NotFound(f"No shard {digest[:16]}...", "Fetch repodata_shards.msgpack.zst again",
+                           code="shard_not_found")
+        return bytes_response(request, data, f'"{digest[:32]}"', pub.last_modified,
+                              "application/octet-stream", public)
+    builders = {
+        "repodata.json": lambda: pub.repodata, "repodata.json.zst": lambda: pub.zst,
+        "repodata_shards.msgpack.zst": lambda: pub.shard_index,
+        "repodata.json.bz2": pub.bz2, "current_repodata.json": pub.current_repodata,
+        "current_repodata.json.zst": pub.current_zst,
+    }
+    variant = name.replace(".", "-")
+    etag = pub.etag(variant)
+    build = builders[name]
+    cheap = name in ("repodata.json", "repodata.json.zst", "repodata_shards.msgpack.zst")
+    data = build() if cheap else await run_in_threadpool(build)
+    return bytes_response(request, data, etag, pub.last_modified, INDEX_FILES[name], public)
+
+
+def _package(request: Request, rt: Runtime, p: Principal, view: ChannelView, subdir: str,
+             filename: str) -> Response:
+    f = serving.find_file(rt.sessions, view.id, f"{subdir}/{filename}")
+    headers = {"ETag": f'"{f.sha256}"', "Cache-Control": ("public" if view.privacy == "public"
+                                                          else "private") + ", max-age=31536000, immutable"}
+    if f.state != "active":
+        fetch = rt.extras.get("passive_fetch")
+        if fetch is None:
+            raise NotFound(f"{filename} is not available yet", "Ask an admin to run the mirror",
+                           code="file_not_available")
+        return fetch(request, rt, p, view, f)
+    path = rt.blobs.local_path(f.sha256)
+    if path is None or not path.exists():
+        raise NotFound(f"The stored file for {filename} is missing", "Ask an admin to check the blob store",
+                       code="blob_missing")
+    # A download counts once: resumed or partial transfers (Range not starting at 0) do not.
+    if request.method == "GET" and request.headers.get("range", "bytes=0-").startswith("bytes=0-"):
+        record_download(rt, request, p, view, f)
+    return FileResponse(path, headers=headers, media_type="application/octet-stream",
+                        filename=None, stat_result=None)

@@ -1,0 +1,172 @@
+"""Shared fixtures: a real `taipan serve` process on a free port, and real conda packages."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+ADMIN_PASSWORD = "admin-password-1"
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class ServerProcess:
+    home: Path
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+    admin_username: str = "admin"
+    admin_password: str = ADMIN_PASSWORD
+    _admin_token: str | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api(self) -> str:
+        return self.url + "/api"
+
+    def login(self, username: str | None = None, password: str | None = None) -> str:
+        r = httpx.post(self.api + "/auth/login", json={"username": username or self.admin_username,
+                                                       "password": password or self.admin_password})
+        r.raise_for_status()
+        return r.json()["token"]
+
+    def admin_token(self) -> str:
+        """An API token of the admin with every scope (made once per server)."""
+        if self._admin_token is None:
+            session = self.login()
+            r = httpx.post(self.api + "/account/tokens", json={"name": "tests"},
+                           headers={"Authorization": f"Bearer {session}"})
+            r.raise_for_status()
+            self._admin_token = r.json()["token"]
+        return self._admin_token
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"X-Auth": token} if token else {}
+        return httpx.Client(base_url=self.api, headers=headers, timeout=60)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_server(home: Path, env: dict[str, str] | None = None, *, workers: int = 1) -> ServerProcess:
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    full_env = {**os.environ, "TAIPAN_HOME": str(home), "TAIPAN_ADMIN_PASSWORD": ADMIN_PASSWORD,
+                **(env or {})}
+    log = home / "server.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "taipan.admin.main", "serve", "--host", "127.0.0.1", "--port",
+             str(port), "--workers", str(workers)], env=full_env, stdout=out, stderr=subprocess.STDOUT)
+    server = ServerProcess(home, port, proc, log)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"taipan serve exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(server.api + "/system/version", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"taipan serve did not start:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="session")
+def taipan_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    server = start_server(tmp_path_factory.mktemp("taipan-home"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    started: list[ServerProcess] = []
+
+    def make(env: dict[str, str] | None = None, *, home: Path | None = None,
+             workers: int = 1) -> ServerProcess:
+        s = start_server(home or tmp_path / f"home{len(started)}", env, workers=workers)
+        started.append(s)
+        return s
+
+    yield make
+    for s in started:
+        s.stop()
+
+
+# ---------------------------------------------------------------- real conda packages
+
+def build_package(out_dir: Path, name: str, version: str, subdir: str, *, build: str = "0",
+                  depends: list[str] | None = None, fmt: str = ".conda", license: str = "MIT",
+                  license_family: str | None = "MIT", timestamp: datetime | None = None,
+                  content: str | None = None) -> Path:
+    """Build a real conda package with py-rattler-build; it installs share/<name>/<name>.txt."""
+    from rattler_build import ArchiveType, assemble_package
+
+    files = out_dir / f"src-{name}-{version}-{build}-{subdir}"
+    (files / "share" / name).mkdir(parents=True, exist_ok=True)
+    (files / "share" / name / f"{name}.txt").write_text(content or f"{name} {version}\n")
+    dest = out_dir / subdir
+    dest.mkdir(parents=True, exist_ok=True)
+    out = assemble_package(
+        name, version, subdir, build, dest, files_dir=files, depends=depends or [], license=license,
+        license_family=license_family, noarch="generic" if subdir == "noarch" else None,
+        archive_type=ArchiveType.Conda if fmt == ".conda" else ArchiveType.TarBz2,
+        timestamp=timestamp or datetime(2024, 1, 1, tzinfo=UTC), summary=f"The {name} package",
+        homepage=f"https://example.invalid/{name}")
+    return Path(out.path)
+
+
+@pytest.fixture(scope="session")
+def conda_packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """hello (noarch .conda) and world (linux-64 .tar.bz2, depends on hello), and a newer hello."""
+    out = tmp_path_factory.mktemp("pkgs")
+    return {
+        "hello": build_package(out, "hello", "1.0", "noarch"),
+        "world": build_package(out, "world", "2.0", "linux-64", build="h1_0", depends=["hello >=1.0"],
+                               fmt=".tar.bz2", license="BSD-3-Clause", license_family="BSD"),
+        "hello-1.1": build_package(out, "hello", "1.1", "noarch"),
+    }
+
+
+@pytest.fixture
+def package_builder(tmp_path: Path) -> Callable[..., Path]:
+    def build(*args: object, **kwargs: object) -> Path:
+        return build_package(tmp_path / "built", *args, **kwargs)  # type: ignore[arg-type]
+
+    return build
+
+
+def postgres_available() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_URL, connect_timeout=2):
+            return True
+    except Exception:
+        return False
