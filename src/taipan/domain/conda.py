@@ -64,7 +64,7 @@ def read_package_info(fileobj: BinaryIO, filename: str) -> tuple[dict[str, Any],
 
     wanted = {"info/index.json": None, "info/about.json": None}
     try:
-        for tar, member in stream_conda_info(filename, fileobj):
+        for tar, member in stream_conda_info(_inner_name(fileobj, filename), fileobj):
             if member.name in wanted and member.isfile():
                 if member.size > MAX_INFO_MEMBER:
                     raise InvalidInput(f"{member.name} is too large", "The package is malformed",
@@ -89,6 +89,22 @@ def read_package_info(fileobj: BinaryIO, filename: str) -> tuple[dict[str, Any],
                            code="invalid_package")
     about = wanted["info/about.json"]
     return index, about if isinstance(about, dict) else {}
+
+
+def _inner_name(fileobj: BinaryIO, filename: str) -> str:
+    """The name a .conda archive calls itself inside (its info-<stem>.tar.zst member), so that a
+    renamed file is read and then reported as a name mismatch rather than as a corrupt archive."""
+    if not filename.endswith(".conda"):
+        return filename
+    import zipfile
+
+    with zipfile.ZipFile(fileobj) as zf:
+        members = [n for n in zf.namelist() if n.startswith("info-") and n.endswith(".tar.zst")]
+    fileobj.seek(0)
+    if len(members) != 1:
+        raise InvalidInput(f"{filename} has no info component", "The .conda archive is malformed",
+                           code="invalid_package")
+    return members[0][len("info-"):-len(".tar.zst")] + ".conda"
 
 
 def check_index_matches(index: Mapping[str, Any], fn: CondaFilename) -> str:

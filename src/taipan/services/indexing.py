@@ -249,5 +249,11 @@ def log_changes(db: Session, channel_id: str, changes: list[tuple[str, str]]) ->
     """
     if not changes:
         return
-    db.execute(select(Channel.id).where(Channel.id == channel_id).with_for_update())
+    lock_channel(db, channel_id)
     db.add_all(IndexChange(channel_id=channel_id, subdir=s, filename=f) for s, f in changes)
+
+
+def lock_channel(db: Session, channel_id: str) -> None:
+    """Serialize writers of one channel until commit. FOR NO KEY UPDATE, so that it does not
+    conflict with the key-share locks that inserting rows referencing the channel takes."""
+    db.execute(select(Channel.id).where(Channel.id == channel_id).with_for_update(key_share=True))

@@ -24,7 +24,7 @@ from taipan.domain.permissions import Principal
 from taipan.domain.repodata import record_bytes
 from taipan.errors import Conflict, InvalidInput, TooLarge
 from taipan.services.channels import add_event, require_write
-from taipan.services.indexing import log_changes
+from taipan.services.indexing import lock_channel, log_changes
 from taipan.storage.base import BlobStore
 
 CONDA_FILETYPES = {"", "conda1", "conda", "conda_package", "conda_package_1", "conda_package_2"}
@@ -99,6 +99,7 @@ def upload_conda(db: Session, blobs: BlobStore, p: Principal, channel: Channel, 
         index, about = read_package_info(fh, filename)
     subdir = check_index_matches(index, fn)
     ckey = f"{subdir}/{filename}"
+    lock_channel(db, channel.id)  # makes the duplicate check and the insert one step
     if db.scalar(select(File.id).where(File.channel_id == channel.id, File.ckey == ckey)):
         raise Conflict(f"{ckey} already exists in channel {channel.path!r}",
                        "Remove the existing file first, or bump the build number", code="file_exists")

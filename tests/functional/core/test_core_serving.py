@@ -1,0 +1,129 @@
+"""Conda channel serving: consistency of every index file, conditional requests, HEAD and Range."""
+
+from __future__ import annotations
+
+import bz2
+import hashlib
+import json
+import uuid
+
+import httpx
+import msgpack
+import pytest
+import zstandard
+
+from taipan.domain.names import KNOWN_SUBDIRS
+
+
+def dzst(data: bytes) -> bytes:
+    return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+
+
+@pytest.fixture(scope="module")
+def channel(taipan_server, conda_packages) -> str:
+    name = f"serve-{uuid.uuid4().hex[:8]}"
+    with taipan_server.client(taipan_server.admin_token()) as c:
+        c.post("/channels", json={"name": name}).raise_for_status()
+        for key in ("hello", "hello-1.1", "world"):
+            p = conda_packages[key]
+            c.post(f"/channels/{name}/artifacts", files={"content": (p.name, p.read_bytes())},
+                   data={"filetype": "conda1"}).raise_for_status()
+    return f"{taipan_server.api}/repo/{name}"
+
+
+def test_derived_files_match_repodata_json(channel):
+    repodata = httpx.get(f"{channel}/noarch/repodata.json").json()
+    assert set(repodata["packages.conda"]) == {"hello-1.0-0.conda", "hello-1.1-0.conda"}
+    assert json.loads(dzst(httpx.get(f"{channel}/noarch/repodata.json.zst").content)) == repodata
+    assert json.loads(bz2.decompress(httpx.get(f"{channel}/noarch/repodata.json.bz2").content)) == repodata
+    current = httpx.get(f"{channel}/noarch/current_repodata.json").json()
+    assert set(current["packages.conda"]) == {"hello-1.1-0.conda"}
+    record = repodata["packages.conda"]["hello-1.0-0.conda"]
+    assert record["name"] == "hello" and record["subdir"] == "noarch" and len(record["sha256"]) == 64
+
+
+def test_shards_decode_to_the_same_records(channel):
+    index = msgpack.unpackb(dzst(httpx.get(f"{channel}/noarch/repodata_shards.msgpack.zst").content))
+    assert index["info"]["subdir"] == "noarch"
+    assert set(index["shards"]) == {"hello"}
+    repodata = httpx.get(f"{channel}/noarch/repodata.json").json()
+    digest = index["shards"]["hello"].hex()
+    raw = httpx.get(f"{channel}/noarch/shards/{digest}.msgpack.zst").content
+    assert hashlib.sha256(raw).hexdigest() == digest
+    shard = msgpack.unpackb(dzst(raw))
+    for fn, rec in shard["packages.conda"].items():
+        rec = {**rec, "sha256": rec["sha256"].hex(), "md5": rec["md5"].hex()}
+        assert rec == repodata["packages.conda"][fn]
+    assert set(shard["packages.conda"]) == set(repodata["packages.conda"])
+
+
+def test_conditional_requests_return_304(channel):
+    for name in ("repodata.json", "repodata.json.zst", "repodata_shards.msgpack.zst",
+                 "current_repodata.json", "repodata.json.bz2"):
+        first = httpx.get(f"{channel}/noarch/{name}")
+        etag, modified = first.headers["etag"], first.headers["last-modified"]
+        assert etag.startswith('"') and not etag.startswith("W/")
+        again = httpx.get(f"{channel}/noarch/{name}", headers={"If-None-Match": etag})
+        assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
+        since = httpx.get(f"{channel}/noarch/{name}", headers={"If-Modified-Since": modified})
+        assert since.status_code == 304
+        other = httpx.get(f"{channel}/noarch/{name}", headers={"If-None-Match": '"other"'})
+        assert other.status_code == 200 and other.content == first.content
+
+
+def test_etag_changes_when_the_index_changes(taipan_server, channel, package_builder):
+    before = httpx.get(f"{channel}/noarch/repodata.json")
+    pkg = package_builder("extra", "0.1", "noarch")
+    name = channel.rsplit("/", 1)[1]
+    with taipan_server.client(taipan_server.admin_token()) as c:
+        c.post(f"/channels/{name}/artifacts", files={"content": (pkg.name, pkg.read_bytes())},
+               data={"filetype": "conda1"}).raise_for_status()
+    after = httpx.get(f"{channel}/noarch/repodata.json", headers={"If-None-Match": before.headers["etag"]})
+    assert after.status_code == 200 and "extra-0.1-0.conda" in after.json()["packages.conda"]
+    with taipan_server.client(taipan_server.admin_token()) as c:
+        r = c.put(f"/channels/{name}/artifacts/bulk",
+                  json={"action": "delete", "items": [{"name": "extra", "family": "conda"}]})
+        assert r.status_code == 202
+    gone = httpx.get(f"{channel}/noarch/repodata.json")
+    assert "extra-0.1-0.conda" not in gone.json()["packages.conda"]
+
+
+def test_head_matches_get(channel, conda_packages):
+    for path in ("noarch/repodata.json", "noarch/repodata.json.zst", f"noarch/{conda_packages['hello'].name}"):
+        get = httpx.get(f"{channel}/{path}")
+        head = httpx.head(f"{channel}/{path}")
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-length"] == str(len(get.content))
+        assert head.headers["etag"] == get.headers["etag"]
+
+
+def test_range_on_package_files(channel, conda_packages):
+    data = conda_packages["hello"].read_bytes()
+    url = f"{channel}/noarch/{conda_packages['hello'].name}"
+    full = httpx.get(url)
+    assert full.content == data and full.headers["etag"] == f'"{hashlib.sha256(data).hexdigest()}"'
+    part = httpx.get(url, headers={"Range": "bytes=10-99"})
+    assert part.status_code == 206 and part.content == data[10:100]
+    assert part.headers["content-range"] == f"bytes 10-99/{len(data)}"
+    assert httpx.get(url, headers={"If-None-Match": full.headers["etag"]}).status_code in (200, 304)
+
+
+def test_every_known_subdir_answers(channel):
+    for subdir in KNOWN_SUBDIRS:
+        r = httpx.get(f"{channel}/{subdir}/repodata.json")
+        assert r.status_code == 200
+        assert r.json()["info"]["subdir"] == subdir
+    assert httpx.get(f"{channel}/not-a-subdir/repodata.json").status_code == 404
+
+
+def test_channeldata(channel):
+    data = httpx.get(f"{channel}/channeldata.json").json()
+    assert data["packages"]["hello"]["version"] == "1.1"
+    assert set(data["subdirs"]) == {"noarch", "linux-64"}
+    assert data["packages"]["world"]["subdirs"] == ["linux-64"]
+
+
+def test_missing_files_404(channel):
+    assert httpx.get(f"{channel}/noarch/nothere-1-0.conda").status_code == 404
+    assert httpx.get(f"{channel}/noarch/shards/{'0' * 64}.msgpack.zst").status_code == 404
+    assert httpx.get(channel.rsplit("/", 1)[0] + "/no-such-channel/noarch/repodata.json").status_code == 404

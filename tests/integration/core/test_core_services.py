@@ -1,0 +1,135 @@
+"""Services against a real database (SQLite and PostgreSQL) and a real blob store."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from taipan.domain.permissions import Principal
+from taipan.errors import Conflict, Forbidden, TooManyRequests, Unauthenticated
+from taipan.services import accounts, artifacts, channels, uploads
+from taipan.settings import AuthSettings
+
+
+def admin_principal(rt) -> Principal:
+    with rt.sessions() as db:
+        accounts.bootstrap_admin(db, "admin", "admin-password-1")
+        db.commit()
+        secret, _ = accounts.login(db, "admin", "admin-password-1", AuthSettings())
+        db.commit()
+        return accounts.principal_for_secret(db, secret)
+
+
+def put(rt, p: Principal, channel_path: str, pkg: Path):
+    with rt.sessions() as db, open(pkg, "rb") as fh:
+        ch = channels.get_channel(db, channel_path)
+        spooled = uploads.spool(fh, rt.blobs.tempdir(), 10**9)
+        try:
+            row = uploads.upload_conda(db, rt.blobs, p, ch, spooled, pkg.name)
+            db.commit()
+        finally:
+            spooled.discard()
+        rt.indexer.notify(ch.id, {row.subdir})
+        return ch.id, row.subdir
+
+
+def test_accounts_tokens_and_throttle(runtime):
+    p = admin_principal(runtime)
+    cfg = AuthSettings()
+    with runtime.sessions() as db:
+        secret, token = accounts.create_token(db, p, "ci", ["artifact:download"], None, cfg)
+        db.commit()
+        got = accounts.principal_for_secret(db, secret)
+        assert got.scopes == {"artifact:download"} and got.username == "admin"
+        # a scoped token cannot mint a broader one
+        with pytest.raises(Forbidden):
+            accounts.create_token(db, got, "wider", ["artifact:create"], None, cfg)
+        accounts.create_user(db, "bob", "bob-password")
+        db.commit()
+        assert accounts.default_channel_name(db, accounts.get_user(db, "bob")) == "bob"
+        with pytest.raises(Conflict):
+            accounts.create_user(db, "bob", "bob-password")
+        db.rollback()
+        for _ in range(3):
+            with pytest.raises(Unauthenticated):
+                accounts.login(db, "bob", "nope-nope", cfg)
+        with pytest.raises(TooManyRequests):
+            accounts.login(db, "bob", "bob-password", cfg)
+        with pytest.raises(Conflict):
+            accounts.delete_user(db, "admin")  # the last admin stays
+
+
+def test_incremental_index_and_bulk(runtime, conda_packages):
+    p = admin_principal(runtime)
+    with runtime.sessions() as db:
+        channels.create_channel(db, p, "snakes")
+        channels.create_channel(db, p, "lua", parent_path="snakes")
+        db.commit()
+    cid, _ = put(runtime, p, "snakes", conda_packages["hello"])
+    first = runtime.indexer.publication(cid, "noarch")
+    assert list(json.loads(first.repodata)["packages.conda"]) == ["hello-1.0-0.conda"]
+    put(runtime, p, "snakes", conda_packages["hello-1.1"])
+    second = runtime.indexer.publication(cid, "noarch")
+    assert second.etag("repodata-json") != first.etag("repodata-json")
+    assert set(json.loads(second.repodata)["packages.conda"]) == {"hello-1.0-0.conda", "hello-1.1-0.conda"}
+    # the untouched subdir is not rebuilt: same publication object
+    linux = runtime.indexer.publication(cid, "linux-64")
+    put(runtime, p, "snakes", conda_packages["world"])
+    assert runtime.indexer.publication(cid, "noarch") is second
+    assert runtime.indexer.publication(cid, "linux-64") is not linux
+    with runtime.sessions() as db:
+        ch = channels.get_channel(db, "snakes")
+        changed = artifacts.bulk(db, p, ch, "copy", [{"name": "hello", "family": "conda"}], "snakes", "lua")
+        db.commit()
+    sub_id = next(k for k in changed if k != cid)
+    runtime.indexer.notify(sub_id, {"noarch"})
+    sub = json.loads(runtime.indexer.publication(sub_id, "noarch").repodata)
+    assert sub["packages.conda"] == json.loads(second.repodata)["packages.conda"]
+
+
+def test_other_process_writes_are_polled(runtime, conda_packages):
+    """A second Indexer (as in another worker process) sees writes after its poll interval."""
+    from taipan.services.indexing import Indexer
+
+    p = admin_principal(runtime)
+    with runtime.sessions() as db:
+        channels.create_channel(db, p, "polled")
+        db.commit()
+    other = Indexer(runtime.sessions, poll_interval=0.0)
+    cid, _ = put(runtime, p, "polled", conda_packages["hello"])
+    assert "hello-1.0-0.conda" in json.loads(other.publication(cid, "noarch").repodata)["packages.conda"]
+    put(runtime, p, "polled", conda_packages["hello-1.1"])
+    assert "hello-1.1-0.conda" in json.loads(other.publication(cid, "noarch").repodata)["packages.conda"]
+
+
+def test_concurrent_uploads_all_land_in_the_index(runtime, package_builder):
+    p = admin_principal(runtime)
+    with runtime.sessions() as db:
+        channels.create_channel(db, p, "burst")
+        db.commit()
+    pkgs = [package_builder(f"p{i}", "1.0", "noarch") for i in range(12)]
+    errors: list[BaseException] = []
+
+    def work(chunk):
+        try:
+            for pkg in chunk:
+                put(runtime, p, "burst", pkg)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(pkgs[i::3],)) for i in range(3)]
+    reader = runtime.indexer
+    for t in threads:
+        t.start()
+    with runtime.sessions() as db:
+        cid = channels.get_channel(db, "burst").id
+    while any(t.is_alive() for t in threads):
+        reader.publication(cid, "noarch")  # read while writers commit
+    for t in threads:
+        t.join()
+    assert not errors
+    reader.notify(cid, {"noarch"})
+    assert len(json.loads(reader.publication(cid, "noarch").repodata)["packages.conda"]) == 12
