@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from taipan import __version__
 from taipan.runtime import Runtime
 from taipan.web import errors
-from taipan.web.api import account, channels
+from taipan.web.api import account, channels, mirrors
 from taipan.web.repo import conda
 
 
@@ -49,13 +49,15 @@ def create_app(runtime: Runtime) -> FastAPI:
     errors.install(app)
     app.include_router(account.router, prefix="/api")
     app.include_router(channels.router, prefix="/api")
-    app.add_route("/api/repo/{path:path}", conda.serve, methods=["GET", "HEAD"])
+    mirrors.install(app, runtime)
 
     @app.get("/api/system/version", tags=["system"])
     def version() -> dict[str, str]:
         return {"version": __version__}
 
     app.add_middleware(UploadLimit, limit=runtime.settings.server.max_upload_size)
+    # Outermost: package serving does not pay for the API's routing and middleware.
+    app.add_middleware(conda.RepoApp)
     return app
 
 

@@ -12,13 +12,15 @@ import json
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from taipan.domain.names import SUBDIR_SET
 from taipan.domain.permissions import Principal, can_read_channel
-from taipan.errors import Forbidden, NotFound, Unauthenticated
+from taipan.errors import Forbidden, NotFound, TaipanError, Unauthenticated
 from taipan.runtime import Runtime
 from taipan.services import serving
 from taipan.services.indexing import Publication
+from taipan.web.errors import error_response
 from taipan.web.repo.common import (
     ChannelView,
     bytes_response,
@@ -70,9 +72,35 @@ def check_access(p: Principal, ch: ChannelView | None, path: str) -> ChannelView
     return ch
 
 
-async def serve(request: Request) -> Response:
+class RepoApp:
+    """ASGI middleware that answers /api/repo/ itself, ahead of the API's routing and middleware:
+    package serving is the hot path (every conda client revalidates every index on every run)."""
+
+    PREFIX = "/api/repo/"
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.PREFIX):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        if scope["method"] not in ("GET", "HEAD"):
+            response: Response = error_response(405, "method_not_allowed", "Package URLs are read-only",
+                                                "Use GET or HEAD; upload through /api/channels/...")
+        else:
+            try:
+                response = await serve(request, scope["path"][len(self.PREFIX):])
+            except TaipanError as exc:
+                headers = {"WWW-Authenticate": 'Basic realm="taipan"'} if exc.status == 401 else None
+                response = error_response(exc.status, exc.code, exc.message, exc.hint, headers)
+        await response(scope, receive, send)
+
+
+async def serve(request: Request, repo_path: str) -> Response:
     rt: Runtime = request.app.state.runtime
-    token, path, rest = parse_repo_path(request.path_params["path"])
+    token, path, rest = parse_repo_path(repo_path)
     p = principal_for(rt, request, token)
     cache = channel_cache(rt)
     hit = cache.peek(path)
