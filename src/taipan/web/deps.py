@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import threading
 import time
 from collections.abc import Iterator
@@ -80,7 +81,8 @@ def resolve_principal(runtime: Runtime, db: Session | None, kind: str, value: st
     if kind == "none" or not value:
         return ANONYMOUS
     cache: PrincipalCache = runtime.extras.setdefault("principals", PrincipalCache())
-    key = f"{kind}:{value}"
+    # Keyed by a digest: the cache never holds a secret or a password in the clear.
+    key = hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()
     hit = cache.get(key)
     if hit is not None:
         return hit
