@@ -77,14 +77,16 @@ def credentials(request: Request) -> tuple[str, str | None]:
     return "none", None
 
 
-def resolve_principal(runtime: Runtime, db: Session | None, kind: str, value: str | None) -> Principal:
+def resolve_principal(runtime: Runtime, db: Session | None, kind: str, value: str | None, *,
+                      cached_only: bool = False) -> Principal | None:
+    """The principal for credentials, cached for PRINCIPAL_TTL; with cached_only, None on a miss."""
     if kind == "none" or not value:
         return ANONYMOUS
     cache: PrincipalCache = runtime.extras.setdefault("principals", PrincipalCache())
     # Keyed by a digest: the cache never holds a secret or a password in the clear.
     key = hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()
     hit = cache.get(key)
-    if hit is not None:
+    if hit is not None or cached_only:
         return hit
     with (runtime.sessions() if db is None else _nullctx(db)) as session:
         if kind == "token":
@@ -116,7 +118,9 @@ def get_principal(request: Request, db: SessionDep) -> Principal:
     if kind == "token":
         # Tokens are validated on every API call (not cached): revocation takes effect at once.
         return accounts.principal_for_secret(db, value or "")
-    return resolve_principal(get_runtime(request), db, kind, value)
+    p = resolve_principal(get_runtime(request), db, kind, value)
+    assert p is not None
+    return p
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

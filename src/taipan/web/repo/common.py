@@ -64,18 +64,25 @@ def channel_cache(rt: Runtime) -> ChannelCache:
     return rt.extras.setdefault("channel_cache", ChannelCache())
 
 
-def principal_for(rt: Runtime, request: Request, url_token: str | None) -> Principal:
-    if url_token is not None:
-        return resolve_principal(rt, None, "token", url_token)
-    kind, value = credentials(request)
-    return resolve_principal(rt, None, kind, value)
+CACHE_CONTROL = {True: b"public, max-age=0, must-revalidate", False: b"private, max-age=0, must-revalidate"}
+
+
+def principal_for(rt: Runtime, request: Request, url_token: str | None, *,
+                  cached_only: bool = False) -> Principal | None:
+    """The caller, from /t/<token>/ or the headers; with cached_only, None unless no I/O is needed."""
+    kind, value = ("token", url_token) if url_token is not None else credentials(request)
+    return resolve_principal(rt, None, kind, value, cached_only=cached_only)
+
+
+def etag_matches(if_none_match: str, etag: str) -> bool:
+    tags = [t.strip() for t in if_none_match.split(",")]
+    return "*" in tags or etag in tags or f"W/{etag}" in tags
 
 
 def not_modified(request: Request, etag: str, last_modified: str) -> bool:
     inm = request.headers.get("if-none-match")
     if inm is not None:
-        tags = [t.strip() for t in inm.split(",")]
-        return "*" in tags or etag in tags or f"W/{etag}" in tags
+        return etag_matches(inm, etag)
     ims = request.headers.get("if-modified-since")
     if ims:
         try:
@@ -87,10 +94,7 @@ def not_modified(request: Request, etag: str, last_modified: str) -> bool:
 
 def bytes_response(request: Request, data: bytes, etag: str, last_modified: str, media_type: str,
                    public: bool) -> Response:
-    headers = {
-        "ETag": etag, "Last-Modified": last_modified,
-        "Cache-Control": ("public" if public else "private") + ", max-age=0, must-revalidate",
-    }
+    headers = {"ETag": etag, "Last-Modified": last_modified, "Cache-Control": CACHE_CONTROL[public].decode()}
     if not_modified(request, etag, last_modified):
         return Response(status_code=304, headers=headers)
     return Response(data, media_type=media_type, headers=headers)

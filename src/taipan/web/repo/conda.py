@@ -22,9 +22,11 @@ from taipan.services import serving
 from taipan.services.indexing import Publication
 from taipan.web.errors import error_response
 from taipan.web.repo.common import (
+    CACHE_CONTROL,
     ChannelView,
     bytes_response,
     channel_cache,
+    etag_matches,
     principal_for,
     record_download,
 )
@@ -55,21 +57,55 @@ def parse_repo_path(path: str) -> tuple[str | None, str, list[str]]:
     return token, channel, rest
 
 
-def check_access(p: Principal, ch: ChannelView | None, path: str) -> ChannelView:
+def access_error(p: Principal, ch: ChannelView | None, path: str) -> TaipanError | None:
+    """Why ``p`` may not fetch from the channel, or None when it may."""
     if ch is None:
-        raise NotFound(f"Channel {path!r} does not exist", "Check the channel name",
-                       code="channel_not_found")
+        return NotFound(f"Channel {path!r} does not exist", "Check the channel name", code="channel_not_found")
     if not can_read_channel(p, ch.privacy, ch.owner_ids):
         if not p.authenticated:
-            raise Unauthenticated(f"Channel {path!r} requires authentication",
-                                  "Add /t/<token>/ to the channel URL or send an X-Auth header",
-                                  code="authentication_required")
-        raise Forbidden(f"You do not have access to channel {path!r}", "Ask an owner for access",
-                        code="channel_forbidden")
+            return Unauthenticated(f"Channel {path!r} requires authentication",
+                                   "Add /t/<token>/ to the channel URL or send an X-Auth header",
+                                   code="authentication_required")
+        return Forbidden(f"You do not have access to channel {path!r}", "Ask an owner for access",
+                         code="channel_forbidden")
     if p.authenticated and not p.has_scope("artifact:download"):
-        raise Forbidden("Your token does not have the 'artifact:download' scope",
-                        "Create a token with artifact:download", code="insufficient_scope")
+        return Forbidden("Your token does not have the 'artifact:download' scope",
+                         "Create a token with artifact:download", code="insufficient_scope")
+    return None
+
+
+def check_access(p: Principal, ch: ChannelView | None, path: str) -> ChannelView:
+    error = access_error(p, ch, path)
+    if error is not None:
+        raise error
+    assert ch is not None
     return ch
+
+
+def revalidated(request: Request, repo_path: str) -> list[tuple[bytes, bytes]] | None:
+    """The 304 headers for a conditional GET of an index file, when everything needed is already
+    in memory (credentials, channel, publication); None sends the request down the full path."""
+    inm = request.headers.get("if-none-match")
+    if not inm:
+        return None
+    try:
+        token, path, rest = parse_repo_path(repo_path)
+    except TaipanError:
+        return None
+    if len(rest) != 2 or rest[1] not in INDEX_FILES:
+        return None
+    rt: Runtime = request.app.state.runtime
+    p = principal_for(rt, request, token, cached_only=True)
+    hit = channel_cache(rt).peek(path)
+    if p is None or hit is None or access_error(p, hit[0], path) is not None:
+        return None
+    view = hit[0]
+    assert view is not None
+    pub = rt.indexer.peek(view.id, rest[0], frozen=view.frozen)
+    if pub is None or not etag_matches(inm, etag := pub.etag(rest[1].replace(".", "-"))):
+        return None
+    return [(b"etag", etag.encode()), (b"last-modified", pub.last_modified.encode()),
+            (b"cache-control", CACHE_CONTROL[view.privacy == "public"])]
 
 
 class RepoApp:
@@ -86,12 +122,17 @@ class RepoApp:
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
+        repo_path = scope["path"][len(self.PREFIX):]
+        if scope["method"] in ("GET", "HEAD") and (headers := revalidated(request, repo_path)):
+            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
         if scope["method"] not in ("GET", "HEAD"):
             response: Response = error_response(405, "method_not_allowed", "Package URLs are read-only",
                                                 "Use GET or HEAD; upload through /api/channels/...")
         else:
             try:
-                response = await serve(request, scope["path"][len(self.PREFIX):])
+                response = await serve(request, repo_path)
             except TaipanError as exc:
                 headers = {"WWW-Authenticate": 'Basic realm="taipan"'} if exc.status == 401 else None
                 response = error_response(exc.status, exc.code, exc.message, exc.hint, headers)
@@ -101,7 +142,10 @@ class RepoApp:
 async def serve(request: Request, repo_path: str) -> Response:
     rt: Runtime = request.app.state.runtime
     token, path, rest = parse_repo_path(repo_path)
-    p = principal_for(rt, request, token)
+    # A cache miss means a database lookup (and argon2 for passwords): not on the event loop.
+    p = principal_for(rt, request, token, cached_only=True) or await run_in_threadpool(
+        principal_for, rt, request, token)
+    assert p is not None
     cache = channel_cache(rt)
     hit = cache.peek(path)
     view = check_access(p, hit[0] if hit else await run_in_threadpool(cache.get, rt, path), path)
@@ -139,8 +183,7 @@ async def _index_file(request: Request, pub: Publication, name: str, public: boo
         "repodata.json.bz2": pub.bz2, "current_repodata.json": pub.current_repodata,
         "current_repodata.json.zst": pub.current_zst,
     }
-    variant = name.replace(".", "-")
-    etag = pub.etag(variant)
+    etag = pub.etag(name.replace(".", "-"))
     build = builders[name]
     cheap = name in ("repodata.json", "repodata.json.zst", "repodata_shards.msgpack.zst")
     data = build() if cheap else await run_in_threadpool(build)
