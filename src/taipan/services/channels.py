@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from taipan.db.models import Channel, ChannelEvent, ChannelOwner, File, User, utcnow
+from taipan.db.models import Channel, ChannelEvent, ChannelOwner, File, IndexChange, User, utcnow
 from taipan.domain.names import split_channel_path, validate_channel_name
 from taipan.domain.permissions import PRIVACY_LEVELS, Principal, can_read_channel, can_write_channel
 from taipan.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
@@ -163,6 +163,8 @@ def delete_channel(db: Session, p: Principal, channel: Channel) -> list[str]:
     for sub in db.scalars(select(Channel).where(Channel.parent_id == channel.id)):
         db.delete(sub)
     db.delete(channel)
+    # The index log has no foreign key (it is append-only and hot); drop the channels' entries too.
+    db.execute(delete(IndexChange).where(IndexChange.channel_id.in_(ids)))
     return ids
 
 
