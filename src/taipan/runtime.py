@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from taipan.db.engine import make_engine, make_sessionmaker
+from taipan.jobs import CronScheduler, JobQueue, JobRegistry
 from taipan.services.downloads import DownloadRecorder
 from taipan.services.indexing import Indexer
 from taipan.settings import Settings
@@ -28,11 +29,27 @@ class Runtime:
     indexer: Indexer
     downloads: DownloadRecorder
     extras: dict[str, Any] = field(default_factory=dict)
+    jobs: JobQueue | None = None
+    scheduler: CronScheduler | None = None
 
     def start(self) -> None:
         self.downloads.start()
+        if self.jobs is not None and self.settings.jobs.backend == "inprocess":
+            # In-process backend: this server runs the jobs and the cron schedules itself.
+            from taipan.services import mirroring
+
+            self.jobs.start()
+            mirroring.recover_local(self.extras["mirror_env"])
+            if self.scheduler is not None and self.settings.jobs.scheduler:
+                self.scheduler.start()
 
     def close(self) -> None:
+        if "mirror_env" in self.extras:
+            self.extras["mirror_env"].shutdown.set()
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        if self.jobs is not None:
+            self.jobs.stop()
         self.downloads.stop()
         self.engine.dispose()
 
@@ -45,5 +62,34 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     if settings.storage.backend != "filesystem":
         raise ValueError(f"Unknown storage backend {settings.storage.backend!r}")
     blobs = FilesystemBlobStore(settings.blob_path)
-    return Runtime(settings=settings, engine=engine, sessions=sessions, blobs=blobs,
-                   indexer=Indexer(sessions), downloads=DownloadRecorder(sessions))
+    rt = Runtime(settings=settings, engine=engine, sessions=sessions, blobs=blobs,
+                 indexer=Indexer(sessions), downloads=DownloadRecorder(sessions))
+    _add_jobs(rt)
+    return rt
+
+
+def _add_jobs(rt: Runtime) -> None:
+    """The job queue named by settings.jobs.backend, its handlers, and the cron scheduler."""
+    from taipan.services import mirroring
+    from taipan.services.mirror_runs import MirrorEnv
+
+    registry = JobRegistry()
+    jobs_settings = rt.settings.jobs
+    queue: JobQueue
+    if jobs_settings.backend == "redis":
+        from taipan.jobs.redis import HueyQueue
+
+        queue = HueyQueue(registry, redis_url=jobs_settings.redis_url, name=jobs_settings.queue_name)
+    elif jobs_settings.backend == "inprocess":
+        from taipan.jobs.inprocess import InProcessQueue
+
+        queue = InProcessQueue(registry)
+    else:
+        raise ValueError(f"Unknown job backend {jobs_settings.backend!r} (use inprocess or redis)")
+    env = MirrorEnv(rt.sessions, rt.blobs, notify=lambda cid, subdirs: rt.indexer.notify(cid, subdirs),
+                    enqueue=queue.enqueue)
+    mirroring.register_jobs(registry, env)
+    rt.extras["mirror_env"] = env
+    rt.jobs = queue
+    rt.scheduler = CronScheduler(queue, [lambda now: mirroring.due_runs(env, now)],
+                                 tick_seconds=jobs_settings.tick_seconds)

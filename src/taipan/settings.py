@@ -48,6 +48,8 @@ class JobSettings(BaseModel):
     redis_url: str = "redis://127.0.0.1:6379/0"
     queue_name: str = "taipan"
     scheduler: bool = True
+    # How often the cron scheduler looks for due mirrors.
+    tick_seconds: float = 20.0
 
 
 class Settings(BaseSettings):

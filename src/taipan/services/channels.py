@@ -7,7 +7,9 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from taipan.db.mirrors import Mirror
 from taipan.db.models import Channel, ChannelEvent, ChannelOwner, File, IndexChange, User, utcnow
+from taipan.domain.filters import normalize_channel_filters
 from taipan.domain.names import split_channel_path, validate_channel_name
 from taipan.domain.permissions import PRIVACY_LEVELS, Principal, can_read_channel, can_write_channel
 from taipan.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
@@ -136,6 +138,8 @@ def update_channel(db: Session, p: Principal, channel: Channel, changes: dict[st
     if "filters" in changes:
         if not isinstance(changes["filters"], dict):
             raise InvalidInput("filters must be an object", "Send a JSON object", code="invalid_field")
+        # Checked now, not when a mirror of the channel next runs.
+        normalize_channel_filters(changes["filters"])
         channel.filters = applied["filters"] = changes["filters"]
     if "name" in changes and changes["name"] != channel.name:
         _rename(db, channel, str(changes["name"]))
@@ -197,15 +201,7 @@ def channel_json(db: Session, channel: Channel) -> dict[str, Any]:
 
 
 def _mirror_count(db: Session, channel: Channel) -> int:
-    # Mirrors live in their own table once the mirroring feature is installed.
-    from sqlalchemy import inspect
-
-    if "mirrors" not in inspect(db.get_bind()).get_table_names():
-        return 0
-    from sqlalchemy import text
-
-    return int(db.execute(text("SELECT count(*) FROM mirrors WHERE channel_id = :c"),
-                          {"c": channel.id}).scalar() or 0)
+    return db.scalar(select(func.count()).select_from(Mirror).where(Mirror.channel_id == channel.id)) or 0
 
 
 def history(db: Session, channel: Channel, offset: int, limit: int) -> tuple[int, list[ChannelEvent]]:

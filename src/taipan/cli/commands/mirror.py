@@ -1,0 +1,349 @@
+"""`conda-repo mirror`: create, update, delete, show, list, stop and restart mirrors of upstream channels."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from taipan.cli.context import Context
+from taipan.cli.paging import items_of
+from taipan.client import mirrors as api
+from taipan.errors import Conflict, InvalidInput, NotFound
+
+DEFAULT_CRON = "0 0 * * *"
+TYPES = ("conda", "python_simple", "CRAN")
+LICENSES = ("agpl", "gpl2", "gpl3", "lgpl", "bsd", "mit", "apache", "psf", "public_domain", "proprietary",
+            "other", "none")
+# --show PROPERTY names -> keys of the normalized mirror.
+SHOW_PROPS = {"id": "id", "name": "name", "source": "source_root", "source_root": "source_root",
+              "type": "type", "mode": "mode", "state": "state", "proxy": "proxy", "cron": "cron",
+              "last_run_at": "last_run_at", "created_at": "created_at", "updated_at": "updated_at",
+              "filters": "filters", "sync_state": "sync_state", "channel": "channel"}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("mirror", help="mirror upstream channels into a channel",
+                              description="Create and manage mirrors of upstream conda channels.")
+    act = p.add_mutually_exclusive_group(required=True)
+    act.add_argument("--create", metavar="NAME", help="create a mirror (needs --channel and --source)")
+    act.add_argument("--update", metavar="NAME", help="change a mirror; its next run replaces its contents")
+    act.add_argument("--delete", metavar="NAME", help="delete a mirror and the files it brought")
+    act.add_argument("--show", nargs="+", metavar=("NAME", "PROPERTY"),
+                     help="show a mirror, or only the given properties (" + ", ".join(SHOW_PROPS) + ")")
+    act.add_argument("-l", "--list", nargs="?", const="", metavar="CHANNEL",
+                     help="list the mirrors of a channel")
+    act.add_argument("--list-all", action="store_true", help="list every mirror you can see")
+    act.add_argument("--stop", metavar="NAME", help="stop a running or pending mirror sync")
+    act.add_argument("--restart", metavar="NAME", help="run a mirror now (e.g. after --stop)")
+    act.add_argument("--sync-state", metavar="NAME", help="show the progress and counters of a mirror's sync")
+    p.add_argument("-c", "--channel", help="the channel (CHANNEL or CHANNEL/SUBCHANNEL) holding the mirror")
+    p.add_argument("-s", "--source", help="the upstream channel URL, e.g. https://conda.anaconda.org/conda-forge")
+    p.add_argument("-n", "--name", help="with --update: a new name")
+    p.add_argument("--mode", choices=("active", "passive"), default=None,
+                   help="active: download every file now; passive (default): index now, files on first use")
+    p.add_argument("--type", default="conda", choices=TYPES, help="the mirror type (default conda)")
+    p.add_argument("--cron", default=DEFAULT_CRON, help=f"when to sync, in cron syntax (default '{DEFAULT_CRON}')")
+    p.add_argument("--proxy", default=None, help="an http:// proxy for the upstream ('' clears it)")
+    p.add_argument("--run_now", "--run-now", dest="run_now", action="store_true",
+                   help="sync now instead of waiting for the schedule")
+    f = p.add_argument_group("filters")
+    f.add_argument("--subdirs", help='[conda] platforms, e.g. "noarch,linux-64,osx-arm64"')
+    f.add_argument("--projects", help="[python] projects to mirror, comma separated")
+    f.add_argument("--licenses", help='license families, "-" to exclude: "-gpl3,mit" (' + ", ".join(LICENSES) + ")")
+    f.add_argument("--only_spec", "--only-spec", dest="only_spec", action="append", default=[],
+                   metavar="SPEC", help="mirror only what matches this MatchSpec (repeatable)")
+    f.add_argument("--exclude_spec", "--exclude-spec", dest="exclude_spec", action="append", default=[],
+                   metavar="SPEC", help="leave out what matches this MatchSpec (repeatable)")
+    f.add_argument("--include_spec", "--include-spec", dest="include_spec", action="append", default=[],
+                   metavar="SPEC", help="re-admit what an --exclude_spec removed (repeatable)")
+    f.add_argument("--include_dependencies", "--include-dependencies", dest="include_dependencies",
+                   action="store_true", help="also mirror the dependency closure of the --only_spec selection")
+    f.add_argument("--cve_score", type=float, help="only files with a CVE score at or below this (0-10)")
+    f.add_argument("--exclude_uncurated_cve_packages", action="store_true",
+                   help="leave out files with uncurated CVEs")
+    f.add_argument("--date_from", help="[conda] published on or after YYYY-MM-DD (window of at most a year)")
+    f.add_argument("--date_to", help="[conda] published on or before YYYY-MM-DD")
+    f.add_argument("--only_signed", action="store_true", help="only signed packages")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run)
+    _accept_dash_values(p)
+
+
+def looks_like_licenses(arg: str) -> bool:
+    items = [i.strip().lstrip("+-").replace("-", "_") for i in arg.split(",") if i.strip()]
+    return bool(items) and all(i in LICENSES for i in items)
+
+
+def _accept_dash_values(parser: argparse.ArgumentParser) -> None:
+    """Let `--licenses "-gpl3,mit"` work as documented: argparse would take "-gpl3,mit" for an option."""
+    original = parser._parse_optional
+
+    def parse_optional(arg_string: str) -> Any:
+        if arg_string.startswith("-") and looks_like_licenses(arg_string):
+            return None  # a positional value, i.e. the argument of --licenses
+        return original(arg_string)
+
+    parser._parse_optional = parse_optional  # type: ignore[method-assign]
+
+
+# --- building the request ------------------------------------------------------------------------
+
+def split_licenses(text: str) -> tuple[list[str], list[str]]:
+    include, exclude = [], []
+    for raw in text.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        name = item.lstrip("+-").strip().lower().replace("-", "_")
+        if name not in LICENSES:
+            raise InvalidInput(f"Unknown license family {name!r}", "Use one of: " + ", ".join(LICENSES),
+                               code="invalid_license")
+        (exclude if item.startswith("-") else include).append(name)
+    return include, exclude
+
+
+def filters_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Only the filters given on the command line (so --update changes just those)."""
+    if args.only_spec and (args.exclude_spec or args.include_spec):
+        raise InvalidInput("--only_spec cannot be combined with --exclude_spec or --include_spec",
+                           "Use either --only_spec, or --exclude_spec with --include_spec",
+                           code="invalid_filters")
+    out: dict[str, Any] = {}
+    if args.subdirs:
+        out["subdirs"] = [s.strip() for s in args.subdirs.split(",") if s.strip()]
+    if args.projects:
+        out["projects"] = [s.strip() for s in args.projects.split(",") if s.strip()]
+    if args.licenses is not None:
+        out["include_licenses"], out["exclude_licenses"] = split_licenses(args.licenses)
+    for key, value in (("only_specs", args.only_spec), ("exclude_specs", args.exclude_spec),
+                       ("include_specs", args.include_spec)):
+        if value:
+            out[key] = list(value)
+    if args.date_from or args.date_to:
+        out["date_from"], out["date_to"] = args.date_from, args.date_to
+    if args.cve_score is not None:
+        out["cve_score_threshold"] = args.cve_score
+    for flag, key in (("exclude_uncurated_cve_packages", "exclude_non_curated_cve"),
+                      ("only_signed", "only_signed"), ("include_dependencies", "include_dependencies")):
+        if getattr(args, flag):
+            out[key] = True
+    return out
+
+
+def _need_channel(args: argparse.Namespace, action: str) -> str:
+    if not args.channel:
+        raise InvalidInput(f"--{action} needs --channel", "Add --channel CHANNEL", code="missing_channel")
+    return str(args.channel)
+
+
+# --- finding mirrors -----------------------------------------------------------------------------
+
+def normalize(item: dict[str, Any], channel: str | None = None) -> dict[str, Any]:
+    """One shape for both API forms (per-channel mirror_* keys, global plain keys)."""
+    if "mirror_id" in item:
+        return {"id": item["mirror_id"], "name": item.get("mirror_name"), "type": item.get("mirror_type"),
+                "mode": item.get("mirror_mode"), "channel": item.get("channel") or channel,
+                **{k: item.get(k) for k in ("source_root", "state", "proxy", "cron", "filters",
+                                            "last_run_at", "created_at", "updated_at", "sync_state")}}
+    ch = item.get("channel") or {}
+    path = ch.get("name", "") if isinstance(ch, dict) else str(ch)
+    if isinstance(item.get("subchannel"), dict):
+        path += "/" + item["subchannel"]["name"]
+    return {**item, "channel": path}
+
+
+def find(ctx: Context, name: str, channel: str | None) -> dict[str, Any]:
+    if channel:
+        items = [normalize(i, channel) for i in items_of(api.list_mirrors(ctx.client, channel))]
+    else:
+        items = [normalize(i) for i in items_of(api.list_all_mirrors(ctx.client, 0, 10000))]
+    found = [m for m in items if m.get("name") == name or m.get("id") == name]
+    if not found:
+        where = f" in channel {channel!r}" if channel else ""
+        raise NotFound(f"No mirror named {name!r}{where}", "List mirrors with `conda-repo mirror --list-all`",
+                       code="mirror_not_found")
+    if len(found) > 1:
+        raise InvalidInput(f"Several mirrors are named {name!r}: in " + ", ".join(m["channel"] for m in found),
+                           "Add --channel CHANNEL", code="ambiguous_mirror")
+    return found[0]
+
+
+# --- actions -------------------------------------------------------------------------------------
+
+def create(ctx: Context, args: argparse.Namespace) -> None:
+    channel = _need_channel(args, "create")
+    if not args.source:
+        raise InvalidInput("--create needs --source URL", "Give the upstream channel URL",
+                           code="missing_source")
+    existing = items_of(api.list_mirrors(ctx.client, channel))
+    if any(m.get("mirror_name") == args.create for m in existing):
+        raise Conflict(f"A mirror named {args.create!r} already exists in {channel!r}",
+                       "Choose another name, or use --update", code="mirror_exists")
+    body: dict[str, Any] = {"mirror_name": args.create, "source_root": args.source,
+                            "mirror_mode": args.mode or "passive", "cron": args.cron,
+                            "mirror_type": args.type, "filters": filters_from_args(args),
+                            "run_now": args.run_now}
+    if args.proxy:
+        body["proxy"] = args.proxy
+    m = normalize(api.create_mirror(ctx.client, channel, body), channel)
+    if args.json:
+        return ctx.out.json(m)
+    ctx.out.success(f"Mirror {m['name']} created in {channel}" + (" and started" if args.run_now else
+                                                                 f"; it runs at '{m['cron']}'"))
+
+
+def update(ctx: Context, args: argparse.Namespace) -> None:
+    channel = _need_channel(args, "update")
+    m = find(ctx, args.update, channel)
+    body: dict[str, Any] = {"run_now": args.run_now}
+    if args.name:
+        body["mirror_name"] = args.name
+    if args.source:
+        body["source_root"] = args.source
+    if args.mode:
+        body["mirror_mode"] = args.mode
+    if args.type:
+        body["mirror_type"] = args.type
+    if args.cron and args.cron != DEFAULT_CRON:  # the argparse default means "not given"
+        body["cron"] = args.cron
+    if args.proxy is not None:
+        body["proxy"] = args.proxy
+    changes = filters_from_args(args)
+    if changes:
+        merged = {**(m.get("filters") or {}), **changes}
+        if "only_specs" in changes:
+            merged.pop("exclude_specs", None), merged.pop("include_specs", None)
+        if "exclude_specs" in changes or "include_specs" in changes:
+            merged.pop("only_specs", None)
+        body["filters"] = merged
+    out = normalize(api.update_mirror(ctx.client, channel, m["id"], body), channel)
+    if args.json:
+        return ctx.out.json(out)
+    ctx.out.success(f"Mirror {out['name']} updated" + (" and started" if args.run_now else ""))
+
+
+def delete(ctx: Context, args: argparse.Namespace) -> None:
+    channel = _need_channel(args, "delete")
+    m = find(ctx, args.delete, channel)
+    api.delete_mirror(ctx.client, channel, m["id"])
+    ctx.out.success(f"Mirror {m['name']} deleted from {channel}")
+
+
+def stop(ctx: Context, args: argparse.Namespace) -> None:
+    m = find(ctx, args.stop, args.channel)
+    if m.get("state") not in ("running", "pending"):
+        raise Conflict(f"Mirror {m['name']} is {m.get('state')}, not running",
+                       "Only a running or pending sync can be stopped", code="mirror_not_running")
+    api.stop_mirror(ctx.client, m["channel"], m["id"])
+    ctx.out.success(f"Stop requested for mirror {m['name']}")
+
+
+def restart(ctx: Context, args: argparse.Namespace) -> None:
+    m = find(ctx, args.restart, args.channel)
+    api.update_mirror(ctx.client, m["channel"], m["id"], {"run_now": True})
+    ctx.out.success(f"Mirror {m['name']} restarted")
+
+
+def _step_line(s: dict[str, Any]) -> str:
+    if not s.get("current_step_number"):
+        return ""
+    return (f"{s.get('current_step_number')}/{s.get('total_steps_count')} "
+            f"{s.get('current_step_description', '')} ({s.get('current_step_percentage', 0)}%)")
+
+
+def sync_state_lines(s: dict[str, Any]) -> list[tuple[str, Any]]:
+    count = s.get("count") or {}
+    rows: list[tuple[str, Any]] = [("step", _step_line(s)), ("last ckey", s.get("last_ckey")),
+                                   ("last exception", s.get("last_exception"))]
+    rows += [(k, count.get(k, 0)) for k in ("active", "passive", "failed", "removed")]
+    for level in ("mirror_filtered", "channel_filtered"):
+        for k, v in (count.get(level) or {}).items():
+            rows.append((f"{level}.{k}", v))
+    if s.get("upstream_records") is not None:
+        rows.append(("upstream records", s.get("upstream_records")))
+        rows.append(("selected", s.get("selected")))
+    if s.get("filter_rate"):
+        rows.append(("filter rate", f"{s['filter_rate']} records/s"))
+    return rows
+
+
+def show(ctx: Context, args: argparse.Namespace) -> None:
+    name, props = args.show[0], args.show[1:]
+    m = find(ctx, name, args.channel)
+    if props:
+        unknown = [p for p in props if p not in SHOW_PROPS]
+        if unknown:
+            raise InvalidInput(f"Unknown property {unknown[0]!r}", "Use: " + ", ".join(SHOW_PROPS),
+                               code="invalid_property")
+        if args.json:
+            return ctx.out.json({p: m.get(SHOW_PROPS[p]) for p in props})
+        for prop in props:
+            ctx.out.line(f"{prop}: {_text(m.get(SHOW_PROPS[prop]))}")
+        return None
+    if args.json:
+        return ctx.out.json(m)
+    lines = ["Mirror Details:", "---------------"]
+    lines += [f"{label}: {_text(m.get(key))}" for label, key in (
+        ("id", "id"), ("name", "name"), ("channel", "channel"), ("type", "type"), ("mode", "mode"),
+        ("state", "state"), ("source root", "source_root"), ("Last run at", "last_run_at"),
+        ("Updated at", "updated_at"), ("created", "created_at"), ("cron", "cron"), ("proxy", "proxy"))]
+    lines.append("filters:")
+    lines += [f"    {k:<24} | {v}" for k, v in (m.get("filters") or {}).items()]
+    lines.append("sync state:")
+    rows = sync_state_lines(m.get("sync_state") or {})
+    width = max(24, *(len(k) for k, _ in rows))
+    lines += [f"    {k:<{width}} | {_text(v)}" for k, v in rows]
+    for line in lines:
+        ctx.out.line(line)
+    return None
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def sync_state(ctx: Context, args: argparse.Namespace) -> None:
+    m = find(ctx, args.sync_state, args.channel)
+    s = m.get("sync_state") or {}
+    if args.json:
+        return ctx.out.json(s)
+    ctx.out.line(f"Sync state of {m['name']} ({m.get('state')}):")
+    rows = sync_state_lines(s)
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        ctx.out.line(f"    {k:<{width}} | {_text(v)}")
+    return None
+
+
+def list_mirrors(ctx: Context, args: argparse.Namespace) -> None:
+    if args.list_all:
+        items = [normalize(i) for i in items_of(api.list_all_mirrors(ctx.client, 0, 10000))]
+    else:
+        channel = args.list or _need_channel(args, "list")
+        items = [normalize(i, channel) for i in items_of(api.list_mirrors(ctx.client, channel))]
+    if args.json:
+        return ctx.out.json(items)
+    rows = [(m.get("name"), m.get("channel"), m.get("type"), m.get("mode"), m.get("state"),
+             _step_line(m.get("sync_state") or {}), m.get("source_root"), m.get("cron"), m.get("last_run_at"))
+            for m in items]
+    ctx.out.table(["Name", "Channel", "Type", "Mode", "State", "Progress", "Source", "Cron", "Last run"], rows)
+    ctx.out.info(f"{len(rows)} mirror(s)")
+    return None
+
+
+def run(ctx: Context, args: argparse.Namespace) -> None:
+    if args.create:
+        return create(ctx, args)
+    if args.update:
+        return update(ctx, args)
+    if args.delete:
+        return delete(ctx, args)
+    if args.show:
+        return show(ctx, args)
+    if args.stop:
+        return stop(ctx, args)
+    if args.restart:
+        return restart(ctx, args)
+    if args.sync_state:
+        return sync_state(ctx, args)
+    return list_mirrors(ctx, args)

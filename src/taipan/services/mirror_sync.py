@@ -1,0 +1,317 @@
+"""One run of a conda mirror: fetch the upstream index, select, download (active), publish.
+
+Nothing the clients see changes until the very end: the new file rows, the removed ones and their
+IndexChange rows are written in ONE transaction, so a run that fails, is stopped or is killed leaves
+the channel serving its last good index. Files downloaded before an interruption stay in the blob
+store (and partial downloads on disk), so the next run only fetches what is still missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from taipan.db.mirrors import Mirror
+from taipan.db.models import Channel, File, IndexChange, utcnow
+from taipan.domain import filters as flt
+from taipan.domain.repodata import record_bytes
+from taipan.errors import TaipanError, UpstreamError
+from taipan.services.indexing import log_changes
+from taipan.services.mirror_runs import (
+    JOB_SYNC,
+    STEPS,
+    MirrorEnv,
+    Progress,
+    Stopped,
+    claim,
+    initial_sync_state,
+)
+from taipan.upstreams.conda import CondaUpstream, partial_path, remove_quietly
+
+log = logging.getLogger(__name__)
+# What the artifact listings and channeldata.json read from File.meta["index.json"].
+_META_KEYS = ("name", "version", "build", "build_number", "license", "license_family", "timestamp",
+              "subdir", "noarch", "depends")
+
+
+@dataclass
+class Plan:
+    add: list[dict[str, Any]]
+    update: list[dict[str, Any]]
+    remove: list[tuple[str, str, str]]  # (file id, subdir, filename)
+    fetch: list[dict[str, Any]]  # rows to make active: download first
+
+
+def run_mirror(env: MirrorEnv, mirror_id: str) -> str | None:
+    """Run the mirror if it is ours to run; return its final state (None if someone else runs it)."""
+    with env.sessions() as db:
+        run_id = claim(db, mirror_id, env.owner)
+        if run_id is None:
+            return None
+        m = db.get(Mirror, mirror_id)
+        assert m is not None
+        channel = db.get(Channel, m.channel_id)
+        assert channel is not None
+        db.expunge_all()
+    state = dict(m.sync_state)
+    final, error, seen = "failed", None, None
+    with Progress(env, mirror_id, run_id, state) as progress:
+        try:
+            seen = _sync(env, m, channel, progress)
+            final = "completed"
+        except Stopped as exc:
+            final, error = "stopped", str(exc)
+        except TaipanError as exc:
+            error = f"{exc.message}" + (f" ({exc.hint})" if exc.hint else "")
+        except Exception as exc:  # report, never crash the worker
+            log.exception("mirror %s failed", m.name)
+            error = f"{type(exc).__name__}: {exc}"
+    if progress.lost:
+        return None
+    snap = progress.snapshot()
+    snap.update(last_exception=error, finished_at=utcnow().isoformat())
+    if final == "completed":
+        snap.update(current_step_number=len(STEPS), current_step_percentage=100,
+                    current_step_description="Completed")
+    with env.sessions() as db:
+        row = db.get(Mirror, mirror_id)
+        cache = dict(row.cache or {}) if row is not None else {}
+        # An update with run_now arrived while we ran: run again with the new settings.
+        rerun = bool(cache.pop("rerun", False)) and final != "stopped"
+        if env.shutdown.is_set() and final == "stopped":
+            rerun = True  # interrupted by a shutdown, not by a person: the next start resumes it
+        if final == "completed" and seen is not None:
+            cache["upstream"] = {**seen, "clean": snap["count"]["failed"] == 0, "count": snap["count"]}
+        else:
+            cache.pop("upstream", None)  # the next run fetches and compares everything
+        values: dict[str, Any] = dict(state=final, sync_state=snap, heartbeat_at=utcnow(), run_id=None,
+                                      stop_requested=False, updated_at=utcnow(), cache=cache)
+        if rerun:
+            values["state"] = "pending"
+            values["sync_state"] = {**initial_sync_state(), "queued_at": utcnow().isoformat(),
+                                    "previous": {"state": final, "last_exception": error}}
+        db.execute(update(Mirror).where(Mirror.id == mirror_id, Mirror.run_id == run_id).values(**values))
+        db.commit()
+    if rerun and env.enqueue is not None and not env.shutdown.is_set():
+        env.enqueue(JOB_SYNC, {"mirror_id": mirror_id})
+    log.info("mirror %s: %s%s", m.name, final, f" ({error})" if error else "")
+    return final
+
+
+def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> dict[str, Any]:
+    """Run the steps; return what to remember of the upstream (its validators) for the next run."""
+    ch_filters = _channel_filters(channel)
+    compiled = flt.compile_filters(m.filters or {}, ch_filters)
+    with env.upstream_factory(m.source_root, proxy=m.proxy) as upstream:
+        progress.step(1)
+        subdirs = compiled.subdirs or upstream.subdirs()
+        progress.step(2)
+        digest = _digest(m, ch_filters, subdirs)
+        prev = (m.cache or {}).get("upstream") or {}
+        # Same settings, last run clean: ask conditionally, and stop early if nothing changed upstream.
+        known = prev.get("validators", {}) if prev.get("digest") == digest and prev.get("clean") else {}
+        fetched = {}
+        for i, subdir in enumerate(subdirs):
+            v = known.get(subdir) or {}
+            fetched[subdir] = upstream.fetch_repodata(subdir, etag=v.get("etag"),
+                                                      last_modified=v.get("last_modified"))
+            progress.percent(100 * (i + 1) / len(subdirs))
+            progress.check()
+        validators = {sd: {"etag": f.etag, "last_modified": f.last_modified} for sd, f in fetched.items()
+                      if not f.missing}
+        seen = {"digest": digest, "validators": validators}
+        if known and any(f.not_modified for f in fetched.values()) and all(
+                f.not_modified or f.missing for f in fetched.values()):
+            with progress._lock:
+                progress.state["count"] = prev.get("count", progress.state["count"])
+                progress.state["upstream_unchanged"] = True
+            return seen
+        upstream_records: dict[str, dict[str, Any]] = {}
+        base_urls: dict[str, str | None] = {}
+        for subdir, got in fetched.items():
+            if got.not_modified:  # others changed: this one is needed in full after all
+                got = upstream.fetch_repodata(subdir)
+            if got.missing or got.content is None:
+                continue
+            upstream_records[subdir], base_urls[subdir] = _parse_repodata(got.content)
+        if not upstream_records:
+            raise UpstreamError(f"The upstream has none of the subdirs {', '.join(subdirs)}",
+                                "Check --subdirs against the upstream channel", code="upstream_no_subdirs")
+        progress.step(3)
+        started = time.perf_counter()
+        sel = flt.select(upstream_records, compiled)
+        elapsed = time.perf_counter() - started
+        with progress._lock:
+            progress.state["count"].update(sel.counts)
+            progress.state.update(upstream_records=sel.evaluated, selected=sel.kept_count,
+                                  filter_seconds=round(elapsed, 4),
+                                  filter_rate=round(sel.evaluated / elapsed) if elapsed > 0 else None)
+        del upstream_records
+        progress.step(4)
+        plan = _plan(env, m, channel, sel.kept, upstream, base_urls)
+        _fetch_active(env, upstream, plan, progress)
+    progress.step(5)
+    _publish(env, m, channel, plan, progress)
+    return seen
+
+
+def _digest(m: Mirror, channel_filters: dict[str, Any], subdirs: list[str]) -> str:
+    """What the selection depends on besides the upstream's bytes."""
+    key = [m.source_root, m.mode, m.filters or {}, channel_filters, sorted(subdirs)]
+    return hashlib.sha256(orjson.dumps(key, option=orjson.OPT_SORT_KEYS)).hexdigest()[:24]
+
+
+def _channel_filters(channel: Channel) -> dict[str, Any]:
+    # Only the mirror-relevant keys: a channel's filters object may carry other settings too.
+    raw = channel.filters or {}
+    return {k: raw[k] for k in (*flt.CHANNEL_FILTER_KEYS, "licenses") if k in raw}
+
+
+def _parse_repodata(content: bytes) -> tuple[dict[str, Any], str | None]:
+    data = orjson.loads(content)
+    records = dict(data.get("packages") or {})
+    records.update(data.get("packages.conda") or {})
+    base_url = (data.get("info") or {}).get("base_url") or None
+    return records, base_url
+
+
+def _plan(env: MirrorEnv, m: Mirror, channel: Channel, kept: Mapping[str, Mapping[str, Any]],
+          upstream: CondaUpstream, base_urls: Mapping[str, str | None]) -> Plan:
+    with env.sessions() as db:
+        rows = db.execute(select(File.id, File.ckey, File.mirror_id, File.record, File.state, File.sha256)
+                          .where(File.channel_id == channel.id)).all()
+    mine = {r.ckey: r for r in rows if r.mirror_id == m.id}
+    others = {r.ckey for r in rows if r.mirror_id != m.id}
+    plan = Plan([], [], [], [])
+    now = utcnow()
+    for subdir, records in kept.items():
+        for fn, rec in records.items():
+            ckey = f"{subdir}/{fn}"
+            if ckey in others:  # uploaded, or another mirror's: never overwritten by this one
+                continue
+            text = record_bytes(rec).decode()
+            old = mine.pop(ckey, None)
+            same_bytes = old is not None and old.sha256 == (rec.get("sha256") or old.sha256)
+            state = old.state if same_bytes else "passive"
+            row = {"id": old.id if old else _new_id(), "channel_id": channel.id, "family": "conda",
+                   "name": str(rec.get("name", "")), "version": str(rec.get("version", "")),
+                   "subdir": subdir, "filename": fn, "ckey": ckey,
+                   "sha256": rec.get("sha256") or (old.sha256 if old else ""),
+                   "md5": rec.get("md5") or "", "size": int(rec.get("size") or 0), "record": text,
+                   "meta": {"index.json": {k: rec[k] for k in _META_KEYS if k in rec}},
+                   "state": state, "mirror_id": m.id, "updated_at": now,
+                   "source_url": upstream.file_url(subdir, fn, base_urls.get(subdir))}
+            needs_fetch = (m.mode == "active" or not row["sha256"]) and state != "active"
+            if needs_fetch:
+                plan.fetch.append(row)
+            if old is None:
+                row["created_at"] = now
+                plan.add.append(row)
+            elif old.record != text or not same_bytes or needs_fetch:
+                plan.update.append(row)
+    plan.remove = [(r.id, *r.ckey.split("/", 1)) for r in mine.values()]
+    return plan
+
+
+def _fetch_active(env: MirrorEnv, upstream: CondaUpstream, plan: Plan, progress: Progress) -> None:
+    """Download what must be active; a file that fails is left out of this publication."""
+    if not plan.fetch:
+        return
+    total, done = len(plan.fetch), 0
+    failed: set[str] = set()
+    lock = threading.Lock()
+
+    def one(row: dict[str, Any]) -> None:
+        nonlocal done
+        progress.check()
+        try:
+            _download(env, upstream, row)
+        except UpstreamError as exc:
+            with lock:
+                failed.add(row["id"])
+                progress.state["last_exception"] = exc.message
+            progress.count("failed")
+        with lock:
+            done += 1
+            progress.percent(100 * done / total, row["ckey"])
+
+    with ThreadPoolExecutor(env.download_threads, thread_name_prefix="mirror-dl") as pool:
+        futures = [pool.submit(one, row) for row in plan.fetch]
+        try:
+            for fut in futures:
+                fut.result()
+        except Stopped:
+            for fut in futures:
+                fut.cancel()
+            raise
+    if failed:
+        plan.add = [r for r in plan.add if r["id"] not in failed]
+        # An existing row whose new bytes failed keeps its previous, good version.
+        plan.update = [r for r in plan.update if r["id"] not in failed]
+
+
+def _download(env: MirrorEnv, upstream: CondaUpstream, row: dict[str, Any]) -> None:
+    sha = row["sha256"] or None
+    if sha and env.blobs.exists(sha):
+        row["state"] = "active"
+        return
+    dest = partial_path(env.blobs.tempdir(), sha, row["ckey"])
+    got = upstream.download(row["source_url"], dest, sha256=sha, size=row["size"] or None)
+    env.blobs.put_file(got.sha256, dest, move=True)
+    remove_quietly(dest)
+    row.update(state="active", sha256=got.sha256, md5=row["md5"] or got.md5, size=got.size)
+
+
+def _publish(env: MirrorEnv, m: Mirror, channel: Channel, plan: Plan, progress: Progress) -> None:
+    progress.check()
+    changes = [(r["subdir"], r["filename"]) for r in plan.add + plan.update]
+    changes += [(sd, fn) for _, sd, fn in plan.remove]
+    with env.sessions() as db:
+        # Core inserts: the ORM's per-object bookkeeping costs seconds at 100,000 rows.
+        for chunk in _chunks(plan.add, 5000):
+            db.execute(insert(File.__table__), chunk)
+        for chunk in _chunks(plan.update, 2000):
+            db.execute(update(File), [{k: v for k, v in r.items() if k != "channel_id"} for r in chunk])
+        for chunk in _chunks([r[0] for r in plan.remove], 500):
+            db.execute(delete(File).where(File.id.in_(chunk)))
+        _log_changes(db, channel.id, changes)
+        counts = dict(db.execute(select(File.state, func.count()).where(File.mirror_id == m.id)
+                                 .group_by(File.state)).all())
+        with progress._lock:
+            progress.state["count"].update(active=counts.get("active", 0), passive=counts.get("passive", 0),
+                                           removed=len(plan.remove))
+        db.commit()
+    env.notify(channel.id, {sd for sd, _ in changes})
+
+
+def _log_changes(db: Session, channel_id: str, changes: list[tuple[str, str]]) -> None:
+    """``indexing.log_changes`` for big batches: the same channel-row lock, then Core inserts."""
+    if len(changes) < 500:
+        log_changes(db, channel_id, changes)
+        return
+    db.execute(select(Channel.id).where(Channel.id == channel_id).with_for_update())
+    now = utcnow()
+    rows = [{"channel_id": channel_id, "subdir": sd, "filename": fn, "created": now} for sd, fn in changes]
+    for chunk in _chunks(rows, 5000):
+        db.execute(insert(IndexChange.__table__), chunk)
+
+
+def _new_id() -> str:
+    """A random (version 4) UUID string, without uuid.UUID's overhead (it shows at 100,000 rows)."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]

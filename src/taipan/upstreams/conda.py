@@ -1,0 +1,276 @@
+"""Fetch a conda channel over http(s): subdirs, repodata (``.zst`` preferred), verified files.
+
+Transient failures (connection errors, timeouts, 429 and 5xx) are retried with exponential backoff;
+what still fails becomes an ``UpstreamError`` with a hint, never a crash. Downloads resume from a
+partial file with a Range request and are checked against the sha256 and size of the record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import httpx
+import zstandard
+
+from taipan import __version__
+from taipan.domain.names import KNOWN_SUBDIRS
+from taipan.errors import UpstreamError
+
+log = logging.getLogger(__name__)
+CHUNK = 256 * 1024
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+_TOKEN_RE = re.compile(r"/t/[^/]+/")
+
+
+@dataclass
+class RepodataFetch:
+    subdir: str
+    url: str
+    content: bytes | None  # decompressed repodata.json; None when not modified or absent
+    etag: str | None = None
+    last_modified: str | None = None
+    not_modified: bool = False
+    missing: bool = False
+
+
+@dataclass(frozen=True)
+class Verified:
+    sha256: str
+    md5: str
+    size: int
+
+
+class CondaUpstream:
+    """One upstream channel, e.g. ``https://conda.anaconda.org/conda-forge`` or a Taipan channel."""
+
+    def __init__(self, source_root: str, *, proxy: str | None = None, timeout: float = 60.0,
+                 retries: int = 4, backoff: float = 0.25,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.root = source_root.rstrip("/") + "/"
+        self.retries = retries
+        self.backoff = backoff
+        self._sleep = sleep
+        self._zst_missing = False
+        self.client = httpx.Client(
+            proxy=proxy or None, timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
+            follow_redirects=True, headers={"User-Agent": f"taipan-mirror/{__version__}"},
+            trust_env=not proxy,
+        )
+
+    def __enter__(self) -> CondaUpstream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.client.close()
+
+    def url(self, path: str) -> str:
+        return self.root + path.lstrip("/")
+
+    # --- requests with retries ----------------------------------------------------------------
+
+    @staticmethod
+    def _describe(url: str) -> str:
+        return _TOKEN_RE.sub("/t/***/", url)
+
+    @contextmanager
+    def _request(self, method: str, url: str, headers: dict[str, str] | None = None,
+                 ok: tuple[int, ...] = (200,)) -> Iterator[httpx.Response]:
+        """Send with retries; yield a streaming response whose status is in ``ok`` or 404/304."""
+        last = ""
+        yielded = False
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self._sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                with self.client.stream(method, url, headers=headers) as resp:
+                    if resp.status_code in RETRY_STATUSES:
+                        last = f"HTTP {resp.status_code}"
+                        log.warning("upstream %s answered %s (attempt %d)", self._describe(url),
+                                    resp.status_code, attempt + 1)
+                        continue
+                    if resp.status_code in (401, 403):
+                        raise UpstreamError(
+                            f"The upstream refused access to {self._describe(url)} "
+                            f"(HTTP {resp.status_code})",
+                            "Put a token in the source URL (/t/<token>/) or fix the credentials",
+                            code="upstream_unauthorized")
+                    if resp.status_code not in ok and resp.status_code not in (304, 404):
+                        raise UpstreamError(
+                            f"Unexpected answer HTTP {resp.status_code} from {self._describe(url)}",
+                            "Check that the source URL is a conda channel", code="upstream_error")
+                    yielded = True
+                    yield resp
+                    return
+            except httpx.TransportError as exc:
+                if yielded:  # the caller was reading the body: retrying here cannot help it
+                    raise UpstreamError(f"The transfer from {self._describe(url)} broke off: {exc}",
+                                        "Try again; the next run resumes",
+                                        code="upstream_unreachable") from exc
+                last = f"{type(exc).__name__}: {exc}"
+                log.warning("upstream %s failed: %s (attempt %d)", self._describe(url), last, attempt + 1)
+        raise UpstreamError(
+            f"The upstream {self._describe(url)} is unreachable after {self.retries + 1} attempts ({last})",
+            "Check the source URL, the network and the proxy; the mirror will retry on its next run",
+            code="upstream_unreachable")
+
+    def get_bytes(self, path_or_url: str, headers: dict[str, str] | None = None) -> httpx.Response:
+        url = path_or_url if "://" in path_or_url else self.url(path_or_url)
+        with self._request("GET", url, headers) as resp:
+            resp.read()
+            return resp
+
+    # --- channel metadata -----------------------------------------------------------------------
+
+    def subdirs(self) -> list[str]:
+        """The channel's subdirs from channeldata.json, else by probing every known subdir."""
+        resp = self.get_bytes("channeldata.json")
+        if resp.status_code == 200:
+            try:
+                found = [s for s in resp.json().get("subdirs", []) if s in KNOWN_SUBDIRS]
+            except ValueError:
+                found = []
+            if found:
+                return sorted(set(found))
+        found = []
+        for subdir in KNOWN_SUBDIRS:
+            with self._request("HEAD", self.url(f"{subdir}/repodata.json")) as head:
+                if head.status_code == 200:
+                    found.append(subdir)
+        if not found:
+            raise UpstreamError(f"No conda subdir found at {self._describe(self.root)}",
+                                "Check that the source URL is the root of a conda channel "
+                                "(it has noarch/repodata.json)", code="upstream_not_a_channel")
+        return sorted(found)
+
+    def fetch_repodata(self, subdir: str, *, etag: str | None = None,
+                       last_modified: str | None = None) -> RepodataFetch:
+        """GET ``<subdir>/repodata.json.zst`` (or ``.json`` when there is no .zst), conditionally."""
+        headers = {"If-None-Match": etag} if etag else {}
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        names = ["repodata.json"] if self._zst_missing else ["repodata.json.zst", "repodata.json"]
+        for name in names:
+            url = self.url(f"{subdir}/{name}")
+            resp = self.get_bytes(url, headers)
+            if resp.status_code == 404:
+                if name.endswith(".zst"):
+                    self._zst_missing = True
+                continue
+            tag, modified = resp.headers.get("etag"), resp.headers.get("last-modified")
+            if resp.status_code == 304:
+                return RepodataFetch(subdir, url, None, etag=etag, last_modified=last_modified,
+                                     not_modified=True)
+            content = resp.content
+            if name.endswith(".zst"):
+                try:
+                    content = zstandard.ZstdDecompressor().decompressobj().decompress(content)
+                except zstandard.ZstdError as exc:
+                    raise UpstreamError(f"{self._describe(url)} is not valid zstd data",
+                                        "The upstream served a corrupt file; try again later",
+                                        code="upstream_corrupt") from exc
+            return RepodataFetch(subdir, url, content, etag=tag, last_modified=modified)
+        return RepodataFetch(subdir, self.url(f"{subdir}/repodata.json"), None, missing=True)
+
+    # --- files ----------------------------------------------------------------------------------
+
+    def file_url(self, subdir: str, filename: str, base_url: str | None = None) -> str:
+        if base_url:  # repodata info.base_url (CEP-15): files live elsewhere
+            base = base_url if "://" in base_url else self.url(f"{subdir}/{base_url}")
+            return base.rstrip("/") + "/" + filename
+        return self.url(f"{subdir}/{filename}")
+
+    def download(self, url: str, dest: Path, *, sha256: str | None, size: int | None,
+                 on_bytes: Callable[[int], None] | None = None) -> Verified:
+        """Download ``url`` to ``dest``, resuming a partial ``dest``; verify sha256 and size."""
+        for attempt in range(2):
+            have = dest.stat().st_size if dest.exists() else 0
+            if size is not None and have > size:
+                dest.unlink()
+                have = 0
+            headers = {"Range": f"bytes={have}-"} if have else {}
+            sha, md5 = hashlib.sha256(), hashlib.md5()
+            with self._request("GET", url, headers, ok=(200, 206)) as resp:
+                if resp.status_code == 404:
+                    raise UpstreamError(f"{self._describe(url)} is gone upstream (HTTP 404)",
+                                        "The upstream index lists a file it does not have",
+                                        code="upstream_missing_file")
+                mode = "ab" if resp.status_code == 206 and have else "wb"
+                if mode == "ab":
+                    _hash_existing(dest, sha, md5)
+                with open(dest, mode) as out:
+                    try:
+                        for chunk in resp.iter_bytes(CHUNK):
+                            out.write(chunk)
+                            sha.update(chunk)
+                            md5.update(chunk)
+                            if on_bytes:
+                                on_bytes(len(chunk))
+                    except httpx.TransportError as exc:
+                        raise UpstreamError(f"Download of {self._describe(url)} broke off: {exc}",
+                                            "The next run resumes where it stopped",
+                                            code="upstream_unreachable") from exc
+            got = Verified(sha.hexdigest(), md5.hexdigest(), dest.stat().st_size)
+            try:
+                check(got, sha256, size, url)
+                return got
+            except UpstreamError:
+                dest.unlink(missing_ok=True)  # a bad partial file: start over once
+                if attempt or not have:
+                    raise
+        raise AssertionError("unreachable")
+
+    def stream_to(self, url: str, sink: BinaryIO, *, sha256: str | None,
+                  size: int | None) -> Iterator[bytes]:
+        """Yield the file's bytes while writing them to ``sink``; raise at the end if they are bad."""
+        sha, md5, n = hashlib.sha256(), hashlib.md5(), 0
+        with self._request("GET", url) as resp:
+            if resp.status_code == 404:
+                raise UpstreamError(f"{self._describe(url)} is gone upstream (HTTP 404)",
+                                    "Run the mirror again to refresh its index", code="upstream_missing_file")
+            for chunk in resp.iter_bytes(CHUNK):
+                sink.write(chunk)
+                sha.update(chunk)
+                md5.update(chunk)
+                n += len(chunk)
+                yield chunk
+        check(Verified(sha.hexdigest(), md5.hexdigest(), n), sha256, size, url)
+
+
+def check(got: Verified, sha256: str | None, size: int | None, url: str) -> None:
+    if size is not None and got.size != size:
+        raise UpstreamError(f"{url.rsplit('/', 1)[-1]} has {got.size} bytes, the index says {size}",
+                            "The upstream file and its index disagree", code="upstream_checksum")
+    if sha256 and got.sha256 != sha256.lower():
+        raise UpstreamError(f"{url.rsplit('/', 1)[-1]} has sha256 {got.sha256}, the index says {sha256}",
+                            "The upstream file and its index disagree", code="upstream_checksum")
+
+
+def _hash_existing(path: Path, *hashes: hashlib._Hash) -> None:
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            for h in hashes:
+                h.update(chunk)
+
+
+def partial_path(tmpdir: Path, sha256: str | None, filename: str) -> Path:
+    """Where a download in progress lives, stable across runs so a killed sync resumes it."""
+    return tmpdir / f"mirror-{sha256 or hashlib.sha256(filename.encode()).hexdigest()}.part"
+
+
+def remove_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
