@@ -112,7 +112,9 @@ def test_stop_keeps_index(cli, mirror_server, upstream) -> None:
     build_channel(upstream.root, salt=unique("salt"))  # bytes not in the blob store yet
     channel = unique("stop")
     cli.run("channel", "--create", channel)
-    upstream.delay = 0.5
+    # Slow enough (16 files, 4 threads, 4 s each) that the three CLI calls below, each a new
+    # process on a possibly loaded CI machine, all see the run still fetching.
+    upstream.delay = 4.0
     cli.run("mirror", "--create", "slow", "--channel", channel, "--source", upstream.url, "--mode", "active",
             "--run_now")
     wait_state(mirror_server, channel, "slow", ("running",),
