@@ -1,0 +1,92 @@
+"""py-rattler solve + install from Taipan vs the same channel on nginx (target: <= 1.2x).
+
+    .venv/bin/python benchmarks/bench_install.py [--packages 40] [--runs 5]
+
+Builds a chain of real packages (each depends on the next), uploads them to a Taipan channel, and
+indexes the same files with rattler.index for nginx. Each run solves the top package and installs
+the environment with a fresh package cache, so every repodata shard and package file is fetched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import rattler
+from rattler.index import index_fs
+from rattler_build import assemble_package
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import Nginx, Server, emit, have, seed_channel  # noqa: E402
+
+
+def build_chain(out: Path, n: int) -> list[Path]:
+    pkgs = []
+    for i in range(n):
+        files = out / "src" / f"p{i}"
+        (files / "share" / f"p{i}").mkdir(parents=True, exist_ok=True)
+        (files / "share" / f"p{i}" / "data.bin").write_bytes(bytes(range(256)) * 400 * (1 + i % 4))
+        depends = [f"chain{i + 1} >=1.0"] if i + 1 < n else []
+        for version in ("1.0", "1.1"):
+            pkgs.append(Path(assemble_package(f"chain{i}", version, "noarch", "0", out / "noarch", files_dir=files,
+                                              noarch="generic", depends=depends,
+                                              timestamp=datetime(2025, 1, 1, tzinfo=UTC)).path))
+    return pkgs
+
+
+def solve_install(channel: str, tmp: Path) -> float:
+    async def go() -> None:
+        records = await rattler.solve([rattler.Channel(channel)], ["chain0"], platforms=["noarch"],
+                                      virtual_packages=[], gateway=rattler.Gateway(cache_dir=tmp / "gw"))
+        await rattler.install(records, target_prefix=str(tmp / "env"), cache_dir=str(tmp / "pkgs"))
+
+    t0 = time.perf_counter()
+    asyncio.run(go())
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--packages", type=int, default=40)
+    ap.add_argument("--runs", type=int, default=5)
+    args = ap.parse_args()
+    if not have("nginx"):
+        sys.exit("nginx is needed for the static anchor (apt-get install nginx)")
+    home = Path(tempfile.mkdtemp(prefix="taipan-bench-install-"))
+    static = home / "static" / "chain"
+    pkgs = build_chain(static, args.packages)
+    asyncio.run(index_fs(static, write_zst=True, write_shards=True))
+    seed_channel(home, "chain", "noarch", 0)
+    server = Server(home)
+    nginx = Nginx(home / "static")
+    results: dict = {"packages": len(pkgs)}
+    try:
+        token = server.token()
+        for p in pkgs:
+            httpx.post(f"{server.url}/api/channels/chain/artifacts", headers={"X-Auth": token},
+                       files={"content": (p.name, p.read_bytes())}, data={"filetype": "conda1"}).raise_for_status()
+        times: dict[str, list[float]] = {"taipan": [], "nginx": []}
+        for _ in range(args.runs):
+            for name, url in (("taipan", f"{server.url}/api/repo/chain"), ("nginx", f"{nginx.url}/chain")):
+                tmp = Path(tempfile.mkdtemp(prefix=f"run-{name}-"))
+                times[name].append(solve_install(url, tmp))
+                shutil.rmtree(tmp)
+        for name, values in times.items():
+            results[f"{name}_median_s"] = round(statistics.median(values), 3)
+        results["ratio"] = round(results["taipan_median_s"] / results["nginx_median_s"], 3)
+    finally:
+        nginx.stop()
+        server.stop()
+    emit(results)
+
+
+if __name__ == "__main__":
+    main()
