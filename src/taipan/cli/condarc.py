@@ -49,6 +49,26 @@ def channel_name_from(entry: str) -> str:
     return entry
 
 
+def site_channel_name(entry: str, api_url: str) -> str | None:
+    """A default_channels entry as a channel of the site at ``api_url``, or None if it is elsewhere.
+
+    Bare names are relative to channel_alias (the wizard points it here); URLs count only when they
+    are under this site's /api/repo, e.g. not the https://repo.anaconda.com/pkgs/main of a stock condarc.
+    """
+    if "://" not in entry:
+        return entry.strip("/") or None
+    alias, url = urlsplit(channel_alias(api_url)), urlsplit(entry)
+    if (url.scheme, url.netloc) != (alias.scheme, alias.netloc):
+        return None
+    rest = url.path.rstrip("/")
+    if not rest.startswith(alias.path + "/"):
+        return None
+    parts = rest[len(alias.path) + 1:].split("/")
+    if len(parts) > 2 and parts[0] == "t":  # .../api/repo/t/<token>/<channel>
+        parts = parts[2:]
+    return "/".join(parts) or None
+
+
 def wizard_condarc_path(file: str | None, system: bool, env: bool) -> Path:
     if file:
         return Path(file).expanduser()

@@ -33,6 +33,27 @@ def _add_global_options(parser: argparse.ArgumentParser) -> None:
                    version=f"%(prog)s Command line client (version {__version__})")
 
 
+# Also accepted after the command (`conda-repo channel --list -v`), where a command does not use the
+# same option string itself (upload's -t and auth's -s mean something else there).
+TRAILING_GLOBALS: list[tuple[tuple[str, ...], dict[str, object]]] = [
+    (("-t", "--token"), {"help": "an API token, or the path of a file holding one"}),
+    (("-s", "--site"), {"help": "the site (from `conda-repo config`) to talk to"}),
+    (("-k", "--insecure"), {"action": "store_true", "help": "do not verify TLS certificates"}),
+    (("-v", "--verbose"), {"action": "store_true", "help": "show debug messages and HTTP requests"}),
+    (("-q", "--quiet"), {"action": "store_true", "help": "show only warnings and errors"}),
+    (("--show-traceback",), {"action": "store_true", "help": "show the traceback of a failure"}),
+]
+
+
+def _add_trailing_globals(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("global options (also accepted before the command)")
+    for flags, kwargs in TRAILING_GLOBALS:
+        free = tuple(f for f in flags if f not in parser._option_string_actions)
+        if free and free[-1].startswith("--"):
+            # SUPPRESS: when not given here, the value given before the command is kept.
+            group.add_argument(*free, default=argparse.SUPPRESS, **kwargs)  # type: ignore[arg-type]
+
+
 def load_command_modules() -> list[str]:
     """Every module in taipan.cli.commands with an add_parser(); new ones need no registration."""
     names = []
@@ -58,6 +79,8 @@ def build_parser(prog: str = "conda-repo") -> argparse.ArgumentParser:
         add_parser = getattr(module, "add_parser", None)
         if callable(add_parser):
             add_parser(subparsers)
+    for sub in set(subparsers.choices.values()):
+        _add_trailing_globals(sub)
     return parser
 
 
@@ -80,12 +103,27 @@ def _run_with_relogin(ctx: Context) -> int:
     return _run(ctx)
 
 
+# The server's hints speak HTTP (X-Auth headers, GET /api/...); at the terminal, name the command.
+CLI_HINTS = {
+    "authentication_required": "Sign in with `conda-repo login`, or pass a token with -t",
+    "invalid_token": "Sign in again with `conda-repo login` (the stored token was removed or replaced)",
+    "token_expired": "Sign in again with `conda-repo login`",
+    "token_not_found": "`conda-repo auth --list` shows your tokens and their ids",
+    "unsupported_filetype": "Only conda packages (.conda, .tar.bz2) can be uploaded; pass -t conda",
+}
+TOKEN_OPTION_HINTS = {
+    "invalid_token": "The token given with -t was removed or never existed; create one with "
+                     "`conda-repo auth --create`",
+    "token_expired": "The token given with -t has expired; create one with `conda-repo auth --create`",
+}
+
+
 def _report(ctx: Context, err: TaipanError) -> int:
     if ctx.token_given and isinstance(err, Unauthenticated | Forbidden):
-        ctx.out.error(f"The provided token does not allow you to perform this operation: {err.message}",
-                      err.hint or "Check the token given with -t")
+        hint = TOKEN_OPTION_HINTS.get(str(err.code), err.hint or "Check the token given with -t")
+        ctx.out.error(f"The provided token does not allow you to perform this operation: {err.message}", hint)
     else:
-        ctx.out.error(err.message, err.hint)
+        ctx.out.error(err.message, CLI_HINTS.get(str(err.code), err.hint))
     return exit_code_for(err)
 
 

@@ -198,10 +198,13 @@ class TaipanClient:
                 body["target_subchannel"] = sub
         return self.request_json("PUT", f"{channel_path_url(path)}/artifacts/bulk", json=body)
 
-    def search(self, query: str, offset: int = 0, limit: int = 50, sort: str | None = None) -> Json:
+    def search(self, query: str, offset: int = 0, limit: int = 50, sort: str | None = None,
+               family: str | None = None) -> Json:
         params: Json = {"q": query, "offset": offset, "limit": limit}
         if sort:
             params["sort"] = sort
+        if family:
+            params["family"] = family
         return self.request_json("GET", "/artifacts", params=params)
 
 

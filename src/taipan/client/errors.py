@@ -56,6 +56,13 @@ def error_from_response(resp: httpx.Response) -> TaipanError:
         code, message, hint = body.get("code"), body.get("message"), body.get("hint")
         if message is None and "detail" in body:
             message = _detail_text(body["detail"])
+    if status in (404, 405) and message in (None, "Not Found", "Method Not Allowed") and \
+            code in (None, "not_found", "method_not_allowed"):
+        # No such route at all (not a missing channel or package): usually a site URL without /api.
+        return NotFound(f"The server has no API endpoint {resp.request.method} {resp.request.url.path}",
+                        "Check the site URL: it must be the API base ending in /api, e.g. "
+                        "https://server.example.com/api (`conda-repo config --show`)",
+                        code="no_such_endpoint", status=status)
     if not message:
         text = resp.text.strip().splitlines()[0][:200] if resp.text.strip() else ""
         message = f"The server answered {status} {resp.reason_phrase}" + (f": {text}" if text else "")

@@ -156,7 +156,7 @@ def login(db: Session, username: str, password: str, cfg: AuthSettings) -> tuple
     wait = _login_delay(user, cfg)
     if wait:
         raise TooManyRequests(f"Too many failed logins for {username!r}",
-                              f"Wait {wait} seconds before trying again", retry_after=wait,
+                              f"Wait {wait} second{'' if wait == 1 else 's'} before trying again", retry_after=wait,
                               code="login_throttled")
     if not verify_password(user.password_hash, password):
         user.failed_logins += 1

@@ -110,7 +110,25 @@ def list_files(db: Session, p: Principal, channel: Channel, family: str, package
     return total, list(db.scalars(q))
 
 
-def search(db: Session, p: Principal, q: str, offset: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
+SEARCH_SORT_KEYS = ("download_count", "name", "updated_at")
+
+
+def _search_order(sort: str) -> list[Any]:
+    """`download_count`, `name` or `updated_at`, with `-` for descending; ties go by name."""
+    key = sort.strip().lstrip("+-")
+    columns = {"download_count": func.sum(File.download_count), "name": File.name,
+               "updated_at": func.max(File.updated_at)}
+    if key not in columns:
+        raise InvalidInput(f"Cannot sort by {sort!r}",
+                           f"Sort by {', '.join(SEARCH_SORT_KEYS)}; prefix - for descending",
+                           code="invalid_sort")
+    column = columns[key]
+    return [column.desc() if sort.strip().startswith("-") else column.asc(), File.name, File.channel_id]
+
+
+def search(db: Session, p: Principal, q: str, offset: int, limit: int,
+           family: str | None = None, sort: str = "-download_count") -> tuple[int, list[dict[str, Any]]]:
+    order = _search_order(sort)
     channels = {c.id: c for c in db.scalars(select(Channel))}
     visible = [cid for cid, c in channels.items()
                if can_read_channel(p, c.privacy, owner_ids(c))
@@ -120,12 +138,13 @@ def search(db: Session, p: Principal, q: str, offset: int, limit: int) -> tuple[
     pattern = f"%{q.lower()}%"
     keys_q = (select(File.channel_id, File.family, File.name)
               .where(File.channel_id.in_(visible), or_(func.lower(File.name).like(pattern)))
+              .where(*([File.family == check_family(family)] if family else []))
               .group_by(File.channel_id, File.family, File.name))
     total = db.scalar(select(func.count()).select_from(keys_q.subquery())) or 0
-    page = db.execute(keys_q.order_by(File.name, File.channel_id).offset(offset).limit(limit)).all()
+    page = db.execute(keys_q.order_by(*order).offset(offset).limit(limit)).all()
     out = []
-    for cid, family, name in page:
-        out.extend(_packages_for(db, channels[cid], [(family, name)]))
+    for cid, fam, name in page:
+        out.extend(_packages_for(db, channels[cid], [(fam, name)]))
     return total, out
 
 

@@ -133,7 +133,7 @@ def test_expired_token_is_one_line_error(cli: Cli) -> None:
     for f in (cli.token_file(s.api), cli.token_file(s.api, "binstar")):  # type: ignore[attr-defined]
         f.write_text(token)
     proc = cli.run("channel", "--list", rc=3)  # no TTY: no login prompt, the one-line error
-    assert proc.stderr.strip() == "error: The token has expired (hint: Log in again or create a new token)"
+    assert proc.stderr.strip() == "error: The token has expired (hint: Sign in again with `conda-repo login`)"
 
 
 def test_401_on_a_tty_asks_to_sign_in_and_retries(fresh_cli: Cli) -> None:

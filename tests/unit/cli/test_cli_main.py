@@ -99,7 +99,8 @@ def test_401_without_tty_fails_with_one_line(write_site, mock_server, isolated: 
                                                     "hint": "Log in again"}))
     assert main(["channel", "--list"]) == ExitCode.UNAUTHORIZED
     err = capsys.readouterr().err
-    assert err.strip() == "error: The token expired (hint: Log in again)"
+    # The server's hint speaks HTTP; the CLI names the command to run instead.
+    assert err.strip() == "error: The token expired (hint: Sign in again with `conda-repo login`)"
 
 
 def test_401_with_token_option_names_the_token(write_site, mock_server, isolated: Path,  # type: ignore[no-untyped-def]

@@ -14,10 +14,12 @@ from taipan.cli.exitcodes import ExitCode
 from taipan.cli.session import ensure_session
 from taipan.cli.tokens import write_private
 from taipan.domain.permissions import KNOWN_SCOPES
-from taipan.errors import Forbidden, InvalidInput, Unauthenticated
+from taipan.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 
 T = TypeVar("T")
 DEFAULT_MAX_AGE = 30 * 24 * 3600
+# Far beyond any server's limit, yet small enough for datetime arithmetic (no OverflowError).
+MAX_MAX_AGE = 100 * 365 * 24 * 3600
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -62,14 +64,15 @@ def _scopes_of(args: argparse.Namespace) -> list[str]:
 
 
 def create(ctx: Context, args: argparse.Namespace) -> None:
-    if args.max_age <= 0:
-        raise InvalidInput("--max-age must be positive", "Give the lifetime in seconds, e.g. 86400")
+    if not 0 < args.max_age <= MAX_MAX_AGE:
+        raise InvalidInput(f"--max-age must be between 1 and {MAX_MAX_AGE} seconds",
+                           "Give the lifetime in seconds, e.g. 86400 for a day")
+    expires = (dt.datetime.now() + dt.timedelta(seconds=args.max_age)).date().isoformat()
     scopes = _scopes_of(args)
     client = ctx.client
     if not scopes:
         ctx.out.warn("No scopes given: the token gets every scope you have")
         scopes = with_session(ctx, client.scopes)
-    expires = (dt.datetime.now() + dt.timedelta(seconds=args.max_age)).date().isoformat()
     created: dict[str, Any] = with_session(ctx, lambda: client.create_token(args.name, expires, scopes))
     token = str(created["token"])
     if args.out:
@@ -97,6 +100,12 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
                      ", ".join(t.get("scopes") or [])) for t in tokens]
             ctx.out.table(["ID", "Name", "Type", "Created", "Expires", "Scopes"], rows)
     elif args.remove:
+        # Check every id first: a typo in the last one must not leave the others half removed.
+        known = {str(t.get("id")) for t in with_session(ctx, client.tokens)}
+        unknown = [token_id for token_id in args.remove if token_id not in known]
+        if unknown:
+            raise NotFound(f"No token with id {', '.join(unknown)}; nothing was removed",
+                           "`conda-repo auth --list` shows your tokens and their ids", code="token_not_found")
         for token_id in args.remove:
             with_session(ctx, lambda token_id=token_id: client.delete_token(token_id))
             ctx.out.success(f"Token {token_id} removed")

@@ -37,9 +37,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def bulk_items(ctx: Context, spec: PackageSpec, family: str) -> list[dict[str, Any]]:
     """The whole package, or, with a version or file name, exactly the files that match."""
     assert spec.package is not None
-    if not (spec.version or spec.filename):
-        return [{"name": spec.package, "family": family}]
     package = spec.package
+    if not (spec.version or spec.filename):
+        # Asking for one file checks that the channel and the package exist (a NotFound otherwise).
+        ctx.client.files(spec.channel_path, family, package, 0, 1)
+        return [{"name": package, "family": family}]
     files = [f for f in all_items(lambda o, n: ctx.client.files(spec.channel_path, family, package, o, n))
              if matches(spec, f)]
     if not files:
@@ -54,6 +56,14 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     target = getattr(args, "destination", None)
     if target:
         split_channel_path(target)
+    for spec in specs:
+        if target and target == spec.channel_path:
+            raise InvalidInput(f"{spec} is already in {target}", "Give another destination with -d")
+    # Resolve every spec (and the destination) before acting, so a typo in the last one leaves
+    # every channel as it was.
+    if target:
+        ctx.client.channel(target)
+    resolved = [(spec, bulk_items(ctx, spec, args.family)) for spec in specs]
     if action == "delete" and not args.force:
         listing = ", ".join(str(s) for s in specs)
         try:
@@ -62,10 +72,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             confirmed = False
         if not confirmed:
             raise TaipanError("Nothing was removed", "Answer y, or pass -f/--force", code="cancelled")
-    for spec in specs:
-        if target and target == spec.channel_path:
-            raise InvalidInput(f"{spec} is already in {target}", "Give another destination with -d")
-        items = bulk_items(ctx, spec, args.family)
+    for spec, items in resolved:
         ctx.client.bulk(spec.channel_path, action, items, target)
         done = {"copy": f"copied to {target}", "move": f"moved to {target}", "delete": "removed"}[action]
         ctx.out.success(f"{spec} {done}")

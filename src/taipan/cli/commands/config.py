@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from typing import Any
+from urllib.parse import urlparse
 
 import yaml
 
@@ -70,6 +71,13 @@ def _apply_set(ctx: Context, data: dict[str, Any], name: str, raw: str) -> None:
         ctx.out.warn(f"{name!r} is not a known configuration key")
     if name.endswith(".url") or name == "url":
         value = cfg.validate_url(value)
+        if not urlparse(value).path.rstrip("/").endswith("/api"):
+            ctx.out.warn(f"{value} does not end in /api; a site URL is the API base, "
+                         f"e.g. {value.rstrip('/')}/api")
+    known_sites = {**(ctx.config.get("sites") or {}), **(data.get("sites") or {})}
+    if name == "default_site" and str(value) not in known_sites:
+        ctx.out.warn(f"The site {value!r} is not configured yet; add it with "
+                     f"`conda-repo config --set sites.{value}.url https://DOMAIN/api`")
     if name.startswith("sites.") and name.count(".") < 2:
         raise InvalidInput(f"{name!r} names a site, not one of its settings", f"Use {name}.url URL")
     cfg.set_key(data, name, value)
@@ -82,10 +90,13 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         ctx.out.line(f"System Config: {cfg.system_config_file()}")
         return ExitCode.OK
     if args.show_sources:
-        for path in cfg.search_path():
-            if path.is_file():
-                ctx.out.line(f"==> {path} <==")
-                ctx.out.yaml(cfg.read_file(path))
+        found = [path for path in cfg.search_path() if path.is_file()]
+        for path in found:
+            ctx.out.line(f"==> {path} <==")
+            ctx.out.yaml(cfg.read_file(path))
+        if not found:
+            ctx.out.info(f"No configuration file exists yet; `conda-repo config --set-site DOMAIN` "
+                         f"creates {cfg.user_config_file()}")
         return ExitCode.OK
     if args.show:
         ctx.out.json(ctx.config) if args.json else ctx.out.yaml(ctx.config)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from taipan.cli.commands.channel import FAMILIES
 from taipan.cli.context import Context
 from taipan.cli.exitcodes import ExitCode
 from taipan.cli.paging import items_of
@@ -15,10 +16,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("name", help="a package name or part of one")
     p.add_argument("-o", "--offset", type=int, default=0, help="skip this many results")
     p.add_argument("-l", "--limit", type=int, default=50, help="show at most this many results")
-    p.add_argument("-s", "--sort", default="-download_count", help="sort key (default: -download_count)")
+    p.add_argument("-s", "--sort", default="-download_count",
+                   help="download_count, name or updated_at; prefix - for descending (default: -download_count)")
     p.add_argument("-t", "--package-type", choices=("conda", "pypi"), help=argparse.SUPPRESS)
     p.add_argument("-p", "--platform", help=argparse.SUPPRESS)
-    p.add_argument("--family", help="only this artifact family (conda, python, cran, ...)")
+    p.add_argument("--family", choices=FAMILIES, help="only this artifact family")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 
@@ -44,7 +46,7 @@ def channel_path(item: dict[str, Any]) -> str:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    page = ctx.client.search(args.name, args.offset, args.limit, args.sort)
+    page = ctx.client.search(args.name, args.offset, args.limit, args.sort, args.family)
     items = [i for i in items_of(page) if not args.family or i.get("family") == args.family]
     if args.json:
         ctx.out.json(items)

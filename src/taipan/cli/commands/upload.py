@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from taipan.cli.condarc import channel_name_from, condarc_default_channels
+from taipan.cli.condarc import condarc_default_channels, site_channel_name
 from taipan.cli.context import Context
 from taipan.cli.exitcodes import ExitCode
 from taipan.client import UPLOAD_FILETYPES
@@ -59,9 +59,12 @@ def detect_type(path: Path) -> str:
 
 
 def default_channel(ctx: Context) -> str:
-    channels = condarc_default_channels()
-    if channels:
-        return channel_name_from(channels[0])
+    """The first default_channels entry that is a channel of this site, else the account's channel."""
+    for entry in condarc_default_channels():
+        name = site_channel_name(entry, ctx.url)
+        if name:
+            return name
+        ctx.out.debug(f"default_channels entry {entry} is not on {ctx.url}; skipped")
     name = ctx.client.account().get("default_channel_name")
     if not name:
         raise TaipanError("No channel to upload to", "Pass -c CHANNEL, or set default_channels in .condarc "

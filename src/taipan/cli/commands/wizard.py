@@ -79,5 +79,6 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     backup = condarc.backup_path(path)
     ctx.out.info(f"Backing up your current condarc file to {backup}")
     condarc.apply_settings(path, settings)
-    ctx.out.success(f"{path} updated; `conda-repo wizard --restore` brings the old file back")
+    where = f" --file {args.file}" if args.file else " --system" if args.system else " --env" if args.env else ""
+    ctx.out.success(f"{path} updated; `conda-repo wizard --restore{where}` brings the old file back")
     return ExitCode.OK

@@ -180,7 +180,7 @@ def bulk(request: Request, body: BulkBody, p: UserDep, db: SessionDep, rt: Runti
 
 @router.get("/artifacts")
 def search(p: PrincipalDep, db: SessionDep, q: str = "", offset: int = 0, limit: int = 50,
-           sort: str = "-download_count") -> dict[str, Any]:
+           sort: str = "-download_count", family: str | None = None) -> dict[str, Any]:
     offset, limit = _page(offset, limit)
-    total, items = artifacts.search(db, p, q, offset, limit)
+    total, items = artifacts.search(db, p, q, offset, limit, family, sort)
     return {"total_count": total, "items": items, "sort": sort}
