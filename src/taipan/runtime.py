@@ -70,7 +70,7 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
 
 def _add_jobs(rt: Runtime) -> None:
     """The job queue named by settings.jobs.backend, its handlers, and the cron scheduler."""
-    from taipan.services import mirroring
+    from taipan.services import maintenance, mirroring
     from taipan.services.mirror_runs import MirrorEnv
 
     registry = JobRegistry()
@@ -89,7 +89,8 @@ def _add_jobs(rt: Runtime) -> None:
     env = MirrorEnv(rt.sessions, rt.blobs, notify=lambda cid, subdirs: rt.indexer.notify(cid, subdirs),
                     enqueue=queue.enqueue)
     mirroring.register_jobs(registry, env)
+    maintenance.register(registry, rt.sessions)
     rt.extras["mirror_env"] = env
     rt.jobs = queue
-    rt.scheduler = CronScheduler(queue, [lambda now: mirroring.due_runs(env, now)],
+    rt.scheduler = CronScheduler(queue, [lambda now: mirroring.due_runs(env, now), maintenance.due],
                                  tick_seconds=jobs_settings.tick_seconds)

@@ -1,0 +1,44 @@
+"""Pruning the index log keeps sequence numbers increasing and readers current."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select, update
+from test_core_services import admin_principal, put
+
+from taipan.db.models import IndexChange
+from taipan.services import channels, maintenance
+from taipan.services.indexing import Indexer
+
+
+def test_prune_keeps_the_newest_row_and_readers_follow(runtime, conda_packages, package_builder):
+    p = admin_principal(runtime)
+    with runtime.sessions() as db:
+        channels.create_channel(db, p, "pruned")
+        db.commit()
+    reader = Indexer(runtime.sessions, poll_interval=0.0)
+    cid, _ = put(runtime, p, "pruned", conda_packages["hello"])
+    put(runtime, p, "pruned", conda_packages["hello-1.1"])
+    assert len(json.loads(reader.publication(cid, "noarch").repodata)["packages.conda"]) == 2
+    with runtime.sessions() as db, db.begin():
+        newest = db.scalar(select(func.max(IndexChange.seq)))
+        db.execute(update(IndexChange).values(created=datetime(2020, 1, 1, tzinfo=UTC)))
+    assert maintenance.prune_index_log(runtime.sessions) >= 1
+    with runtime.sessions() as db:
+        assert db.scalars(select(IndexChange.seq)).all() == [newest]
+    assert maintenance.prune_index_log(runtime.sessions) == 0
+    put(runtime, p, "pruned", package_builder("later", "1.0", "noarch"))
+    with runtime.sessions() as db:
+        assert db.scalar(select(func.max(IndexChange.seq))) > newest
+    names = set(json.loads(reader.publication(cid, "noarch").repodata)["packages.conda"])
+    assert names == {"hello-1.0-0.conda", "hello-1.1-0.conda", "later-1.0-0.conda"}
+    fresh = Indexer(runtime.sessions)
+    assert set(json.loads(fresh.publication(cid, "noarch").repodata)["packages.conda"]) == names
+
+
+def test_prune_is_due_once_a_day():
+    due = list(maintenance.due(datetime(2026, 5, 1, 3, 17, 40, tzinfo=UTC)))
+    assert [d.job for d in due] == [maintenance.PRUNE_JOB] and due[0].fire_at.second == 0
+    assert not list(maintenance.due(datetime(2026, 5, 1, 3, 18, tzinfo=UTC)))
