@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
+from typing import Any
 
 from taipan.admin.main import EXTRA_COMMANDS
 from taipan.settings import Settings
@@ -40,6 +42,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     upgrade(settings.database_url)
     rt = build_runtime(settings)
     assert isinstance(rt.jobs, HueyQueue)
+    problem = redis_problem(rt.jobs)
+    if problem:
+        rt.close()
+        print(f"error: cannot reach Redis at {_redact(settings.jobs.redis_url)}: {problem}\n"
+              "hint: start Redis, or fix TAIPAN_JOBS__REDIS_URL (the same for the server and every worker)",
+              file=sys.stderr)
+        return 2
     scheduler = None if args.no_scheduler or not settings.jobs.scheduler else rt.scheduler
     if scheduler is not None and args.tick:
         scheduler.tick_seconds = args.tick
@@ -49,6 +58,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         rt.close()
     return 0
+
+
+def redis_problem(queue: Any) -> str | None:
+    """Why the queue's Redis cannot be used, or None. Checked once at start-up: without it the
+    consumer logs a traceback per thread several times a second and never says what is wrong."""
+    try:
+        queue.redis.ping()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _redact(url: str | None) -> str:
+    return re.sub(r"://([^/@:]*):[^/@]*@", r"://\1:***@", str(url or ""))
 
 
 EXTRA_COMMANDS["worker"] = ("run background jobs (mirror syncs) from the Redis queue", add_arguments, run)

@@ -355,4 +355,9 @@ def validate_cron(expr: Any) -> str:
                            "Use five fields: minute hour day-of-month month day-of-week, "
                            f"e.g. '{DEFAULT_CRON}' (daily at midnight UTC) or '*/30 * * * *'",
                            code="invalid_cron")
+    try:  # valid syntax can still name a day that never comes (30 February): scheduling would fail
+        croniter(text, datetime(2001, 1, 1, tzinfo=UTC)).get_next(datetime)
+    except Exception as exc:  # CroniterBadDateError and friends
+        raise InvalidInput(f"The cron expression {text!r} never fires", "Check the day-of-month and month "
+                           f"fields, e.g. '{DEFAULT_CRON}' (daily at midnight UTC)", code="invalid_cron") from exc
     return text

@@ -42,7 +42,19 @@ class Spec:
     def matches(self, record: Mapping[str, Any]) -> bool:
         if not self.name_matches(str(record.get("name", ""))):
             return False
+        # rattler's matches() ignores the subdir ("[subdir=osx-64]", "channel/osx-64::name") and the
+        # file name ("[fn=...]"); conda tests both against the record, so do we.
+        if not _field_ok(self.match_spec.subdir, record.get("subdir")):
+            return False
+        if not _field_ok(self.match_spec.file_name, record.get("fn")):
+            return False
         return self.match_spec.matches(package_record(record))
+
+
+def _field_ok(wanted: Any, actual: Any) -> bool:
+    if wanted is None or not isinstance(actual, str) or not actual:
+        return True  # no constraint, or nothing on the record to test it against
+    return fnmatch.fnmatchcase(actual, str(wanted))
 
 
 def parse_spec(text: str) -> Spec:
@@ -140,15 +152,26 @@ _FAMILY_FIELD = {
 }
 
 
+_GPL_FAMILIES = frozenset({"agpl", "lgpl", "gpl2", "gpl3"})
+
+
 def license_family(record: Mapping[str, Any]) -> str:
     """The license family of a record: its ``license_family`` field first, else its ``license``."""
+    lic = record.get("license")
+    lic = lic if isinstance(lic, str) else ""
     fam = record.get("license_family")
     if isinstance(fam, str) and fam.strip():
-        mapped = _FAMILY_FIELD.get(fam.strip().lower())
+        key = fam.strip().lower()
+        mapped = _FAMILY_FIELD.get(key)
+        if key == "gpl":
+            # conda-build writes a bare "GPL" family for GPL-2.0, LGPL and AGPL packages too: the
+            # license string says which one (readline: GPL-3.0-only; gmp: GPL-2.0-or-later OR ...).
+            from_text = family_of_license(lic)
+            if from_text in _GPL_FAMILIES:
+                return from_text
         if mapped is not None:
             return mapped
-    lic = record.get("license")
-    return family_of_license(lic if isinstance(lic, str) else "")
+    return family_of_license(lic)
 
 
 @lru_cache(maxsize=4096)

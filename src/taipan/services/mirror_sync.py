@@ -80,6 +80,11 @@ def run_mirror(env: MirrorEnv, mirror_id: str) -> str | None:
     if progress.lost:
         return None
     snap = progress.snapshot()
+    failed_files = int((snap.get("count") or {}).get("failed") or 0)
+    if error is None and failed_files:
+        # The run published what it could; say why the rest is missing instead of a blank error.
+        error = (f"{failed_files} file(s) could not be fetched and were left out; last error: "
+                 f"{snap.get('last_exception') or 'unknown'} (the next run tries them again)")
     snap.update(last_exception=error, finished_at=utcnow().isoformat())
     if final == "completed":
         snap.update(current_step_number=len(STEPS), current_step_percentage=100,
@@ -119,8 +124,10 @@ def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> di
         progress.step(2)
         digest = _digest(m, ch_filters, subdirs)
         prev = (m.cache or {}).get("upstream") or {}
-        # Same settings, last run clean: ask conditionally, and stop early if nothing changed upstream.
-        known = prev.get("validators", {}) if prev.get("digest") == digest and prev.get("clean") else {}
+        # Same settings, last run clean, and the channel still holds what that run published (no
+        # file removed by hand since): ask conditionally, and stop early if nothing changed upstream.
+        same = prev.get("digest") == digest and prev.get("clean") and _files_intact(env, m, prev)
+        known = prev.get("validators", {}) if same else {}
         fetched = {}
         for i, subdir in enumerate(subdirs):
             v = known.get(subdir) or {}
@@ -144,7 +151,7 @@ def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> di
                 got = upstream.fetch_repodata(subdir)
             if got.missing or got.content is None:
                 continue
-            upstream_records[subdir], base_urls[subdir] = _parse_repodata(got.content)
+            upstream_records[subdir], base_urls[subdir] = _parse_repodata(got.content, got.url)
         if not upstream_records:
             raise UpstreamError(f"The upstream has none of the subdirs {', '.join(subdirs)}",
                                 "Check --subdirs against the upstream channel", code="upstream_no_subdirs")
@@ -166,6 +173,15 @@ def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> di
     return seen
 
 
+def _files_intact(env: MirrorEnv, m: Mirror, prev: Mapping[str, Any]) -> bool:
+    count = prev.get("count") or {}
+    if "active" not in count or "passive" not in count:
+        return False
+    with env.sessions() as db:
+        have = db.scalar(select(func.count()).select_from(File).where(File.mirror_id == m.id)) or 0
+    return int(have) == int(count["active"]) + int(count["passive"])
+
+
 def _digest(m: Mirror, channel_filters: dict[str, Any], subdirs: list[str]) -> str:
     """What the selection depends on besides the upstream's bytes."""
     key = [m.source_root, m.mode, m.filters or {}, channel_filters, sorted(subdirs)]
@@ -178,12 +194,30 @@ def _channel_filters(channel: Channel) -> dict[str, Any]:
     return {k: raw[k] for k in (*flt.CHANNEL_FILTER_KEYS, "licenses") if k in raw}
 
 
-def _parse_repodata(content: bytes) -> tuple[dict[str, Any], str | None]:
-    data = orjson.loads(content)
-    records = dict(data.get("packages") or {})
-    records.update(data.get("packages.conda") or {})
-    base_url = (data.get("info") or {}).get("base_url") or None
-    return records, base_url
+def _parse_repodata(content: bytes, url: str = "repodata.json") -> tuple[dict[str, Any], str | None]:
+    """The records of an upstream repodata.json; records without a name or version are skipped
+    (no client could install them, and MatchSpecs cannot be tested on them)."""
+    try:
+        data = orjson.loads(content)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamError(f"{url} is not a conda repodata.json (not JSON: {exc})",
+                            "Check that the source URL is the root of a conda channel",
+                            code="upstream_corrupt") from exc
+    if not isinstance(data, dict):
+        raise UpstreamError(f"{url} is not a conda repodata.json (not a JSON object)",
+                            "Check that the source URL is the root of a conda channel", code="upstream_corrupt")
+    records: dict[str, Any] = {}
+    for key in ("packages", "packages.conda"):
+        section = data.get(key) or {}
+        if not isinstance(section, dict):
+            continue
+        for fn, rec in section.items():
+            if isinstance(rec, dict) and isinstance(rec.get("name"), str) and rec.get("version") is not None:
+                records[fn] = rec
+            else:
+                log.warning("skipping malformed upstream record %s in %s", fn, url)
+    info = data.get("info") if isinstance(data.get("info"), dict) else {}
+    return records, info.get("base_url") or None
 
 
 def _plan(env: MirrorEnv, m: Mirror, channel: Channel, kept: Mapping[str, Mapping[str, Any]],
@@ -267,7 +301,8 @@ def _download(env: MirrorEnv, upstream: CondaUpstream, row: dict[str, Any]) -> N
         row["state"] = "active"
         return
     dest = partial_path(env.blobs.tempdir(), sha, row["ckey"])
-    got = upstream.download(row["source_url"], dest, sha256=sha, size=row["size"] or None)
+    got = upstream.download(row["source_url"], dest, sha256=sha, size=row["size"] or None,
+                            md5=row["md5"] or None)
     env.blobs.put_file(got.sha256, dest, move=True)
     remove_quietly(dest)
     row.update(state="active", sha256=got.sha256, md5=row["md5"] or got.md5, size=got.size)

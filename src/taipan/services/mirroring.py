@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from croniter import croniter
 from sqlalchemy import delete, select, update
@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from taipan.db.mirrors import Mirror
 from taipan.db.models import Channel, File, utcnow
 from taipan.domain import filters as flt
+from taipan.domain.names import KNOWN_SUBDIRS
 from taipan.domain.permissions import Principal, can_read_channel
 from taipan.errors import Conflict, InvalidInput, NotFound, UpstreamError
 from taipan.jobs import DueRun, JobRegistry
@@ -53,7 +54,32 @@ def _url(value: Any, what: str = "source", *, allow_empty: bool = False) -> str 
         hint = ("Give the channel's root URL, e.g. https://conda.anaconda.org/conda-forge"
                 if what == "source" else "Give an http:// proxy URL, e.g. http://user:pass@proxy:3128")
         raise InvalidInput(f"Invalid {what} URL {str(value)[:200]!r}", hint, code=f"invalid_{what}")
-    return str(value).rstrip("/") if what == "source" else str(value)
+    if what != "source":
+        return str(value)
+    url = str(value).rstrip("/")
+    _refuse_subdir_url(url)
+    return url
+
+
+_INDEX_FILES = ("repodata.json", "repodata.json.zst", "repodata.json.bz2", "current_repodata.json",
+                "repodata_shards.msgpack.zst", "channeldata.json")
+
+
+def _refuse_subdir_url(url: str) -> None:
+    """A common mistake: the URL of a subdir or of an index file instead of the channel root."""
+    parts = urlsplit(url)
+    segments = parts.path.rstrip("/").split("/")
+    root = segments[:]
+    if root and root[-1] in _INDEX_FILES:
+        root.pop()
+    if root and root[-1] in KNOWN_SUBDIRS:
+        root.pop()
+    if len(root) == len(segments):
+        return
+    fixed = urlunsplit(parts._replace(path="/".join(root), query="", fragment=""))
+    raise InvalidInput(f"The source URL {redact_url(url)!r} points into a channel, not at its root",
+                       f"Give the channel root, e.g. {redact_url(fixed)!r}; use --subdirs to choose platforms",
+                       code="invalid_source")
 
 
 def _type(value: Any) -> str:
@@ -119,7 +145,7 @@ def create_mirror(db: Session, p: Principal, channel: Channel, body: dict[str, A
                created_by=p.username)
     db.add(m)
     db.flush()
-    channel_service.add_event(db, channel, "mirror_created", p, mirror=name, source=m.source_root)
+    channel_service.add_event(db, channel, "mirror_created", p, mirror=name, source=redact_url(m.source_root))
     return m, bool(body.get("run_now")) and request_run(db, m)
 
 
@@ -184,7 +210,23 @@ def enqueue_runs(env: MirrorEnv, mirror_ids: list[str]) -> None:
         log.warning("no job queue: mirror runs %s not enqueued", mirror_ids)
         return
     for mirror_id in mirror_ids:
-        env.enqueue(JOB_SYNC, {"mirror_id": mirror_id})
+        try:
+            env.enqueue(JOB_SYNC, {"mirror_id": mirror_id})
+        except Exception as exc:  # e.g. Redis is down: say so on the mirror instead of a bare 500
+            log.warning("could not queue mirror run %s", mirror_id, exc_info=True)
+            _mark_not_queued(env, mirror_id, f"{type(exc).__name__}: {exc}")
+
+
+def _mark_not_queued(env: MirrorEnv, mirror_id: str, reason: str) -> None:
+    message = (f"The run could not be queued ({reason}). Check the job queue (Redis, "
+               "TAIPAN_JOBS__REDIS_URL), then run `conda repo mirror --restart NAME`")
+    with env.sessions() as db:
+        m = db.get(Mirror, mirror_id)
+        if m is not None and m.state == "pending":
+            m.state = "failed"
+            m.sync_state = {**(m.sync_state or initial_sync_state()), "last_exception": message}
+            m.updated_at = utcnow()
+            db.commit()
 
 
 def stop_mirror(db: Session, p: Principal, channel: Channel, m: Mirror) -> None:
@@ -260,6 +302,18 @@ def recover_local(env: MirrorEnv) -> list[str]:
 
 # --- JSON ---------------------------------------------------------------------------------------
 
+_TOKEN_IN_PATH = re.compile(r"/t/[^/]+(?=/|$)")
+_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^/@:]*):[^/@]*@")
+
+
+def redact_url(url: str | None) -> str | None:
+    """A source or proxy URL without its secrets (``/t/<token>/``, ``user:password@``): the mirror
+    JSON is readable by everyone who may read the channel, anonymous users included."""
+    if not url:
+        return url
+    return _USERINFO.sub(r"\1:***@", _TOKEN_IN_PATH.sub("/t/***", url))
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
@@ -267,8 +321,9 @@ def _iso(value: datetime | None) -> str | None:
 def mirror_json(m: Mirror, channel: Channel) -> dict[str, Any]:
     """The per-channel form (mirror_* keys, as conda-repo-cli reads them)."""
     return {
-        "mirror_id": m.id, "mirror_name": m.name, "source_root": m.source_root, "mirror_mode": m.mode,
-        "mirror_type": m.mirror_type, "cron": m.cron, "proxy": m.proxy, "filters": m.filters or {},
+        "mirror_id": m.id, "mirror_name": m.name, "source_root": redact_url(m.source_root),
+        "mirror_mode": m.mode, "mirror_type": m.mirror_type, "cron": m.cron, "proxy": redact_url(m.proxy),
+        "filters": m.filters or {},
         "state": m.state, "last_run_at": _iso(m.last_run_at), "created_at": _iso(m.created_at),
         "updated_at": _iso(m.updated_at), "created": _iso(m.created_at), "next_run_at": _iso(m.next_run_at),
         "channel": channel.path, "sync_state": m.sync_state or initial_sync_state(),
@@ -279,8 +334,9 @@ def global_mirror_json(m: Mirror, channel: Channel) -> dict[str, Any]:
     """The global-list form (/api/mirrors uses plain keys and nests the channel)."""
     top = channel.parent if channel.parent is not None else channel
     out = {
-        "id": m.id, "name": m.name, "source_root": m.source_root, "type": m.mirror_type, "mode": m.mode,
-        "state": m.state, "proxy": m.proxy, "cron": m.cron, "filters": m.filters or {},
+        "id": m.id, "name": m.name, "source_root": redact_url(m.source_root), "type": m.mirror_type,
+        "mode": m.mode, "state": m.state, "proxy": redact_url(m.proxy), "cron": m.cron,
+        "filters": m.filters or {},
         "last_run_at": _iso(m.last_run_at), "created_at": _iso(m.created_at),
         "updated_at": _iso(m.updated_at), "next_run_at": _iso(m.next_run_at),
         "channel": {"name": top.name, "privacy": top.privacy},
@@ -320,6 +376,7 @@ def passive_stream(env: MirrorEnv, file_id: str) -> Iterator[bytes]:
             raise NotFound("The file is gone", "Fetch repodata.json again", code="file_not_found")
         m = db.get(Mirror, f.mirror_id) if f.mirror_id else None
         url, sha, size, proxy = f.source_url, f.sha256 or None, f.size or None, m.proxy if m else None
+        md5 = f.md5 or None
     if not url:
         raise NotFound(f"{f.filename} has no upstream source", "Run the mirror again",
                        code="file_not_available")
@@ -331,7 +388,7 @@ def passive_stream(env: MirrorEnv, file_id: str) -> Iterator[bytes]:
     try:
         with env.upstream_factory(url.rsplit("/", 1)[0], proxy=proxy, retries=2) as upstream, \
                 open(tmp, "wb") as sink:
-            yield from upstream.stream_to(url, sink, sha256=sha, size=size)
+            yield from upstream.stream_to(url, sink, sha256=sha, size=size, md5=md5)
         actual = sha or _sha256_of(tmp)
         env.blobs.put_file(actual, tmp, move=True)
         _mark_active(env, file_id, actual)

@@ -192,15 +192,16 @@ class CondaUpstream:
         return self.url(f"{subdir}/{filename}")
 
     def download(self, url: str, dest: Path, *, sha256: str | None, size: int | None,
-                 on_bytes: Callable[[int], None] | None = None) -> Verified:
-        """Download ``url`` to ``dest``, resuming a partial ``dest``; verify sha256 and size."""
+                 md5: str | None = None, on_bytes: Callable[[int], None] | None = None) -> Verified:
+        """Download ``url`` to ``dest``, resuming a partial ``dest``; verify size and sha256 (md5 when
+        the index has no sha256)."""
         for attempt in range(2):
             have = dest.stat().st_size if dest.exists() else 0
             if size is not None and have > size:
                 dest.unlink()
                 have = 0
             headers = {"Range": f"bytes={have}-"} if have else {}
-            sha, md5 = hashlib.sha256(), hashlib.md5()
+            sha, md5_h = hashlib.sha256(), hashlib.md5()
             with self._request("GET", url, headers, ok=(200, 206)) as resp:
                 if resp.status_code == 404:
                     raise UpstreamError(f"{self._describe(url)} is gone upstream (HTTP 404)",
@@ -208,22 +209,22 @@ class CondaUpstream:
                                         code="upstream_missing_file")
                 mode = "ab" if resp.status_code == 206 and have else "wb"
                 if mode == "ab":
-                    _hash_existing(dest, sha, md5)
+                    _hash_existing(dest, sha, md5_h)
                 with open(dest, mode) as out:
                     try:
                         for chunk in resp.iter_bytes(CHUNK):
                             out.write(chunk)
                             sha.update(chunk)
-                            md5.update(chunk)
+                            md5_h.update(chunk)
                             if on_bytes:
                                 on_bytes(len(chunk))
                     except httpx.TransportError as exc:
                         raise UpstreamError(f"Download of {self._describe(url)} broke off: {exc}",
                                             "The next run resumes where it stopped",
                                             code="upstream_unreachable") from exc
-            got = Verified(sha.hexdigest(), md5.hexdigest(), dest.stat().st_size)
+            got = Verified(sha.hexdigest(), md5_h.hexdigest(), dest.stat().st_size)
             try:
-                check(got, sha256, size, url)
+                check(got, sha256, size, url, md5)
                 return got
             except UpstreamError:
                 dest.unlink(missing_ok=True)  # a bad partial file: start over once
@@ -232,28 +233,52 @@ class CondaUpstream:
         raise AssertionError("unreachable")
 
     def stream_to(self, url: str, sink: BinaryIO, *, sha256: str | None,
-                  size: int | None) -> Iterator[bytes]:
-        """Yield the file's bytes while writing them to ``sink``; raise at the end if they are bad."""
-        sha, md5, n = hashlib.sha256(), hashlib.md5(), 0
+                  size: int | None, md5: str | None = None) -> Iterator[bytes]:
+        """Yield the file's bytes while writing them to ``sink``; raise if they are bad.
+
+        The last chunk is held back until the size and sha256 (or md5) are checked: a client must never
+        receive a complete body (every byte of its Content-Length) of a file that does not match
+        its index, so a bad file ends in a broken transfer, or, when it fits in one chunk, in an
+        error before any byte is sent.
+        """
+        md5_hex = md5
+        sha, md5_h, n = hashlib.sha256(), hashlib.md5(), 0
+        held: bytes | None = None
         with self._request("GET", url) as resp:
             if resp.status_code == 404:
                 raise UpstreamError(f"{self._describe(url)} is gone upstream (HTTP 404)",
                                     "Run the mirror again to refresh its index", code="upstream_missing_file")
-            for chunk in resp.iter_bytes(CHUNK):
-                sink.write(chunk)
-                sha.update(chunk)
-                md5.update(chunk)
-                n += len(chunk)
-                yield chunk
-        check(Verified(sha.hexdigest(), md5.hexdigest(), n), sha256, size, url)
+            try:
+                for chunk in resp.iter_bytes(CHUNK):
+                    if size is not None and n + len(chunk) > size:
+                        raise UpstreamError(f"{url.rsplit('/', 1)[-1]} is larger than the {size} bytes "
+                                            "its index says", "The upstream file and its index disagree",
+                                            code="upstream_checksum")
+                    sink.write(chunk)
+                    sha.update(chunk)
+                    md5_h.update(chunk)
+                    n += len(chunk)
+                    if held is not None:
+                        yield held
+                    held = chunk
+            except httpx.TransportError as exc:
+                raise UpstreamError(f"Download of {self._describe(url)} broke off: {exc}",
+                                    "Try again", code="upstream_unreachable") from exc
+        check(Verified(sha.hexdigest(), md5_h.hexdigest(), n), sha256, size, url, md5_hex)
+        if held is not None:
+            yield held
 
 
-def check(got: Verified, sha256: str | None, size: int | None, url: str) -> None:
+def check(got: Verified, sha256: str | None, size: int | None, url: str, md5: str | None = None) -> None:
+    """Size and sha256 against the index; md5 too when the index (an old channel) has no sha256."""
     if size is not None and got.size != size:
         raise UpstreamError(f"{url.rsplit('/', 1)[-1]} has {got.size} bytes, the index says {size}",
                             "The upstream file and its index disagree", code="upstream_checksum")
     if sha256 and got.sha256 != sha256.lower():
         raise UpstreamError(f"{url.rsplit('/', 1)[-1]} has sha256 {got.sha256}, the index says {sha256}",
+                            "The upstream file and its index disagree", code="upstream_checksum")
+    if not sha256 and md5 and got.md5 != md5.lower():
+        raise UpstreamError(f"{url.rsplit('/', 1)[-1]} has md5 {got.md5}, the index says {md5}",
                             "The upstream file and its index disagree", code="upstream_checksum")
 
 

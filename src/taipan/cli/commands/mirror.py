@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
 from taipan.cli.context import Context
@@ -65,13 +66,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("--date_to", help="[conda] published on or before YYYY-MM-DD")
     f.add_argument("--only_signed", action="store_true", help="only signed packages")
     p.add_argument("--json", action="store_true", help="print JSON")
+    # `--show NAME --channel CH PROPERTY...`: properties given after the other options.
+    p.add_argument("properties", nargs="*", metavar="PROPERTY", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
     _accept_dash_values(p)
 
 
 def looks_like_licenses(arg: str) -> bool:
-    items = [i.strip().lstrip("+-").replace("-", "_") for i in arg.split(",") if i.strip()]
+    items = [i.strip().lstrip("+-").lower().replace("-", "_") for i in arg.split(",") if i.strip()]
     return bool(items) and all(i in LICENSES for i in items)
+
+
+def _is_dash_value(parser: argparse.ArgumentParser, arg: str) -> bool:
+    """A "-xyz" argument that names no option of ours is a value (e.g. "-GPL3,MIT" or "-gpl,mit"),
+    so the server-side check can say which license family is unknown instead of argparse's
+    "expected one argument"."""
+    if looks_like_licenses(arg):
+        return True
+    if arg.startswith("--") or len(arg) < 2 or arg[:2] in parser._option_string_actions:
+        return False
+    return bool(_DASH_VALUE.match(arg))
+
+
+_DASH_VALUE = re.compile(r"^-[A-Za-z_][A-Za-z0-9_.+-]*(,[ +-]*[A-Za-z0-9_.+-]*)*$")
 
 
 def _accept_dash_values(parser: argparse.ArgumentParser) -> None:
@@ -79,7 +96,7 @@ def _accept_dash_values(parser: argparse.ArgumentParser) -> None:
     original = parser._parse_optional
 
     def parse_optional(arg_string: str) -> Any:
-        if arg_string.startswith("-") and looks_like_licenses(arg_string):
+        if arg_string.startswith("-") and _is_dash_value(parser, arg_string):
             return None  # a positional value, i.e. the argument of --licenses
         return original(arg_string)
 
@@ -119,8 +136,12 @@ def filters_from_args(args: argparse.Namespace) -> dict[str, Any]:
                        ("include_specs", args.include_spec)):
         if value:
             out[key] = list(value)
-    if args.date_from or args.date_to:
-        out["date_from"], out["date_to"] = args.date_from, args.date_to
+    # Only the dates given: `--update M --date_to D` keeps the mirror's date_from (the server
+    # still refuses a window with one end missing, on create as on update).
+    if args.date_from:
+        out["date_from"] = args.date_from
+    if args.date_to:
+        out["date_to"] = args.date_to
     if args.cve_score is not None:
         out["cve_score_threshold"] = args.cve_score
     for flag, key in (("exclude_uncurated_cve_packages", "exclude_non_curated_cve"),
@@ -128,6 +149,20 @@ def filters_from_args(args: argparse.Namespace) -> dict[str, Any]:
         if getattr(args, flag):
             out[key] = True
     return out
+
+
+# Accepted for compatibility with Anaconda Server scripts, stored, but not applied by this server:
+# it has no CVE data and no signatures yet. Saying so beats a silently unfiltered mirror.
+NOT_APPLIED = (("cve_score", "--cve_score"), ("exclude_uncurated_cve_packages", "--exclude_uncurated_cve_packages"),
+               ("only_signed", "--only_signed"), ("projects", "--projects"))
+
+
+def not_applied_warnings(args: argparse.Namespace) -> list[str]:
+    given = [flag for attr, flag in NOT_APPLIED if getattr(args, attr, None) not in (None, False, "")]
+    if not given:
+        return []
+    return [f"{', '.join(given)}: stored but not applied to conda mirrors by this server "
+            "(no CVE data, signatures or PyPI projects here); the mirror is not filtered by them"]
 
 
 def _need_channel(args: argparse.Namespace, action: str) -> str:
@@ -185,6 +220,8 @@ def create(ctx: Context, args: argparse.Namespace) -> None:
                             "run_now": args.run_now}
     if args.proxy:
         body["proxy"] = args.proxy
+    for warning in not_applied_warnings(args):
+        ctx.out.warn(warning)
     m = normalize(api.create_mirror(ctx.client, channel, body), channel)
     if args.json:
         return ctx.out.json(m)
@@ -216,6 +253,8 @@ def update(ctx: Context, args: argparse.Namespace) -> None:
         if "exclude_specs" in changes or "include_specs" in changes:
             merged.pop("only_specs", None)
         body["filters"] = merged
+    for warning in not_applied_warnings(args):
+        ctx.out.warn(warning)
     out = normalize(api.update_mirror(ctx.client, channel, m["id"], body), channel)
     if args.json:
         return ctx.out.json(out)
@@ -268,7 +307,7 @@ def sync_state_lines(s: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 def show(ctx: Context, args: argparse.Namespace) -> None:
-    name, props = args.show[0], args.show[1:]
+    name, props = args.show[0], [*args.show[1:], *(getattr(args, "properties", None) or [])]
     m = find(ctx, name, args.channel)
     if props:
         unknown = [p for p in props if p not in SHOW_PROPS]
@@ -332,6 +371,11 @@ def list_mirrors(ctx: Context, args: argparse.Namespace) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> None:
+    extra = getattr(args, "properties", None) or []
+    if extra and not args.show:
+        raise InvalidInput(f"Unexpected argument(s): {' '.join(extra)}",
+                           "Only --show NAME takes further words (the properties to show); quote a "
+                           "value that contains spaces", code="invalid_arguments")
     if args.create:
         return create(ctx, args)
     if args.update:

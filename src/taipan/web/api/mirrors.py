@@ -79,6 +79,7 @@ def _create(request: Request, p: UserDep, db: SessionDep, rt: RuntimeDep,
     db.commit()
     if run:
         mirroring.enqueue_runs(_env(rt), [m.id])
+        db.refresh(m)  # enqueueing may have marked it (e.g. failed: the queue is down)
     return JSONResponse(mirroring.mirror_json(m, channel), status_code=201)
 
 
@@ -96,6 +97,7 @@ def _update(request: Request, mirror_id: str, p: UserDep, db: SessionDep, rt: Ru
     db.commit()
     if run:
         mirroring.enqueue_runs(_env(rt), [m.id])
+        db.refresh(m)  # enqueueing may have marked it (e.g. failed: the queue is down)
     return JSONResponse(mirroring.mirror_json(m, channel), status_code=202)
 
 
