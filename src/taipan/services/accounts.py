@@ -263,6 +263,13 @@ def delete_token(db: Session, principal: Principal, token_id: str) -> None:
     db.delete(_own_token(db, principal, token_id))
 
 
+def end_session(db: Session, principal: Principal) -> None:
+    """Log out: delete the session token behind ``principal``, so a copied cookie stops working too."""
+    token = db.get(Token, principal.token_id) if principal.token_id else None
+    if token is not None and token.kind == "session" and token.user_id == principal.user_id:
+        db.delete(token)
+
+
 def principal_for_secret(db: Session, secret: str) -> Principal:
     """The principal a token stands for; raise Unauthenticated for unknown or expired tokens."""
     token = db.scalar(select(Token).where(Token.token_hash == hash_token(secret)))

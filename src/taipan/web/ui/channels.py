@@ -1,0 +1,144 @@
+"""Channel pages: the list, one channel (or subchannel) with its packages, one package's files, and
+the forms that create channels, change their settings and upload packages.
+
+Every route exists for a channel (/ui/channels/{ch}/...) and a subchannel (/ui/channels/{ch}/{sub}/...).
+Access rules are the services' own (the same calls as web/api/channels.py), so a page shows exactly
+what the API would.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import HTMLResponse
+from sqlalchemy.orm import Session
+from starlette.responses import Response
+
+from taipan.db.models import Channel
+from taipan.domain.conda import safe_basename
+from taipan.domain.permissions import PRIVACY_LEVELS, Principal, can_write_channel
+from taipan.errors import InvalidInput
+from taipan.services import artifacts, channels, uploads
+from taipan.web.deps import RuntimeDep, SessionDep, base_url
+from taipan.web.ui.render import UIRoute, redirect, render
+from taipan.web.ui.session import CsrfDep, MemberDep, VisitorDep
+
+router = APIRouter(route_class=UIRoute, include_in_schema=False)
+CH = "/ui/channels/{ch}"
+SUB = "/ui/channels/{ch}/{sub}"
+PER_PAGE = 25
+HISTORY = 20
+
+
+def _path(request: Request) -> str:
+    pp = request.path_params
+    return f"{pp['ch']}/{pp['sub']}" if "sub" in pp else pp["ch"]
+
+
+def _readable(db: Session, p: Principal, request: Request) -> Channel:
+    channel = channels.get_channel(db, _path(request))
+    channels.require_read(p, channel, f"{channels.kind_of(channel)}:view")
+    return channel
+
+
+def _repo_url(request: Request, channel: Channel) -> str:
+    return f"{base_url(request)}/api/repo/{channel.path}"
+
+
+@router.get("/ui/channels")
+def channel_list(request: Request, p: VisitorDep, db: SessionDep) -> HTMLResponse:
+    items = [channels.channel_json(db, c) for c in channels.visible_channels(db, p)]
+    return render(request, "channels.html", channels=items, privacy_levels=PRIVACY_LEVELS)
+
+
+@router.post("/ui/channels")
+def create_channel(request: Request, _: CsrfDep, p: MemberDep, db: SessionDep, name: str = Form(""),
+                   privacy: str = Form("public"), description: str = Form("")) -> Response:
+    channel = channels.create_channel(db, p, name.strip(), privacy=privacy,
+                                      description=description.replace("\r\n", "\n"))
+    db.commit()
+    return redirect(request, f"/ui/channels/{channel.path}", f"Channel {channel.path} created")
+
+
+def _channel_view(db: Session, p: Principal, channel: Channel, page: int, q: str) -> dict[str, Any]:
+    kind = channels.kind_of(channel)
+    total, packages = artifacts.list_artifacts(db, p, channel, (page - 1) * PER_PAGE, PER_PAGE, q or None)
+    subchannels: list[dict[str, Any]] = []
+    if channel.parent_id is None:
+        channels.require_read(p, channel, "subchannel:view")
+        subchannels = [channels.channel_json(db, c) for c in channels.visible_channels(db, p, parent=channel)]
+    channels.require_read(p, channel, f"{kind}:history")
+    _, events = channels.history(db, channel, 0, HISTORY)
+    return {"channel": channels.channel_json(db, channel), "kind": kind, "packages": packages,
+            "total": total, "page": page, "pages": max(1, -(-total // PER_PAGE)), "q": q,
+            "subchannels": subchannels, "events": events, "privacy_levels": PRIVACY_LEVELS,
+            "can_write": can_write_channel(p, channels.owner_ids(channel))}
+
+
+@router.get(CH)
+@router.get(SUB)
+def channel_page(request: Request, p: VisitorDep, db: SessionDep, page: int = Query(1, ge=1, le=1_000_000),
+                 q: str = Query("", max_length=200)) -> HTMLResponse:
+    channel = _readable(db, p, request)
+    view = _channel_view(db, p, channel, page, q.strip())
+    return render(request, "channel.html", repo_url=_repo_url(request, channel), **view)
+
+
+@router.get(CH + "/packages/{name}")
+@router.get(SUB + "/packages/{name}")
+def package_page(request: Request, name: str, p: VisitorDep, db: SessionDep,
+                 family: str = Query("conda", max_length=40)) -> HTMLResponse:
+    channel = _readable(db, p, request)
+    total, files = artifacts.list_files(db, p, channel, family, name, 0, 0)
+    latest = max(files, key=lambda f: f.created_at).meta or {}
+    return render(request, "package.html", channel=channels.channel_json(db, channel), name=name,
+                  family=family, files=files, total=total, about=latest.get("about.json", {}),
+                  repo_url=_repo_url(request, channel))
+
+
+@router.post(CH + "/settings")
+@router.post(SUB + "/settings")
+def change_settings(request: Request, _: CsrfDep, p: MemberDep, db: SessionDep, privacy: str = Form(""),
+                    description: str | None = Form(None)) -> Response:
+    channel = channels.get_channel(db, _path(request))
+    changes: dict[str, Any] = {}
+    if privacy and privacy != channel.privacy:
+        changes["privacy"] = privacy
+    if description is not None and description.replace("\r\n", "\n") != channel.description:
+        changes["description"] = description.replace("\r\n", "\n")
+    # Called even with no changes: it is also the permission check.
+    channels.update_channel(db, p, channel, changes)
+    db.commit()
+    notice = f"Saved: {', '.join(sorted(changes))}" if changes else "Nothing to change"
+    return redirect(request, f"/ui/channels/{channel.path}", notice)
+
+
+@router.post(CH + "/subchannels")
+def create_subchannel(request: Request, _: CsrfDep, p: MemberDep, db: SessionDep, name: str = Form(""),
+                      privacy: str = Form("")) -> Response:
+    channel = channels.create_channel(db, p, name.strip(), parent_path=_path(request), privacy=privacy or None)
+    db.commit()
+    return redirect(request, f"/ui/channels/{channel.path}", f"Subchannel {channel.path} created")
+
+
+@router.post(CH + "/upload")
+@router.post(SUB + "/upload")
+def upload(request: Request, _: CsrfDep, p: MemberDep, db: SessionDep, rt: RuntimeDep,
+           content: UploadFile | None = File(None)) -> Response:
+    channel = channels.get_channel(db, _path(request))
+    raw_name = content.filename if content is not None else ""
+    if content is None or not raw_name:
+        raise InvalidInput("No file was chosen", "Choose a .conda or .tar.bz2 package to upload",
+                           code="no_file")
+    if safe_basename(raw_name) != raw_name:
+        raise InvalidInput(f"Invalid file name {raw_name[:100]!r}",
+                           "Send the bare file name, without directories", code="invalid_filename")
+    spooled = uploads.spool(content.file, rt.blobs.tempdir(), rt.settings.server.max_upload_size)
+    try:
+        row = uploads.upload_conda(db, rt.blobs, p, channel, spooled, raw_name)
+        db.commit()
+    finally:
+        spooled.discard()
+    rt.indexer.notify(channel.id, {row.subdir})
+    return redirect(request, f"/ui/channels/{channel.path}", f"Uploaded {row.ckey}")
