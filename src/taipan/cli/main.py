@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 import traceback
@@ -153,6 +154,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "conda-repo") -> int:
     except KeyboardInterrupt:
         out.error("Interrupted")
         return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`conda-repo ... | head`): not an error. Point stdout at devnull so
+        # the interpreter's final flush does not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.OK
     except Exception as exc:
         if args.show_traceback:
             traceback.print_exc()

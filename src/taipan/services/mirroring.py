@@ -24,7 +24,7 @@ from taipan.db.models import Channel, File, utcnow
 from taipan.domain import filters as flt
 from taipan.domain.names import KNOWN_SUBDIRS
 from taipan.domain.permissions import Principal, can_read_channel
-from taipan.errors import Conflict, InvalidInput, NotFound, UpstreamError
+from taipan.errors import Conflict, Forbidden, InvalidInput, NotFound, UpstreamError
 from taipan.jobs import DueRun, JobRegistry
 from taipan.services import channels as channel_service
 from taipan.services.indexing import log_changes
@@ -109,6 +109,11 @@ def next_run(cron: str, after: datetime | None = None) -> datetime:
 
 def _require_manage(p: Principal, channel: Channel) -> None:
     channel_service.require_write(p, channel, "mirror:manage")
+    # A mirror makes the server fetch from any URL it is given (internal hosts included), so
+    # managing mirrors is an admin's job, as in Anaconda Server, not every channel owner's.
+    if not p.is_admin:
+        raise Forbidden("Only administrators can manage mirrors",
+                        "Ask an administrator to create or change the mirror", code="admin_required")
 
 
 def _require_view(p: Principal, channel: Channel) -> None:

@@ -60,3 +60,4 @@ def test_auth_remove_with_a_wrong_id_removes_nothing(cli: Cli) -> None:
     ids = [t["id"] for t in json.loads(cli.run("auth", "--list", "--json").stdout)]
     assert created["id"] in ids
     cli.run("auth", "--remove", created["id"])
+

@@ -3,8 +3,11 @@ readable line with a hint from the CLI."""
 
 from __future__ import annotations
 
+import os
 import socket
+import uuid
 
+import httpx
 import pytest
 
 from conftest import api, unique, wait_state
@@ -100,3 +103,21 @@ def test_unreachable_source_fails_the_run_not_the_server(cli, mirror_server, cha
     assert "state: failed" in shown and "unreachable" in shown
     with api(mirror_server) as c:
         assert c.get("/system/version").status_code == 200
+
+
+def test_only_admins_manage_mirrors(mirror_server) -> None:
+    """A mirror makes the server fetch arbitrary URLs: channel owners who are not admins may not."""
+    import subprocess
+    import sys
+
+    username = f"owner_{uuid.uuid4().hex[:6]}"
+    subprocess.run([sys.executable, "-m", "taipan.admin.main", "user", "create", username, "--password",
+                    "owner-password-1"], check=True, capture_output=True,
+                   env={**os.environ, "TAIPAN_HOME": str(mirror_server.home)})
+    session = httpx.post(f"{mirror_server.api}/auth/login",
+                         json={"username": username, "password": "owner-password-1"}).json()["token"]
+    headers = {"Authorization": f"Bearer {session}"}
+    r = httpx.post(f"{mirror_server.api}/channels/{username}/mirrors", headers=headers, json={
+        "mirror_name": "internal", "source_root": "http://127.0.0.1:9/conda", "mirror_mode": "passive"})
+    assert r.status_code == 403 and r.json()["code"] == "admin_required", r.text
+    assert httpx.get(f"{mirror_server.api}/channels/{username}/mirrors", headers=headers).json()["items"] == []
