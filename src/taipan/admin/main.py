@@ -47,7 +47,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
               "  (shown once; change it with `taipan user passwd admin`)", file=sys.stderr)
     print(f"Log in with:  conda-repo config --set sites.taipan.url {url}/api && "
           f"conda-repo config --set default_site taipan && conda-repo login --username "
-          f"{settings.admin_username}\nConda channels:  {url}/api/repo/<channel>", file=sys.stderr)
+          f"{settings.admin_username}\nWeb UI:  {url}/ui/\nConda channels:  {url}/api/repo/<channel>",
+          file=sys.stderr)
     os.environ.setdefault("TAIPAN_HOME", str(settings.home))
     uvicorn.run("taipan.web.app:app_from_env", factory=True, host=host, port=port,
                 workers=args.workers or settings.server.workers, log_level=args.log_level,
