@@ -16,7 +16,6 @@ import httpx
 import pytest
 
 ADMIN_PASSWORD = "admin-password-1"
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def free_port() -> int:
@@ -161,12 +160,3 @@ def package_builder(tmp_path: Path) -> Callable[..., Path]:
 
     return build
 
-
-def postgres_available() -> bool:
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_URL, connect_timeout=2):
-            return True
-    except Exception:
-        return False

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,37 +19,6 @@ from taipan.runtime import build_runtime
 from taipan.services import mirroring
 from taipan.services.mirror_runs import claim, initial_sync_state, is_stale
 from taipan.settings import Settings
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def _pg_ok() -> bool:
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_ADMIN, connect_timeout=2):
-            return True
-    except Exception:
-        return False
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path: Path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'taipan.db'}"
-        return
-    if not _pg_ok():
-        pytest.skip("PostgreSQL at 127.0.0.1:5432 is not reachable")
-    import psycopg
-
-    name = f"taipan_m_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
