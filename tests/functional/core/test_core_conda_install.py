@@ -74,6 +74,14 @@ def test_each_package_download_is_recorded(taipan_server, private_channel, tmp_p
             time.sleep(0.2)
         assert files[0]["download_count"] == 1
         assert c.get(f"/channels/{name}").json()["download_count"] >= 2
+    # who, which channel and file, when: the rows the download reports are made from
+    import sqlite3
+
+    with sqlite3.connect(taipan_server.home / "taipan.db") as db:
+        rows = db.execute("SELECT username, channel_path, ckey, package, at FROM downloads WHERE channel_path = ?",
+                          (name,)).fetchall()
+    assert sorted(r[2] for r in rows) == ["linux-64/world-2.0-h1_0.tar.bz2", "noarch/hello-1.0-0.conda"]
+    assert {r[0] for r in rows} == {"admin"} and all(r[4] for r in rows)
 
 
 def test_public_channel_installs_anonymously(taipan_server, conda_packages, tmp_path):
