@@ -166,6 +166,12 @@ class Indexer:
             if state is not None:
                 state.dirty = True
 
+    def invalidate(self, channel_id: str) -> None:
+        """Make every loaded subdir of a channel replay its log on the next read (e.g. on unfreeze)."""
+        for (cid, _), state in list(self._states.items()):
+            if cid == channel_id:
+                state.dirty = True
+
     def forget(self, channel_ids: list[str]) -> None:
         with self._guard:
             for key in [k for k in self._states if k[0] in channel_ids]:

@@ -16,15 +16,20 @@ def error_response(status: int, code: str, message: str, hint: str = "",
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def taipan_error_response(exc: TaipanError) -> JSONResponse:
+    """The one mapping of a domain error to HTTP, for the API and for package serving alike."""
+    headers = {}
+    if isinstance(exc, TooManyRequests):
+        headers["Retry-After"] = str(exc.retry_after)
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="taipan"'
+    return error_response(exc.status, exc.code, exc.message, exc.hint, headers)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(TaipanError)
     async def _taipan(_: Request, exc: TaipanError) -> JSONResponse:
-        headers = {}
-        if isinstance(exc, TooManyRequests):
-            headers["Retry-After"] = str(exc.retry_after)
-        if exc.status == 401:
-            headers["WWW-Authenticate"] = 'Basic realm="taipan"'
-        return error_response(exc.status, exc.code, exc.message, exc.hint, headers)
+        return taipan_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -127,3 +127,18 @@ def test_missing_files_404(channel):
     assert httpx.get(f"{channel}/noarch/nothere-1-0.conda").status_code == 404
     assert httpx.get(f"{channel}/noarch/shards/{'0' * 64}.msgpack.zst").status_code == 404
     assert httpx.get(channel.rsplit("/", 1)[0] + "/no-such-channel/noarch/repodata.json").status_code == 404
+
+
+def test_frozen_channel_publishes_nothing_until_unfrozen(taipan_server, package_builder):
+    name = f"frozen-{uuid.uuid4().hex[:8]}"
+    repo = f"{taipan_server.api}/repo/{name}/noarch/repodata.json"
+    with taipan_server.client(taipan_server.admin_token()) as c:
+        c.post("/channels", json={"name": name}).raise_for_status()
+        assert httpx.get(repo).json()["packages.conda"] == {}
+        c.put(f"/channels/{name}", json={"frozen": True}).raise_for_status()
+        pkg = package_builder("icy", "1.0", "noarch")
+        c.post(f"/channels/{name}/artifacts", files={"content": (pkg.name, pkg.read_bytes())},
+               data={"filetype": "conda1"}).raise_for_status()
+        assert httpx.get(repo).json()["packages.conda"] == {}
+        c.put(f"/channels/{name}", json={"frozen": False}).raise_for_status()
+        assert list(httpx.get(repo).json()["packages.conda"]) == ["icy-1.0-0.conda"]

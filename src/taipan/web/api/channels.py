@@ -17,6 +17,7 @@ from taipan.domain.conda import safe_basename
 from taipan.errors import InvalidInput
 from taipan.services import artifacts, channels, uploads
 from taipan.web.deps import PrincipalDep, RuntimeDep, SessionDep, UserDep, base_url
+from taipan.web.repo.common import channel_cache
 
 router = APIRouter(tags=["channels"])
 CH = "/channels/{ch}"
@@ -93,9 +94,9 @@ def update_channel(request: Request, p: UserDep, db: SessionDep, rt: RuntimeDep,
     channels.update_channel(db, p, channel, body)
     db.commit()
     if was_frozen and not channel.frozen:
-        rt.indexer.forget([channel.id])  # unfreezing publishes what arrived meanwhile
-    if "name" in body:
-        rt.extras.get("principals") and rt.extras["principals"].clear()
+        rt.indexer.invalidate(channel.id)  # unfreezing publishes what arrived meanwhile
+    # Privacy and names take effect in this process's package serving at once (others within 1 s).
+    channel_cache(rt).clear()
     return channels.channel_json(db, channel)
 
 
@@ -106,6 +107,7 @@ def delete_channel(request: Request, p: UserDep, db: SessionDep, rt: RuntimeDep)
     ids = channels.delete_channel(db, p, channel)
     db.commit()
     rt.indexer.forget(ids)
+    channel_cache(rt).clear()
     return JSONResponse({"message": f"Channel {channel.path} removed"}, status_code=202)
 
 

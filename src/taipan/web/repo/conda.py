@@ -20,7 +20,7 @@ from taipan.errors import Forbidden, NotFound, TaipanError, Unauthenticated
 from taipan.runtime import Runtime
 from taipan.services import serving
 from taipan.services.indexing import Publication
-from taipan.web.errors import error_response
+from taipan.web.errors import error_response, taipan_error_response
 from taipan.web.repo.common import (
     CACHE_CONTROL,
     ChannelView,
@@ -134,8 +134,7 @@ class RepoApp:
             try:
                 response = await serve(request, repo_path)
             except TaipanError as exc:
-                headers = {"WWW-Authenticate": 'Basic realm="taipan"'} if exc.status == 401 else None
-                response = error_response(exc.status, exc.code, exc.message, exc.hint, headers)
+                response = taipan_error_response(exc)
         await response(scope, receive, send)
 
 
