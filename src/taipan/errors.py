@@ -70,6 +70,13 @@ class TooManyRequests(TaipanError):
         self.retry_after = retry_after
 
 
+class ServiceUnavailable(TooManyRequests):
+    """The server is busy preparing what was asked for; the client should retry (with Retry-After)."""
+
+    code = "unavailable"
+    status = 503
+
+
 class ChannelFrozen(TaipanError):
     code = "channel_frozen"
     status = 400

@@ -32,6 +32,11 @@ class ServerSettings(BaseModel):
     base_url: str = ""
     max_upload_size: int = 2 * 1024**3
     workers: int = 1
+    # Seconds `taipan serve` lets requests in flight finish after SIGTERM before closing them.
+    graceful_shutdown: int = 5
+    # Exit the process shortly after shutdown even if a request thread is still busy. Off only for
+    # in-process test clients that share the interpreter.
+    exit_watchdog: bool = False
 
 
 class AuthSettings(BaseModel):

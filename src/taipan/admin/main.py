@@ -50,9 +50,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
           f"{settings.admin_username}\nWeb UI:  {url}/ui/\nConda channels:  {url}/api/repo/<channel>",
           file=sys.stderr)
     os.environ.setdefault("TAIPAN_HOME", str(settings.home))
+    # Each server process exits soon after SIGTERM, whatever requests are still in flight.
+    os.environ["TAIPAN_SERVER__EXIT_WATCHDOG"] = "true"
     uvicorn.run("taipan.web.app:app_from_env", factory=True, host=host, port=port,
                 workers=args.workers or settings.server.workers, log_level=args.log_level,
-                access_log=args.access_log)
+                access_log=args.access_log, timeout_graceful_shutdown=settings.server.graceful_shutdown)
     return 0
 
 

@@ -27,10 +27,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from taipan.db.models import Channel, File, IndexChange
 from taipan.domain import repodata as rd
+from taipan.errors import ServiceUnavailable
 
 FORMAT_VERSION = "1"
 # Above this size repodata.json.zst is compressed with several threads.
 _MT_THRESHOLD = 4 * 1024 * 1024
+# How long a request waits for another request's build of the same lazily derived file.
+LAZY_BUILD_WAIT = 30.0
 
 
 @dataclass
@@ -48,7 +51,8 @@ class Publication:
     created: float
     fragments: dict[str, bytes] = field(repr=False, default_factory=dict)
     _lazy: dict[str, bytes] = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
+    _guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def etag(self, variant: str) -> str:
         return f'"{self.etag_base}-{variant}"'
@@ -68,12 +72,26 @@ class Publication:
         return self._derived("current_zst", lambda: _zstd(self.current_repodata()))
 
     def _derived(self, key: str, build: Any) -> bytes:
-        # Derived lazily from this publication's own bytes, so never stale beside repodata.json.
-        if key not in self._lazy:
-            with self._lock:
-                if key not in self._lazy:
-                    self._lazy[key] = build()
-        return self._lazy[key]
+        """Derived lazily from this publication's own bytes, so never stale beside repodata.json.
+
+        One lock per file, so that a derived file may build from another derived file (the
+        ``.zst`` of current_repodata.json builds current_repodata.json first) without waiting on
+        itself; and a bounded wait, so that no request thread is held for ever by a slow build.
+        """
+        data = self._lazy.get(key)
+        if data is not None:
+            return data
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        if not lock.acquire(timeout=LAZY_BUILD_WAIT):
+            raise ServiceUnavailable(f"{key} of {self.subdir} is still being prepared",
+                                     "Retry in a few seconds", code="index_building", retry_after=5)
+        try:
+            if key not in self._lazy:
+                self._lazy[key] = build()
+            return self._lazy[key]
+        finally:
+            lock.release()
 
 
 def _record_part(fn: str, frag: bytes) -> bytes:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -34,6 +37,23 @@ class UploadLimit:
         await self.app(scope, receive, send)
 
 
+# Seconds a stopping server process may spend after its lifespan ended (joining request threads
+# that are still busy, e.g. compressing a large index) before it exits regardless.
+EXIT_GRACE = 3.0
+
+
+def _exit_watchdog(seconds: float) -> None:
+    """Make sure the process ends soon after shutdown: the interpreter joins every non-daemon
+    thread at exit, and a request thread may still be busy; the operator asked it to stop."""
+    def bail() -> None:
+        logging.getLogger(__name__).warning("threads still busy %.0f s after shutdown; exiting", seconds)
+        os._exit(0)
+
+    timer = threading.Timer(seconds, bail)
+    timer.daemon = True
+    timer.start()
+
+
 def create_app(runtime: Runtime) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -42,6 +62,8 @@ def create_app(runtime: Runtime) -> FastAPI:
             yield
         finally:
             runtime.close()
+            if runtime.settings.server.exit_watchdog:
+                _exit_watchdog(EXIT_GRACE)
 
     app = FastAPI(title="Taipan", version=__version__, lifespan=lifespan, docs_url="/docs",
                   openapi_url="/api/openapi.json")

@@ -147,3 +147,18 @@ def test_server_on_postgresql(server_factory, conda_packages, tmp_path):
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+def test_install_with_the_token_where_conda_puts_it(taipan_server, private_channel, tmp_path):
+    """conda moves /t/<token> to just after the host when no channel_alias matches the URL, so it
+    asks for http://HOST/t/<token>/api/repo/<channel>/...; that must serve the same bytes."""
+    name, token = private_channel
+    conda_style = f"{taipan_server.url}/t/{token}/api/repo/{name}"
+    ours = f"{taipan_server.api}/repo/t/{token}/{name}"
+    for path in ("noarch/repodata.json", "noarch/current_repodata.json.zst", "linux-64/repodata.json"):
+        a, b = httpx.get(f"{conda_style}/{path}"), httpx.get(f"{ours}/{path}")
+        assert a.status_code == b.status_code == 200
+        assert a.content == b.content and a.headers["etag"] == b.headers["etag"]
+    assert httpx.get(f"{taipan_server.url}/t/not-a-token/api/repo/{name}/noarch/repodata.json").status_code == 401
+    assert solve_and_install(conda_style, ["world"], tmp_path) == ["hello", "world"]
+    assert (tmp_path / "env" / "share" / "world" / "world.txt").read_text() == "world 2.0\n"

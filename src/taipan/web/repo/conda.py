@@ -57,6 +57,22 @@ def parse_repo_path(path: str) -> tuple[str | None, str, list[str]]:
     return token, channel, rest
 
 
+def repo_path_of(path: str) -> str | None:
+    """The part of a URL path after /api/repo/, as ``[t/<token>/]<channel>/...``; None otherwise.
+
+    conda moves a channel's ``/t/<token>`` to just after the channel *location*, which is the bare
+    host unless ``channel_alias`` is set to ``http://HOST/api/repo``; so it asks for
+    ``/t/<token>/api/repo/<channel>/...``. Both spellings serve the same bytes.
+    """
+    if path.startswith(RepoApp.PREFIX):
+        return path[len(RepoApp.PREFIX):]
+    if path.startswith("/t/"):
+        token, sep, rest = path[3:].partition("/")
+        if token and sep and ("/" + rest).startswith(RepoApp.PREFIX):
+            return f"t/{token}/{rest[len(RepoApp.PREFIX) - 1:]}"
+    return None
+
+
 def access_error(p: Principal, ch: ChannelView | None, path: str) -> TaipanError | None:
     """Why ``p`` may not fetch from the channel, or None when it may."""
     if ch is None:
@@ -118,11 +134,11 @@ class RepoApp:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self.PREFIX):
+        repo_path = repo_path_of(scope["path"]) if scope["type"] == "http" else None
+        if repo_path is None:
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
-        repo_path = scope["path"][len(self.PREFIX):]
         if scope["method"] in ("GET", "HEAD") and (headers := revalidated(request, repo_path)):
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
