@@ -26,7 +26,11 @@ CHANNEL_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 MAX_CHANNEL_NAME = 64
 # "t" would collide with the /t/<token>/ prefix of the serving URLs; the others are serving paths.
 RESERVED_CHANNEL_NAMES = frozenset({"t", "api", "static", "pypi", "cran", "subchannels"})
-RESERVED_SUBCHANNEL_NAMES = SUBDIR_SET | {"t", "channeldata.json", "artifacts", "simple", "src"}
+# A subchannel name never equals a path segment some family serves under a channel (conda subdirs,
+# Python's simple/, R's src/ and bin/, notebooks' jupyter/, ...), so /api/repo/<ch>/<x>/... is never
+# ambiguous; the list holds every family's roots, implemented yet or not.
+FAMILY_ROOTS = frozenset({"simple", "src", "bin", "jupyter", "envs", "projects", "sbom", "files", "pypi", "cran"})
+RESERVED_SUBCHANNEL_NAMES = SUBDIR_SET | FAMILY_ROOTS | {"t", "channeldata.json", "artifacts"}
 
 
 def validate_channel_name(name: str, *, sub: bool = False) -> str:

@@ -10,62 +10,61 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from taipan.db.models import Channel, File, utcnow
+from taipan.domain import families
+from taipan.domain.families import Family
 from taipan.domain.permissions import Principal, can_read_channel
-from taipan.domain.repodata import version_key
 from taipan.errors import ChannelFrozen, Conflict, InvalidInput, NotFound
 from taipan.services.channels import add_event, get_channel, kind_of, owner_ids, require_read, require_write
 from taipan.services.indexing import log_changes
 
-FAMILIES = ("conda", "python", "cran", "anaconda_project", "anaconda_env", "notebook", "gra", "sbom")
 BULK_ACTIONS = ("copy", "move", "delete")
-
-
-def check_family(family: str) -> str:
-    if family not in FAMILIES:
-        raise InvalidInput(f"Unknown artifact family {family!r}", f"Families: {', '.join(FAMILIES)}",
-                           code="invalid_family")
-    return family
+check_family = families.check_known
 
 
 def channel_parts(channel: Channel) -> tuple[str, str | None]:
     return (channel.parent.name, channel.name) if channel.parent else (channel.name, None)
 
 
+def _family(name: str) -> Family | None:
+    try:
+        return families.get(name)
+    except InvalidInput:  # rows of a family this server no longer implements still list
+        return None
+
+
 def file_json(f: File, channel: Channel, base_url: str) -> dict[str, Any]:
     top, sub = channel_parts(channel)
+    channel_url = f"{base_url}/api/repo/{channel.path}"
+    url = f"{channel_url}/{f.ckey}"
+    family = _family(f.family)
     record = json.loads(f.record)
-    repodata_record = {**record, "fn": f.filename, "channel": f"{base_url}/api/repo/{channel.path}",
-                       "url": f"{base_url}/api/repo/{channel.path}/{f.ckey}"}
+    metadata = (family.file_metadata(f.meta or {}, record, filename=f.filename, channel_url=channel_url, url=url)
+                if family else dict(f.meta or {}))
     return {
         "id": f.id, "ckey": f.ckey, "name": f.filename, "family": f.family,
-        "type": "conda_package_2" if f.filename.endswith(".conda") else "conda_package_1",
+        "type": family.file_type(f.filename) if family else f.family,
         "channel": top, "subchannel": sub, "package": f.name, "version": f.version,
         "platform": f.subdir, "subdir": f.subdir,
-        "metadata": {**(f.meta or {}), "repodata_record.json": repodata_record},
+        "metadata": metadata,
         "signatures": [], "state": f.state, "size": f.size, "sha256": f.sha256, "md5": f.md5,
         "download_count": f.download_count,
         "created_at": f.created_at.isoformat(), "updated_at": f.updated_at.isoformat(),
-        "url": repodata_record["url"], "cve_status": None, "cve_score": None,
+        "url": url, "cve_status": None, "cve_score": None,
     }
 
 
-def _package_json(name: str, family: str, files: list[File], channel: Channel) -> dict[str, Any]:
+def _package_json(name: str, family_name: str, files: list[File], channel: Channel) -> dict[str, Any]:
     top, sub = channel_parts(channel)
-    latest = max(files, key=lambda f: (version_key(f.version), f.created_at))
-    index = (latest.meta or {}).get("index.json", {})
-    about = (latest.meta or {}).get("about.json", {})
-    target = f"{top}/{sub}" if sub else top
+    family = _family(family_name)
+    key = family.version_key if family else str
+    latest = max(files, key=lambda f: (key(f.version), f.created_at))
+    subdirs = sorted({f.subdir for f in files})
+    metadata = (family.package_metadata(name, latest.meta or {}, subdirs, channel.path) if family
+                else {"name": name, "version": latest.version, "subdirs": subdirs})
+    metadata.setdefault("version", latest.version)
     return {
-        "name": name, "family": family, "channel": top, "subchannel": sub, "channel_path": channel.path,
-        "privacy": channel.privacy,
-        "metadata": {
-            "name": name, "version": latest.version, "build_number": index.get("build_number", 0),
-            "build": index.get("build"), "license": index.get("license") or about.get("license"),
-            "summary": about.get("summary", ""), "description": about.get("description", ""),
-            "home": about.get("home"), "dev_url": about.get("dev_url"), "doc_url": about.get("doc_url"),
-            "subdirs": sorted({f.subdir for f in files}),
-            "install_cmd": f"conda install -c {target} {name}",
-        },
+        "name": name, "family": family_name, "channel": top, "subchannel": sub, "channel_path": channel.path,
+        "privacy": channel.privacy, "metadata": metadata,
         "download_count": sum(f.download_count for f in files), "file_count": len(files),
         "cve_count": 0, "updated_at": max(f.updated_at for f in files).isoformat(),
     }

@@ -1,169 +1,121 @@
-"""Incremental conda indexing: per (channel, subdir), replay the IndexChange log into published bytes.
+"""Incremental indexing of every family: per (channel, partition), replay the IndexChange log into
+published bytes.
 
 Writers (uploads, bulk actions, mirror syncs) insert ``IndexChange`` rows in the same transaction
-as the file rows. Readers ask the ``Indexer`` for the current ``Publication`` of a subdir; it applies
-whatever changes are new since the last look (all of them at once, so bursts are coalesced),
-rebuilds only the shards of the package names that changed, re-joins the pre-serialized record
-fragments into ``repodata.json`` and compresses it, and swaps in a new immutable ``Publication``.
-Every derived file of one publication comes from the same bytes, so they are always consistent.
+as the file rows. Readers ask the ``Indexer`` for the current ``Publication`` of a partition (a conda
+subdir, a channel's Python ``simple`` index, an R ``src/contrib`` tree, ...); it applies whatever
+changes are new since the last look (all of them at once, so bursts are coalesced) to the family's
+``PartitionIndex``, which rebuilds only what the changes touched, and swaps in a new immutable
+``Publication``. Every file of one publication, derived ones included, comes from the same bytes.
 Other processes' writes are noticed by polling the log at most once per ``poll_interval``.
+
+This is the one mechanism by which every family publishes an index and every serving route reads it.
 """
 
 from __future__ import annotations
 
-import bz2
 import hashlib
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from typing import Any
 
-import orjson
-import zstandard
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from taipan.db.models import Channel, File, IndexChange
-from taipan.domain import repodata as rd
+from taipan.domain import families
+from taipan.domain.families import IndexFiles, PartitionIndex
 from taipan.errors import ServiceUnavailable
 
-FORMAT_VERSION = "1"
-# Above this size repodata.json.zst is compressed with several threads.
-_MT_THRESHOLD = 4 * 1024 * 1024
+FORMAT_VERSION = "2"
 # How long a request waits for another request's build of the same lazily derived file.
 LAZY_BUILD_WAIT = 30.0
 
 
 @dataclass
 class Publication:
-    """One immutable, consistent set of a subdir's index files."""
+    """One immutable, consistent set of a partition's index files."""
 
+    family: str
     subdir: str
     seq: int
-    repodata: bytes
-    zst: bytes
-    shard_index: bytes
-    shards: dict[str, bytes]
+    index: IndexFiles
     etag_base: str
     last_modified: str
     created: float
-    fragments: dict[str, bytes] = field(repr=False, default_factory=dict)
     _lazy: dict[str, bytes] = field(default_factory=dict, repr=False)
     _locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
     _guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def etag(self, variant: str) -> str:
-        return f'"{self.etag_base}-{variant}"'
+    def has(self, name: str) -> bool:
+        return name in self.index.files or name in self.index.lazy
 
-    def bz2(self) -> bytes:
-        return self._derived("bz2", lambda: bz2.compress(self.repodata, 9))
+    def is_prepared(self, name: str) -> bool:
+        """True when the file's bytes exist already (no build on first request)."""
+        return name in self.index.files or name in self._lazy
 
-    def current_repodata(self) -> bytes:
-        def build() -> bytes:
-            records = {fn: orjson.loads(_record_part(fn, frag)) for fn, frag in self.fragments.items()}
-            keep = rd.current_subset(records)
-            frags = {fn: self.fragments[fn] for fn in keep}
-            return rd.assemble_repodata(self.subdir, frags)
-        return self._derived("current", build)
+    def etag(self, name: str) -> str:
+        override = self.index.etags.get(name)
+        if override is not None:
+            return override
+        return f'"{self.etag_base}-{name.replace(".", "-").replace("/", "-")}"'
 
-    def current_zst(self) -> bytes:
-        return self._derived("current_zst", lambda: _zstd(self.current_repodata()))
+    def media_type(self, name: str) -> str:
+        return self.index.media_types.get(name, "application/octet-stream")
 
-    def _derived(self, key: str, build: Any) -> bytes:
-        """Derived lazily from this publication's own bytes, so never stale beside repodata.json.
+    def file(self, name: str) -> bytes:
+        """The bytes of one file; derived files are built on first use, once per publication.
 
-        One lock per file, so that a derived file may build from another derived file (the
-        ``.zst`` of current_repodata.json builds current_repodata.json first) without waiting on
-        itself; and a bounded wait, so that no request thread is held for ever by a slow build.
+        One lock per file, so that a derived file may build from another derived file without
+        waiting on itself; and a bounded wait, so that no request thread is held for ever.
         """
-        data = self._lazy.get(key)
+        data = self.index.files.get(name)
         if data is not None:
             return data
+        data = self._lazy.get(name)
+        if data is not None:
+            return data
+        build = self.index.lazy[name]
         with self._guard:
-            lock = self._locks.setdefault(key, threading.Lock())
+            lock = self._locks.setdefault(name, threading.Lock())
         if not lock.acquire(timeout=LAZY_BUILD_WAIT):
-            raise ServiceUnavailable(f"{key} of {self.subdir} is still being prepared",
+            raise ServiceUnavailable(f"{name} of {self.subdir} is still being prepared",
                                      "Retry in a few seconds", code="index_building", retry_after=5)
         try:
-            if key not in self._lazy:
-                self._lazy[key] = build()
-            return self._lazy[key]
+            if name not in self._lazy:
+                self._lazy[name] = build(self)
+            return self._lazy[name]
         finally:
             lock.release()
 
 
-def _record_part(fn: str, frag: bytes) -> bytes:
-    return frag[len(orjson.dumps(fn)) + 1:]
-
-
-def _zstd(data: bytes) -> bytes:
-    threads = 2 if len(data) > _MT_THRESHOLD else 0
-    return zstandard.ZstdCompressor(level=3, threads=threads, write_content_size=True).compress(data)
-
-
-class _SubdirState:
-    def __init__(self, channel_id: str, subdir: str) -> None:
+class _PartitionState:
+    def __init__(self, channel_id: str, family: str, subdir: str, index: PartitionIndex) -> None:
         self.channel_id = channel_id
+        self.family = family
         self.subdir = subdir
-        self.fragments: dict[str, bytes] = {}
-        self.name_of: dict[str, str] = {}
-        self.by_name: dict[str, set[str]] = {}
-        self.shard_digest: dict[str, bytes] = {}
-        self.shards: dict[str, bytes] = {}
+        self.index = index
         self.seq = -1
         self.publication: Publication | None = None
         self.checked = 0.0
         self.dirty = True
         self.lock = threading.Lock()
 
-    def apply(self, rows: dict[str, tuple[str, bytes] | None]) -> set[str]:
-        """Apply {filename: (name, record_json) or None}; return the package names touched."""
-        touched: set[str] = set()
-        for fn, row in rows.items():
-            old = self.name_of.pop(fn, None)
-            if old is not None:
-                self.fragments.pop(fn, None)
-                self.by_name[old].discard(fn)
-                touched.add(old)
-            if row is not None:
-                name, record = row
-                self.fragments[fn] = rd.fragment(fn, record)
-                self.name_of[fn] = name
-                self.by_name.setdefault(name, set()).add(fn)
-                touched.add(name)
-        return touched
-
-    def rebuild_shards(self, names: set[str]) -> None:
-        for name in names:
-            fns = self.by_name.get(name)
-            if not fns:
-                self.by_name.pop(name, None)
-                self.shard_digest.pop(name, None)
-                continue
-            records = {fn: orjson.loads(_record_part(fn, self.fragments[fn])) for fn in fns}
-            data = rd.encode_shard(records)
-            digest = hashlib.sha256(data).digest()
-            self.shard_digest[name] = digest
-            self.shards[digest.hex()] = data
+    def apply(self, rows: dict[str, tuple[str, bytes] | None]) -> None:
+        self.index.apply(rows)
 
     def publish(self) -> Publication:
-        repodata = rd.assemble_repodata(self.subdir, self.fragments)
+        files = self.index.build(self.publication.index if self.publication else None)
         now = datetime.now(UTC)
-        shard_index = rd.encode_shard_index(self.subdir, self.shard_digest,
-                                            now.strftime("%Y-%m-%dT%H:%M:%SZ"))
-        live = {d.hex() for d in self.shard_digest.values()}
-        previous = self.publication.shards if self.publication else {}
-        # Keep the previous generation's shards: a client may hold the previous shard index.
-        shards = {h: self.shards[h] for h in live}
-        shards.update({h: b for h, b in previous.items() if h not in shards})
-        self.shards = {h: self.shards[h] for h in live}
-        base = hashlib.sha256(f"{FORMAT_VERSION}:{self.channel_id}:{self.subdir}:{self.seq}:"
-                              f"{len(self.fragments)}".encode()).hexdigest()[:24]
-        pub = Publication(self.subdir, self.seq, repodata, _zstd(repodata), shard_index, shards, base,
-                          format_datetime(now.replace(microsecond=0), usegmt=True), time.time(),
-                          fragments=dict(self.fragments))
+        # The log sequence number names the state; the sizes guard against a pruned log handing out
+        # the same number again for other contents after a restart.
+        sizes = ",".join(str(len(v)) for _, v in sorted(files.files.items()) if not _.startswith("shards/"))
+        base = hashlib.sha256(f"{FORMAT_VERSION}:{self.channel_id}:{self.family}:{self.subdir}:{self.seq}:"
+                              f"{sizes}".encode()).hexdigest()[:24]
+        pub = Publication(self.family, self.subdir, self.seq, files, base,
+                          format_datetime(now.replace(microsecond=0), usegmt=True), time.time())
         self.publication = pub
         return pub
 
@@ -173,7 +125,7 @@ class Indexer:
 
     def __init__(self, sessions: sessionmaker[Session], *, poll_interval: float = 1.0) -> None:
         self._sessions = sessions
-        self._states: dict[tuple[str, str], _SubdirState] = {}
+        self._states: dict[tuple[str, str], _PartitionState] = {}
         self._guard = threading.Lock()
         self.poll_interval = poll_interval
 
@@ -204,11 +156,17 @@ class Indexer:
             return state.publication
         return None
 
-    def publication(self, channel_id: str, subdir: str, *, frozen: bool = False) -> Publication:
+    def publication(self, channel_id: str, subdir: str, *, family: str = "conda",
+                    frozen: bool = False) -> Publication:
+        """The current publication of a partition (partition names never collide across families)."""
         state = self._states.get((channel_id, subdir))
         if state is None:
+            index = families.get(family).partition_index(subdir)
+            if index is None:
+                raise ValueError(f"the {family} family publishes no index")
             with self._guard:
-                state = self._states.setdefault((channel_id, subdir), _SubdirState(channel_id, subdir))
+                state = self._states.setdefault((channel_id, subdir),
+                                                _PartitionState(channel_id, family, subdir, index))
         pub = state.publication
         if pub is not None and (frozen or (not state.dirty
                                            and time.monotonic() - state.checked < self.poll_interval)):
@@ -221,24 +179,23 @@ class Indexer:
             assert state.publication is not None
             return state.publication
 
-    def _load(self, state: _SubdirState) -> None:
+    def _load(self, state: _PartitionState) -> None:
         with self._sessions() as db:
             state.dirty = False
             state.checked = time.monotonic()
             state.seq = self._max_seq(db, state)
             rows = db.execute(select(File.filename, File.name, File.record)
                               .where(File.channel_id == state.channel_id, File.subdir == state.subdir,
-                                     File.family == "conda"))
-            names = state.apply({fn: (name, record.encode()) for fn, name, record in rows})
-        state.rebuild_shards(names)
+                                     File.family == state.family))
+            state.apply({fn: (name, record.encode()) for fn, name, record in rows})
         state.publish()
 
     @staticmethod
-    def _max_seq(db: Session, state: _SubdirState) -> int:
+    def _max_seq(db: Session, state: _PartitionState) -> int:
         return db.scalar(select(func.max(IndexChange.seq)).where(
             IndexChange.channel_id == state.channel_id, IndexChange.subdir == state.subdir)) or 0
 
-    def _refresh(self, state: _SubdirState) -> None:
+    def _refresh(self, state: _PartitionState) -> None:
         with self._sessions() as db:
             state.dirty = False
             state.checked = time.monotonic()
@@ -253,10 +210,10 @@ class Indexer:
                 for fn, name, record in db.execute(
                         select(File.filename, File.name, File.record).where(
                             File.channel_id == state.channel_id, File.subdir == state.subdir,
-                            File.family == "conda", File.filename.in_(chunk))):
+                            File.family == state.family, File.filename.in_(chunk))):
                     rows[fn] = (name, record.encode())
             state.seq = changes[-1][0]
-        state.rebuild_shards(state.apply(rows))
+        state.apply(rows)
         state.publish()
 
 

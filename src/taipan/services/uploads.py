@@ -1,4 +1,4 @@
-"""Uploading conda packages: spool, hash, validate against the file name, store, index."""
+"""Uploads of every family: spool and hash, ask the family to read and validate, store, log for indexing."""
 
 from __future__ import annotations
 
@@ -13,13 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from taipan.db.models import Channel, File
-from taipan.domain.conda import (
-    check_index_matches,
-    make_record,
-    parse_conda_filename,
-    read_package_info,
-    sniff_conda_format,
-)
+from taipan.domain import families
+from taipan.domain.families import Family
+from taipan.domain.names import validate_filename
 from taipan.domain.permissions import Principal
 from taipan.domain.repodata import record_bytes
 from taipan.errors import Conflict, InvalidInput, TooLarge
@@ -27,7 +23,6 @@ from taipan.services.channels import add_event, require_write
 from taipan.services.indexing import lock_channel, log_changes
 from taipan.storage.base import BlobStore
 
-CONDA_FILETYPES = {"", "conda1", "conda", "conda_package", "conda_package_1", "conda_package_2"}
 CHUNK = 1024 * 1024
 
 
@@ -72,44 +67,57 @@ def spool(src: BinaryIO, tmpdir: Path, max_size: int) -> Spooled:
 
 
 def check_filetype(filetype: str | None) -> None:
-    if (filetype or "") not in CONDA_FILETYPES:
-        raise InvalidInput(f"Uploads of type {filetype!r} are not supported yet",
-                           "Upload conda packages (.conda or .tar.bz2) with filetype conda1",
-                           code="unsupported_filetype")
+    """Refuse an unknown or not yet stored upload type before the body is read."""
+    wanted = (filetype or "").strip()
+    if wanted:
+        name = families.UPLOAD_TYPES.get(wanted)
+        if name is None:
+            raise InvalidInput(f"Unknown upload type {wanted!r}",
+                               "Known types: " + ", ".join(sorted(t for t in families.UPLOAD_TYPES if t)),
+                               code="unsupported_filetype")
+        if name not in {f.name for f in families.implemented()}:
+            raise InvalidInput(f"This server does not accept {name} uploads yet ({wanted!r})",
+                               "Upload conda packages, or ask the administrator which families are enabled",
+                               code="unsupported_filetype")
 
 
-def upload_conda(db: Session, blobs: BlobStore, p: Principal, channel: Channel, spooled: Spooled,
-                 filename: str, *, declared_size: int | None = None) -> File:
-    """Validate and store one conda package; the caller commits and then notifies the indexer."""
+def choose_family(filetype: str | None, filename: str, head: bytes) -> Family:
+    """The family an upload belongs to: named by its ``filetype`` form field (conda-repo-cli's
+    values), else recognised from its name and first bytes. A file that is plainly of another family
+    than the one named is refused with what it really is."""
+    wanted = (filetype or "").strip()
+    sniffed = next((f for f in families.implemented() if f.sniff(filename, head)), None)
+    if not wanted:
+        return sniffed or families.get("conda")
+    check_filetype(wanted)
+    family = families.get(families.UPLOAD_TYPES[wanted])
+    if sniffed is not None and sniffed is not family and not family.sniff(filename, head):
+        raise InvalidInput(f"{filename} is a {sniffed.title}, not a {family.title}",
+                           f"Upload it as a {sniffed.title} (or leave the type out to detect it)",
+                           code="wrong_filetype")
+    return family
+
+
+def upload(db: Session, blobs: BlobStore, p: Principal, channel: Channel, spooled: Spooled, filename: str,
+           *, filetype: str | None = None, declared_size: int | None = None) -> File:
+    """Validate and store one artifact of any family; the caller commits, then notifies the indexer."""
     require_write(p, channel, "artifact:create")
     if declared_size is not None and declared_size != spooled.size:
         raise InvalidInput(f"The upload has {spooled.size} bytes but {declared_size} were declared",
                            "The transfer was cut short; upload the file again", code="size_mismatch")
-    fn = parse_conda_filename(filename)
-    fmt = sniff_conda_format(spooled.head)
-    if fmt is None:
-        raise InvalidInput(f"{filename} is not a conda package archive",
-                           "Conda packages are .conda (zip) or .tar.bz2 archives; the file may be corrupt",
-                           code="invalid_package")
-    if fmt != fn.ext:
-        raise InvalidInput(f"{filename} holds a {fmt} archive but its name ends in {fn.ext}",
-                           f"Rename it to {fn.name}-{fn.version}-{fn.build}{fmt}",
-                           code="filename_mismatch")
-    with open(spooled.path, "rb") as fh:
-        index, about = read_package_info(fh, filename)
-    subdir = check_index_matches(index, fn)
-    ckey = f"{subdir}/{filename}"
+    validate_filename(filename)
+    family = choose_family(filetype, filename, spooled.head)
+    art = family.read_upload(spooled.path, filename, sha256=spooled.sha256, md5=spooled.md5, size=spooled.size)
     lock_channel(db, channel.id)  # makes the duplicate check and the insert one step
-    if db.scalar(select(File.id).where(File.channel_id == channel.id, File.ckey == ckey)):
-        raise Conflict(f"{ckey} already exists in channel {channel.path!r}",
-                       "Remove the existing file first, or bump the build number", code="file_exists")
-    record = make_record(index, sha256=spooled.sha256, md5=spooled.md5, size=spooled.size, subdir=subdir)
+    if db.scalar(select(File.id).where(File.channel_id == channel.id, File.ckey == art.ckey)):
+        raise Conflict(f"{art.ckey} already exists in channel {channel.path!r}",
+                       "Remove the existing file first, or upload a new version", code="file_exists")
     blobs.put_file(spooled.sha256, spooled.path, move=True)
-    row = File(channel_id=channel.id, family="conda", name=fn.name, version=fn.version, subdir=subdir,
-               filename=filename, ckey=ckey, sha256=spooled.sha256, md5=spooled.md5, size=spooled.size,
-               record=record_bytes(record).decode(), meta={"index.json": index, "about.json": about})
+    row = File(channel_id=channel.id, family=art.family, name=art.name, version=art.version, subdir=art.subdir,
+               filename=art.filename, ckey=art.ckey, sha256=spooled.sha256, md5=spooled.md5, size=spooled.size,
+               record=record_bytes(art.record).decode(), meta=art.meta)
     db.add(row)
-    log_changes(db, channel.id, [(subdir, filename)])
-    add_event(db, channel, "artifact_uploaded", p, ckey=ckey, name=fn.name, version=fn.version,
-              family="conda", sha256=spooled.sha256)
+    log_changes(db, channel.id, [(art.subdir, art.filename)])
+    add_event(db, channel, "artifact_uploaded", p, ckey=art.ckey, name=art.name, version=art.version,
+              family=art.family, sha256=spooled.sha256)
     return row

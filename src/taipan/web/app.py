@@ -15,7 +15,7 @@ from taipan import __version__
 from taipan.runtime import Runtime
 from taipan.web import errors, ui
 from taipan.web.api import account, channels, mirrors
-from taipan.web.repo import conda
+from taipan.web.repo.app import RepoApp
 
 
 class UploadLimit:
@@ -80,7 +80,7 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     app.add_middleware(UploadLimit, limit=runtime.settings.server.max_upload_size)
     # Outermost: package serving does not pay for the API's routing and middleware.
-    app.add_middleware(conda.RepoApp)
+    app.add_middleware(RepoApp)
     return app
 
 

@@ -21,7 +21,7 @@ def test_prune_keeps_the_newest_row_and_readers_follow(runtime, conda_packages, 
     reader = Indexer(runtime.sessions, poll_interval=0.0)
     cid, _ = put(runtime, p, "pruned", conda_packages["hello"])
     put(runtime, p, "pruned", conda_packages["hello-1.1"])
-    assert len(json.loads(reader.publication(cid, "noarch").repodata)["packages.conda"]) == 2
+    assert len(json.loads(reader.publication(cid, "noarch").file("repodata.json"))["packages.conda"]) == 2
     with runtime.sessions() as db, db.begin():
         newest = db.scalar(select(func.max(IndexChange.seq)))
         db.execute(update(IndexChange).values(created=datetime(2020, 1, 1, tzinfo=UTC)))
@@ -32,10 +32,10 @@ def test_prune_keeps_the_newest_row_and_readers_follow(runtime, conda_packages, 
     put(runtime, p, "pruned", package_builder("later", "1.0", "noarch"))
     with runtime.sessions() as db:
         assert db.scalar(select(func.max(IndexChange.seq))) > newest
-    names = set(json.loads(reader.publication(cid, "noarch").repodata)["packages.conda"])
+    names = set(json.loads(reader.publication(cid, "noarch").file("repodata.json"))["packages.conda"])
     assert names == {"hello-1.0-0.conda", "hello-1.1-0.conda", "later-1.0-0.conda"}
     fresh = Indexer(runtime.sessions)
-    assert set(json.loads(fresh.publication(cid, "noarch").repodata)["packages.conda"]) == names
+    assert set(json.loads(fresh.publication(cid, "noarch").file("repodata.json"))["packages.conda"]) == names
 
 
 def test_prune_is_due_once_a_day():

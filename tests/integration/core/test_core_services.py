@@ -28,7 +28,7 @@ def put(rt, p: Principal, channel_path: str, pkg: Path):
         ch = channels.get_channel(db, channel_path)
         spooled = uploads.spool(fh, rt.blobs.tempdir(), 10**9)
         try:
-            row = uploads.upload_conda(db, rt.blobs, p, ch, spooled, pkg.name)
+            row = uploads.upload(db, rt.blobs, p, ch, spooled, pkg.name)
             db.commit()
         finally:
             spooled.discard()
@@ -70,11 +70,11 @@ def test_incremental_index_and_bulk(runtime, conda_packages):
         db.commit()
     cid, _ = put(runtime, p, "snakes", conda_packages["hello"])
     first = runtime.indexer.publication(cid, "noarch")
-    assert list(json.loads(first.repodata)["packages.conda"]) == ["hello-1.0-0.conda"]
+    assert list(json.loads(first.file("repodata.json"))["packages.conda"]) == ["hello-1.0-0.conda"]
     put(runtime, p, "snakes", conda_packages["hello-1.1"])
     second = runtime.indexer.publication(cid, "noarch")
     assert second.etag("repodata-json") != first.etag("repodata-json")
-    assert set(json.loads(second.repodata)["packages.conda"]) == {"hello-1.0-0.conda", "hello-1.1-0.conda"}
+    assert set(json.loads(second.file("repodata.json"))["packages.conda"]) == {"hello-1.0-0.conda", "hello-1.1-0.conda"}
     # the untouched subdir is not rebuilt: same publication object
     linux = runtime.indexer.publication(cid, "linux-64")
     put(runtime, p, "snakes", conda_packages["world"])
@@ -86,8 +86,8 @@ def test_incremental_index_and_bulk(runtime, conda_packages):
         db.commit()
     sub_id = next(k for k in changed if k != cid)
     runtime.indexer.notify(sub_id, {"noarch"})
-    sub = json.loads(runtime.indexer.publication(sub_id, "noarch").repodata)
-    assert sub["packages.conda"] == json.loads(second.repodata)["packages.conda"]
+    sub = json.loads(runtime.indexer.publication(sub_id, "noarch").file("repodata.json"))
+    assert sub["packages.conda"] == json.loads(second.file("repodata.json"))["packages.conda"]
 
 
 def test_other_process_writes_are_polled(runtime, conda_packages):
@@ -100,9 +100,9 @@ def test_other_process_writes_are_polled(runtime, conda_packages):
         db.commit()
     other = Indexer(runtime.sessions, poll_interval=0.0)
     cid, _ = put(runtime, p, "polled", conda_packages["hello"])
-    assert "hello-1.0-0.conda" in json.loads(other.publication(cid, "noarch").repodata)["packages.conda"]
+    assert "hello-1.0-0.conda" in json.loads(other.publication(cid, "noarch").file("repodata.json"))["packages.conda"]
     put(runtime, p, "polled", conda_packages["hello-1.1"])
-    assert "hello-1.1-0.conda" in json.loads(other.publication(cid, "noarch").repodata)["packages.conda"]
+    assert "hello-1.1-0.conda" in json.loads(other.publication(cid, "noarch").file("repodata.json"))["packages.conda"]
 
 
 def test_concurrent_uploads_all_land_in_the_index(runtime, package_builder):
@@ -132,4 +132,4 @@ def test_concurrent_uploads_all_land_in_the_index(runtime, package_builder):
         t.join()
     assert not errors
     reader.notify(cid, {"noarch"})
-    assert len(json.loads(reader.publication(cid, "noarch").repodata)["packages.conda"]) == 12
+    assert len(json.loads(reader.publication(cid, "noarch").file("repodata.json"))["packages.conda"]) == 12

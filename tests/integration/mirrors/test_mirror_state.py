@@ -113,7 +113,7 @@ def test_sync_publishes_on_this_database(rt, mirror_id, tmp_path: Path) -> None:
             logged = db.scalar(select(func.count()).select_from(IndexChange))
         assert m.state == "completed" and states == {"passive": 12} and logged == 12
         pub = rt.indexer.publication(m.channel_id, "linux-64")
-        assert b"libfoo-2.0-h0_0.conda" in pub.repodata and b"torch" not in pub.repodata
+        assert b"libfoo-2.0-h0_0.conda" in pub.file("repodata.json") and b"torch" not in pub.file("repodata.json")
         with rt.sessions() as db:
             db.execute(update(Mirror).where(Mirror.id == mirror_id).values(mode="active", state="pending"))
             db.commit()

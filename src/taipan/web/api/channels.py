@@ -159,7 +159,8 @@ def upload(request: Request, p: UserDep, db: SessionDep, rt: RuntimeDep,
                            "Send the bare file name, without directories", code="invalid_filename")
     spooled = uploads.spool(content.file, rt.blobs.tempdir(), rt.settings.server.max_upload_size)
     try:
-        row = uploads.upload_conda(db, rt.blobs, p, channel, spooled, raw_name, declared_size=size)
+        row = uploads.upload(db, rt.blobs, p, channel, spooled, raw_name, filetype=filetype,
+                             declared_size=size)
         db.commit()
     finally:
         spooled.discard()

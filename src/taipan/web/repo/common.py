@@ -5,19 +5,34 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 
 from taipan.db.models import File
 from taipan.domain.permissions import Principal
+from taipan.errors import NotFound
 from taipan.runtime import Runtime
 from taipan.services import channels as channel_service
+from taipan.services import serving
 from taipan.web.deps import credentials, resolve_principal
 
 CHANNEL_TTL = 1.0
+
+
+@dataclass(frozen=True)
+class Located:
+    """A URL that names a file of a partition's publication (family, partition, file name)."""
+
+    family: str
+    subdir: str
+    name: str
+    headers: tuple[tuple[str, str], ...] = ()
+    missing_code: str = "not_found"
+    missing_hint: str = "Check the URL"
 
 
 @dataclass(frozen=True)
@@ -93,8 +108,9 @@ def not_modified(request: Request, etag: str, last_modified: str) -> bool:
 
 
 def bytes_response(request: Request, data: bytes, etag: str, last_modified: str, media_type: str,
-                   public: bool) -> Response:
-    headers = {"ETag": etag, "Last-Modified": last_modified, "Cache-Control": CACHE_CONTROL[public].decode()}
+                   public: bool, extra_headers: Iterable[tuple[str, str]] = ()) -> Response:
+    headers = {"ETag": etag, "Last-Modified": last_modified, "Cache-Control": CACHE_CONTROL[public].decode(),
+               **dict(extra_headers)}
     if not_modified(request, etag, last_modified):
         return Response(status_code=304, headers=headers)
     return Response(data, media_type=media_type, headers=headers)
@@ -107,3 +123,26 @@ def record_download(rt: Runtime, request: Request, p: Principal, view: ChannelVi
         version=f.version, ckey=f.ckey, user_id=p.user_id, username=p.username, token_id=p.token_id,
         remote_addr=client.host if client else None,
         user_agent=(request.headers.get("user-agent") or "")[:300] or None)
+
+
+def send_stored_file(request: Request, rt: Runtime, p: Principal, view: ChannelView, ckey: str) -> Response:
+    """A stored artifact file by ckey: immutable, Range-capable; a download is recorded once (a
+    resumed or partial transfer, Range not starting at 0, does not count). Runs in a thread."""
+    f = serving.find_file(rt.sessions, view.id, ckey)
+    filename = ckey.rsplit("/", 1)[-1]
+    headers = {"ETag": f'"{f.sha256}"', "Cache-Control": ("public" if view.privacy == "public"
+                                                          else "private") + ", max-age=31536000, immutable"}
+    if f.state != "active":
+        fetch = rt.extras.get("passive_fetch")
+        if fetch is None:
+            raise NotFound(f"{filename} is not available yet", "Ask an admin to run the mirror",
+                           code="file_not_available")
+        return fetch(request, rt, p, view, f)
+    path = rt.blobs.local_path(f.sha256)
+    if path is None or not path.exists():
+        raise NotFound(f"The stored file for {filename} is missing", "Ask an admin to check the blob store",
+                       code="blob_missing")
+    if request.method == "GET" and request.headers.get("range", "bytes=0-").startswith("bytes=0-"):
+        record_download(rt, request, p, view, f)
+    return FileResponse(path, headers=headers, media_type="application/octet-stream",
+                        filename=None, stat_result=None)

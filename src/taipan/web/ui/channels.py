@@ -136,7 +136,7 @@ def upload(request: Request, _: CsrfDep, p: MemberDep, db: SessionDep, rt: Runti
                            "Send the bare file name, without directories", code="invalid_filename")
     spooled = uploads.spool(content.file, rt.blobs.tempdir(), rt.settings.server.max_upload_size)
     try:
-        row = uploads.upload_conda(db, rt.blobs, p, channel, spooled, raw_name)
+        row = uploads.upload(db, rt.blobs, p, channel, spooled, raw_name)
         db.commit()
     finally:
         spooled.discard()

@@ -1,0 +1,68 @@
+"""The registry of artifact families. Adding a family touches this registry and its own modules.
+
+``KNOWN`` names every family the protocol speaks of (listings and bulk actions accept them), even
+before this server can store files of that family; ``get`` returns only implemented families.
+"""
+
+from __future__ import annotations
+
+from taipan.domain.families.base import Artifact, Family, IndexFiles, PartitionIndex
+from taipan.domain.families.conda import CONDA
+from taipan.errors import InvalidInput
+
+__all__ = ["Artifact", "Family", "IndexFiles", "PartitionIndex", "KNOWN", "get", "implemented",
+           "for_upload_type", "for_root", "all_roots", "UPLOAD_TYPES", "check_known"]
+
+KNOWN: tuple[str, ...] = ("conda", "python", "cran", "anaconda_project", "anaconda_env", "notebook", "gra",
+                          "sbom")
+_FAMILIES: dict[str, Family] = {f.name: f for f in (CONDA,)}
+# Every upload `filetype` a client may send (conda-repo-cli's, twine's, the R form post's), and the
+# family it means, whether or not this server implements that family yet.
+UPLOAD_TYPES: dict[str, str] = {
+    **{t: "conda" for t in CONDA.upload_types},
+    "bdist_wheel": "python", "sdist": "python", "pypi": "python", "python": "python",
+    "cran_source_package": "cran", "cran_binary_package": "cran", "cran": "cran", "r": "cran",
+    "anaconda_env": "anaconda_env", "env": "anaconda_env",
+    "jupyter_notebook": "notebook", "ipynb": "notebook", "notebook": "notebook",
+    "anaconda_project": "anaconda_project", "project": "anaconda_project",
+    "sbom": "sbom",
+}
+
+
+def implemented() -> list[Family]:
+    return list(_FAMILIES.values())
+
+
+def check_known(name: str) -> str:
+    if name not in KNOWN:
+        raise InvalidInput(f"Unknown artifact family {name!r}", f"Families: {', '.join(KNOWN)}",
+                           code="invalid_family")
+    return name
+
+
+def get(name: str) -> Family:
+    family = _FAMILIES.get(check_known(name))
+    if family is None:
+        raise InvalidInput(f"This server does not store {name} artifacts yet",
+                           "Families stored here: " + ", ".join(_FAMILIES), code="unsupported_family")
+    return family
+
+
+def for_upload_type(filetype: str) -> Family | None:
+    for family in _FAMILIES.values():
+        if filetype in family.upload_types:
+            return family
+    return None
+
+
+def for_root(segment: str) -> Family | None:
+    """The family serving /api/repo/<channel>/<segment>/..., if any."""
+    for family in _FAMILIES.values():
+        if segment in family.roots:
+            return family
+    return None
+
+
+def all_roots() -> frozenset[str]:
+    """Every first path segment some family serves: never a subchannel name."""
+    return frozenset().union(*(f.roots for f in _FAMILIES.values()))

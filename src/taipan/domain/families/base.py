@@ -1,0 +1,93 @@
+"""The family seam: what every artifact family (conda, python, cran, ...) tells the rest of Taipan.
+
+Uploads, indexing, serving, listings, filters and mirrors ask a ``Family`` instead of testing
+``if family == ...``. A family is pure (no I/O beyond reading the file it is given); the layers
+above keep their own small registries for what is not pure (serving routes, upstream fetchers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One uploaded file, read and validated by its family, ready to be stored.
+
+    ``subdir`` is the index partition the file belongs to (a conda platform subdir, ``simple`` for
+    Python, ``src/contrib`` for R sources, ...): partitions are disjoint across families, so a
+    (channel, subdir) pair always names one family's index. ``ckey`` is unique in a channel and is the
+    path, under the channel's package URL, where the file is served.
+    """
+
+    family: str
+    name: str
+    version: str
+    subdir: str
+    filename: str
+    ckey: str
+    record: dict[str, Any]
+    meta: dict[str, Any]
+
+
+@dataclass
+class IndexFiles:
+    """The files of one published partition: prepared bytes, plus files derived only on demand.
+
+    ``etags`` overrides the default per-publication ETag of a file (content-addressed files such as
+    CEP-16 shards carry their digest). ``lazy`` builders see the prepared files and may call each
+    other through the publication, never through a shared lock.
+    """
+
+    files: dict[str, bytes]
+    media_types: dict[str, str]
+    lazy: dict[str, Callable[[Any], bytes]] = field(default_factory=dict)
+    etags: dict[str, str] = field(default_factory=dict)
+
+
+class PartitionIndex(Protocol):
+    """The incremental index of one partition: fed file rows, builds the partition's files."""
+
+    def apply(self, rows: Mapping[str, tuple[str, bytes] | None]) -> None:
+        """Apply ``{filename: (name, record_json) or None (removed)}`` from the change log."""
+
+    def build(self, previous: IndexFiles | None) -> IndexFiles:
+        """The partition's files now; ``previous`` is the last publication's (to keep old shards)."""
+
+
+class Family(Protocol):
+    """One artifact family. See the module docstring."""
+
+    name: str
+    title: str
+    # `filetype` values of the conda-repo-cli upload form (and others) that mean this family.
+    upload_types: frozenset[str]
+    # First path segments under /api/repo/<channel>/ that this family serves.
+    roots: frozenset[str]
+
+    def sniff(self, filename: str, head: bytes) -> bool:
+        """A cheap guess from the name and first bytes: could this file be of this family?"""
+
+    def read_upload(self, path: Path, filename: str, *, sha256: str, md5: str, size: int) -> Artifact:
+        """Read and validate an uploaded file (already hashed) completely; raise InvalidInput with a
+        hint if it is bad. The record carries the digests and size in the family's own fields."""
+
+    def version_key(self, version: str) -> Any:
+        """A sort key ordering versions as this family's clients do."""
+
+    def partition_index(self, subdir: str) -> PartitionIndex | None:
+        """A fresh incremental index for one partition, or None if the family publishes no index."""
+
+    def file_type(self, filename: str) -> str:
+        """The `type` of a file in listings (conda-repo-cli's names, e.g. conda_package_2)."""
+
+    def package_metadata(self, name: str, latest_meta: Mapping[str, Any], subdirs: list[str],
+                         channel_path: str) -> dict[str, Any]:
+        """The `metadata` of a package in listings, from its newest file's stored metadata."""
+
+    def file_metadata(self, meta: Mapping[str, Any], record: Mapping[str, Any], *, filename: str,
+                      channel_url: str, url: str) -> dict[str, Any]:
+        """The `metadata` of one file in listings."""

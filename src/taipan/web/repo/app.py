@@ -1,0 +1,207 @@
+"""Package serving under /api/repo/[t/<token>/]<channel>[/<subchannel>]/..., for every family.
+
+An ASGI layer in front of the API: package serving is the hot path (every conda client revalidates
+every index on every run), so it does not pay for the API's routing and middleware. The first path
+segment after the channel says which family answers (a conda subdir, ``simple``, ``src``...); each
+family's handler is a function registered in ``HANDLERS``. Index files of every family are served by
+one function from the indexer's publications, with ETag/304/HEAD.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from taipan.domain import families
+from taipan.domain.permissions import Principal, can_read_channel
+from taipan.errors import Forbidden, NotFound, TaipanError, Unauthenticated
+from taipan.runtime import Runtime
+from taipan.services.indexing import Publication
+from taipan.web.errors import error_response, taipan_error_response
+from taipan.web.repo import conda
+from taipan.web.repo.common import (
+    CACHE_CONTROL,
+    ChannelView,
+    Located,
+    bytes_response,
+    channel_cache,
+    etag_matches,
+    principal_for,
+)
+
+PREFIX = "/api/repo/"
+
+
+@dataclass(frozen=True)
+class FamilyRoutes:
+    """How a family answers its paths: ``locate`` maps a path to a published index file (cheap, no
+    I/O: used for the in-memory 304 answer too); ``serve`` answers everything else."""
+
+    locate: Callable[[list[str], Request], Located | None]
+    serve: Callable[[Request, Runtime, Principal, ChannelView, list[str]], Awaitable[Response]]
+
+
+HANDLERS: dict[str, FamilyRoutes] = {
+    "conda": FamilyRoutes(conda.locate, conda.serve),
+}
+
+
+def repo_path_of(path: str) -> str | None:
+    """The part of a URL path after /api/repo/, as ``[t/<token>/]<channel>/...``; None otherwise.
+
+    conda moves a channel's ``/t/<token>`` to just after the channel *location*, which is the bare
+    host unless ``channel_alias`` is set to ``http://HOST/api/repo``; so it asks for
+    ``/t/<token>/api/repo/<channel>/...``. Both spellings serve the same bytes.
+    """
+    if path.startswith(PREFIX):
+        return path[len(PREFIX):]
+    if path.startswith("/t/"):
+        token, sep, rest = path[3:].partition("/")
+        if token and sep and ("/" + rest).startswith(PREFIX):
+            return f"t/{token}/{rest[len(PREFIX) - 1:]}"
+    return None
+
+
+def parse_repo_path(path: str) -> tuple[str | None, str, list[str]]:
+    """'t/TOK/ch/sub/linux-64/x' -> ('TOK', 'ch/sub', ['linux-64', 'x'])."""
+    parts = path.split("/")
+    token = None
+    if len(parts) >= 2 and parts[0] == "t":
+        token, parts = parts[1], parts[2:]
+    if not parts or not parts[0]:
+        raise NotFound("No channel in the URL", "Use /api/repo/<channel>/<subdir>/repodata.json",
+                       code="channel_not_found")
+    channel = parts[0]
+    rest = parts[1:]
+    # A second segment that no family serves is a subchannel (subchannels may not take those names).
+    if len(rest) >= 2 and rest[0] not in families.all_roots():
+        channel, rest = f"{channel}/{rest[0]}", rest[1:]
+    return token, channel, rest
+
+
+def access_error(p: Principal, ch: ChannelView | None, path: str) -> TaipanError | None:
+    """Why ``p`` may not fetch from the channel, or None when it may."""
+    if ch is None:
+        return NotFound(f"Channel {path!r} does not exist", "Check the channel name", code="channel_not_found")
+    if not can_read_channel(p, ch.privacy, ch.owner_ids):
+        if not p.authenticated:
+            return Unauthenticated(f"Channel {path!r} requires authentication",
+                                   "Add /t/<token>/ to the channel URL or send an X-Auth header",
+                                   code="authentication_required")
+        return Forbidden(f"You do not have access to channel {path!r}", "Ask an owner for access",
+                         code="channel_forbidden")
+    if p.authenticated and not p.has_scope("artifact:download"):
+        return Forbidden("Your token does not have the 'artifact:download' scope",
+                         "Create a token with artifact:download", code="insufficient_scope")
+    return None
+
+
+def check_access(p: Principal, ch: ChannelView | None, path: str) -> ChannelView:
+    error = access_error(p, ch, path)
+    if error is not None:
+        raise error
+    assert ch is not None
+    return ch
+
+
+def _routes_for(rest: list[str]) -> FamilyRoutes | None:
+    family = families.for_root(rest[0]) if rest else None
+    return HANDLERS.get(family.name) if family is not None else None
+
+
+def revalidated(request: Request, repo_path: str) -> list[tuple[bytes, bytes]] | None:
+    """The 304 headers for a conditional GET of an index file, when everything needed is already
+    in memory (credentials, channel, publication); None sends the request down the full path."""
+    inm = request.headers.get("if-none-match")
+    if not inm:
+        return None
+    try:
+        token, path, rest = parse_repo_path(repo_path)
+    except TaipanError:
+        return None
+    routes = _routes_for(rest)
+    located = routes.locate(rest, request) if routes is not None else None
+    if located is None:
+        return None
+    rt: Runtime = request.app.state.runtime
+    p = principal_for(rt, request, token, cached_only=True)
+    hit = channel_cache(rt).peek(path)
+    if p is None or hit is None or access_error(p, hit[0], path) is not None:
+        return None
+    view = hit[0]
+    assert view is not None
+    pub = rt.indexer.peek(view.id, located.subdir, frozen=view.frozen)
+    if pub is None or not pub.has(located.name) or not etag_matches(inm, etag := pub.etag(located.name)):
+        return None
+    return [(b"etag", etag.encode()), (b"last-modified", pub.last_modified.encode()),
+            (b"cache-control", CACHE_CONTROL[view.privacy == "public"]),
+            *((k.lower().encode(), v.encode()) for k, v in located.headers)]
+
+
+class RepoApp:
+    """ASGI middleware that answers /api/repo/ itself, ahead of the API's routing and middleware."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        repo_path = repo_path_of(scope["path"]) if scope["type"] == "http" else None
+        if repo_path is None:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        if scope["method"] in ("GET", "HEAD") and (headers := revalidated(request, repo_path)):
+            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if scope["method"] not in ("GET", "HEAD"):
+            response: Response = error_response(405, "method_not_allowed", "Package URLs are read-only",
+                                                "Use GET or HEAD; upload through /api/channels/...")
+        else:
+            try:
+                response = await serve(request, repo_path)
+            except TaipanError as exc:
+                response = taipan_error_response(exc)
+        await response(scope, receive, send)
+
+
+async def serve(request: Request, repo_path: str) -> Response:
+    rt: Runtime = request.app.state.runtime
+    token, path, rest = parse_repo_path(repo_path)
+    # A cache miss means a database lookup (and argon2 for passwords): not on the event loop.
+    p = principal_for(rt, request, token, cached_only=True) or await run_in_threadpool(
+        principal_for, rt, request, token)
+    assert p is not None
+    cache = channel_cache(rt)
+    hit = cache.peek(path)
+    view = check_access(p, hit[0] if hit else await run_in_threadpool(cache.get, rt, path), path)
+    if rest == [] or rest == [""]:
+        return Response(json.dumps({"channel": view.path, "subdirs": "see channeldata.json"}),
+                        media_type="application/json")
+    routes = _routes_for(rest)
+    if routes is None:
+        raise NotFound(f"Nothing at {request.url.path}",
+                       "Conda subdirs are platform names such as noarch or linux-64", code="not_found")
+    located = routes.locate(rest, request)
+    if located is not None:
+        return await published(request, rt, view, located)
+    return await routes.serve(request, rt, p, view, rest)
+
+
+async def published(request: Request, rt: Runtime, view: ChannelView, located: Located) -> Response:
+    """One file of a partition's current publication, with ETag/304 and HEAD."""
+    pub: Publication = rt.indexer.peek(view.id, located.subdir, frozen=view.frozen) or await run_in_threadpool(
+        rt.indexer.publication, view.id, located.subdir, family=located.family, frozen=view.frozen)
+    if not pub.has(located.name):
+        raise NotFound(f"No {located.name} in {view.path}/{located.subdir}", located.missing_hint,
+                       code=located.missing_code)
+    data = pub.file(located.name) if pub.is_prepared(located.name) else await run_in_threadpool(
+        pub.file, located.name)
+    return bytes_response(request, data, pub.etag(located.name), pub.last_modified,
+                          pub.media_type(located.name), view.privacy == "public", extra_headers=located.headers)
