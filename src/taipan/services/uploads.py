@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from taipan.db.models import Channel, File
 from taipan.domain import families
-from taipan.domain.families import Family
+from taipan.domain.families import Artifact, Family
 from taipan.domain.names import validate_filename
 from taipan.domain.permissions import Principal
 from taipan.domain.repodata import record_bytes
@@ -66,6 +66,31 @@ def spool(src: BinaryIO, tmpdir: Path, max_size: int) -> Spooled:
     return Spooled(Path(name), size, sha.hexdigest(), md5.hexdigest(), head)
 
 
+@dataclass(frozen=True)
+class UploadChecks:
+    """What the uploading client says about the file (twine sends these), checked against it."""
+
+    sha256: str = ""
+    md5: str = ""
+    name: str = ""
+    version: str = ""
+
+    def verify(self, spooled: Spooled, art: Artifact, family: Family) -> None:
+        for label, given, actual in (("sha256", self.sha256, spooled.sha256), ("md5", self.md5, spooled.md5)):
+            if given and given.strip().lower() != actual:
+                raise InvalidInput(f"The {label} digest sent with {art.filename} does not match its bytes",
+                                   "The transfer was damaged; upload the file again", code="digest_mismatch")
+        if self.name and family.normalize_name(self.name) != art.name:
+            raise InvalidInput(f"The name {self.name!r} sent with {art.filename} does not match the "
+                               f"package ({art.name!r})", "Upload the file with its own metadata",
+                               code="filename_mismatch")
+        if self.version and self.version.strip() != art.version and family.version_key(
+                self.version.strip()) != family.version_key(art.version):
+            raise InvalidInput(f"The version {self.version!r} sent with {art.filename} does not match the "
+                               f"package ({art.version!r})", "Upload the file with its own metadata",
+                               code="filename_mismatch")
+
+
 def check_filetype(filetype: str | None) -> None:
     """Refuse an unknown or not yet stored upload type before the body is read."""
     wanted = (filetype or "").strip()
@@ -99,7 +124,8 @@ def choose_family(filetype: str | None, filename: str, head: bytes) -> Family:
 
 
 def upload(db: Session, blobs: BlobStore, p: Principal, channel: Channel, spooled: Spooled, filename: str,
-           *, filetype: str | None = None, declared_size: int | None = None) -> File:
+           *, filetype: str | None = None, declared_size: int | None = None,
+           checks: UploadChecks | None = None) -> File:
     """Validate and store one artifact of any family; the caller commits, then notifies the indexer."""
     require_write(p, channel, "artifact:create")
     if declared_size is not None and declared_size != spooled.size:
@@ -108,6 +134,8 @@ def upload(db: Session, blobs: BlobStore, p: Principal, channel: Channel, spoole
     validate_filename(filename)
     family = choose_family(filetype, filename, spooled.head)
     art = family.read_upload(spooled.path, filename, sha256=spooled.sha256, md5=spooled.md5, size=spooled.size)
+    if checks is not None:
+        checks.verify(spooled, art, family)
     lock_channel(db, channel.id)  # makes the duplicate check and the insert one step
     if db.scalar(select(File.id).where(File.channel_id == channel.id, File.ckey == art.ckey)):
         raise Conflict(f"{art.ckey} already exists in channel {channel.path!r}",

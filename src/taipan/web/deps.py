@@ -77,6 +77,23 @@ def credentials(request: Request) -> tuple[str, str | None]:
     return "none", None
 
 
+# Anaconda Server's documented pip and twine usage puts the token in the user name and this literal
+# word in the password (http://<TOKEN>:x-auth-token@host/...); PyPI's puts it in the password of
+# the user "__token__".
+TOKEN_PASSWORD = "x-auth-token"
+TOKEN_USER = "__token__"
+
+
+def basic_token(user: str, password: str) -> str | None:
+    """The token in basic credentials that name one explicitly, else None (a password, or a token
+    given as the password of some user name)."""
+    if password == TOKEN_PASSWORD and user:
+        return user
+    if user == TOKEN_USER and password:
+        return password
+    return None
+
+
 def resolve_principal(runtime: Runtime, db: Session | None, kind: str, value: str | None, *,
                       cached_only: bool = False) -> Principal | None:
     """The principal for credentials, cached for PRINCIPAL_TTL; with cached_only, None on a miss."""
@@ -93,11 +110,15 @@ def resolve_principal(runtime: Runtime, db: Session | None, kind: str, value: st
             p = accounts.principal_for_secret(session, value)
         else:
             user, _, secret = value.partition(":")
-            # pip sends the token as the password of any user name; a real password works too.
-            try:
-                p = accounts.principal_for_secret(session, secret)
-            except Unauthenticated:
-                p = accounts.principal_for_password(session, user, secret)
+            token = basic_token(user, secret)
+            if token is not None:
+                p = accounts.principal_for_secret(session, token)
+            else:
+                # A token as the password of any user name; a real password works too.
+                try:
+                    p = accounts.principal_for_secret(session, secret)
+                except Unauthenticated:
+                    p = accounts.principal_for_password(session, user, secret)
     cache.put(key, p)
     return p
 

@@ -78,6 +78,9 @@ class Family(Protocol):
     def version_key(self, version: str) -> Any:
         """A sort key ordering versions as this family's clients do."""
 
+    def normalize_name(self, name: str) -> str:
+        """A package name as this family compares names (PEP 503 for Python; as is for conda)."""
+
     def partition_index(self, subdir: str) -> PartitionIndex | None:
         """A fresh incremental index for one partition, or None if the family publishes no index."""
 

@@ -150,6 +150,9 @@ class CondaFamily:
     def version_key(self, version: str) -> Any:
         return rd.version_key(version)
 
+    def normalize_name(self, name: str) -> str:
+        return name.strip().lower()
+
     def partition_index(self, subdir: str) -> SubdirIndex:
         return SubdirIndex(subdir)
 

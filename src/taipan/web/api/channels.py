@@ -1,21 +1,19 @@
 """/api/channels: channels, subchannels, their history, artifacts, uploads and bulk actions.
 
 Every route exists for a channel (/channels/{ch}/...) and for a subchannel
-(/channels/{ch}/subchannels/{sub}/...); uploads also accept /channels/{ch}/{sub}/artifacts,
-which is what conda-repo-cli sends for a subchannel.
+(/channels/{ch}/subchannels/{sub}/...). Uploads are in web/api/uploads.py.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, File, Form, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from taipan.domain.conda import safe_basename
 from taipan.errors import InvalidInput
-from taipan.services import artifacts, channels, uploads
+from taipan.services import artifacts, channels
 from taipan.web.deps import PrincipalDep, RuntimeDep, SessionDep, UserDep, base_url
 from taipan.web.repo.common import channel_cache
 
@@ -143,29 +141,6 @@ def list_files(request: Request, family: str, package: str, p: PrincipalDep, db:
     total, files = artifacts.list_files(db, p, channel, family, package, offset, limit)
     url = base_url(request)
     return {"total_count": total, "items": [artifacts.file_json(f, channel, url) for f in files]}
-
-
-@router.post(CH + "/artifacts", status_code=201)
-@router.post(SUB + "/artifacts", status_code=201)
-@router.post("/channels/{ch}/{sub}/artifacts", status_code=201)
-def upload(request: Request, p: UserDep, db: SessionDep, rt: RuntimeDep,
-           content: UploadFile = File(...), filetype: str = Form(""),
-           size: int | None = Form(None)) -> dict[str, Any]:
-    channel = channels.get_channel(db, _path(request))
-    uploads.check_filetype(filetype)
-    raw_name = content.filename or ""
-    if safe_basename(raw_name) != raw_name:
-        raise InvalidInput(f"Invalid file name {raw_name[:100]!r}",
-                           "Send the bare file name, without directories", code="invalid_filename")
-    spooled = uploads.spool(content.file, rt.blobs.tempdir(), rt.settings.server.max_upload_size)
-    try:
-        row = uploads.upload(db, rt.blobs, p, channel, spooled, raw_name, filetype=filetype,
-                             declared_size=size)
-        db.commit()
-    finally:
-        spooled.discard()
-    rt.indexer.notify(channel.id, {row.subdir})
-    return artifacts.file_json(row, channel, base_url(request))
 
 
 @router.put(CH + "/artifacts/bulk", status_code=202)

@@ -160,15 +160,30 @@ class RepoApp:
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return
+        if scope["method"] == "POST":
+            # Uploads to a channel URL (twine, the documented form post) are API routes.
+            await self.app(_upload_scope(scope, repo_path), receive, send)
+            return
         if scope["method"] not in ("GET", "HEAD"):
             response: Response = error_response(405, "method_not_allowed", "Package URLs are read-only",
-                                                "Use GET or HEAD; upload through /api/channels/...")
+                                                "Use GET or HEAD to download; POST a file to upload")
         else:
             try:
                 response = await serve(request, repo_path)
             except TaipanError as exc:
                 response = taipan_error_response(exc)
         await response(scope, receive, send)
+
+
+def _upload_scope(scope: Scope, repo_path: str) -> Scope:
+    """The scope of an upload to a channel URL, as the API's /api/repo/<channel> route expects it:
+    a token in the path becomes an X-Auth header (taking precedence over other credentials)."""
+    if not repo_path.startswith("t/"):
+        return {**scope, "path": PREFIX + repo_path, "raw_path": (PREFIX + repo_path).encode()}
+    token, _, rest = repo_path[2:].partition("/")
+    headers = [(k, v) for k, v in scope["headers"] if k not in (b"x-auth", b"authorization")]
+    path = PREFIX + rest
+    return {**scope, "path": path, "raw_path": path.encode(), "headers": [*headers, (b"x-auth", token.encode())]}
 
 
 async def serve(request: Request, repo_path: str) -> Response:
