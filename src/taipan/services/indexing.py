@@ -14,9 +14,11 @@ This is the one mechanism by which every family publishes an index and every ser
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -30,6 +32,9 @@ from taipan.domain.families import IndexFiles, PartitionIndex
 from taipan.errors import ServiceUnavailable
 
 FORMAT_VERSION = "2"
+# Media types worth compressing on the fly for clients that accept it (once per publication).
+COMPRESSIBLE = ("application/json", "text/", "application/vnd.pypi.simple")
+GZIP_LEVEL = 6
 # How long a request waits for another request's build of the same lazily derived file.
 LAZY_BUILD_WAIT = 30.0
 
@@ -65,6 +70,33 @@ class Publication:
     def media_type(self, name: str) -> str:
         return self.index.media_types.get(name, "application/octet-stream")
 
+    def encodings(self, name: str) -> tuple[str, ...]:
+        """The content codings this file is offered in besides identity, best first: zstd when the
+        partition publishes ``<name>.zst`` (the same bytes, compressed), gzip for text-like files."""
+        offered = []
+        if self.has(name + ".zst"):
+            offered.append("zstd")
+        if self.media_type(name).startswith(COMPRESSIBLE):
+            offered.append("gzip")
+        return tuple(offered)
+
+    def encoded(self, name: str, coding: str | None) -> bytes:
+        """The bytes of ``name`` in a content coding (None: identity); gzip is made once per
+        publication, on first request, deterministically (no timestamp in the header)."""
+        if coding is None:
+            return self.file(name)
+        if coding == "zstd":
+            return self.file(name + ".zst")
+        return self._derive(f"{name}|gzip", lambda pub: gzip.compress(pub.file(name), GZIP_LEVEL, mtime=0))
+
+    def etag_for(self, name: str, coding: str | None) -> str:
+        etag = self.etag(name)
+        return etag if coding is None else f'{etag[:-1]}-{coding}"'
+
+    def is_ready(self, name: str, coding: str | None) -> bool:
+        key = name if coding is None else (name + ".zst" if coding == "zstd" else f"{name}|gzip")
+        return self.is_prepared(key)
+
     def file(self, name: str) -> bytes:
         """The bytes of one file; derived files are built on first use, once per publication.
 
@@ -74,10 +106,12 @@ class Publication:
         data = self.index.files.get(name)
         if data is not None:
             return data
+        return self._derive(name, self.index.lazy[name])
+
+    def _derive(self, name: str, build: Callable[[Publication], bytes]) -> bytes:
         data = self._lazy.get(name)
         if data is not None:
             return data
-        build = self.index.lazy[name]
         with self._guard:
             lock = self._locks.setdefault(name, threading.Lock())
         if not lock.acquire(timeout=LAZY_BUILD_WAIT):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bz2
+import gzip
 import hashlib
 import json
 import uuid
@@ -90,11 +91,38 @@ def test_etag_changes_when_the_index_changes(taipan_server, channel, package_bui
 
 def test_head_matches_get(channel, conda_packages):
     for path in ("noarch/repodata.json", "noarch/repodata.json.zst", f"noarch/{conda_packages['hello'].name}"):
-        get = httpx.get(f"{channel}/{path}")
-        head = httpx.head(f"{channel}/{path}")
-        assert head.status_code == 200 and head.content == b""
-        assert head.headers["content-length"] == str(len(get.content))
-        assert head.headers["etag"] == get.headers["etag"]
+        for coding in ("identity", "gzip", "zstd"):
+            headers = {"Accept-Encoding": coding}
+            with httpx.stream("GET", f"{channel}/{path}", headers=headers) as get:
+                raw = b"".join(get.iter_raw())
+            head = httpx.head(f"{channel}/{path}", headers=headers)
+            assert head.status_code == 200 and head.content == b""
+            assert head.headers["content-length"] == str(len(raw))
+            assert head.headers["etag"] == get.headers["etag"]
+
+
+def test_index_files_in_the_content_coding_the_client_asks_for(channel):
+    url = f"{channel}/noarch/repodata.json"
+    plain = httpx.get(url, headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.headers["vary"] == "Accept-Encoding"
+    etags = {plain.headers["etag"]}
+    for accept, coding, decode in (("gzip, deflate", "gzip", gzip.decompress),
+                                   ("gzip, deflate, br, zstd", "zstd", dzst),
+                                   ("zstd;q=0, gzip;q=0.5", "gzip", gzip.decompress)):
+        with httpx.stream("GET", url, headers={"Accept-Encoding": accept}) as r:
+            raw = b"".join(r.iter_raw())
+        assert r.headers["content-encoding"] == coding and r.headers["vary"] == "Accept-Encoding"
+        assert decode(raw) == plain.content and len(raw) < len(plain.content)
+        etags.add(r.headers["etag"])
+        again = httpx.get(url, headers={"Accept-Encoding": accept, "If-None-Match": r.headers["etag"]})
+        assert again.status_code == 304 and again.headers["etag"] == r.headers["etag"]
+        # The identity ETag does not revalidate the compressed representation.
+        assert httpx.get(url, headers={"Accept-Encoding": accept,
+                                       "If-None-Match": plain.headers["etag"]}).status_code == 200
+    assert len(etags) == 3
+    # Already compressed files are sent as they are.
+    zst = httpx.get(f"{channel}/noarch/repodata.json.zst", headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in zst.headers
 
 
 def test_range_on_package_files(channel, conda_packages):

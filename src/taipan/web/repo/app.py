@@ -31,6 +31,7 @@ from taipan.web.repo.common import (
     Located,
     bytes_response,
     channel_cache,
+    choose_coding,
     etag_matches,
     principal_for,
 )
@@ -137,10 +138,15 @@ def revalidated(request: Request, repo_path: str) -> list[tuple[bytes, bytes]] |
     view = hit[0]
     assert view is not None
     pub = rt.indexer.peek(view.id, located.subdir, frozen=view.frozen)
-    if pub is None or not pub.has(located.name) or not etag_matches(inm, etag := pub.etag(located.name)):
+    if pub is None or not pub.has(located.name):
         return None
+    offered = pub.encodings(located.name)
+    coding = choose_coding(request.headers.get("accept-encoding"), offered)
+    if not etag_matches(inm, etag := pub.etag_for(located.name, coding)):
+        return None
+    vary = ((b"vary", b"Accept-Encoding"),) if offered else ()
     return [(b"etag", etag.encode()), (b"last-modified", pub.last_modified.encode()),
-            (b"cache-control", CACHE_CONTROL[view.privacy == "public"]),
+            (b"cache-control", CACHE_CONTROL[view.privacy == "public"]), *vary,
             *((k.lower().encode(), v.encode()) for k, v in located.headers)]
 
 
@@ -216,7 +222,14 @@ async def published(request: Request, rt: Runtime, view: ChannelView, located: L
     if not pub.has(located.name):
         raise NotFound(f"No {located.name} in {view.path}/{located.subdir}", located.missing_hint,
                        code=located.missing_code)
-    data = pub.file(located.name) if pub.is_prepared(located.name) else await run_in_threadpool(
-        pub.file, located.name)
-    return bytes_response(request, data, pub.etag(located.name), pub.last_modified,
-                          pub.media_type(located.name), view.privacy == "public", extra_headers=located.headers)
+    offered = pub.encodings(located.name)
+    coding = choose_coding(request.headers.get("accept-encoding"), offered)
+    headers = list(located.headers)
+    if offered:
+        headers.append(("Vary", "Accept-Encoding"))
+    if coding is not None:
+        headers.append(("Content-Encoding", coding))
+    data = pub.encoded(located.name, coding) if pub.is_ready(located.name, coding) else await run_in_threadpool(
+        pub.encoded, located.name, coding)
+    return bytes_response(request, data, pub.etag_for(located.name, coding), pub.last_modified,
+                          pub.media_type(located.name), view.privacy == "public", extra_headers=headers)

@@ -89,6 +89,29 @@ def principal_for(rt: Runtime, request: Request, url_token: str | None, *,
     return resolve_principal(rt, None, kind, value, cached_only=cached_only)
 
 
+def choose_coding(accept_encoding: str | None, offered: tuple[str, ...]) -> str | None:
+    """The content coding to send, from the client's Accept-Encoding and what is offered (best
+    first); None for identity. A coding with q=0 is refused; ``*`` accepts any."""
+    if not accept_encoding or not offered:
+        return None
+    accepted: dict[str, float] = {}
+    for part in accept_encoding.lower().split(","):
+        token, _, params = part.strip().partition(";")
+        q = 1.0
+        params = params.strip()
+        if params.startswith("q="):
+            try:
+                q = float(params[2:])
+            except ValueError:
+                q = 0.0
+        if token:
+            accepted[token.strip()] = q
+    for coding in offered:
+        if accepted.get(coding, accepted.get("*", 0.0)) > 0:
+            return coding
+    return None
+
+
 def etag_matches(if_none_match: str, etag: str) -> bool:
     tags = [t.strip() for t in if_none_match.split(",")]
     return "*" in tags or etag in tags or f"W/{etag}" in tags
