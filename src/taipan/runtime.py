@@ -5,6 +5,7 @@ This is the only module that names concrete backends.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,14 @@ from taipan.storage.filesystem import FilesystemBlobStore
 
 
 @dataclass
+class Hooks:
+    """Observers of what the services do (metrics): called with plain values, never allowed to fail."""
+
+    on_publish: list[Callable[[str, float, int], None]] = field(default_factory=list)
+    on_download: list[Callable[[str], None]] = field(default_factory=list)
+
+
+@dataclass
 class Runtime:
     settings: Settings
     engine: Engine
@@ -29,6 +38,7 @@ class Runtime:
     indexer: Indexer
     downloads: DownloadRecorder
     extras: dict[str, Any] = field(default_factory=dict)
+    hooks: Hooks = field(default_factory=Hooks)
     jobs: JobQueue | None = None
     scheduler: CronScheduler | None = None
 
@@ -62,8 +72,10 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     if settings.storage.backend != "filesystem":
         raise ValueError(f"Unknown storage backend {settings.storage.backend!r}")
     blobs = FilesystemBlobStore(settings.blob_path)
+    hooks = Hooks()
     rt = Runtime(settings=settings, engine=engine, sessions=sessions, blobs=blobs,
-                 indexer=Indexer(sessions), downloads=DownloadRecorder(sessions))
+                 indexer=Indexer(sessions, on_publish=hooks.on_publish),
+                 downloads=DownloadRecorder(sessions, on_record=hooks.on_download), hooks=hooks)
     _add_jobs(rt)
     return rt
 

@@ -57,6 +57,13 @@ class JobSettings(BaseModel):
     tick_seconds: float = 20.0
 
 
+class ObservabilitySettings(BaseModel):
+    # /metrics without credentials (it carries no channel, package or user names).
+    metrics_public: bool = False
+    # One JSON object per log line, with the request id.
+    json_logs: bool = False
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TAIPAN_", env_nested_delimiter="__", extra="ignore")
 
@@ -68,6 +75,7 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     auth: AuthSettings = AuthSettings()
     jobs: JobSettings = JobSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
 
     @property
     def database_url(self) -> str:

@@ -7,6 +7,7 @@ import getpass
 import os
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from taipan import __version__
 from taipan.errors import TaipanError
@@ -52,9 +53,15 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     os.environ.setdefault("TAIPAN_HOME", str(settings.home))
     # Each server process exits soon after SIGTERM, whatever requests are still in flight.
     os.environ["TAIPAN_SERVER__EXIT_WATCHDOG"] = "true"
+    extra: dict[str, Any] = {}
+    if settings.observability.json_logs:
+        from taipan.web.observability import json_log_config
+
+        extra["log_config"] = json_log_config(args.log_level)
     uvicorn.run("taipan.web.app:app_from_env", factory=True, host=host, port=port,
                 workers=args.workers or settings.server.workers, log_level=args.log_level,
-                access_log=args.access_log, timeout_graceful_shutdown=settings.server.graceful_shutdown)
+                access_log=args.access_log, timeout_graceful_shutdown=settings.server.graceful_shutdown,
+                **extra)
     return 0
 
 

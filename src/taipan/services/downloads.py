@@ -10,6 +10,7 @@ import logging
 import queue
 import threading
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,8 +23,10 @@ log = logging.getLogger(__name__)
 
 
 class DownloadRecorder:
-    def __init__(self, sessions: sessionmaker[Session], *, interval: float = 0.5, batch: int = 500) -> None:
+    def __init__(self, sessions: sessionmaker[Session], *, interval: float = 0.5, batch: int = 500,
+                 on_record: list[Callable[[str], None]] | None = None) -> None:
         self._sessions = sessions
+        self._on_record = on_record if on_record is not None else []
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue()
         self._interval = interval
         self._batch = batch
@@ -45,6 +48,11 @@ class DownloadRecorder:
     def record(self, **row: Any) -> None:
         row.setdefault("at", datetime.now(UTC))
         self._queue.put(row)
+        for hook in self._on_record:
+            try:
+                hook(str(row.get("family") or ""))
+            except Exception:  # an observer never breaks serving
+                log.exception("download hook failed")
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +31,8 @@ from taipan.db.models import Channel, File, IndexChange
 from taipan.domain import families
 from taipan.domain.families import IndexFiles, PartitionIndex
 from taipan.errors import ServiceUnavailable
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = "2"
 # Media types worth compressing on the fly for clients that accept it (once per publication).
@@ -157,8 +160,10 @@ class _PartitionState:
 class Indexer:
     """Holds the published index of every (channel, subdir) that has been asked for."""
 
-    def __init__(self, sessions: sessionmaker[Session], *, poll_interval: float = 1.0) -> None:
+    def __init__(self, sessions: sessionmaker[Session], *, poll_interval: float = 1.0,
+                 on_publish: list[Callable[[str, float, int], None]] | None = None) -> None:
         self._sessions = sessions
+        self._on_publish = on_publish if on_publish is not None else []
         self._states: dict[tuple[str, str], _PartitionState] = {}
         self._guard = threading.Lock()
         self.poll_interval = poll_interval
@@ -222,7 +227,7 @@ class Indexer:
                               .where(File.channel_id == state.channel_id, File.subdir == state.subdir,
                                      File.family == state.family))
             state.apply({fn: (name, record.encode()) for fn, name, record in rows})
-        state.publish()
+        self._publish(state)
 
     @staticmethod
     def _max_seq(db: Session, state: _PartitionState) -> int:
@@ -248,7 +253,18 @@ class Indexer:
                     rows[fn] = (name, record.encode())
             state.seq = changes[-1][0]
         state.apply(rows)
-        state.publish()
+        self._publish(state)
+
+    def _publish(self, state: _PartitionState) -> None:
+        started = time.perf_counter()
+        pub = state.publish()
+        elapsed = time.perf_counter() - started
+        size = sum(len(v) for v in pub.index.files.values())
+        for hook in self._on_publish:
+            try:
+                hook(state.family, elapsed, size)
+            except Exception:  # an observer never breaks publishing
+                log.exception("publish hook failed")
 
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:

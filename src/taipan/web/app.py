@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from taipan import __version__
 from taipan.runtime import Runtime
-from taipan.web import errors, ui
+from taipan.web import errors, observability, ui
 from taipan.web.api import account, channels, mirrors, uploads
 from taipan.web.repo.app import RepoApp
 
@@ -79,9 +79,14 @@ def create_app(runtime: Runtime) -> FastAPI:
     def version() -> dict[str, str]:
         return {"version": __version__}
 
+    app.include_router(observability.router)
     app.add_middleware(UploadLimit, limit=runtime.settings.server.max_upload_size)
     # Outermost: package serving does not pay for the API's routing and middleware.
     app.add_middleware(RepoApp)
+    metrics = app.state.metrics = observability.Metrics(runtime)
+    runtime.hooks.on_publish.append(metrics.observe_publish)
+    runtime.hooks.on_download.append(metrics.count_download)
+    app.add_middleware(observability.ObservabilityMiddleware, metrics=metrics)
     return app
 
 

@@ -1,0 +1,224 @@
+"""Observability: Prometheus ``/metrics``, ``/healthz`` and ``/readyz``, and a request id per request.
+
+Metrics live in a registry of this app (not prometheus-client's global one), so several apps in one
+process (tests) do not mix. Labels never carry channel, package or user names: a route *family*
+(repo, api, ui, other), the method and the status class, so the endpoint reveals no private data;
+still, only admins (or anyone, with ``TAIPAN_OBSERVABILITY__METRICS_PUBLIC=true``) may read it.
+With several server processes each answers for itself (scrape each, or aggregate in Prometheus).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from sqlalchemy import text
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from taipan.errors import Forbidden, Unauthenticated
+from taipan.runtime import Runtime
+from taipan.web.deps import credentials, resolve_principal
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("taipan_request_id", default="-")
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class Metrics:
+    """The app's metrics. ``observe_publish`` and ``count_download`` are called by the indexer and
+    the download recorder through the runtime's hooks."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("taipan_http_requests", "HTTP requests answered",
+                                ["route", "method", "status"], registry=self.registry)
+        self.latency = Histogram("taipan_http_request_seconds", "Time to answer an HTTP request",
+                                 ["route"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.publish_seconds = Histogram("taipan_index_publish_seconds", "Time to publish a partition's index",
+                                         ["family"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.publish_bytes = Gauge("taipan_index_publish_bytes", "Bytes of the last published index file set",
+                                   ["family"], registry=self.registry)
+        self.downloads = Counter("taipan_downloads", "Artifact downloads served", ["family"],
+                                 registry=self.registry)
+        self.registry.register(_StateCollector(runtime))
+
+    def observe_publish(self, family: str, seconds: float, size: int) -> None:
+        self.publish_seconds.labels(family).observe(seconds)
+        self.publish_bytes.labels(family).set(size)
+
+    def count_download(self, family: str) -> None:
+        self.downloads.labels(family).inc()
+
+
+class _StateCollector:
+    """Read at scrape time: mirrors per state and their progress, and the job queue's depth."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Any:
+        from taipan.db.mirrors import Mirror
+
+        states = GaugeMetricFamily("taipan_mirrors", "Mirrors per state", labels=["state"])
+        progress = GaugeMetricFamily("taipan_mirror_progress_percent", "Progress of running mirror syncs",
+                                     labels=["mirror_id", "step"])
+        try:
+            with self.runtime.sessions() as db:
+                for state, count in db.execute(text("SELECT state, count(*) FROM mirrors GROUP BY state")):
+                    states.add_metric([str(state)], float(count))
+                for m in db.query(Mirror).filter(Mirror.state == "running").limit(100):
+                    sync = m.sync_state or {}
+                    progress.add_metric([m.id, str(sync.get("current_step_number") or "")],
+                                        float(sync.get("current_step_percentage") or 0))
+        except Exception:  # a scrape must not fail because the database is busy
+            pass
+        yield states
+        yield progress
+        depth = GaugeMetricFamily("taipan_job_queue_depth", "Jobs waiting in the queue")
+        pending = getattr(self.runtime.jobs, "pending_count", None)
+        try:
+            depth.add_metric([], float(pending() if callable(pending) else 0))
+        except Exception:
+            depth.add_metric([], float("nan"))
+        yield depth
+
+
+def route_family(path: str) -> str:
+    if path.startswith("/api/repo/") or path.startswith("/t/"):
+        return "repo"
+    if path.startswith("/api/"):
+        return "api"
+    if path.startswith("/ui"):
+        return "ui"
+    return "other"
+
+
+class ObservabilityMiddleware:
+    """Outermost ASGI layer: a request id (taken from a sane X-Request-ID, else made) in a context
+    variable for logs and echoed in the answer, and the request's metrics."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        rid = given if _REQUEST_ID_RE.match(given) else uuid.uuid4().hex[:16]
+        token = request_id.set(rid)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", rid.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = route_family(scope["path"])
+            self.metrics.requests.labels(route, scope["method"], f"{status // 100}xx").inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+            request_id.reset(token)
+
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is up and answering."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(request: Request) -> Response:
+    """Ready to serve: the database answers, the blob store's scratch space is writable, and (with
+    the Redis backend) the job queue answers. 503 names what is not ready."""
+    rt: Runtime = request.app.state.runtime
+    checks: dict[str, str] = {}
+    try:
+        with rt.sessions() as db:
+            db.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"failed: {type(exc).__name__}"
+    try:
+        probe = rt.blobs.tempdir() / f".ready-{uuid.uuid4().hex}"
+        probe.write_bytes(b"")
+        probe.unlink()
+        checks["blobs"] = "ok"
+    except Exception as exc:
+        checks["blobs"] = f"failed: {type(exc).__name__}"
+    redis = getattr(rt.jobs, "redis", None)
+    if callable(redis):
+        try:
+            redis().ping()
+            checks["jobs"] = "ok"
+        except Exception as exc:
+            checks["jobs"] = f"failed: {type(exc).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    return Response(json.dumps({"status": "ok" if ready else "unavailable", "checks": checks}),
+                    status_code=200 if ready else 503, media_type="application/json")
+
+
+@router.get("/metrics")
+def metrics(request: Request) -> Response:
+    rt: Runtime = request.app.state.runtime
+    if not rt.settings.observability.metrics_public:
+        kind, value = credentials(request)
+        p = resolve_principal(rt, None, kind, value)
+        if p is None or not p.authenticated:
+            raise Unauthenticated("Metrics need an admin's credentials", "Send an admin token as a Bearer "
+                                  "token, or set TAIPAN_OBSERVABILITY__METRICS_PUBLIC=true",
+                                  code="authentication_required")
+        if not p.is_admin:
+            raise Forbidden("Only administrators may read the metrics", "Use an admin's token",
+                            code="admin_required")
+    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC), level, logger, message, the request id, the exception."""
+
+    converter = time.gmtime
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage(),
+            "request_id": request_id.get(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def json_log_config(level: str) -> dict[str, Any]:
+    """A logging configuration (for uvicorn's ``log_config``) writing JSON lines to stderr."""
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    return {
+        "version": 1, "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "taipan.web.observability.JsonFormatter"}},
+        "handlers": {"default": handler},
+        "root": {"handlers": ["default"], "level": level.upper()},
+        "loggers": {name: {"handlers": ["default"], "level": level.upper(), "propagate": False}
+                    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "taipan")},
+    }
