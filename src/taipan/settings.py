@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from platformdirs import user_data_dir
 from pydantic import BaseModel, Field
@@ -34,6 +35,11 @@ class ServerSettings(BaseModel):
     workers: int = 1
     # Seconds `taipan serve` lets requests in flight finish after SIGTERM before closing them.
     graceful_shutdown: int = 5
+    # Let a front proxy send artifact bytes after Taipan authorised the request: "x-accel-redirect"
+    # (nginx: an internal location named by offload_prefix aliases the blob directory) or
+    # "x-sendfile" (the blob's absolute path). Empty: Taipan sends the bytes itself.
+    offload: Literal["", "x-accel-redirect", "x-sendfile"] = ""
+    offload_prefix: str = "/_taipan_blobs/"
     # Exit the process shortly after shutdown even if a request thread is still busy. Off only for
     # in-process test clients that share the interpreter.
     exit_watchdog: bool = False

@@ -167,5 +167,14 @@ def send_stored_file(request: Request, rt: Runtime, p: Principal, view: ChannelV
                        code="blob_missing")
     if request.method == "GET" and request.headers.get("range", "bytes=0-").startswith("bytes=0-"):
         record_download(rt, request, p, view, f)
+    offload = rt.settings.server.offload
+    if offload == "x-accel-redirect":
+        # nginx sends the bytes (sendfile, Range) from its internal location aliasing the blob store.
+        inside = path.relative_to(rt.settings.blob_path).as_posix()
+        headers["X-Accel-Redirect"] = rt.settings.server.offload_prefix + inside
+        return Response(b"", media_type="application/octet-stream", headers=headers)
+    if offload == "x-sendfile":
+        headers["X-Sendfile"] = str(path)
+        return Response(b"", media_type="application/octet-stream", headers=headers)
     return FileResponse(path, headers=headers, media_type="application/octet-stream",
                         filename=None, stat_result=None)
