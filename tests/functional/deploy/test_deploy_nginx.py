@@ -101,7 +101,8 @@ def test_nginx_two_servers_and_a_worker(tmp_path, database, conda_packages):
             assert c.post("/channels", json={"name": "deploy", "privacy": "private"}).status_code == 201
         pkg = conda_packages["hello"]
         with a.client(token) as c:
-            assert c.post("/channels/deploy/artifacts", files={"content": (pkg.name, pkg.read_bytes())}).status_code == 201
+            r = c.post("/channels/deploy/artifacts", files={"content": (pkg.name, pkg.read_bytes())})
+            assert r.status_code == 201, r.text
         # Visible through the other process and through nginx (the other process polls the log).
         for base in (b.url, front):
             url = f"{base}/api/repo/t/{token}/deploy/noarch/repodata.json"
