@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -69,15 +70,27 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     settings.home.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url, echo=settings.database.echo)
     sessions = make_sessionmaker(engine)
-    if settings.storage.backend != "filesystem":
-        raise ValueError(f"Unknown storage backend {settings.storage.backend!r}")
-    blobs = FilesystemBlobStore(settings.blob_path)
+    blobs = _blob_store(settings)
     hooks = Hooks()
     rt = Runtime(settings=settings, engine=engine, sessions=sessions, blobs=blobs,
                  indexer=Indexer(sessions, on_publish=hooks.on_publish),
                  downloads=DownloadRecorder(sessions, on_record=hooks.on_download), hooks=hooks)
     _add_jobs(rt)
     return rt
+
+
+def _blob_store(settings: Settings) -> BlobStore:
+    st = settings.storage
+    if st.backend == "s3":
+        from taipan.storage.s3 import S3BlobStore
+
+        if not st.s3_bucket:
+            raise ValueError("TAIPAN_STORAGE__S3_BUCKET is required with TAIPAN_STORAGE__BACKEND=s3")
+        return S3BlobStore(bucket=st.s3_bucket, prefix=st.s3_prefix, endpoint_url=st.s3_endpoint_url,
+                           region=st.s3_region, access_key=st.s3_access_key, secret_key=st.s3_secret_key,
+                           presign_seconds=st.s3_presign_seconds, create_bucket=st.s3_create_bucket,
+                           scratch=Path(st.path) if st.path else settings.home / "spool")
+    return FilesystemBlobStore(settings.blob_path)
 
 
 def _add_jobs(rt: Runtime) -> None:

@@ -21,9 +21,20 @@ class DatabaseSettings(BaseModel):
 
 
 class StorageSettings(BaseModel):
-    backend: str = "filesystem"
-    # Empty means $TAIPAN_HOME/blobs.
+    backend: Literal["filesystem", "s3"] = "filesystem"
+    # filesystem: empty means $TAIPAN_HOME/blobs. s3: the local scratch space for spooling uploads
+    # (empty: $TAIPAN_HOME/spool).
     path: str = ""
+    # s3: bucket, key prefix, endpoint (for S3-compatible stores), region, credentials (else the
+    # usual AWS environment / instance credentials), presigned URL lifetime.
+    s3_bucket: str = ""
+    s3_prefix: str = "blobs/"
+    s3_endpoint_url: str = ""
+    s3_region: str = ""
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    s3_presign_seconds: int = 300
+    s3_create_bucket: bool = False
 
 
 class ServerSettings(BaseModel):
