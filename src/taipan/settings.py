@@ -44,6 +44,8 @@ class ServerSettings(BaseModel):
     base_url: str = ""
     max_upload_size: int = 2 * 1024**3
     workers: int = 1
+    # The ASGI server of `taipan serve`: uvicorn, or granian (sends files with the pathsend extension).
+    http_server: Literal["uvicorn", "granian"] = "uvicorn"
     # Seconds `taipan serve` lets requests in flight finish after SIGTERM before closing them.
     graceful_shutdown: int = 5
     # Let a front proxy send artifact bytes after Taipan authorised the request: "x-accel-redirect"
