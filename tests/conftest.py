@@ -72,7 +72,8 @@ class ServerProcess:
                 self.proc.wait()
 
 
-def start_server(home: Path, env: dict[str, str] | None = None, *, workers: int = 1) -> ServerProcess:
+def start_server(home: Path, env: dict[str, str] | None = None, *, workers: int = 1,
+                 args: tuple[str, ...] = ()) -> ServerProcess:
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     full_env = {**os.environ, "TAIPAN_HOME": str(home), "TAIPAN_ADMIN_PASSWORD": ADMIN_PASSWORD,
@@ -81,7 +82,7 @@ def start_server(home: Path, env: dict[str, str] | None = None, *, workers: int 
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "taipan.admin.main", "serve", "--host", "127.0.0.1", "--port",
-             str(port), "--workers", str(workers)], env=full_env, stdout=out, stderr=subprocess.STDOUT)
+             str(port), "--workers", str(workers), *args], env=full_env, stdout=out, stderr=subprocess.STDOUT)
     server = ServerProcess(home, port, proc, log)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -108,8 +109,8 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     started: list[ServerProcess] = []
 
     def make(env: dict[str, str] | None = None, *, home: Path | None = None,
-             workers: int = 1) -> ServerProcess:
-        s = start_server(home or tmp_path / f"home{len(started)}", env, workers=workers)
+             workers: int = 1, args: tuple[str, ...] = ()) -> ServerProcess:
+        s = start_server(home or tmp_path / f"home{len(started)}", env, workers=workers, args=args)
         started.append(s)
         return s
 

@@ -88,8 +88,7 @@ def cmd_user(args: argparse.Namespace, settings: Settings) -> int:
         with rt.sessions() as db:
             if args.action == "create":
                 role = "admin" if args.admin else "user"
-                accounts.create_user(db, args.username, _password(args), role=role,
-                                     autocreate_channel=settings.auth.user_channel_autocreate)
+                accounts.create_user(db, args.username, _password(args), role=role)
                 print(f"Created user {args.username}", file=sys.stderr)
             elif args.action == "list":
                 for u in accounts.list_users(db):

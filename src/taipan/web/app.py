@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from taipan import __version__
 from taipan.runtime import Runtime
 from taipan.web import errors, ui
-from taipan.web.api import account, channels, mirrors
+from taipan.web.api import account, channels, mirrors, system
 from taipan.web.repo import conda
 
 
@@ -71,6 +71,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     errors.install(app)
     app.include_router(account.router, prefix="/api")
     app.include_router(channels.router, prefix="/api")
+    app.include_router(system.router, prefix="/api")
     app.include_router(ui.router)
     mirrors.install(app, runtime)
 
