@@ -37,6 +37,8 @@ def prepare(settings: Settings) -> str | None:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from taipan.admin.logs import log_config
+
     host = args.host or settings.server.host
     port = args.port or settings.server.port
     generated = prepare(settings)
@@ -53,7 +55,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     # Each server process exits soon after SIGTERM, whatever requests are still in flight.
     os.environ["TAIPAN_SERVER__EXIT_WATCHDOG"] = "true"
     uvicorn.run("taipan.web.app:app_from_env", factory=True, host=host, port=port,
-                workers=args.workers or settings.server.workers, log_level=args.log_level,
+                workers=args.workers or settings.server.workers, log_config=log_config(args.log_level),
                 access_log=args.access_log, timeout_graceful_shutdown=settings.server.graceful_shutdown)
     return 0
 
@@ -113,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int)
-    serve.add_argument("--log-level", default="warning")
+    serve.add_argument("--log-level", default="warning",
+                       choices=["critical", "error", "warning", "info", "debug", "trace"])
     serve.add_argument("--access-log", action="store_true")
     serve.set_defaults(func=cmd_serve)
     db = sub.add_parser("db", help="database maintenance")
