@@ -64,6 +64,12 @@ class AuthSettings(BaseModel):
     # After this many consecutive wrong passwords, each attempt must wait 2**(n - free) seconds.
     free_login_failures: int = 3
     max_login_delay: int = 300
+    # The same back-off per client address, counting every failed password check from it (unknown
+    # user names too); generous, because users behind one proxy or NAT share an address. An address
+    # that has not failed for address_forget_seconds starts afresh.
+    free_address_failures: int = 50
+    address_forget_seconds: int = 3600
+    # The default of the run-time setting of the same name (conda-repo admin --set ...).
     user_channel_autocreate: bool = True
 
 

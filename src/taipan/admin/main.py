@@ -7,7 +7,6 @@ import getpass
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
 
 from taipan import __version__
 from taipan.errors import TaipanError
@@ -38,6 +37,8 @@ def prepare(settings: Settings) -> str | None:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from taipan.admin.logs import log_config
+
     host = args.host or settings.server.host
     port = args.port or settings.server.port
     generated = prepare(settings)
@@ -55,15 +56,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     os.environ["TAIPAN_SERVER__EXIT_WATCHDOG"] = "true"
     if (args.server or settings.server.http_server) == "granian":
         return _serve_granian(args, settings, host, port)
-    extra: dict[str, Any] = {}
-    if settings.observability.json_logs:
-        from taipan.web.observability import json_log_config
-
-        extra["log_config"] = json_log_config(args.log_level)
     uvicorn.run("taipan.web.app:app_from_env", factory=True, host=host, port=port,
                 workers=args.workers or settings.server.workers, log_level=args.log_level,
-                access_log=args.access_log, timeout_graceful_shutdown=settings.server.graceful_shutdown,
-                **extra)
+                log_config=log_config(args.log_level, json_lines=settings.observability.json_logs),
+                access_log=args.access_log, timeout_graceful_shutdown=settings.server.graceful_shutdown)
     return 0
 
 
@@ -76,14 +72,12 @@ def _serve_granian(args: argparse.Namespace, settings: Settings, host: str, port
     except ImportError as exc:
         raise TaipanError("granian is not installed", 'pip install "taipan[server,granian]", or use --server '
                           "uvicorn", code="missing_dependency") from exc
-    extra: dict[str, Any] = {}
-    if settings.observability.json_logs:
-        from taipan.web.observability import json_log_config
+    from taipan.admin.logs import log_config
 
-        extra["log_dictconfig"] = json_log_config(args.log_level)
     Granian("taipan.web.app:app_from_env", address=host, port=port, interface="asgi", factory=True,
             workers=args.workers or settings.server.workers, log_level=args.log_level, log_access=args.access_log,
-            workers_kill_timeout=settings.server.graceful_shutdown, **extra).serve()
+            workers_kill_timeout=settings.server.graceful_shutdown,
+            log_dictconfig=log_config(args.log_level, json_lines=settings.observability.json_logs)).serve()
     return 0
 
 
@@ -117,8 +111,7 @@ def cmd_user(args: argparse.Namespace, settings: Settings) -> int:
         with rt.sessions() as db:
             if args.action == "create":
                 role = "admin" if args.admin else "user"
-                accounts.create_user(db, args.username, _password(args), role=role,
-                                     autocreate_channel=settings.auth.user_channel_autocreate)
+                accounts.create_user(db, args.username, _password(args), role=role)
                 print(f"Created user {args.username}", file=sys.stderr)
             elif args.action == "list":
                 for u in accounts.list_users(db):
@@ -143,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int)
-    serve.add_argument("--log-level", default="warning")
+    serve.add_argument("--log-level", default="warning",
+                       choices=["critical", "error", "warning", "info", "debug", "trace"])
     serve.add_argument("--access-log", action="store_true")
     serve.add_argument("--server", choices=("uvicorn", "granian"),
                        help="the HTTP server (default: TAIPAN_SERVER__HTTP_SERVER, else uvicorn)")

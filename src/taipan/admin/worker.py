@@ -34,6 +34,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream request is too much
+    from taipan.admin.logs import redact_handlers
+
+    redact_handlers()
     if settings.jobs.backend != "redis":
         print("error: the in-process job backend runs inside `taipan serve`; a worker needs a shared "
               "queue.\nhint: set TAIPAN_JOBS__BACKEND=redis and TAIPAN_JOBS__REDIS_URL=redis://HOST:6379/0 "

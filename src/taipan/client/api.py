@@ -134,10 +134,22 @@ class TaipanClient:
         return self.request_json("POST", "/account/tokens", bearer=True, json=body)
 
     def rotate_token(self, token_id: str) -> Json:
+        """conda-repo-cli's "refresh": a new secret and a renewed lifetime; earlier secrets stay valid."""
         return self.request_json("PUT", f"/account/tokens/{quote(token_id, safe='')}", bearer=True, json={})
 
     def delete_token(self, token_id: str) -> None:
         self.request_json("DELETE", f"/account/tokens/{quote(token_id, safe='')}", bearer=True)
+
+    def logout(self) -> None:
+        """Revoke the API token this client holds, on the server."""
+        self.request_json("POST", "/logout")
+
+    # -- server settings (admins) ----------------------------------------------------------------
+    def system_settings(self) -> Json:
+        return self.request_json("GET", "/system/settings")
+
+    def update_system_settings(self, settings: Json) -> Json:
+        return self.request_json("PUT", "/system/settings", json=settings)
 
     # -- channels ---------------------------------------------------------------------------
     def channels(self) -> Json:

@@ -70,6 +70,8 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     last_failed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # None until the first password login, which is when the user's own channel may be created.
+    last_login_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class Token(Base):
@@ -84,6 +86,8 @@ class Token(Base):
     resources: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column()
+    # The last refresh (PUT /api/account/tokens/<id>); a refresh renews the token's lifetime from then.
+    refreshed_at: Mapped[datetime | None] = mapped_column(nullable=True)
     user: Mapped[User] = relationship(lazy="joined")
 
 

@@ -85,3 +85,13 @@ def validate_filename(filename: str) -> str:
                            "A file name is a single path component made of letters, digits and ._+!-",
                            code="invalid_filename")
     return filename
+
+
+def default_channel_name(username: str) -> str | None:
+    """The personal channel of a user: the user name (for an e-mail address, the part before '@'),
+    lower-cased, with characters a channel name cannot hold replaced by '_'; None if nothing usable."""
+    local = username.split("@", 1)[0].lower()
+    name = re.sub(r"[^a-z0-9_-]", "_", local)[:MAX_CHANNEL_NAME]
+    if not name or not name[0].isalpha() or name in RESERVED_CHANNEL_NAMES:
+        return None
+    return name

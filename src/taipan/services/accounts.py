@@ -1,24 +1,27 @@
-"""Users, passwords, tokens, login throttling, and turning a presented secret into a Principal."""
+"""Users, passwords, login throttling and first logins. Tokens live in services/tokens.py."""
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import secrets
-from collections.abc import Iterable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import case, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from taipan.db.auth import LoginThrottle
 from taipan.db.models import Channel, ChannelOwner, Token, User
-from taipan.domain.names import CHANNEL_NAME_RE, RESERVED_CHANNEL_NAMES
-from taipan.domain.permissions import ALL_SCOPES, ROLES, Principal, unknown_scopes
-from taipan.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyRequests, Unauthenticated
+from taipan.domain import names
+from taipan.domain.names import CHANNEL_NAME_RE
+from taipan.domain.permissions import ROLES, Principal
+from taipan.errors import Conflict, InvalidInput, NotFound, TooManyRequests, Unauthenticated
+from taipan.services import system
+from taipan.services.tokens import hash_token, record_revocation
 from taipan.settings import AuthSettings
 
 _hasher = PasswordHasher()
@@ -37,10 +40,6 @@ def verify_password(password_hash: str, password: str) -> bool:
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
-
-
-def hash_token(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def now() -> datetime:
@@ -64,8 +63,8 @@ def validate_password(password: str) -> str:
     return password
 
 
-def create_user(db: Session, username: str, password: str, *, role: str = "user",
-                autocreate_channel: bool = True) -> User:
+def create_user(db: Session, username: str, password: str, *, role: str = "user") -> User:
+    """A new account. Its own channel is made at its first login (setting user_channel_autocreate)."""
     validate_username(username)
     validate_password(password)
     if role not in ROLES:
@@ -76,15 +75,13 @@ def create_user(db: Session, username: str, password: str, *, role: str = "user"
     user = User(username=username, password_hash=hash_password(password), role=role)
     db.add(user)
     db.flush()
-    if autocreate_channel:
-        _create_default_channel(db, user)
     return user
 
 
 def _create_default_channel(db: Session, user: User) -> None:
-    """A personal channel named after the user, unless that name is taken or reserved."""
-    name = user.username
-    if name in RESERVED_CHANNEL_NAMES or db.scalar(select(Channel).where(Channel.path == name)):
+    """A personal channel named after the user, unless that name is taken or cannot be a channel."""
+    name = names.default_channel_name(user.username)
+    if name is None or db.scalar(select(Channel).where(Channel.path == name)):
         return
     channel = Channel(name=name, path=name, privacy="private")
     db.add(channel)
@@ -97,8 +94,9 @@ def default_channel_name(db: Session, user: User) -> str | None:
         select(Channel.name).join(ChannelOwner, ChannelOwner.channel_id == Channel.id)
         .where(ChannelOwner.user_id == user.id, Channel.parent_id.is_(None)).order_by(Channel.created)
     ).all()
-    if user.username in owned:
-        return user.username
+    own = names.default_channel_name(user.username)
+    if own in owned:
+        return own
     return owned[0] if owned else None
 
 
@@ -115,10 +113,12 @@ def list_users(db: Session) -> list[User]:
 
 
 def set_password(db: Session, username: str, password: str) -> None:
+    """A new password ends every login session (and every cached password check) of the user."""
     user = get_user(db, username)
     user.password_hash = hash_password(validate_password(password))
     user.failed_logins = 0
     db.execute(delete(Token).where(Token.user_id == user.id, Token.kind == "session"))
+    record_revocation(db)
 
 
 def delete_user(db: Session, username: str) -> None:
@@ -129,45 +129,95 @@ def delete_user(db: Session, username: str) -> None:
             raise Conflict("Cannot delete the last admin", "Create another admin first",
                            code="last_admin")
     db.delete(user)
+    record_revocation(db)
 
 
 def count_users(db: Session) -> int:
     return db.scalar(select(func.count()).select_from(User)) or 0
 
 
-# ---------------------------------------------------------------- login
+# ---------------------------------------------------------------- password checks and throttling
 
-def _login_delay(user: User, cfg: AuthSettings) -> int:
-    excess = user.failed_logins - cfg.free_login_failures
-    if excess < 0 or user.last_failed_at is None:
+def _backoff(failures: int, free: int, since: datetime | None, cfg: AuthSettings) -> int:
+    """Seconds to wait: after ``free`` failures, 2**(n - free) seconds from the last one, capped."""
+    excess = failures - free
+    if excess < 0 or since is None:
         return 0
-    wait = min(2 ** excess, cfg.max_login_delay)
-    elapsed = (now() - user.last_failed_at).total_seconds()
-    return max(0, int(wait - elapsed + 0.999))
+    wait = min(2 ** min(excess, 30), cfg.max_login_delay)
+    return max(0, int(wait - (now() - since).total_seconds() + 0.999))
 
 
-def login(db: Session, username: str, password: str, cfg: AuthSettings) -> tuple[str, User]:
-    """Check a password and open a session; repeated failures make the caller wait."""
-    user = db.scalar(select(User).where(User.username == username))
-    if user is None:
-        verify_password(_DUMMY_HASH, password)
-        raise Unauthenticated("Invalid username or password", "Check both and try again",
-                              code="invalid_credentials")
-    wait = _login_delay(user, cfg)
-    if wait:
-        raise TooManyRequests(f"Too many failed logins for {username!r}",
-                              f"Wait {wait} second{'' if wait == 1 else 's'} before trying again", retry_after=wait,
-                              code="login_throttled")
-    if not verify_password(user.password_hash, password):
-        user.failed_logins += 1
-        user.last_failed_at = now()
+def _address_key(addr: str | None) -> str | None:
+    return f"addr:{addr}"[:100] if addr else None
+
+
+def _address_wait(db: Session, addr: str | None, cfg: AuthSettings) -> int:
+    key = _address_key(addr)
+    row = db.get(LoginThrottle, key) if key else None
+    if row is None or (now() - row.last_failed_at).total_seconds() > cfg.address_forget_seconds:
+        return 0
+    return _backoff(row.failures, cfg.free_address_failures, row.last_failed_at, cfg)
+
+
+def _count_failure(db: Session, user: User | None, addr: str | None, cfg: AuthSettings) -> None:
+    """Count a wrong password against the account and the client address, atomically, and commit."""
+    at = now()
+    if user is not None:
+        db.execute(update(User).where(User.id == user.id)
+                   .values(failed_logins=User.failed_logins + 1, last_failed_at=at))
+    key = _address_key(addr)
+    if key:
+        stale = at - timedelta(seconds=cfg.address_forget_seconds)
+        bump = (update(LoginThrottle).where(LoginThrottle.key == key).values(
+            failures=case((LoginThrottle.last_failed_at < stale, 1), else_=LoginThrottle.failures + 1),
+            last_failed_at=at))
+        if db.execute(bump).rowcount == 0:
+            db.add(LoginThrottle(key=key, failures=1, last_failed_at=at))
+    try:
         db.commit()
-        raise Unauthenticated("Invalid username or password", "Check both and try again",
-                              code="invalid_credentials")
-    user.failed_logins = 0
+    except IntegrityError:  # another request inserted this address's row first: count on it
+        db.rollback()
+        if user is not None:
+            db.execute(update(User).where(User.id == user.id)
+                       .values(failed_logins=User.failed_logins + 1, last_failed_at=at))
+        db.execute(bump)
+        db.commit()
+
+
+def _throttled(message: str, wait: int) -> TooManyRequests:
+    return TooManyRequests(message, f"Wait {wait} second{'' if wait == 1 else 's'} before trying again",
+                           retry_after=wait, code="login_throttled")
+
+
+def check_password(db: Session, username: str, password: str, cfg: AuthSettings, addr: str | None = None,
+                   hint: str = "Check both and try again") -> User:
+    """The one password check (login, the web UI, HTTP basic auth): throttled per account and per
+    client address, and as slow for unknown user names as for known ones."""
+    if wait := _address_wait(db, addr, cfg):
+        raise _throttled("Too many failed sign-ins from your address", wait)
+    user = db.scalar(select(User).where(User.username == username))
+    if user is not None and (wait := _backoff(user.failed_logins, cfg.free_login_failures,
+                                              user.last_failed_at, cfg)):
+        raise _throttled(f"Too many failed logins for {username!r}", wait)
+    valid = verify_password(user.password_hash if user is not None else _DUMMY_HASH, password)
+    if user is None or not valid:
+        _count_failure(db, user, addr, cfg)
+        raise Unauthenticated("Invalid username or password", hint, code="invalid_credentials")
+    if user.failed_logins:
+        user.failed_logins = 0
+    return user
+
+
+def login(db: Session, username: str, password: str, cfg: AuthSettings,
+          addr: str | None = None) -> tuple[str, User]:
+    """Check a password and open a session. The first login may create the user's own channel."""
+    user = check_password(db, username, password, cfg, addr)
+    if user.last_login_at is None and system.get_setting(db, "user_channel_autocreate", cfg):
+        _create_default_channel(db, user)
+    user.last_login_at = now()
     secret = _session_secret(user, cfg)
     db.add(Token(user_id=user.id, name="session", token_hash=hash_token(secret), kind="session",
-                 scopes=["*"], expires_at=now() + timedelta(hours=cfg.session_hours)))
+                 scopes=["*"], expires_at=(now() + timedelta(hours=cfg.session_hours)).replace(microsecond=0)))
     # Sessions are short-lived; sweep the expired ones so the table stays small.
     db.execute(delete(Token).where(Token.kind == "session", Token.expires_at < now()))
     return secret, user
@@ -186,112 +236,10 @@ def _session_secret(user: User, cfg: AuthSettings) -> str:
     return f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(payload)}.{secrets.token_urlsafe(32)}"
 
 
-# ---------------------------------------------------------------- tokens
-
-def _parse_expiry(expires_at: str | None, cfg: AuthSettings) -> datetime:
-    if not expires_at:
-        return now() + timedelta(days=30)
-    try:
-        if len(expires_at) == 10:
-            day = date.fromisoformat(expires_at)
-            when = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
-        else:
-            when = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
-    except ValueError as exc:
-        raise InvalidInput(f"Invalid expires_at {expires_at!r}", "Use a date such as 2027-01-31",
-                           code="invalid_expiry") from exc
-    if when <= now():
-        raise InvalidInput(f"expires_at {expires_at} is in the past", "Give a future date",
-                           code="invalid_expiry")
-    if when > now() + timedelta(days=cfg.max_token_days + 1):
-        raise InvalidInput(f"expires_at {expires_at} is too far away",
-                           f"Tokens live at most {cfg.max_token_days} days", code="invalid_expiry")
-    return when
-
-
-def create_token(db: Session, principal: Principal, name: str, scopes: Iterable[str] | None,
-                 expires_at: str | None, cfg: AuthSettings,
-                 resources: list[Any] | None = None) -> tuple[str, Token]:
-    name = (name or "").strip()
-    if not name or len(name) > 200:
-        raise InvalidInput("A token needs a name of 1-200 characters", "Pass a name such as 'ci'",
-                           code="invalid_token_name")
-    scopes = list(scopes) if scopes else list(ALL_SCOPES)
-    bad = unknown_scopes(scopes)
-    if bad:
-        raise InvalidInput(f"Unknown scope(s): {', '.join(bad)}",
-                           "List the valid scopes with GET /api/account/scopes", code="invalid_scope")
-    # A token can never carry more than the credential that creates it.
-    if principal.kind == "scope":
-        missing = [s for s in scopes if not principal.has_scope(s)]
-        if missing:
-            raise Forbidden(f"Your token lacks scope(s) {', '.join(missing)}",
-                            "Create tokens with a login session or a broader token",
-                            code="insufficient_scope")
-    secret = secrets.token_hex(24)
-    token = Token(user_id=principal.user_id, name=name, token_hash=hash_token(secret), kind="scope",
-                  scopes=sorted(set(scopes)), resources=resources or [],
-                  expires_at=_parse_expiry(expires_at, cfg))
-    db.add(token)
-    db.flush()
-    return secret, token
-
-
-def list_tokens(db: Session, principal: Principal) -> list[Token]:
-    return list(db.scalars(select(Token).where(Token.user_id == principal.user_id, Token.kind == "scope")
-                           .order_by(Token.created_at)))
-
-
-def _own_token(db: Session, principal: Principal, token_id: str) -> Token:
-    token = db.get(Token, token_id)
-    if token is None or token.user_id != principal.user_id or token.kind != "scope":
-        raise NotFound(f"No token with id {token_id!r}", "List your tokens with GET /api/account/tokens",
-                       code="token_not_found")
-    return token
-
-
-def rotate_token(db: Session, principal: Principal, token_id: str) -> tuple[str, Token]:
-    token = _own_token(db, principal, token_id)
-    secret = secrets.token_hex(24)
-    token.token_hash = hash_token(secret)
-    return secret, token
-
-
-def delete_token(db: Session, principal: Principal, token_id: str) -> None:
-    db.delete(_own_token(db, principal, token_id))
-
-
-def end_session(db: Session, principal: Principal) -> None:
-    """Log out: delete the session token behind ``principal``, so a copied cookie stops working too."""
-    token = db.get(Token, principal.token_id) if principal.token_id else None
-    if token is not None and token.kind == "session" and token.user_id == principal.user_id:
-        db.delete(token)
-
-
-def principal_for_secret(db: Session, secret: str) -> Principal:
-    """The principal a token stands for; raise Unauthenticated for unknown or expired tokens."""
-    token = db.scalar(select(Token).where(Token.token_hash == hash_token(secret)))
-    if token is None:
-        raise Unauthenticated("The token is not valid", "Log in again or create a new token",
-                              code="invalid_token")
-    if token.expires_at <= now():
-        raise Unauthenticated("The token has expired", "Log in again or create a new token",
-                              code="token_expired")
-    return principal_of(token)
-
-
-def principal_of(token: Token) -> Principal:
-    return Principal(user_id=token.user_id, username=token.user.username, role=token.user.role,
-                     scopes=frozenset(token.scopes), token_id=token.id, kind=token.kind)
-
-
-def principal_for_password(db: Session, username: str, password: str) -> Principal:
-    user = db.scalar(select(User).where(User.username == username))
-    if user is None or not verify_password(user.password_hash, password):
-        raise Unauthenticated("Invalid username or password", "Check both, or use a token as the password",
-                              code="invalid_credentials")
+def principal_for_password(db: Session, username: str, password: str, cfg: AuthSettings,
+                           addr: str | None = None) -> Principal:
+    user = check_password(db, username, password, cfg, addr,
+                          hint="Check both, or use a token as the password")
     return Principal(user_id=user.id, username=user.username, role=user.role, scopes=frozenset({"*"}),
                      kind="session")
 

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from taipan import __version__
 from taipan.runtime import Runtime
 from taipan.web import errors, observability, ui
-from taipan.web.api import account, channels, mirrors, uploads
+from taipan.web.api import account, channels, mirrors, system, uploads
 from taipan.web.repo.app import RepoApp
 
 
@@ -72,6 +72,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(account.router, prefix="/api")
     app.include_router(channels.router, prefix="/api")
     app.include_router(uploads.router, prefix="/api")
+    app.include_router(system.router, prefix="/api")
     app.include_router(ui.router)
     mirrors.install(app, runtime)
 

@@ -6,20 +6,25 @@ import base64
 import hashlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from taipan.domain.permissions import ANONYMOUS, Principal
 from taipan.errors import Unauthenticated
 from taipan.runtime import Runtime
-from taipan.services import accounts
+from taipan.services import accounts, tokens
 
-# Principals are cached briefly so that package serving does not hit the database per request;
-# a revoked token therefore stops working within this many seconds.
-PRINCIPAL_TTL = 5.0
+# Package serving answers from cached principals, so that a conda client revalidating its indexes
+# costs no database query. Revocation still bites at once: a revoking commit in this process empties
+# the cache, and other processes notice the revocation log moving when they next look, which is at
+# most REVOCATION_CHECK seconds after their last look. No entry outlives its token's expiry.
+REVOCATION_CHECK = 0.5
+PRINCIPAL_TTL = 60.0
+_MAX_ENTRIES = 10000
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -38,25 +43,87 @@ SessionDep = Annotated[Session, Depends(get_db)]
 
 
 class PrincipalCache:
-    def __init__(self) -> None:
-        self._items: dict[str, tuple[float, Principal]] = {}
+    """Credential digest -> Principal, valid while the revocation log has not moved."""
+
+    def __init__(self, read_seq: Callable[[], int]) -> None:
+        self._read_seq = read_seq
+        self._items: dict[str, tuple[float, float, Principal]] = {}
         self._lock = threading.Lock()
+        self._seq: int | None = None  # None: unknown, look before trusting anything
+        self._checked = float("-inf")
+
+    def current(self) -> bool:
+        """Was the revocation log looked at recently enough to trust the entries without I/O?"""
+        return self._seq is not None and time.monotonic() - self._checked < REVOCATION_CHECK
 
     def get(self, key: str) -> Principal | None:
+        """A fresh entry, without I/O; None on a miss or when a look at the revocation log is due."""
         hit = self._items.get(key)
-        if hit and hit[0] > time.monotonic():
-            return hit[1]
-        return None
+        if hit is None or not self.current():
+            return None
+        deadline, expires, p = hit
+        return p if deadline > time.monotonic() and expires > time.time() else None
 
-    def put(self, key: str, p: Principal) -> None:
+    def sync(self) -> int | None:
+        """Look at the revocation log if due (one tiny query); forget everything if it moved.
+        Returns the sequence number entries put now must carry."""
+        if self.current():
+            return self._seq
+        seq = self._read_seq()
         with self._lock:
-            if len(self._items) > 10000:
+            if seq != self._seq:
                 self._items.clear()
-            self._items[key] = (time.monotonic() + PRINCIPAL_TTL, p)
+            self._seq, self._checked = seq, time.monotonic()
+            return seq
 
-    def clear(self) -> None:
+    def put(self, key: str, p: Principal, seq: int | None) -> None:
+        expires = p.expires_at.timestamp() if p.expires_at is not None else float("inf")
+        with self._lock:
+            if seq is None or seq != self._seq:
+                return  # a revocation happened while this lookup ran: do not keep what it found
+            if len(self._items) >= _MAX_ENTRIES:
+                self._items.clear()
+            self._items[key] = (time.monotonic() + PRINCIPAL_TTL, expires, p)
+
+    def invalidate(self) -> None:
+        """A credential was revoked here: forget everything, and look at the log before trusting again."""
         with self._lock:
             self._items.clear()
+            self._seq = None
+            self._checked = float("-inf")
+
+
+def principal_cache(runtime: Runtime) -> PrincipalCache:
+    cache = runtime.extras.get("principals")
+    if cache is None:
+        with _setup_lock:
+            cache = runtime.extras.get("principals")
+            if cache is None:
+                cache = runtime.extras["principals"] = _new_cache(runtime)
+    return cache
+
+
+_setup_lock = threading.Lock()
+
+
+def _new_cache(runtime: Runtime) -> PrincipalCache:
+    def read_seq() -> int:
+        with runtime.sessions() as db:
+            return tokens.revocation_seq(db)
+
+    cache = PrincipalCache(read_seq)
+
+    def after_commit(session: Session) -> None:
+        if session.info.pop("auth_revoked", False):
+            cache.invalidate()
+
+    def after_rollback(session: Session) -> None:
+        session.info.pop("auth_revoked", None)
+
+    # Every session of this runtime: whoever revokes a credential, this process forgets it at commit.
+    event.listen(runtime.sessions, "after_commit", after_commit)
+    event.listen(runtime.sessions, "after_soft_rollback", lambda session, _tx: after_rollback(session))
+    return cache
 
 
 def credentials(request: Request) -> tuple[str, str | None]:
@@ -87,40 +154,53 @@ TOKEN_USER = "__token__"
 def basic_token(user: str, password: str) -> str | None:
     """The token in basic credentials that name one explicitly, else None (a password, or a token
     given as the password of some user name)."""
-    if password == TOKEN_PASSWORD and user:
+    if password.lower() == TOKEN_PASSWORD and user:
         return user
     if user == TOKEN_USER and password:
         return password
     return None
 
 
+def client_address(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
 def resolve_principal(runtime: Runtime, db: Session | None, kind: str, value: str | None, *,
-                      cached_only: bool = False) -> Principal | None:
-    """The principal for credentials, cached for PRINCIPAL_TTL; with cached_only, None on a miss."""
+                      addr: str | None = None, cached_only: bool = False) -> Principal | None:
+    """The principal for credentials (cached, see PrincipalCache); with cached_only, None unless
+    the answer needs no I/O."""
     if kind == "none" or not value:
         return ANONYMOUS
-    cache: PrincipalCache = runtime.extras.setdefault("principals", PrincipalCache())
+    cache = principal_cache(runtime)
     # Keyed by a digest: the cache never holds a secret or a password in the clear.
     key = hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()
     hit = cache.get(key)
     if hit is not None or cached_only:
         return hit
+    seq = cache.sync()
+    if (hit := cache.get(key)) is not None:  # the look at the log was all that was due
+        return hit
     with (runtime.sessions() if db is None else _nullctx(db)) as session:
-        if kind == "token":
-            p = accounts.principal_for_secret(session, value)
-        else:
-            user, _, secret = value.partition(":")
-            token = basic_token(user, secret)
-            if token is not None:
-                p = accounts.principal_for_secret(session, token)
-            else:
-                # A token as the password of any user name; a real password works too.
-                try:
-                    p = accounts.principal_for_secret(session, secret)
-                except Unauthenticated:
-                    p = accounts.principal_for_password(session, user, secret)
-    cache.put(key, p)
+        p = _lookup(runtime, session, kind, value, addr)
+    cache.put(key, p, seq)
     return p
+
+
+def _lookup(runtime: Runtime, db: Session, kind: str, value: str, addr: str | None) -> Principal:
+    if kind == "token":
+        return tokens.principal_for_secret(db, value)
+    user, _, secret = value.partition(":")
+    explicit = basic_token(user, secret)
+    if explicit is not None:  # TOKEN:x-auth-token or __token__:TOKEN
+        return tokens.principal_for_secret(db, explicit)
+    # A token as the password of any user name; a real password works too (throttled like
+    # /api/auth/login).
+    try:
+        return tokens.principal_for_secret(db, secret)
+    except Unauthenticated as exc:
+        if exc.code == "token_expired":
+            raise
+    return accounts.principal_for_password(db, user, secret, runtime.settings.auth, addr)
 
 
 class _nullctx:
@@ -137,9 +217,9 @@ class _nullctx:
 def get_principal(request: Request, db: SessionDep) -> Principal:
     kind, value = credentials(request)
     if kind == "token":
-        # Tokens are validated on every API call (not cached): revocation takes effect at once.
-        return accounts.principal_for_secret(db, value or "")
-    p = resolve_principal(get_runtime(request), db, kind, value)
+        # Tokens are looked up on every API call (not cached).
+        return tokens.principal_for_secret(db, value or "")
+    p = resolve_principal(get_runtime(request), db, kind, value, addr=client_address(request))
     assert p is not None
     return p
 

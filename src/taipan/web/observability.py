@@ -209,16 +209,3 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
-
-
-def json_log_config(level: str) -> dict[str, Any]:
-    """A logging configuration (for uvicorn's ``log_config``) writing JSON lines to stderr."""
-    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
-    return {
-        "version": 1, "disable_existing_loggers": False,
-        "formatters": {"json": {"()": "taipan.web.observability.JsonFormatter"}},
-        "handlers": {"default": handler},
-        "root": {"handlers": ["default"], "level": level.upper()},
-        "loggers": {name: {"handlers": ["default"], "level": level.upper(), "propagate": False}
-                    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "taipan")},
-    }

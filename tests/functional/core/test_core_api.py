@@ -60,14 +60,19 @@ def test_login_session_and_token_lifecycle(taipan_server):
     account = httpx.get(f"{api}/account", headers={"X-Auth": token}).json()
     assert account["username"] == "admin" and account["roles"] == ["admin"]
     assert account["default_channel_name"] == "admin"
-    # rotate: the old secret stops working, the new one works
+    # refresh (conda-repo-cli's PUT {}): a new secret, and the old one keeps working
     r = httpx.put(f"{api}/account/tokens/{token_id}", headers=bearer, json={})
     assert r.status_code == 200 and r.json()["id"] == token_id
     new = r.json()["token"]
-    assert httpx.get(f"{api}/account", headers={"X-Auth": token}).status_code == 401
+    assert httpx.get(f"{api}/account", headers={"X-Auth": token}).status_code == 200
     assert httpx.get(f"{api}/account", headers={"X-Auth": new}).status_code == 200
+    # a rotation asked for explicitly revokes the earlier secrets
+    r = httpx.put(f"{api}/account/tokens/{token_id}", headers=bearer, json={"revoke_previous": True})
+    newest = r.json()["token"]
+    assert [httpx.get(f"{api}/account", headers={"X-Auth": t}).status_code for t in (token, new, newest)] == \
+        [401, 401, 200]
     assert httpx.delete(f"{api}/account/tokens/{token_id}", headers=bearer).status_code == 204
-    assert httpx.get(f"{api}/account", headers={"X-Auth": new}).status_code == 401
+    assert httpx.get(f"{api}/account", headers={"X-Auth": newest}).status_code == 401
     assert httpx.delete(f"{api}/account/tokens/{token_id}", headers=bearer).status_code == 404
 
 

@@ -3,6 +3,7 @@ bucket, downloads are redirected to presigned URLs, and a real conda client inst
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -11,8 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import free_port
 from functional.core.test_core_conda_install import solve_and_install
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture

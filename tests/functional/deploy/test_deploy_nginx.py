@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,7 +22,11 @@ import httpx
 import psycopg
 import pytest
 
-from conftest import free_port, start_server
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 ROOT = Path(__file__).resolve().parents[3]
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -80,13 +85,13 @@ def _wait(check, timeout: float = 15.0) -> float:
     raise AssertionError("timed out")
 
 
-def test_nginx_two_servers_and_a_worker(tmp_path, database, conda_packages):
+def test_nginx_two_servers_and_a_worker(tmp_path, database, conda_packages, server_factory):
     home = tmp_path / "home"
     env = {"TAIPAN_DATABASE__URL": database, "TAIPAN_JOBS__BACKEND": "redis", "TAIPAN_JOBS__REDIS_URL": REDIS_URL,
            "TAIPAN_JOBS__QUEUE_NAME": f"deploy-{uuid.uuid4().hex[:8]}", "TAIPAN_SERVER__OFFLOAD": "x-accel-redirect",
            "TAIPAN_STORAGE__PATH": str(home / "blobs")}
-    a = start_server(home, env)
-    b = start_server(home, env)
+    a = server_factory(env, home=home)
+    b = server_factory(env, home=home)
     worker = subprocess.Popen([sys.executable, "-m", "taipan.admin.main", "worker", "--tick", "1"],
                               env={**os.environ, **env, "TAIPAN_HOME": str(home)},
                               stdout=subprocess.DEVNULL, stderr=open(tmp_path / "worker.log", "wb"))
@@ -140,8 +145,6 @@ def test_nginx_two_servers_and_a_worker(tmp_path, database, conda_packages):
         nginx.wait(timeout=10)
         worker.terminate()
         worker.wait(timeout=15)
-        for s in (a, b):
-            s.stop()
 
 
 def _ok(url: str) -> bool:

@@ -10,7 +10,7 @@ import pytest
 
 from taipan.domain.permissions import Principal
 from taipan.errors import Conflict, Forbidden, TooManyRequests, Unauthenticated
-from taipan.services import accounts, artifacts, channels, uploads
+from taipan.services import accounts, artifacts, channels, tokens, uploads
 from taipan.settings import AuthSettings
 
 
@@ -20,7 +20,7 @@ def admin_principal(rt) -> Principal:
         db.commit()
         secret, _ = accounts.login(db, "admin", "admin-password-1", AuthSettings())
         db.commit()
-        return accounts.principal_for_secret(db, secret)
+        return tokens.principal_for_secret(db, secret)
 
 
 def put(rt, p: Principal, channel_path: str, pkg: Path):
@@ -40,14 +40,18 @@ def test_accounts_tokens_and_throttle(runtime):
     p = admin_principal(runtime)
     cfg = AuthSettings()
     with runtime.sessions() as db:
-        secret, token = accounts.create_token(db, p, "ci", ["artifact:download"], None, cfg)
+        secret, token = tokens.create_token(db, p, "ci", ["artifact:download", "token:manage"], None, cfg)
         db.commit()
-        got = accounts.principal_for_secret(db, secret)
-        assert got.scopes == {"artifact:download"} and got.username == "admin"
+        got = tokens.principal_for_secret(db, secret)
+        assert got.scopes == {"artifact:download", "token:manage"} and got.username == "admin"
         # a scoped token cannot mint a broader one
         with pytest.raises(Forbidden):
-            accounts.create_token(db, got, "wider", ["artifact:create"], None, cfg)
+            tokens.create_token(db, got, "wider", ["artifact:create"], None, cfg)
         accounts.create_user(db, "bob", "bob-password")
+        db.commit()
+        # bob's own channel comes with his first login, not with the account
+        assert accounts.default_channel_name(db, accounts.get_user(db, "bob")) is None
+        accounts.login(db, "bob", "bob-password", cfg)
         db.commit()
         assert accounts.default_channel_name(db, accounts.get_user(db, "bob")) == "bob"
         with pytest.raises(Conflict):

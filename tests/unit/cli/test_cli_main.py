@@ -1,21 +1,19 @@
 from __future__ import annotations
 
-import importlib
 import io
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import httpx
 import pytest
 
-from taipan.cli import commands, conda_plugin
+from taipan.cli import commands
 from taipan.cli.exitcodes import ExitCode, exit_code_for
 from taipan.cli.main import build_parser, load_command_modules, main
 from taipan.errors import Conflict, NotFound, TaipanError, Unauthenticated
 
-COMMANDS = ["auth", "channel", "config", "copy", "login", "logout", "move", "remove", "search", "upload",
+COMMANDS = ["admin", "auth", "channel", "config", "copy", "login", "logout", "move", "remove", "search", "upload",
             "whoami", "wizard"]
 
 
@@ -72,24 +70,6 @@ def test_exit_codes() -> None:
     assert exit_code_for(Conflict("x")) == ExitCode.CONFLICT == 5
     assert exit_code_for(Unauthenticated("x")) == ExitCode.UNAUTHORIZED == 3
     assert exit_code_for(TaipanError("x", code="server_error", status=500)) == ExitCode.SERVER_ERROR
-
-
-def test_conda_plugin_imports_without_conda(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert conda_plugin.plugins is None or hasattr(conda_plugin, "conda_subcommands")
-    fake = types.ModuleType("conda.plugins")
-    fake.hookimpl = lambda f: f  # type: ignore[attr-defined]
-    fake.CondaSubcommand = lambda **kw: kw  # type: ignore[attr-defined]
-    pkg = types.ModuleType("conda")
-    pkg.plugins = fake  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "conda", pkg)
-    monkeypatch.setitem(sys.modules, "conda.plugins", fake)
-    module = importlib.reload(conda_plugin)
-    try:
-        (sub,) = list(module.conda_subcommands())
-        assert sub["name"] == "repo" and sub["action"](["--version"]) == 0
-    finally:
-        monkeypatch.undo()
-        importlib.reload(conda_plugin)
 
 
 def test_401_without_tty_fails_with_one_line(write_site, mock_server, isolated: Path,  # type: ignore[no-untyped-def]

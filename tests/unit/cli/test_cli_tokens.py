@@ -20,8 +20,9 @@ def test_token_file_names_follow_quote_plus() -> None:
 def test_store_writes_both_names_in_both_dirs_with_mode_600(isolated: Path) -> None:
     written = tokens.store_token(URL, "abc123")
     dirs = tokens.token_dirs()
-    assert dirs[0] == isolated / ".local" / "share" / "binstar"  # anaconda-client's dir, read by conda
-    assert dirs[1] == isolated / ".conda" / "tokens"
+    assert dirs == [isolated / ".conda" / "tokens",  # ours
+                    isolated / ".config" / "binstar",  # read by conda >= 24.1
+                    isolated / ".local" / "share" / "binstar"]  # read by older conda
     assert sorted(written) == sorted(d / n for d in dirs for n in (quote_plus(URL) + ".token",
                                                                    quote_plus(URL + "/repo") + ".token"))
     for path in written:

@@ -27,7 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                               description="Create, list and remove API tokens, and list the scopes a "
                                           "token may carry.")
     act = p.add_mutually_exclusive_group(required=True)
-    act.add_argument("-x", "--list-scopes", action="store_true", help="list the scopes you may grant")
+    act.add_argument("-x", "--list-scopes", action="store_true",
+                     help="list the scopes you may put on a token (admin-only ones only for admins)")
     act.add_argument("-l", "--list", action="store_true", help="list your tokens")
     act.add_argument("-r", "--remove", nargs="+", metavar="ID", help="remove tokens by id")
     act.add_argument("-c", "--create", action="store_true", help="create a token")
@@ -67,7 +68,8 @@ def create(ctx: Context, args: argparse.Namespace) -> None:
     if not 0 < args.max_age <= MAX_MAX_AGE:
         raise InvalidInput(f"--max-age must be between 1 and {MAX_MAX_AGE} seconds",
                            "Give the lifetime in seconds, e.g. 86400 for a day")
-    expires = (dt.datetime.now() + dt.timedelta(seconds=args.max_age)).date().isoformat()
+    # Second resolution, in UTC: `--max-age 60` is a token that lasts 60 seconds.
+    expires = (dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=args.max_age)).isoformat()
     scopes = _scopes_of(args)
     client = ctx.client
     if not scopes:
@@ -75,12 +77,14 @@ def create(ctx: Context, args: argparse.Namespace) -> None:
         scopes = with_session(ctx, client.scopes)
     created: dict[str, Any] = with_session(ctx, lambda: client.create_token(args.name, expires, scopes))
     token = str(created["token"])
+    # What the server stored is what `auth --list` will show: report that, not our own request.
+    expires = str(created.get("expires_at") or expires)
     if args.out:
         write_private(Path(args.out).expanduser(), token + "\n")
-        ctx.out.success(f"Token {args.name} (id {created.get('id')}) written to {args.out}")
+        ctx.out.success(f"Token {args.name} (id {created.get('id')}, expires {expires}) written to {args.out}")
     elif args.json:
         ctx.out.json({"id": created.get("id"), "name": args.name, "expires_at": expires,
-                      "scopes": scopes, "token": token})
+                      "scopes": created.get("scopes", scopes), "token": token})
     else:
         ctx.out.line(token)
         ctx.out.info(f"Token {args.name} created (id {created.get('id')}, expires {expires})")

@@ -8,7 +8,7 @@ from taipan.cli.context import Context
 from taipan.cli.exitcodes import ExitCode
 from taipan.cli.session import login
 from taipan.cli.tokens import load_token, remove_token
-from taipan.errors import TaipanError
+from taipan.errors import TaipanError, Unauthenticated
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -22,12 +22,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="recreate the token with all the scopes the account has now")
     p.set_defaults(func=run_login, manages_auth=True)
 
-    p = subparsers.add_parser("logout", help="forget the stored API token",
-                              description="Remove the stored token files of the site (no server call).")
+    p = subparsers.add_parser("logout", help="revoke the stored API token and forget it",
+                              description="Revoke the stored API token on the server, then remove its "
+                                          "token files. Works offline too: the files are removed and a "
+                                          "warning says the token stays valid on the server.")
     p.add_argument("-f", "--force", action="store_true", help="remove the token files even if not logged in")
     p.set_defaults(func=run_logout, manages_auth=True)
 
-    p = subparsers.add_parser("whoami", help="show the signed-in account")
+    p = subparsers.add_parser("whoami", help="show the signed-in account and its permissions",
+                              description="Show your username, user ID, default channel, roles and the "
+                                          "permissions (scopes) of the credential in use.")
     p.add_argument("--json", action="store_true", help="print JSON instead of YAML")
     p.set_defaults(func=run_whoami)
 
@@ -41,12 +45,28 @@ def run_login(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def run_logout(ctx: Context, args: argparse.Namespace) -> int:
-    if load_token(ctx.url) is None and not args.force:
+    token = load_token(ctx.url)
+    if token is None and not args.force:
         ctx.out.info("You are not logged in")
         return ExitCode.OK
+    if token is not None:
+        revoke_on_server(ctx, token)
     remove_token(ctx.url)
     ctx.out.success("logout successful")
     return ExitCode.OK
+
+
+def revoke_on_server(ctx: Context, token: str) -> None:
+    """Revoke the stored token (not a -t one); a user can always log out locally, even offline."""
+    client = ctx.client
+    client.token = token
+    try:
+        client.logout()
+    except Unauthenticated:
+        pass  # already revoked or expired: nothing left to do on the server
+    except TaipanError as err:
+        ctx.out.warn(f"Could not revoke the token on the server ({err.message}); it stays valid until it "
+                     "expires or is removed with `conda-repo auth --remove ID`. The local copies are removed.")
 
 
 def run_whoami(ctx: Context, args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+import taipan.db.auth  # noqa: F401  (registers the token secret and login tables on Base.metadata)
 import taipan.db.mirrors  # noqa: F401  (registers the mirrors table on Base.metadata)
 from taipan.db.models import Base
 

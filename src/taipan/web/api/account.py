@@ -1,4 +1,4 @@
-"""/api/auth/login and /api/account/*: sessions, the caller's account, channels, scopes and tokens."""
+"""/api/auth/login, /api/logout and /api/account/*: sessions, the caller's account, scopes and tokens."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
-from taipan.domain.permissions import ALL_SCOPES
+from taipan.db.models import Token
+from taipan.domain.permissions import offered_scopes
 from taipan.errors import Unauthenticated
-from taipan.services import accounts, channels
-from taipan.web.deps import RuntimeDep, SessionDep, UserDep
+from taipan.services import accounts, channels, tokens
+from taipan.web.deps import RuntimeDep, SessionDep, UserDep, client_address, credentials
 
 router = APIRouter(tags=["account"])
 
@@ -21,23 +22,40 @@ class LoginBody(BaseModel):
 
 
 class TokenBody(BaseModel):
-    name: str = ""
-    expires_at: str | None = None
-    scopes: list[str] | None = None
-    resources: list[Any] | None = None
+    name: str = Field("", max_length=200)
+    expires_at: str | None = Field(None, max_length=64)
+    scopes: list[str] | None = Field(None, max_length=100)
+    resources: list[Any] | None = Field(None, max_length=100)
 
 
-def _token_json(t: Any) -> dict[str, Any]:
+class RefreshBody(BaseModel):
+    # conda-repo-cli sends {}: a refresh, which leaves the secrets other clients hold valid.
+    revoke_previous: bool = Field(False, description="also revoke every earlier secret of the token")
+
+
+def _token_json(t: Token) -> dict[str, Any]:
     return {"id": t.id, "name": t.name, "type": t.kind, "scopes": t.scopes, "resources": t.resources,
-            "metadata": {}, "created_at": t.created_at.isoformat(), "expires_at": t.expires_at.isoformat()}
+            "metadata": {}, "created_at": t.created_at.isoformat(), "expires_at": t.expires_at.isoformat(),
+            "refreshed_at": t.refreshed_at.isoformat() if t.refreshed_at else None}
 
 
 @router.post("/auth/login")
-def login(body: LoginBody, db: SessionDep, rt: RuntimeDep) -> dict[str, Any]:
-    secret, user = accounts.login(db, body.username, body.password, rt.settings.auth)
+def login(body: LoginBody, db: SessionDep, rt: RuntimeDep, request: Request) -> dict[str, Any]:
+    secret, user = accounts.login(db, body.username, body.password, rt.settings.auth, client_address(request))
     db.commit()
     return {"token": secret, "refresh_token": secret, "username": user.username, "roles": [user.role],
             "expires_in": rt.settings.auth.session_hours * 3600}
+
+
+@router.post("/logout", status_code=204)
+def logout(p: UserDep, db: SessionDep, request: Request) -> Response:
+    """Revoke the credential this request carries: a session ends; a token loses this secret (a
+    client holding an earlier secret of a refreshed token stays signed in). Needs no other scope."""
+    kind, value = credentials(request)
+    if kind == "token" and value:
+        tokens.revoke_secret(db, value)
+        db.commit()
+    return Response(status_code=204)
 
 
 @router.get("/account")
@@ -46,7 +64,10 @@ def account(p: UserDep, db: SessionDep) -> dict[str, Any]:
     user = accounts.get_user(db, p.username or "")
     return {"user_id": user.id, "username": user.username, "roles": [user.role],
             "default_channel_name": accounts.default_channel_name(db, user), "dbroles": [user.role],
-            "created_at": user.created_at.isoformat()}
+            "created_at": user.created_at.isoformat(),
+            # What this credential may do: every scope for a password session, a token's own otherwise.
+            "permissions": offered_scopes(p), "credential": p.kind,
+            "expires_at": p.expires_at.isoformat() if p.expires_at else None}
 
 
 @router.get("/account/channels")
@@ -56,16 +77,16 @@ def account_channels(p: UserDep, db: SessionDep) -> dict[str, Any]:
 
 
 @router.get("/account/scopes")
-def scopes(_: UserDep) -> dict[str, Any]:
-    return {"scopes": list(ALL_SCOPES)}
+def scopes(p: UserDep) -> dict[str, Any]:
+    """The scopes the caller may put on a new token: never an admin's to a non-admin, never more
+    than the calling token holds."""
+    return {"scopes": offered_scopes(p)}
 
 
 @router.get("/account/token-info")
 def token_info(p: UserDep, db: SessionDep) -> Any:
     if p.token_id is None:
         return Response(status_code=204)
-    from taipan.db.models import Token
-
     token = db.get(Token, p.token_id)
     if token is None:
         raise Unauthenticated("The token is not valid", "Log in again", code="invalid_token")
@@ -74,27 +95,29 @@ def token_info(p: UserDep, db: SessionDep) -> Any:
 
 @router.get("/account/tokens")
 def list_tokens(p: UserDep, db: SessionDep) -> dict[str, Any]:
-    items = [_token_json(t) for t in accounts.list_tokens(db, p)]
+    items = [_token_json(t) for t in tokens.list_tokens(db, p)]
     return {"total_count": len(items), "items": items}
 
 
 @router.post("/account/tokens")
 def create_token(body: TokenBody, p: UserDep, db: SessionDep, rt: RuntimeDep) -> dict[str, Any]:
-    secret, token = accounts.create_token(db, p, body.name, body.scopes, body.expires_at,
-                                          rt.settings.auth, body.resources)
+    secret, token = tokens.create_token(db, p, body.name, body.scopes, body.expires_at,
+                                        rt.settings.auth, body.resources)
     db.commit()
     return {"token": secret, "id": token.id, **{k: v for k, v in _token_json(token).items() if k != "id"}}
 
 
 @router.put("/account/tokens/{token_id}")
-def rotate_token(token_id: str, p: UserDep, db: SessionDep, request: Request) -> dict[str, Any]:
-    secret, token = accounts.rotate_token(db, p, token_id)
+def refresh_token(token_id: str, p: UserDep, db: SessionDep, rt: RuntimeDep,
+                  body: RefreshBody | None = None) -> dict[str, Any]:
+    secret, token = tokens.refresh_token(db, p, token_id, rt.settings.auth,
+                                         revoke_previous=bool(body and body.revoke_previous))
     db.commit()
-    return {"token": secret, "id": token.id}
+    return {"token": secret, "id": token.id, "expires_at": token.expires_at.isoformat()}
 
 
 @router.delete("/account/tokens/{token_id}", status_code=204)
 def delete_token(token_id: str, p: UserDep, db: SessionDep) -> Response:
-    accounts.delete_token(db, p, token_id)
+    tokens.delete_token(db, p, token_id)
     db.commit()
     return Response(status_code=204)

@@ -18,7 +18,7 @@ from taipan.errors import NotFound
 from taipan.runtime import Runtime
 from taipan.services import channels as channel_service
 from taipan.services import serving
-from taipan.web.deps import credentials, resolve_principal
+from taipan.web.deps import client_address, credentials, resolve_principal
 
 CHANNEL_TTL = 1.0
 
@@ -84,9 +84,10 @@ CACHE_CONTROL = {True: b"public, max-age=0, must-revalidate", False: b"private, 
 
 def principal_for(rt: Runtime, request: Request, url_token: str | None, *,
                   cached_only: bool = False) -> Principal | None:
-    """The caller, from /t/<token>/ or the headers; with cached_only, None unless no I/O is needed."""
+    """The caller, from /t/<token>/ or the headers; with cached_only, None unless no I/O is needed.
+    Revoked and expired credentials stop working at once (see web.deps.PrincipalCache)."""
     kind, value = ("token", url_token) if url_token is not None else credentials(request)
-    return resolve_principal(rt, None, kind, value, cached_only=cached_only)
+    return resolve_principal(rt, None, kind, value, addr=client_address(request), cached_only=cached_only)
 
 
 def choose_coding(accept_encoding: str | None, offered: tuple[str, ...]) -> str | None:

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.responses import Response
 
-from taipan.domain.permissions import ALL_SCOPES
+from taipan.domain.permissions import offered_scopes
 from taipan.errors import NotFound, TaipanError
 from taipan.services import accounts
+from taipan.services import tokens as token_service
 from taipan.web.deps import RuntimeDep, SessionDep
 from taipan.web.ui import channels
 from taipan.web.ui.render import UIRoute, redirect, render
@@ -42,7 +43,8 @@ def login_form(request: Request, _: VisitorDep, next: str = "/ui/channels") -> H
 def login(request: Request, _: CsrfDep, db: SessionDep, rt: RuntimeDep, username: str = Form(""),
           password: str = Form(""), next: str = Form("/ui/channels")) -> Response:
     try:
-        secret, user = accounts.login(db, username.strip()[:200], password[:1000], rt.settings.auth)
+        secret, user = accounts.login(db, username.strip()[:200], password[:1000], rt.settings.auth,
+                                      request.client.host if request.client else None)
     except TaipanError as exc:
         # The login form again, with the reason (and the throttling hint) and the name kept.
         response = render(request, "login.html", status=exc.status, error=exc, next=_safe_next(next),
@@ -58,13 +60,10 @@ def login(request: Request, _: CsrfDep, db: SessionDep, rt: RuntimeDep, username
 
 
 @router.post("/ui/logout")
-def logout(request: Request, _: CsrfDep, p: VisitorDep, db: SessionDep, rt: RuntimeDep) -> Response:
+def logout(request: Request, _: CsrfDep, p: VisitorDep, db: SessionDep) -> Response:
     if p.authenticated:
-        accounts.end_session(db, p)
+        token_service.end_session(db, p)
         db.commit()
-        # Basic-auth and /t/<token>/ lookups are cached for a few seconds; forget them now.
-        if cache := rt.extras.get("principals"):
-            cache.clear()
     request.state.drop_session = True
     return redirect(request, "/ui/login", "Logged out")
 
@@ -72,7 +71,8 @@ def logout(request: Request, _: CsrfDep, p: VisitorDep, db: SessionDep, rt: Runt
 def _tokens_page(request: Request, p: MemberDep, db: SessionDep, rt: RuntimeDep, status: int = 200,
                  **extra: object) -> HTMLResponse:
     today = datetime.now(UTC).date()
-    return render(request, "tokens.html", status=status, tokens=accounts.list_tokens(db, p), scopes=ALL_SCOPES,
+    return render(request, "tokens.html", status=status, tokens=token_service.list_tokens(db, p),
+                  scopes=offered_scopes(p),
                   default_expiry=(today + timedelta(days=30)).isoformat(), min_expiry=today.isoformat(),
                   max_expiry=(today + timedelta(days=rt.settings.auth.max_token_days)).isoformat(), **extra)
 
@@ -85,7 +85,7 @@ def tokens(request: Request, p: MemberDep, db: SessionDep, rt: RuntimeDep) -> HT
 @router.post("/ui/tokens")
 def create_token(request: Request, _: CsrfDep, p: MemberDep, db: SessionDep, rt: RuntimeDep,
                  name: str = Form(""), scopes: list[str] = Form([]), expires_at: str = Form("")) -> HTMLResponse:
-    secret, token = accounts.create_token(db, p, name, scopes, expires_at or None, rt.settings.auth)
+    secret, token = token_service.create_token(db, p, name, scopes, expires_at or None, rt.settings.auth)
     db.commit()
     # Rendered, not redirected: the secret is shown this once and stored nowhere but its hash.
     return _tokens_page(request, p, db, rt, status=201, new_secret=secret, new_token=token)
@@ -93,7 +93,7 @@ def create_token(request: Request, _: CsrfDep, p: MemberDep, db: SessionDep, rt:
 
 @router.post("/ui/tokens/{token_id}/revoke")
 def revoke_token(request: Request, token_id: str, _: CsrfDep, p: MemberDep, db: SessionDep) -> Response:
-    accounts.delete_token(db, p, token_id)
+    token_service.delete_token(db, p, token_id)
     db.commit()
     return redirect(request, "/ui/tokens", "Token revoked")
 

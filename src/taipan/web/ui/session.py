@@ -17,7 +17,7 @@ from fastapi import Depends, Form, Request
 
 from taipan.domain.permissions import ANONYMOUS, Principal
 from taipan.errors import Forbidden, Unauthenticated
-from taipan.services import accounts
+from taipan.services import tokens
 from taipan.web.deps import SessionDep
 
 SESSION_COOKIE = "taipan_session"
@@ -31,7 +31,7 @@ def visitor(request: Request, db: SessionDep) -> Principal:
     p, secret = ANONYMOUS, request.cookies.get(SESSION_COOKIE)
     if secret:
         try:
-            found = accounts.principal_for_secret(db, secret)
+            found = tokens.principal_for_secret(db, secret)
         except Unauthenticated:
             found = None
         # Only login sessions belong in the cookie; an API token pasted there is not honoured.
