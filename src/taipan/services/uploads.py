@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from taipan.db.models import Channel, File
@@ -99,17 +100,33 @@ def upload_conda(db: Session, blobs: BlobStore, p: Principal, channel: Channel, 
         index, about = read_package_info(fh, filename)
     subdir = check_index_matches(index, fn)
     ckey = f"{subdir}/{filename}"
-    lock_channel(db, channel.id)  # makes the duplicate check and the insert one step
+    # Everything that can refuse the file is checked before anything is stored.
+    record = record_bytes(make_record(index, sha256=spooled.sha256, md5=spooled.md5, size=spooled.size,
+                                      subdir=subdir)).decode()
+    meta = {"index.json": index, "about.json": about}
+    lock_channel(db, channel.id)  # makes the duplicate check and the insert one step (PostgreSQL)
     if db.scalar(select(File.id).where(File.channel_id == channel.id, File.ckey == ckey)):
-        raise Conflict(f"{ckey} already exists in channel {channel.path!r}",
-                       "Remove the existing file first, or bump the build number", code="file_exists")
-    record = make_record(index, sha256=spooled.sha256, md5=spooled.md5, size=spooled.size, subdir=subdir)
-    blobs.put_file(spooled.sha256, spooled.path, move=True)
+        raise _exists(ckey, channel)
     row = File(channel_id=channel.id, family="conda", name=fn.name, version=fn.version, subdir=subdir,
                filename=filename, ckey=ckey, sha256=spooled.sha256, md5=spooled.md5, size=spooled.size,
-               record=record_bytes(record).decode(), meta={"index.json": index, "about.json": about})
+               record=record, meta=meta)
     db.add(row)
+    try:
+        db.flush()
+    except IntegrityError as exc:
+        # A concurrent upload of the same file won between our check and our insert (SQLite has
+        # no row lock to serialize them): the same answer as when the check itself finds it.
+        db.rollback()
+        raise _exists(ckey, channel) from exc
+    # The blob goes in only once the row is certain; a crash before the commit leaves an orphan
+    # blob that the blob cleanup reclaims, never a row without its blob.
+    blobs.put_file(spooled.sha256, spooled.path, move=True)
     log_changes(db, channel.id, [(subdir, filename)])
     add_event(db, channel, "artifact_uploaded", p, ckey=ckey, name=fn.name, version=fn.version,
               family="conda", sha256=spooled.sha256)
     return row
+
+
+def _exists(ckey: str, channel: Channel) -> Conflict:
+    return Conflict(f"{ckey} already exists in channel {channel.path!r}",
+                    "Remove the existing file first, or bump the build number", code="file_exists")

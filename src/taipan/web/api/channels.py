@@ -160,11 +160,14 @@ def upload(request: Request, p: UserDep, db: SessionDep, rt: RuntimeDep,
     spooled = uploads.spool(content.file, rt.blobs.tempdir(), rt.settings.server.max_upload_size)
     try:
         row = uploads.upload_conda(db, rt.blobs, p, channel, spooled, raw_name, declared_size=size)
+        db.flush()
+        # The answer is built before the commit: nothing fallible runs after it (a 500 never commits).
+        body = artifacts.file_json(row, channel, base_url(request))
         db.commit()
     finally:
         spooled.discard()
     rt.indexer.notify(channel.id, {row.subdir})
-    return artifacts.file_json(row, channel, base_url(request))
+    return body
 
 
 @router.put(CH + "/artifacts/bulk", status_code=202)
