@@ -7,7 +7,7 @@ which is what conda-repo-cli sends for a subchannel.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
@@ -42,10 +42,15 @@ def _path(request: Request) -> str:
     return f"{pp['ch']}/{pp['sub']}" if "sub" in pp else pp["ch"]
 
 
-def _page(offset: int, limit: int) -> tuple[int, int]:
-    if offset < 0 or limit < 0 or limit > 10000:
-        raise InvalidInput("Invalid paging", "Use offset >= 0 and 0 <= limit <= 10000", code="invalid_paging")
-    return offset, limit
+# Bounds every paginated endpoint declares (and so validates, and documents in the schema): a
+# database cannot take an OFFSET past 2**63, and no page needs more rows than this.
+MAX_OFFSET = 1_000_000_000
+MAX_LIMIT = 10_000
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Rows to skip")]
+
+
+def _limit(default: int) -> Any:
+    return Query(default, ge=0, le=MAX_LIMIT, description="Rows per page")
 
 
 @router.get("/channels")
@@ -113,9 +118,8 @@ def delete_channel(request: Request, p: UserDep, db: SessionDep, rt: RuntimeDep)
 
 @router.get(CH + "/history")
 @router.get(SUB + "/history")
-def history(request: Request, p: PrincipalDep, db: SessionDep, offset: int = 0,
-            limit: int = 50) -> dict[str, Any]:
-    offset, limit = _page(offset, limit)
+def history(request: Request, p: PrincipalDep, db: SessionDep, offset: Offset = 0,
+            limit: int = _limit(50)) -> dict[str, Any]:
     channel = channels.get_channel(db, _path(request))
     channels.require_read(p, channel, f"{channels.kind_of(channel)}:history")
     total, events = channels.history(db, channel, offset, limit)
@@ -126,9 +130,8 @@ def history(request: Request, p: PrincipalDep, db: SessionDep, offset: int = 0,
 
 @router.get(CH + "/artifacts")
 @router.get(SUB + "/artifacts")
-def list_artifacts(request: Request, p: PrincipalDep, db: SessionDep, offset: int = 0, limit: int = 50,
-                   q: str | None = None) -> dict[str, Any]:
-    offset, limit = _page(offset, limit)
+def list_artifacts(request: Request, p: PrincipalDep, db: SessionDep, offset: Offset = 0,
+                   limit: int = _limit(50), q: str | None = Query(None, max_length=200)) -> dict[str, Any]:
     channel = channels.get_channel(db, _path(request))
     total, items = artifacts.list_artifacts(db, p, channel, offset, limit, q)
     return {"total_count": total, "items": items}
@@ -137,8 +140,7 @@ def list_artifacts(request: Request, p: PrincipalDep, db: SessionDep, offset: in
 @router.get(CH + "/artifacts/{family}/{package}/files")
 @router.get(SUB + "/artifacts/{family}/{package}/files")
 def list_files(request: Request, family: str, package: str, p: PrincipalDep, db: SessionDep,
-               offset: int = 0, limit: int = Query(0)) -> dict[str, Any]:
-    offset, limit = _page(offset, limit)
+               offset: Offset = 0, limit: int = _limit(0)) -> dict[str, Any]:
     channel = channels.get_channel(db, _path(request))
     total, files = artifacts.list_files(db, p, channel, family, package, offset, limit)
     url = base_url(request)
@@ -184,8 +186,8 @@ def bulk(request: Request, body: BulkBody, p: UserDep, db: SessionDep, rt: Runti
 
 
 @router.get("/artifacts")
-def search(p: PrincipalDep, db: SessionDep, q: str = "", offset: int = 0, limit: int = 50,
-           sort: str = "-download_count", family: str | None = None) -> dict[str, Any]:
-    offset, limit = _page(offset, limit)
+def search(p: PrincipalDep, db: SessionDep, q: str = Query("", max_length=200), offset: Offset = 0,
+           limit: int = _limit(50), sort: str = Query("-download_count", max_length=40),
+           family: str | None = Query(None, max_length=40)) -> dict[str, Any]:
     total, items = artifacts.search(db, p, q, offset, limit, family, sort)
     return {"total_count": total, "items": items, "sort": sort}
