@@ -18,9 +18,9 @@ from taipan.domain.conda import (
     check_index_matches,
     make_record,
     parse_conda_filename,
-    read_package_info,
     sniff_conda_format,
 )
+from taipan.domain.conda_archive import read_package_info
 from taipan.domain.permissions import Principal
 from taipan.domain.repodata import record_bytes
 from taipan.errors import Conflict, InvalidInput, TooLarge
