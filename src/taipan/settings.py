@@ -31,6 +31,9 @@ class ServerSettings(BaseModel):
     # Public base URL used in file `url` fields; empty means derived from each request.
     base_url: str = ""
     max_upload_size: int = 2 * 1024**3
+    # Every other request body (JSON, forms), counted as it is read; sign-in gets less.
+    max_body_size: int = 1024**2
+    max_login_body_size: int = 16 * 1024
     workers: int = 1
     # Seconds `taipan serve` lets requests in flight finish after SIGTERM before closing them.
     graceful_shutdown: int = 5
