@@ -34,6 +34,9 @@ class ServerSettings(BaseModel):
     # Every other request body (JSON, forms), counted as it is read; sign-in gets less.
     max_body_size: int = 1024**2
     max_login_body_size: int = 16 * 1024
+    # The request line and headers together, and how many header fields (431 beyond).
+    max_header_bytes: int = 64 * 1024
+    max_headers: int = 100
     workers: int = 1
     # Seconds `taipan serve` lets requests in flight finish after SIGTERM before closing them.
     graceful_shutdown: int = 5

@@ -54,8 +54,18 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     os.environ["TAIPAN_SERVER__EXIT_WATCHDOG"] = "true"
     uvicorn.run("taipan.web.app:app_from_env", factory=True, host=host, port=port,
                 workers=args.workers or settings.server.workers, log_level=args.log_level,
-                access_log=args.access_log, timeout_graceful_shutdown=settings.server.graceful_shutdown)
+                access_log=args.access_log, timeout_graceful_shutdown=settings.server.graceful_shutdown,
+                **_http_protocol(settings))
     return 0
+
+
+def _http_protocol(settings: Settings) -> dict[str, object]:
+    """uvicorn's HTTP protocol with bounded request headers (see taipan.admin.http)."""
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return {"http": "h11", "h11_max_incomplete_event_size": settings.server.max_header_bytes}
+    return {"http": "taipan.admin.http:BoundedHttpToolsProtocol"}
 
 
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:

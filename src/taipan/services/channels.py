@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -15,6 +16,8 @@ from taipan.domain.permissions import PRIVACY_LEVELS, Principal, can_read_channe
 from taipan.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 
 EDITABLE_FIELDS = ("privacy", "description", "name", "frozen", "filters")
+MAX_DESCRIPTION = 10_000
+MAX_FILTERS_JSON = 64 * 1024
 
 
 def owner_ids(channel: Channel) -> set[str]:
@@ -89,6 +92,18 @@ def _check_privacy(privacy: Any) -> str:
     return str(privacy)
 
 
+def _check_description(description: Any) -> str:
+    """Descriptions are stored and served on every listing: bounded, and refused (not cut) beyond."""
+    if description is None:
+        return ""
+    if not isinstance(description, str):
+        raise InvalidInput("description must be text", "Send a JSON string", code="invalid_field")
+    if len(description) > MAX_DESCRIPTION:
+        raise InvalidInput(f"The description has {len(description)} characters; at most {MAX_DESCRIPTION} "
+                           "are allowed", "Shorten the description", code="description_too_long")
+    return description
+
+
 def create_channel(db: Session, p: Principal, name: str, *, parent_path: str | None = None,
                    privacy: str | None = None, description: str = "") -> Channel:
     parent = None
@@ -109,7 +124,7 @@ def create_channel(db: Session, p: Principal, name: str, *, parent_path: str | N
                        code="channel_exists")
     privacy = _check_privacy(privacy or (parent.privacy if parent else "public"))
     channel = Channel(name=name, path=path, parent_id=parent.id if parent else None, privacy=privacy,
-                      description=description or "")
+                      description=_check_description(description))
     db.add(channel)
     db.flush()
     if parent is None:
@@ -130,7 +145,7 @@ def update_channel(db: Session, p: Principal, channel: Channel, changes: dict[st
     if "privacy" in changes:
         channel.privacy = applied["privacy"] = _check_privacy(changes["privacy"])
     if "description" in changes:
-        channel.description = applied["description"] = str(changes["description"] or "")[:10000]
+        channel.description = applied["description"] = _check_description(changes["description"])
     if "frozen" in changes:
         if not isinstance(changes["frozen"], bool):
             raise InvalidInput("frozen must be true or false", "Send a JSON boolean", code="invalid_field")
@@ -140,6 +155,9 @@ def update_channel(db: Session, p: Principal, channel: Channel, changes: dict[st
             raise InvalidInput("filters must be an object", "Send a JSON object", code="invalid_field")
         # Checked now, not when a mirror of the channel next runs.
         normalize_channel_filters(changes["filters"])
+        if len(json.dumps(changes["filters"])) > MAX_FILTERS_JSON:
+            raise InvalidInput("The channel filters are too large", f"Keep them under {MAX_FILTERS_JSON} bytes",
+                               code="invalid_field")
         channel.filters = applied["filters"] = changes["filters"]
     if "name" in changes and changes["name"] != channel.name:
         _rename(db, channel, str(changes["name"]))

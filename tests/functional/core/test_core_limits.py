@@ -126,3 +126,71 @@ def test_chunked_upload_over_the_limit_is_413_and_stores_nothing(server_factory,
         r = c.post("/channels/small/artifacts", files={"content": (pkg.name, pkg.read_bytes())})
         assert r.status_code == 201, r.text
     assert not list((server.home / "blobs" / "tmp").iterdir()), "a refused upload left a spool file"
+
+
+def send_head(port: int, head_lines: list[bytes], filler: int = 0) -> tuple[bytes, int]:
+    """Send a GET whose headers are ``head_lines`` plus ``filler`` bytes of one more header value,
+    reading the answer as soon as there is one; return (answer, header bytes sent)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    sent = 0
+    try:
+        sock.sendall(b"GET /api/system/version HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        for line in head_lines:
+            sock.sendall(line + b"\r\n")
+            sent += len(line) + 2
+        if filler:
+            sock.sendall(b"X-Filler: ")
+            block = b"a" * 65536
+            while sent < filler:
+                readable, writable, _ = select.select([sock], [sock], [], 30)
+                if readable:
+                    break
+                sock.sendall(block)
+                sent += len(block)
+        else:
+            sock.sendall(b"\r\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    answer = b""
+    sock.settimeout(30)
+    try:
+        while data := sock.recv(65536):
+            answer += data
+    except (ConnectionResetError, TimeoutError):
+        pass
+    sock.close()
+    return answer, sent
+
+
+def test_request_headers_are_bounded(taipan_server):
+    pid = taipan_server.proc.pid
+    before = rss_kib(pid)
+    # one header value of up to 64 MiB: refused after the first tens of KiB
+    answer, sent = send_head(taipan_server.port, [], filler=64 * MiB)
+    status, body = status_and_body(answer)
+    assert status == 431 and body["code"] == "headers_too_large", answer[:300]
+    assert sent < 32 * MiB
+    # thousands of small headers
+    answer, _ = send_head(taipan_server.port, [f"X-H{i}: v".encode() for i in range(2000)])
+    status, body = status_and_body(answer)
+    assert status == 431 and body["code"] == "headers_too_large", answer[:300]
+    assert rss_kib(pid) - before < 64 * 1024
+    # ordinary requests, with a few KiB of headers, are unaffected
+    r = httpx.get(f"{taipan_server.api}/system/version", headers={f"X-H{i}": "v" * 100 for i in range(40)})
+    assert r.status_code == 200
+
+
+def test_channel_description_is_bounded_with_a_clear_error(taipan_server):
+    token = taipan_server.admin_token()
+    with taipan_server.client(token) as c:
+        r = c.post("/channels", json={"name": "described", "description": "d" * 10_001})
+        assert r.status_code == 400 and r.json()["code"] == "description_too_long", r.text
+        assert c.get("/channels/described").status_code == 404  # nothing was created
+        c.post("/channels", json={"name": "described", "description": "d" * 10_000}).raise_for_status()
+        r = c.put("/channels/described", json={"description": "e" * 10_001})
+        assert r.status_code == 400 and r.json()["code"] == "description_too_long", r.text
+        assert c.get("/channels/described").json()["description"] == "d" * 10_000  # not truncated, unchanged
+        r = c.put("/channels/described", json={"description": "x" * (2 * MiB)})
+        assert r.status_code == 413  # past the body limit, never read whole
+        r = c.put("/channels/described", json={"description": ["not", "text"]})
+        assert r.status_code == 400 and r.json()["code"] == "invalid_field"
