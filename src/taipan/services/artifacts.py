@@ -10,10 +10,18 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from taipan.db.models import Channel, File, utcnow
-from taipan.domain.permissions import Principal, can_read_channel
+from taipan.domain.permissions import Principal
 from taipan.domain.repodata import version_key
 from taipan.errors import ChannelFrozen, Conflict, InvalidInput, NotFound
-from taipan.services.channels import add_event, get_channel, kind_of, owner_ids, require_read, require_write
+from taipan.services.channels import (
+    add_event,
+    can_read,
+    effective_privacy,
+    get_channel,
+    kind_of,
+    require_read,
+    require_write,
+)
 from taipan.services.indexing import log_changes
 
 FAMILIES = ("conda", "python", "cran", "anaconda_project", "anaconda_env", "notebook", "gra", "sbom")
@@ -57,7 +65,7 @@ def _package_json(name: str, family: str, files: list[File], channel: Channel) -
     target = f"{top}/{sub}" if sub else top
     return {
         "name": name, "family": family, "channel": top, "subchannel": sub, "channel_path": channel.path,
-        "privacy": channel.privacy,
+        "privacy": effective_privacy(channel),
         "metadata": {
             "name": name, "version": latest.version, "build_number": index.get("build_number", 0),
             "build": index.get("build"), "license": index.get("license") or about.get("license"),
@@ -131,7 +139,7 @@ def search(db: Session, p: Principal, q: str, offset: int, limit: int,
     order = _search_order(sort)
     channels = {c.id: c for c in db.scalars(select(Channel))}
     visible = [cid for cid, c in channels.items()
-               if can_read_channel(p, c.privacy, owner_ids(c))
+               if can_read(p, c)
                and (not p.authenticated or p.has_scope("artifact:view"))]
     if not visible:
         return 0, []
@@ -177,18 +185,21 @@ def bulk(db: Session, p: Principal, channel: Channel, action: str, items: list[d
     if action not in BULK_ACTIONS:
         raise InvalidInput(f"Unknown bulk action {action!r}", f"Use one of: {', '.join(BULK_ACTIONS)}",
                            code="invalid_bulk")
-    if channel.frozen:
-        raise ChannelFrozen(f"Channel {channel.path!r} is frozen", "Unfreeze it first", code="channel_frozen")
-    files = _select_files(db, channel, items)
-    changed: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    # Rights first: a caller who may not see or change the channel learns nothing about its
+    # contents or its frozen state from the answer.
+    target = None
     if action == "delete":
         require_write(p, channel, "artifact:delete")
     else:
         require_read(p, channel, "artifact:view")
-        target = _target(db, channel, target_channel, target_subchannel)
-        require_write(p, target, "artifact:create")
         if action == "move":
             require_write(p, channel, "artifact:delete")
+        target = _target(db, p, channel, target_channel, target_subchannel)
+    if channel.frozen:
+        raise ChannelFrozen(f"Channel {channel.path!r} is frozen", "Unfreeze it first", code="channel_frozen")
+    files = _select_files(db, channel, items)
+    changed: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    if target is not None:
         _copy_into(db, files, target)
         changed[target.id] = [(f.subdir, f.filename) for f in files]
         add_event(db, target, f"artifacts_{action}_in", p, source=channel.path,
@@ -204,12 +215,14 @@ def bulk(db: Session, p: Principal, channel: Channel, action: str, items: list[d
     return dict(changed)
 
 
-def _target(db: Session, source: Channel, target_channel: str | None, target_sub: str | None) -> Channel:
+def _target(db: Session, p: Principal, source: Channel, target_channel: str | None,
+            target_sub: str | None) -> Channel:
     if not target_channel:
         raise InvalidInput("No destination channel given", "Pass target_channel (conda repo copy -d CH)",
                            code="invalid_bulk")
     path = f"{target_channel}/{target_sub}" if target_sub else target_channel
     target = get_channel(db, path)
+    require_write(p, target, "artifact:create")
     if target.id == source.id:
         raise InvalidInput("The destination is the source channel", "Choose another destination",
                            code="invalid_bulk")

@@ -47,8 +47,9 @@ class ChannelCache:
             return hit[1]
         with rt.sessions() as db:
             ch = channel_service.find_channel(db, path)
-            view = None if ch is None else ChannelView(ch.id, ch.path, ch.privacy, ch.frozen,
-                                                       frozenset(channel_service.owner_ids(ch)))
+            # The effective privacy: a subchannel is served no more widely than its parent.
+            view = None if ch is None else ChannelView(ch.id, ch.path, channel_service.effective_privacy(ch),
+                                                       ch.frozen, frozenset(channel_service.owner_ids(ch)))
         with self._lock:
             if len(self._items) > 10000:
                 self._items.clear()
