@@ -164,3 +164,40 @@ def test_a_subchannel_is_never_more_visible_than_its_parent(taipan_server, world
     assert all(sees(anon).values()), sees(anon)
     for c in (admin, anon, out):
         c.close()
+
+
+def test_sbom_download_is_a_404_and_never_the_package(taipan_server, conda_packages):
+    import sqlite3
+
+    name = unique("sbom")
+    hello = conda_packages["hello"]
+    with taipan_server.client(taipan_server.admin_token()) as c:
+        c.post("/channels", json={"name": name}).raise_for_status()
+        c.post(f"/channels/{name}/subchannels", json={"name": "sub"}).raise_for_status()
+        for ch in (name, f"{name}/sub"):
+            upload(c, ch, hello).raise_for_status()
+    for ch in (name, f"{name}/sub"):
+        url = f"{taipan_server.api}/repo/{ch}/noarch/{hello.name}"
+        for params in ({"sbom": "download"}, {"sbom": ""}):
+            r = httpx.get(url, params=params)
+            assert r.status_code == 404, r.status_code
+            body = r.json()
+            assert body == {**body, "code": "sbom_not_found", "message": f"No SBOM available for noarch/{hello.name}"}
+            assert body["hint"] and hello.read_bytes()[:4] not in r.content
+        assert httpx.head(url, params={"sbom": "download"}).status_code == 404
+    # only the real download below is recorded
+    assert httpx.get(f"{taipan_server.api}/repo/{name}/noarch/{hello.name}").content == hello.read_bytes()
+    deadline = time.monotonic() + 20
+    rows: list = []
+    while time.monotonic() < deadline:
+        with sqlite3.connect(taipan_server.home / "taipan.db") as db:
+            rows = db.execute("SELECT channel_path FROM downloads WHERE channel_path IN (?, ?)",
+                              (name, f"{name}/sub")).fetchall()
+        if rows:
+            break
+        time.sleep(0.2)
+    time.sleep(1.5)  # a wrongly recorded SBOM request would have been flushed in the same batch or earlier
+    with sqlite3.connect(taipan_server.home / "taipan.db") as db:
+        rows = db.execute("SELECT channel_path FROM downloads WHERE channel_path IN (?, ?)",
+                          (name, f"{name}/sub")).fetchall()
+    assert rows == [(name,)]

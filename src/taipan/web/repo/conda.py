@@ -182,6 +182,12 @@ async def serve(request: Request, repo_path: str) -> Response:
         publication = rt.indexer.peek(view.id, subdir, frozen=view.frozen) or await run_in_threadpool(
             rt.indexer.publication, view.id, subdir, frozen=view.frozen)
         return await _index_file(request, publication, name, public)
+    if "sbom" in request.query_params:
+        # conda-repo-cli's `sbom --ckey` asks the package URL for its SBOM. None are produced yet:
+        # say so, and never send (or count as a download) the package itself.
+        raise NotFound(f"No SBOM available for {subdir}/{name}",
+                       "Download the package itself without ?sbom=; SBOMs are not produced by this server yet",
+                       code="sbom_not_found")
     return await run_in_threadpool(_package, request, rt, p, view, subdir, name)
 
 
