@@ -56,7 +56,7 @@ class Runtime:
 
 def build_runtime(settings: Settings | None = None) -> Runtime:
     settings = settings or Settings()
-    settings.home.mkdir(parents=True, exist_ok=True)
+    make_home(settings)
     engine = make_engine(settings.database_url, echo=settings.database.echo)
     sessions = make_sessionmaker(engine)
     if settings.storage.backend != "filesystem":
@@ -66,6 +66,19 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
                  indexer=Indexer(sessions), downloads=DownloadRecorder(sessions))
     _add_jobs(rt)
     return rt
+
+
+def make_home(settings: Settings) -> None:
+    """$TAIPAN_HOME is owner-only (0700), also when it already existed with looser modes."""
+    settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if settings.home.stat().st_mode & 0o077:
+        settings.home.chmod(0o700)
+
+
+def tighten_storage(rt: Runtime) -> int:
+    """At server start: make the blob store owner-only throughout (dirs 0700, files 0600)."""
+    tighten = getattr(rt.blobs, "tighten", None)
+    return tighten() if tighten is not None else 0
 
 
 def _add_jobs(rt: Runtime) -> None:

@@ -20,12 +20,14 @@ EXTRA_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
 def prepare(settings: Settings) -> str | None:
     """Migrate the database and bootstrap the admin; return a generated password, if any."""
     from taipan.db.migrate import upgrade
-    from taipan.runtime import build_runtime
+    from taipan.runtime import build_runtime, make_home, tighten_storage
     from taipan.services import accounts
 
+    make_home(settings)
     upgrade(settings.database_url)
     rt = build_runtime(settings)
     try:
+        tighten_storage(rt)
         with rt.sessions() as db:
             generated = accounts.bootstrap_admin(db, settings.admin_username, settings.admin_password)
             db.commit()
@@ -152,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Everything the server writes (database, blobs, spool files, keys) is owner-only.
+    os.umask(0o077)
     _load_plugins()
     args = build_parser().parse_args(argv)
     try:

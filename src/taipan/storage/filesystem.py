@@ -17,8 +17,20 @@ CHUNK = 1024 * 1024
 class FilesystemBlobStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / "tmp").mkdir(exist_ok=True)
+        # Owner-only: blobs of private channels and half-written uploads are nobody else's business.
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (self.root / "tmp").mkdir(exist_ok=True, mode=0o700)
+        for d in (self.root, self.root / "tmp"):
+            _private(d, 0o700)
+
+    def tighten(self) -> int:
+        """Make every directory 0700 and every file 0600 (a store made before this rule, or copied
+        in with looser modes); return how many were changed."""
+        changed = 0
+        for dirpath, _dirnames, filenames in os.walk(self.root):
+            changed += _private(Path(dirpath), 0o700)
+            changed += sum(_private(Path(dirpath) / f, 0o600) for f in filenames)
+        return changed
 
     def _path(self, sha256: str) -> Path:
         if not _SHA_RE.match(sha256):
@@ -33,11 +45,12 @@ class FilesystemBlobStore:
         dest = self._path(sha256)
         if dest.exists():
             return
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if move:  # src is ours, on the same file system (see tempdir): a rename is atomic
+            os.chmod(src, 0o600)
             os.replace(src, dest)
             return
-        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix=sha256[:8])
+        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix=sha256[:8])  # 0600
         os.close(fd)
         try:
             shutil.copyfile(src, tmp)
@@ -75,3 +88,14 @@ class FilesystemBlobStore:
             self._path(sha256).unlink()
         except FileNotFoundError:
             pass
+
+
+def _private(path: Path, mode: int) -> int:
+    """chmod ``path`` to ``mode`` if it allows anyone but the owner anything; 1 if changed."""
+    try:
+        if path.stat().st_mode & 0o077:
+            path.chmod(mode)
+            return 1
+    except FileNotFoundError:
+        pass
+    return 0
