@@ -44,7 +44,7 @@ def test_home_database_and_blobs_are_owner_only(server_factory, conda_packages, 
     server.stop()
 
     # an existing home with loose modes (an older version, a restore, a copy) is tightened at start
-    for dirpath, dirnames, filenames in os.walk(home):
+    for dirpath, _dirnames, filenames in os.walk(home):
         os.chmod(dirpath, 0o755)
         for name in filenames:
             os.chmod(Path(dirpath) / name, 0o644)
