@@ -102,7 +102,7 @@ def _add_jobs(rt: Runtime) -> None:
     env = MirrorEnv(rt.sessions, rt.blobs, notify=lambda cid, subdirs: rt.indexer.notify(cid, subdirs),
                     enqueue=queue.enqueue)
     mirroring.register_jobs(registry, env)
-    maintenance.register(registry, rt.sessions)
+    maintenance.register(registry, rt.sessions, rt.blobs)
     rt.extras["mirror_env"] = env
     rt.jobs = queue
     rt.scheduler = CronScheduler(queue, [lambda now: mirroring.due_runs(env, now), maintenance.due],

@@ -385,7 +385,7 @@ def passive_stream(env: MirrorEnv, file_id: str) -> Iterator[bytes]:
     if not url:
         raise NotFound(f"{f.filename} has no upstream source", "Run the mirror again",
                        code="file_not_available")
-    if sha and env.blobs.exists(sha):  # stored meanwhile (or by another channel)
+    if sha and env.blobs.touch(sha):  # stored meanwhile (or by another channel); touched for the cleanup
         _mark_active(env, file_id, sha)
         yield from env.blobs.iter_bytes(sha)
         return

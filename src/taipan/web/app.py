@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from taipan import __version__
 from taipan.runtime import Runtime
 from taipan.web import errors, ui
-from taipan.web.api import account, channels, mirrors
+from taipan.web.api import account, channels, maintenance, mirrors
 from taipan.web.limits import BodyLimit
 from taipan.web.repo import conda
 
@@ -51,6 +51,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     errors.install(app)
     app.include_router(account.router, prefix="/api")
     app.include_router(channels.router, prefix="/api")
+    app.include_router(maintenance.router, prefix="/api")
     app.include_router(ui.router)
     mirrors.install(app, runtime)
 
