@@ -62,8 +62,9 @@ def list_channels(p: PrincipalDep, db: SessionDep) -> dict[str, Any]:
 @router.post("/channels", status_code=201)
 def create_channel(body: CreateBody, p: UserDep, db: SessionDep) -> dict[str, Any]:
     channel = channels.create_channel(db, p, body.name, privacy=body.privacy, description=body.description)
+    answer = channels.channel_json(db, channel)  # before the commit: a failure after it would be a 500
     db.commit()
-    return channels.channel_json(db, channel)
+    return answer
 
 
 @router.get(CH + "/subchannels")
@@ -78,8 +79,9 @@ def list_subchannels(request: Request, p: PrincipalDep, db: SessionDep) -> dict[
 def create_subchannel(request: Request, body: CreateBody, p: UserDep, db: SessionDep) -> dict[str, Any]:
     channel = channels.create_channel(db, p, body.name, parent_path=_path(request), privacy=body.privacy,
                                       description=body.description)
+    answer = channels.channel_json(db, channel)
     db.commit()
-    return channels.channel_json(db, channel)
+    return answer
 
 
 @router.get(CH)
@@ -97,12 +99,14 @@ def update_channel(request: Request, p: UserDep, db: SessionDep, rt: RuntimeDep,
     channel = channels.get_channel(db, _path(request))
     was_frozen = channel.frozen
     channels.update_channel(db, p, channel, body)
+    db.flush()
+    answer = channels.channel_json(db, channel)
     db.commit()
     if was_frozen and not channel.frozen:
         rt.indexer.invalidate(channel.id)  # unfreezing publishes what arrived meanwhile
     # Privacy and names take effect in this process's package serving at once (others within 1 s).
     channel_cache(rt).clear()
-    return channels.channel_json(db, channel)
+    return answer
 
 
 @router.delete(CH, status_code=202)
