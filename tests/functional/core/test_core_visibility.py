@@ -60,6 +60,8 @@ def api_probes(ch: str, hello) -> list[tuple[str, str, dict]]:
         ("DELETE", f"/channels/{ch}", {}), ("DELETE", f"/channels/{sub}", {}),
         ("POST", f"/channels/{ch}/subchannels", {"json": {"name": "more"}}),
         ("POST", f"/channels/{ch}/artifacts", {"files": {"content": (hello.name, hello.read_bytes())}}),
+        ("POST", f"/channels/{ch}/artifacts", {"files": {"content": ("x.whl", b"PK")}, "data": {"filetype": "wheel"}}),
+        ("POST", f"/channels/{ch}/mirrors", {"json": ["not", "an", "object"]}),
         ("PUT", f"/channels/{ch}/artifacts/bulk", {"json": {"action": "delete", "items": [{"name": "hello"}]}}),
         ("PUT", f"/channels/{ch}/artifacts/bulk", {"json": {"action": "delete", "items": [{"name": "nothere"}]}}),
         ("PUT", f"/channels/{ch}/artifacts/bulk",

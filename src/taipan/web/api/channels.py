@@ -158,6 +158,9 @@ def upload(request: Request, p: UserDep, db: SessionDep, rt: RuntimeDep,
            content: UploadFile = File(...), filetype: str = Form(""),
            size: int | None = Form(None)) -> dict[str, Any]:
     channel = channels.get_channel(db, _path(request))
+    # Rights before anything else: nothing is spooled for a caller who may not upload here, and a
+    # hidden channel answers like a missing one whatever the form holds.
+    channels.require_write(p, channel, "artifact:create")
     uploads.check_filetype(filetype)
     raw_name = content.filename or ""
     if safe_basename(raw_name) != raw_name:

@@ -75,6 +75,7 @@ def _list(request: Request, p: PrincipalDep, db: SessionDep) -> dict[str, Any]:
 def _create(request: Request, p: UserDep, db: SessionDep, rt: RuntimeDep,
             body: Any = Body(...)) -> JSONResponse:
     channel = _channel(request, db)
+    channels.require_read(p, channel)  # a hidden channel answers like a missing one
     m, run = mirroring.create_mirror(db, p, channel, _body(body))
     db.commit()
     if run:
