@@ -67,7 +67,7 @@ class Runtime:
 
 def build_runtime(settings: Settings | None = None) -> Runtime:
     settings = settings or Settings()
-    settings.home.mkdir(parents=True, exist_ok=True)
+    make_home(settings)
     engine = make_engine(settings.database_url, echo=settings.database.echo)
     sessions = make_sessionmaker(engine)
     blobs = _blob_store(settings)
@@ -93,6 +93,19 @@ def _blob_store(settings: Settings) -> BlobStore:
     return FilesystemBlobStore(settings.blob_path)
 
 
+def make_home(settings: Settings) -> None:
+    """$TAIPAN_HOME is owner-only (0700), also when it already existed with looser modes."""
+    settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if settings.home.stat().st_mode & 0o077:
+        settings.home.chmod(0o700)
+
+
+def tighten_storage(rt: Runtime) -> int:
+    """At server start: make the blob store owner-only throughout (dirs 0700, files 0600)."""
+    tighten = getattr(rt.blobs, "tighten", None)
+    return tighten() if tighten is not None else 0
+
+
 def _add_jobs(rt: Runtime) -> None:
     """The job queue named by settings.jobs.backend, its handlers, and the cron scheduler."""
     from taipan.services import maintenance, mirroring
@@ -114,7 +127,7 @@ def _add_jobs(rt: Runtime) -> None:
     env = MirrorEnv(rt.sessions, rt.blobs, notify=lambda cid, subdirs: rt.indexer.notify(cid, subdirs),
                     enqueue=queue.enqueue)
     mirroring.register_jobs(registry, env)
-    maintenance.register(registry, rt.sessions)
+    maintenance.register(registry, rt.sessions, rt.blobs)
     rt.extras["mirror_env"] = env
     rt.jobs = queue
     rt.scheduler = CronScheduler(queue, [lambda now: mirroring.due_runs(env, now), maintenance.due],

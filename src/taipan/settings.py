@@ -43,6 +43,12 @@ class ServerSettings(BaseModel):
     # Public base URL used in file `url` fields; empty means derived from each request.
     base_url: str = ""
     max_upload_size: int = 2 * 1024**3
+    # Every other request body (JSON, forms), counted as it is read; sign-in gets less.
+    max_body_size: int = 1024**2
+    max_login_body_size: int = 16 * 1024
+    # The request line and headers together, and how many header fields (431 beyond).
+    max_header_bytes: int = 64 * 1024
+    max_headers: int = 100
     workers: int = 1
     # The ASGI server of `taipan serve`: uvicorn, or granian (sends files with the pathsend extension).
     http_server: Literal["uvicorn", "granian"] = "uvicorn"

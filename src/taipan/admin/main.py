@@ -20,12 +20,14 @@ EXTRA_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
 def prepare(settings: Settings) -> str | None:
     """Migrate the database and bootstrap the admin; return a generated password, if any."""
     from taipan.db.migrate import upgrade
-    from taipan.runtime import build_runtime
+    from taipan.runtime import build_runtime, make_home, tighten_storage
     from taipan.services import accounts
 
+    make_home(settings)
     upgrade(settings.database_url)
     rt = build_runtime(settings)
     try:
+        tighten_storage(rt)
         with rt.sessions() as db:
             generated = accounts.bootstrap_admin(db, settings.admin_username, settings.admin_password)
             db.commit()
@@ -59,7 +61,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     uvicorn.run("taipan.web.app:app_from_env", factory=True, host=host, port=port,
                 workers=args.workers or settings.server.workers, log_level=args.log_level,
                 log_config=log_config(args.log_level, json_lines=settings.observability.json_logs),
-                access_log=args.access_log, timeout_graceful_shutdown=settings.server.graceful_shutdown)
+                access_log=args.access_log, timeout_graceful_shutdown=settings.server.graceful_shutdown,
+                **_http_protocol(settings))
     return 0
 
 
@@ -79,6 +82,15 @@ def _serve_granian(args: argparse.Namespace, settings: Settings, host: str, port
             workers_kill_timeout=settings.server.graceful_shutdown,
             log_dictconfig=log_config(args.log_level, json_lines=settings.observability.json_logs)).serve()
     return 0
+
+
+def _http_protocol(settings: Settings) -> dict[str, object]:
+    """uvicorn's HTTP protocol with bounded request headers (see taipan.admin.http)."""
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return {"http": "h11", "h11_max_incomplete_event_size": settings.server.max_header_bytes}
+    return {"http": "taipan.admin.http:BoundedHttpToolsProtocol"}
 
 
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
@@ -167,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Everything the server writes (database, blobs, spool files, keys) is owner-only.
+    os.umask(0o077)
     _load_plugins()
     args = build_parser().parse_args(argv)
     try:

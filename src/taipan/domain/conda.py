@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
-import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any
 
 from taipan.domain.names import SUBDIR_SET, validate_filename
 from taipan.errors import InvalidInput
@@ -19,7 +17,6 @@ _RECORD_KEYS = (
     "license_family", "md5", "name", "noarch", "platform", "python_site_packages_path", "sha256",
     "size", "subdir", "timestamp", "track_features", "version", "purls", "run_exports",
 )
-MAX_INFO_MEMBER = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -58,58 +55,13 @@ def sniff_conda_format(head: bytes) -> str | None:
     return None
 
 
-def read_package_info(fileobj: BinaryIO, filename: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read ``info/index.json`` and ``info/about.json`` from a package; raise InvalidInput if corrupt."""
-    from conda_package_streaming.package_streaming import stream_conda_info
-
-    wanted = {"info/index.json": None, "info/about.json": None}
-    try:
-        for tar, member in stream_conda_info(_inner_name(fileobj, filename), fileobj):
-            if member.name in wanted and member.isfile():
-                if member.size > MAX_INFO_MEMBER:
-                    raise InvalidInput(f"{member.name} is too large", "The package is malformed",
-                                       code="invalid_package")
-                extracted = tar.extractfile(member)
-                wanted[member.name] = json.loads(extracted.read()) if extracted else None
-                if all(v is not None for v in wanted.values()):
-                    break
-    except InvalidInput:
-        raise
-    except (tarfile.TarError, EOFError, OSError, ValueError, LookupError, KeyError,
-            json.JSONDecodeError, Exception) as exc:  # any decoding failure means a bad archive
-        raise InvalidInput(
-            f"{filename} is not a readable conda package ({type(exc).__name__}: {str(exc)[:200]})",
-            "The archive is corrupt or truncated; rebuild it or upload it again",
-            code="invalid_package",
-        ) from exc
-    index = wanted["info/index.json"]
-    if not isinstance(index, dict):
-        raise InvalidInput(f"{filename} has no info/index.json",
-                           "Conda packages carry their metadata in info/index.json; rebuild the package",
-                           code="invalid_package")
-    about = wanted["info/about.json"]
-    return index, about if isinstance(about, dict) else {}
-
-
-def _inner_name(fileobj: BinaryIO, filename: str) -> str:
-    """The name a .conda archive calls itself inside (its info-<stem>.tar.zst member), so that a
-    renamed file is read and then reported as a name mismatch rather than as a corrupt archive."""
-    if not filename.endswith(".conda"):
-        return filename
-    import zipfile
-
-    with zipfile.ZipFile(fileobj) as zf:
-        members = [n for n in zf.namelist() if n.startswith("info-") and n.endswith(".tar.zst")]
-    fileobj.seek(0)
-    if len(members) != 1:
-        raise InvalidInput(f"{filename} has no info component", "The .conda archive is malformed",
-                           code="invalid_package")
-    return members[0][len("info-"):-len(".tar.zst")] + ".conda"
-
-
 def check_index_matches(index: Mapping[str, Any], fn: CondaFilename) -> str:
     """Check index.json against the file name; return the subdir the package belongs to."""
-    got = (str(index.get("name", "")), str(index.get("version", "")), str(index.get("build", "")))
+    for key in ("name", "version", "build"):
+        if not isinstance(index.get(key), str):
+            raise InvalidInput(f"The package's index.json has no text {key!r} (got {type(index.get(key)).__name__})",
+                               "Rebuild the package: name, version and build are strings", code="invalid_package")
+    got = (index["name"], index["version"], index["build"])
     if got != (fn.name, fn.version, fn.build):
         raise InvalidInput(
             f"The file name {fn.filename!r} does not match the package's index.json "
@@ -118,7 +70,7 @@ def check_index_matches(index: Mapping[str, Any], fn: CondaFilename) -> str:
             code="filename_mismatch",
         )
     subdir = index.get("subdir") or ("noarch" if index.get("noarch") else None)
-    if subdir not in SUBDIR_SET:
+    if not isinstance(subdir, str) or subdir not in SUBDIR_SET:
         raise InvalidInput(f"The package's subdir {subdir!r} is unknown",
                            "Known subdirs include noarch, linux-64, osx-arm64, win-64",
                            code="unknown_subdir")

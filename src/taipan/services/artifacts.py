@@ -12,9 +12,17 @@ from sqlalchemy.orm import Session
 from taipan.db.models import Channel, File, utcnow
 from taipan.domain import families
 from taipan.domain.families import Family
-from taipan.domain.permissions import Principal, can_read_channel
+from taipan.domain.permissions import Principal
 from taipan.errors import ChannelFrozen, Conflict, InvalidInput, NotFound
-from taipan.services.channels import add_event, get_channel, kind_of, owner_ids, require_read, require_write
+from taipan.services.channels import (
+    add_event,
+    can_read,
+    effective_privacy,
+    get_channel,
+    kind_of,
+    require_read,
+    require_write,
+)
 from taipan.services.indexing import log_changes
 
 BULK_ACTIONS = ("copy", "move", "delete")
@@ -64,7 +72,7 @@ def _package_json(name: str, family_name: str, files: list[File], channel: Chann
     metadata.setdefault("version", latest.version)
     return {
         "name": name, "family": family_name, "channel": top, "subchannel": sub, "channel_path": channel.path,
-        "privacy": channel.privacy, "metadata": metadata,
+        "privacy": effective_privacy(channel), "metadata": metadata,
         "download_count": sum(f.download_count for f in files), "file_count": len(files),
         "cve_count": 0, "updated_at": max(f.updated_at for f in files).isoformat(),
     }
@@ -130,7 +138,7 @@ def search(db: Session, p: Principal, q: str, offset: int, limit: int,
     order = _search_order(sort)
     channels = {c.id: c for c in db.scalars(select(Channel))}
     visible = [cid for cid, c in channels.items()
-               if can_read_channel(p, c.privacy, owner_ids(c))
+               if can_read(p, c)
                and (not p.authenticated or p.has_scope("artifact:view"))]
     if not visible:
         return 0, []
@@ -176,18 +184,21 @@ def bulk(db: Session, p: Principal, channel: Channel, action: str, items: list[d
     if action not in BULK_ACTIONS:
         raise InvalidInput(f"Unknown bulk action {action!r}", f"Use one of: {', '.join(BULK_ACTIONS)}",
                            code="invalid_bulk")
-    if channel.frozen:
-        raise ChannelFrozen(f"Channel {channel.path!r} is frozen", "Unfreeze it first", code="channel_frozen")
-    files = _select_files(db, channel, items)
-    changed: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    # Rights first: a caller who may not see or change the channel learns nothing about its
+    # contents or its frozen state from the answer.
+    target = None
     if action == "delete":
         require_write(p, channel, "artifact:delete")
     else:
         require_read(p, channel, "artifact:view")
-        target = _target(db, channel, target_channel, target_subchannel)
-        require_write(p, target, "artifact:create")
         if action == "move":
             require_write(p, channel, "artifact:delete")
+        target = _target(db, p, channel, target_channel, target_subchannel)
+    if channel.frozen:
+        raise ChannelFrozen(f"Channel {channel.path!r} is frozen", "Unfreeze it first", code="channel_frozen")
+    files = _select_files(db, channel, items)
+    changed: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    if target is not None:
         _copy_into(db, files, target)
         changed[target.id] = [(f.subdir, f.filename) for f in files]
         add_event(db, target, f"artifacts_{action}_in", p, source=channel.path,
@@ -203,12 +214,14 @@ def bulk(db: Session, p: Principal, channel: Channel, action: str, items: list[d
     return dict(changed)
 
 
-def _target(db: Session, source: Channel, target_channel: str | None, target_sub: str | None) -> Channel:
+def _target(db: Session, p: Principal, source: Channel, target_channel: str | None,
+            target_sub: str | None) -> Channel:
     if not target_channel:
         raise InvalidInput("No destination channel given", "Pass target_channel (conda repo copy -d CH)",
                            code="invalid_bulk")
     path = f"{target_channel}/{target_sub}" if target_sub else target_channel
     target = get_channel(db, path)
+    require_write(p, target, "artifact:create")
     if target.id == source.id:
         raise InvalidInput("The destination is the source channel", "Choose another destination",
                            code="invalid_bulk")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -15,6 +16,8 @@ from taipan.domain.permissions import PRIVACY_LEVELS, Principal, can_read_channe
 from taipan.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 
 EDITABLE_FIELDS = ("privacy", "description", "name", "frozen", "filters")
+MAX_DESCRIPTION = 10_000
+MAX_FILTERS_JSON = 64 * 1024
 
 
 def owner_ids(channel: Channel) -> set[str]:
@@ -33,25 +36,39 @@ def find_channel(db: Session, path: str) -> Channel | None:
     return db.scalar(select(Channel).where(Channel.path == path))
 
 
+def channel_not_found(path: str) -> NotFound:
+    """The one answer for a channel that does not exist and for one the caller may not see, so that
+    no answer reveals whether a channel the caller cannot read exists."""
+    return NotFound(f"Channel {path!r} does not exist",
+                    "List the channels you can see with `conda repo channel --list` (log in to see more)",
+                    code="channel_not_found")
+
+
 def get_channel(db: Session, path: str) -> Channel:
     split_channel_path(path)
     channel = find_channel(db, path)
     if channel is None:
-        raise NotFound(f"Channel {path!r} does not exist",
-                       "List the channels you can see with `conda repo channel --list`",
-                       code="channel_not_found")
+        raise channel_not_found(path)
     return channel
 
 
+def effective_privacy(channel: Channel) -> str:
+    """A subchannel is never more visible than its parent: the stricter of the two privacies."""
+    if channel.parent is None:
+        return channel.privacy
+    return max(channel.privacy, channel.parent.privacy, key=PRIVACY_LEVELS.index)
+
+
+def can_read(p: Principal, channel: Channel) -> bool:
+    return can_read_channel(p, effective_privacy(channel), owner_ids(channel))
+
+
 def require_read(p: Principal, channel: Channel, scope: str | None = None) -> None:
-    """Raise unless ``p`` may read ``channel`` with a credential carrying ``scope``."""
-    if not can_read_channel(p, channel.privacy, owner_ids(channel)):
-        if not p.authenticated:
-            raise Unauthenticated(f"Channel {channel.path!r} requires authentication",
-                                  "Log in, or pass a token (X-Auth header or /t/<token>/ in the URL)",
-                                  code="authentication_required")
-        raise Forbidden(f"You do not have access to channel {channel.path!r}",
-                        "Ask an owner of the channel to give you access", code="channel_forbidden")
+    """Raise unless ``p`` may read ``channel`` with a credential carrying ``scope``. A channel the
+    caller may not see is answered exactly like a missing one (404); a visible channel with a
+    credential lacking the scope is a 403."""
+    if not can_read(p, channel):
+        raise channel_not_found(channel.path)
     if scope and p.authenticated:
         require_scope(p, scope)
 
@@ -60,6 +77,7 @@ def require_write(p: Principal, channel: Channel, scope: str) -> None:
     if not p.authenticated:
         raise Unauthenticated("This action requires authentication", "Log in or pass a token",
                               code="authentication_required")
+    require_read(p, channel)
     require_scope(p, scope)
     if not can_write_channel(p, owner_ids(channel)):
         raise Forbidden(f"You are not an owner of channel {channel.path!r}",
@@ -89,6 +107,18 @@ def _check_privacy(privacy: Any) -> str:
     return str(privacy)
 
 
+def _check_description(description: Any) -> str:
+    """Descriptions are stored and served on every listing: bounded, and refused (not cut) beyond."""
+    if description is None:
+        return ""
+    if not isinstance(description, str):
+        raise InvalidInput("description must be text", "Send a JSON string", code="invalid_field")
+    if len(description) > MAX_DESCRIPTION:
+        raise InvalidInput(f"The description has {len(description)} characters; at most {MAX_DESCRIPTION} "
+                           "are allowed", "Shorten the description", code="description_too_long")
+    return description
+
+
 def create_channel(db: Session, p: Principal, name: str, *, parent_path: str | None = None,
                    privacy: str | None = None, description: str = "") -> Channel:
     parent = None
@@ -98,10 +128,10 @@ def create_channel(db: Session, p: Principal, name: str, *, parent_path: str | N
         path = name
     else:
         parent = get_channel(db, parent_path)
+        require_write(p, parent, "subchannel:create")
         if parent.parent_id:
             raise InvalidInput("Subchannels cannot have subchannels", "Use CHANNEL/SUBCHANNEL",
                                code="invalid_channel_name")
-        require_write(p, parent, "subchannel:create")
         validate_channel_name(name, sub=True)
         path = f"{parent.path}/{name}"
     if find_channel(db, path):
@@ -109,7 +139,7 @@ def create_channel(db: Session, p: Principal, name: str, *, parent_path: str | N
                        code="channel_exists")
     privacy = _check_privacy(privacy or (parent.privacy if parent else "public"))
     channel = Channel(name=name, path=path, parent_id=parent.id if parent else None, privacy=privacy,
-                      description=description or "")
+                      description=_check_description(description))
     db.add(channel)
     db.flush()
     if parent is None:
@@ -130,7 +160,7 @@ def update_channel(db: Session, p: Principal, channel: Channel, changes: dict[st
     if "privacy" in changes:
         channel.privacy = applied["privacy"] = _check_privacy(changes["privacy"])
     if "description" in changes:
-        channel.description = applied["description"] = str(changes["description"] or "")[:10000]
+        channel.description = applied["description"] = _check_description(changes["description"])
     if "frozen" in changes:
         if not isinstance(changes["frozen"], bool):
             raise InvalidInput("frozen must be true or false", "Send a JSON boolean", code="invalid_field")
@@ -140,6 +170,9 @@ def update_channel(db: Session, p: Principal, channel: Channel, changes: dict[st
             raise InvalidInput("filters must be an object", "Send a JSON object", code="invalid_field")
         # Checked now, not when a mirror of the channel next runs.
         normalize_channel_filters(changes["filters"])
+        if len(json.dumps(changes["filters"])) > MAX_FILTERS_JSON:
+            raise InvalidInput("The channel filters are too large", f"Keep them under {MAX_FILTERS_JSON} bytes",
+                               code="invalid_field")
         channel.filters = applied["filters"] = changes["filters"]
     if "name" in changes and changes["name"] != channel.name:
         _rename(db, channel, str(changes["name"]))
@@ -179,7 +212,7 @@ def visible_channels(db: Session, p: Principal, *, owned_only: bool = False,
     channels = list(db.scalars(q))
     if owned_only:
         return [c for c in channels if p.user_id in owner_ids(c)]
-    return [c for c in channels if can_read_channel(p, c.privacy, owner_ids(c))]
+    return [c for c in channels if can_read(p, c)]
 
 
 def channel_json(db: Session, channel: Channel) -> dict[str, Any]:
@@ -189,7 +222,8 @@ def channel_json(db: Session, channel: Channel) -> dict[str, Any]:
     owners = sorted(u.username for u in (channel.parent.owners if channel.parent else channel.owners))
     out: dict[str, Any] = {
         "id": channel.id, "name": channel.name, "path": channel.path,
-        "description": channel.description, "privacy": channel.privacy, "frozen": channel.frozen,
+        "description": channel.description, "privacy": channel.privacy,
+        "effective_privacy": effective_privacy(channel), "frozen": channel.frozen,
         "artifact_count": artifacts or 0, "download_count": channel.download_count,
         "subchannel_count": subs or 0, "group_count": 0, "mirror_count": mirror_count,
         "filters": channel.filters or {}, "owners": owners,

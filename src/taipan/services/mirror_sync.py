@@ -297,7 +297,7 @@ def _fetch_active(env: MirrorEnv, upstream: CondaUpstream, plan: Plan, progress:
 
 def _download(env: MirrorEnv, upstream: CondaUpstream, row: dict[str, Any]) -> None:
     sha = row["sha256"] or None
-    if sha and env.blobs.exists(sha):
+    if sha and env.blobs.touch(sha):  # touched: a blob cleanup leaves it until the sync commits
         row["state"] = "active"
         return
     dest = partial_path(env.blobs.tempdir(), sha, row["ckey"])

@@ -23,7 +23,7 @@ from taipan.db.mirrors import Mirror
 from taipan.db.models import Channel, File, utcnow
 from taipan.domain import filters as flt
 from taipan.domain.names import KNOWN_SUBDIRS
-from taipan.domain.permissions import Principal, can_read_channel
+from taipan.domain.permissions import Principal
 from taipan.errors import Conflict, Forbidden, InvalidInput, NotFound, UpstreamError
 from taipan.jobs import DueRun, JobRegistry
 from taipan.services import channels as channel_service
@@ -361,7 +361,7 @@ def list_all_mirrors(db: Session, p: Principal, offset: int = 0, limit: int = 10
                      sort: str = "mirror_name") -> tuple[int, list[tuple[Mirror, Channel]]]:
     channel_service.require_scope(p, "mirror:view")
     rows = db.execute(select(Mirror, Channel).join(Channel, Channel.id == Mirror.channel_id)).all()
-    visible = [(m, c) for m, c in rows if can_read_channel(p, c.privacy, channel_service.owner_ids(c))]
+    visible = [(m, c) for m, c in rows if channel_service.can_read(p, c)]
     key = sort.lstrip("-")
     field = {"mirror_name": "name", "name": "name", "state": "state", "created_at": "created_at",
              "last_run_at": "last_run_at", "updated_at": "updated_at"}.get(key, "name")
@@ -385,7 +385,7 @@ def passive_stream(env: MirrorEnv, file_id: str) -> Iterator[bytes]:
     if not url:
         raise NotFound(f"{f.filename} has no upstream source", "Run the mirror again",
                        code="file_not_available")
-    if sha and env.blobs.exists(sha):  # stored meanwhile (or by another channel)
+    if sha and env.blobs.touch(sha):  # stored meanwhile (or by another channel); touched for the cleanup
         _mark_active(env, file_id, sha)
         yield from env.blobs.iter_bytes(sha)
         return

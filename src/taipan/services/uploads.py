@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from taipan.db.models import Channel, File
@@ -133,19 +134,34 @@ def upload(db: Session, blobs: BlobStore, p: Principal, channel: Channel, spoole
                            "The transfer was cut short; upload the file again", code="size_mismatch")
     validate_filename(filename)
     family = choose_family(filetype, filename, spooled.head)
+    # Everything that can refuse the file is checked before anything is stored.
     art = family.read_upload(spooled.path, filename, sha256=spooled.sha256, md5=spooled.md5, size=spooled.size)
     if checks is not None:
         checks.verify(spooled, art, family)
-    lock_channel(db, channel.id)  # makes the duplicate check and the insert one step
+    record = record_bytes(art.record).decode()
+    lock_channel(db, channel.id)  # makes the duplicate check and the insert one step (PostgreSQL)
     if db.scalar(select(File.id).where(File.channel_id == channel.id, File.ckey == art.ckey)):
-        raise Conflict(f"{art.ckey} already exists in channel {channel.path!r}",
-                       "Remove the existing file first, or upload a new version", code="file_exists")
-    blobs.put_file(spooled.sha256, spooled.path, move=True)
+        raise _exists(art.ckey, channel)
     row = File(channel_id=channel.id, family=art.family, name=art.name, version=art.version, subdir=art.subdir,
                filename=art.filename, ckey=art.ckey, sha256=spooled.sha256, md5=spooled.md5, size=spooled.size,
-               record=record_bytes(art.record).decode(), meta=art.meta)
+               record=record, meta=art.meta)
     db.add(row)
+    try:
+        db.flush()
+    except IntegrityError as exc:
+        # A concurrent upload of the same file won between our check and our insert (SQLite has
+        # no row lock to serialize them): the same answer as when the check itself finds it.
+        db.rollback()
+        raise _exists(art.ckey, channel) from exc
+    # The blob goes in only once the row is certain; a crash before the commit leaves an orphan
+    # blob that the blob cleanup reclaims, never a row without its blob.
+    blobs.put_file(spooled.sha256, spooled.path, move=True)
     log_changes(db, channel.id, [(art.subdir, art.filename)])
     add_event(db, channel, "artifact_uploaded", p, ckey=art.ckey, name=art.name, version=art.version,
               family=art.family, sha256=spooled.sha256)
     return row
+
+
+def _exists(ckey: str, channel: Channel) -> Conflict:
+    return Conflict(f"{ckey} already exists in channel {channel.path!r}",
+                    "Remove the existing file first, or bump the build number", code="file_exists")

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
+
+
+@dataclass(frozen=True)
+class StoredItem:
+    """A blob (``name`` is its sha256) or a scratch file (``name`` is its file name)."""
+
+    name: str
+    size: int
+    mtime: float  # seconds since the epoch: when it was last written or touched
 
 
 class BlobStore(Protocol):
@@ -26,3 +36,22 @@ class BlobStore(Protocol):
     def delete(self, sha256: str) -> None: ...
 
     def size(self, sha256: str) -> int: ...
+
+    def touch(self, sha256: str) -> bool:
+        """Mark an existing blob as just used (so a cleanup leaves it alone); False if absent."""
+
+    def iter_blobs(self) -> Iterator[StoredItem]:
+        """Every stored blob, in no particular order."""
+
+    def stat(self, sha256: str) -> StoredItem | None: ...
+
+    def scratch_files(self) -> Iterator[StoredItem]:
+        """Files in the scratch space: uploads being spooled, downloads in progress, leftovers."""
+
+    def remove_scratch(self, name: str, older_than: float) -> bool:
+        """Delete a scratch file not written since ``older_than`` (epoch seconds); True if deleted."""
+
+    def reclaim(self, sha256: str, older_than: float, unused: Callable[[], bool]) -> bool:
+        """Delete a blob that was not written or touched since ``older_than`` and that ``unused()``
+        (asked once the blob is out of reach) still confirms nothing references; a blob touched
+        or referenced meanwhile is put back. True if deleted."""

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from taipan.storage.base import StoredItem
 
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 CHUNK = 1024 * 1024
@@ -56,9 +60,9 @@ class S3BlobStore:
 
     def put_file(self, sha256: str, src: Path, *, move: bool = False) -> None:
         key = self._key(sha256)
-        if not self.exists(sha256):
-            self.client.upload_file(str(src), self.bucket, key,
-                                    ExtraArgs={"ContentType": "application/octet-stream"})
+        if not self.touch(sha256):
+            self.client.upload_file(str(src), self.bucket, key, ExtraArgs={
+                "ContentType": "application/octet-stream", "Metadata": {"touched": f"{time.time():.3f}"}})
         if move:
             try:
                 os.unlink(src)
@@ -110,9 +114,102 @@ class S3BlobStore:
 
     def iter_digests(self) -> Iterator[str]:
         """Every stored blob's sha256 (for housekeeping)."""
+        for item in self.iter_blobs():
+            yield item.name
+
+    # --- housekeeping (the blob cleanup) ---------------------------------------------------------
+    # Object stores set LastModified themselves; "when last used" is kept in the object's metadata
+    # (``touched``), which ``touch`` rewrites with a copy of the object onto itself.
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return dict(self.client.head_object(Bucket=self.bucket, Key=key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    @staticmethod
+    def _touched(head: dict[str, Any]) -> float:
+        meta = head.get("Metadata") or {}
+        try:
+            return float(meta["touched"])
+        except (KeyError, ValueError):
+            return float(head["LastModified"].timestamp())
+
+    def _set_touched(self, key: str, when: float) -> None:
+        self.client.copy_object(Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": key},
+                                Metadata={"touched": f"{when:.3f}"}, MetadataDirective="REPLACE",
+                                ContentType="application/octet-stream")
+
+    def touch(self, sha256: str) -> bool:
+        key = self._key(sha256)
+        if self._head(key) is None:
+            return False
+        self._set_touched(key, time.time())
+        return True
+
+    def stat(self, sha256: str) -> StoredItem | None:
+        head = self._head(self._key(sha256))
+        return None if head is None else StoredItem(sha256, int(head["ContentLength"]), self._touched(head))
+
+    def iter_blobs(self) -> Iterator[StoredItem]:
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
             for obj in page.get("Contents", []):
                 name = obj["Key"].rsplit("/", 1)[-1]
-                if _SHA_RE.match(name):
-                    yield name
+                if _SHA_RE.match(name) and obj["Key"] == self._key(name):
+                    yield StoredItem(name, int(obj["Size"]), float(obj["LastModified"].timestamp()))
+
+    def scratch_files(self) -> Iterator[StoredItem]:
+        for entry in os.scandir(self._scratch):
+            try:
+                if entry.is_file(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    yield StoredItem(entry.name, st.st_size, st.st_mtime)
+            except FileNotFoundError:
+                continue
+
+    def remove_scratch(self, name: str, older_than: float) -> bool:
+        if "/" in name or name in ("", ".", ".."):
+            raise ValueError(f"not a scratch file name: {name!r}")
+        path = self._scratch / name
+        try:
+            if path.stat().st_mtime >= older_than:
+                return False
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def reclaim(self, sha256: str, older_than: float, unused: Callable[[], bool]) -> bool:
+        key = self._key(sha256)
+        head = self._head(key)
+        if head is None or self._touched(head) >= older_than:
+            return False
+        # Out of reach first: a copy under a holding key, then the blob's own key goes; a writer
+        # that looks from now on finds it missing and stores it again.
+        hold = f"{self.prefix}held/{sha256}-{uuid.uuid4().hex[:8]}"
+        self.client.copy_object(Bucket=self.bucket, Key=hold, CopySource={"Bucket": self.bucket, "Key": key})
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+        try:
+            keep = not unused() or self._head(key) is not None
+        except BaseException:
+            self._put_back(hold, key)
+            raise
+        if keep:
+            self._put_back(hold, key)
+            return False
+        self.client.delete_object(Bucket=self.bucket, Key=hold)
+        return True
+
+    def _put_back(self, hold: str, key: str) -> None:
+        if self._head(key) is None:
+            self.client.copy_object(Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": hold})
+        self.client.delete_object(Bucket=self.bucket, Key=hold)
+
+    def age_for_tests(self, sha256: str, when: float) -> None:
+        """Set when a blob was last used (object stores do not let clients set LastModified)."""
+        self._set_touched(self._key(sha256), when)

@@ -9,33 +9,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from taipan import __version__
 from taipan.runtime import Runtime
 from taipan.web import errors, observability, ui
-from taipan.web.api import account, channels, mirrors, system, uploads
+from taipan.web.api import account, channels, maintenance, mirrors, system, uploads
+from taipan.web.limits import BodyLimit
 from taipan.web.repo.app import RepoApp
-
-
-class UploadLimit:
-    """Refuse an upload whose Content-Length is over the limit before reading its body."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in ("POST", "PUT"):
-            length = dict(scope["headers"]).get(b"content-length")
-            if length and length.isdigit() and int(length) > self.limit + 64 * 1024:
-                resp = errors.error_response(
-                    413, "upload_too_large", f"The upload is larger than the limit of {self.limit} bytes",
-                    "Ask an admin to raise TAIPAN_SERVER__MAX_UPLOAD_SIZE")
-                await resp(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
 
 # Seconds a stopping server process may spend after its lifespan ended (joining request threads
 # that are still busy, e.g. compressing a large index) before it exits regardless.
@@ -73,6 +53,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(channels.router, prefix="/api")
     app.include_router(uploads.router, prefix="/api")
     app.include_router(system.router, prefix="/api")
+    app.include_router(maintenance.router, prefix="/api")
     app.include_router(ui.router)
     mirrors.install(app, runtime)
 
@@ -81,7 +62,9 @@ def create_app(runtime: Runtime) -> FastAPI:
         return {"version": __version__}
 
     app.include_router(observability.router)
-    app.add_middleware(UploadLimit, limit=runtime.settings.server.max_upload_size)
+    server = runtime.settings.server
+    app.add_middleware(BodyLimit, upload=server.max_upload_size, json=server.max_body_size,
+                       login=server.max_login_body_size)
     # Outermost: package serving does not pay for the API's routing and middleware.
     app.add_middleware(RepoApp)
     metrics = app.state.metrics = observability.Metrics(runtime)

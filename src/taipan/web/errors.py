@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException
 
 from taipan.errors import TaipanError, TooManyRequests
@@ -43,3 +44,16 @@ def install(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         hint = "Check the URL" if exc.status_code in (404, 405) else ""
         return error_response(exc.status_code, code, str(exc.detail), hint, getattr(exc, "headers", None))
+
+    @app.exception_handler(IntegrityError)
+    async def _conflict(_: Request, exc: IntegrityError) -> JSONResponse:
+        # A unique key taken by a concurrent request between our check and our write; the
+        # transaction was not committed (the session rolls back when the request ends).
+        return error_response(409, "conflict", "The request conflicts with a concurrent change",
+                              "Look at the current state and retry if it still applies")
+
+    @app.exception_handler(Exception)
+    async def _internal(_: Request, exc: Exception) -> JSONResponse:
+        # Logged by the server; the client gets the same body shape as every other error.
+        return error_response(500, "internal_error", "The server failed to handle the request",
+                              "Retry later; if it keeps failing, tell an admin (the server log has details)")

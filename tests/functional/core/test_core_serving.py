@@ -141,7 +141,8 @@ def test_every_known_subdir_answers(channel):
         r = httpx.get(f"{channel}/{subdir}/repodata.json")
         assert r.status_code == 200
         assert r.json()["info"]["subdir"] == subdir
-    assert httpx.get(f"{channel}/not-a-subdir/repodata.json").status_code == 404
+    # read as a subchannel that does not exist: answered like a hidden one (401 for anonymous)
+    assert httpx.get(f"{channel}/not-a-subdir/repodata.json").status_code == 401
 
 
 def test_channeldata(channel):
@@ -154,7 +155,8 @@ def test_channeldata(channel):
 def test_missing_files_404(channel):
     assert httpx.get(f"{channel}/noarch/nothere-1-0.conda").status_code == 404
     assert httpx.get(f"{channel}/noarch/shards/{'0' * 64}.msgpack.zst").status_code == 404
-    assert httpx.get(channel.rsplit("/", 1)[0] + "/no-such-channel/noarch/repodata.json").status_code == 404
+    # a missing channel is answered like a hidden one: 401 for anonymous callers
+    assert httpx.get(channel.rsplit("/", 1)[0] + "/no-such-channel/noarch/repodata.json").status_code == 401
 
 
 def test_frozen_channel_publishes_nothing_until_unfrozen(taipan_server, package_builder):

@@ -36,8 +36,9 @@ def test_private_passive_file_is_not_fetched_for_outsiders(cli, mirror_server, u
     upstream.hits.clear()
     with httpx.Client() as c:
         assert c.get(url).status_code == 401
-        assert c.get(url, headers={"X-Auth": token}).status_code == 403
-        assert c.get(url.replace("/repo/", f"/repo/t/{token}/")).status_code == 403
+        # a private channel is hidden from outsiders: 404, as if it did not exist
+        assert c.get(url, headers={"X-Auth": token}).status_code == 404
+        assert c.get(url.replace("/repo/", f"/repo/t/{token}/")).status_code == 404
         assert c.head(url).status_code == 401
     assert _package_gets(upstream) == 0
     with api(mirror_server) as c:  # the owner gets it, fetched once

@@ -87,3 +87,74 @@ def test_s3_presigned_urls_serve_the_bytes(tmp_path: Path, s3_endpoint):
     assert "pkg-1.0-0.conda" in r.headers.get("content-disposition", "")
     assert httpx.get(url, headers={"Range": "bytes=10-19"}).content == data[10:20]
     assert sha in set(store.iter_digests())
+
+
+def _aged(store, data: bytes, seconds: float) -> str:
+    import os
+    import time
+
+    digest = hashlib.sha256(data).hexdigest()
+    tmp = store.tempdir() / f"upload-{digest[:8]}"
+    tmp.write_bytes(data)
+    store.put_file(digest, tmp, move=True)
+    path = store.local_path(digest)
+    t = time.time() - seconds
+    if path is not None:
+        os.utime(path, (t, t))
+    elif seconds:
+        store.age_for_tests(digest, t)
+    return digest
+
+
+def test_listing_touching_and_reclaiming(store):
+    import time
+
+    old = _aged(store, b"old and unused", 7200)
+    used = _aged(store, b"old but referenced", 7200)
+    fresh = _aged(store, b"just written", 0)
+    assert {b.name for b in store.iter_blobs()} == {old, used, fresh}
+    assert store.stat(old).size == len(b"old and unused") and store.stat("0" * 64) is None
+    cutoff = time.time() - 3600
+    assert store.reclaim(old, cutoff, lambda: True) and not store.exists(old)
+    assert not store.reclaim(old, cutoff, lambda: True)  # gone already
+    assert not store.reclaim(used, cutoff, lambda: False) and store.exists(used)  # a reference keeps it
+    assert not store.reclaim(fresh, cutoff, lambda: True) and store.exists(fresh)  # too recent
+    # touching (or storing the same bytes again) makes an old blob recent: the cleanup keeps it
+    assert store.touch(used) and not store.touch("f" * 64)
+    assert not store.reclaim(used, cutoff, lambda: True) and store.exists(used)
+    assert [p.name for p in store.tempdir().iterdir()] == []  # nothing held back
+
+
+def test_a_blob_touched_while_being_reclaimed_is_put_back(store):
+    import time
+
+    digest = _aged(store, b"about to be reused", 7200)
+
+    def reused_meanwhile() -> bool:
+        assert not store.exists(digest)  # out of reach while the last check runs
+        assert not store.touch(digest)  # a writer finds it missing ...
+        src = store.tempdir() / "upload-again"
+        src.write_bytes(b"about to be reused")
+        store.put_file(digest, src, move=True)  # ... and stores it again
+        return True
+
+    assert not store.reclaim(digest, time.time() - 3600, reused_meanwhile)
+    with store.open(digest) as fh:
+        assert fh.read() == b"about to be reused"
+    assert [p.name for p in store.tempdir().iterdir()] == []
+
+
+def test_scratch_files(store):
+    import os
+    import time
+
+    stale, busy = store.tempdir() / "upload-stale", store.tempdir() / "upload-busy"
+    stale.write_bytes(b"x" * 10)
+    busy.write_bytes(b"y")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    assert {(f.name, f.size) for f in store.scratch_files()} == {("upload-stale", 10), ("upload-busy", 1)}
+    cutoff = time.time() - 3600
+    assert store.remove_scratch("upload-stale", cutoff) and not stale.exists()
+    assert not store.remove_scratch("upload-busy", cutoff) and busy.exists()
+    with pytest.raises(ValueError):
+        store.remove_scratch("../blobs", cutoff)

@@ -42,3 +42,40 @@ def test_prune_is_due_once_a_day():
     due = list(maintenance.due(datetime(2026, 5, 1, 3, 17, 40, tzinfo=UTC)))
     assert [d.job for d in due] == [maintenance.PRUNE_JOB] and due[0].fire_at.second == 0
     assert not list(maintenance.due(datetime(2026, 5, 1, 3, 18, tzinfo=UTC)))
+
+
+def test_blob_cleanup_is_due_once_a_day():
+    due = list(maintenance.due(datetime(2026, 5, 1, 4, 41, 5, tzinfo=UTC)))
+    assert [d.job for d in due] == [maintenance.BLOB_DAILY_JOB]
+    assert not list(maintenance.due(datetime(2026, 5, 1, 4, 42, tzinfo=UTC)))
+
+
+def test_daily_blob_cleanup_reclaims_unreferenced_old_blobs(runtime, conda_packages):
+    import os
+    import time
+
+    from taipan.db.maintenance import BlobCleanup
+    from taipan.services import artifacts
+
+    p = admin_principal(runtime)
+    with runtime.sessions() as db:
+        channels.create_channel(db, p, "daily")
+        db.commit()
+    put(runtime, p, "daily", conda_packages["hello"])
+    put(runtime, p, "daily", conda_packages["world"])
+    with runtime.sessions() as db:
+        ch = channels.get_channel(db, "daily")
+        artifacts.bulk(db, p, ch, "delete", [{"name": "world"}], None, None)
+        db.commit()
+    old = time.time() - 7200
+    for b in runtime.blobs.iter_blobs():
+        os.utime(runtime.blobs.local_path(b.name), (old, old))
+    runtime.jobs.registry.run(maintenance.BLOB_DAILY_JOB, {})
+    import hashlib
+    world = hashlib.sha256(conda_packages["world"].read_bytes()).hexdigest()
+    hello = hashlib.sha256(conda_packages["hello"].read_bytes()).hexdigest()
+    assert {b.name for b in runtime.blobs.iter_blobs()} == {hello}
+    with runtime.sessions() as db:
+        row = db.scalars(select(BlobCleanup)).one()
+        assert (row.state, row.scheduled, row.deleted, row.kept) == ("done", True, 1, 0)
+        assert [o[0] for o in row.orphans] == [world]

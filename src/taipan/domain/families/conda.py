@@ -19,9 +19,9 @@ from taipan.domain.conda import (
     check_index_matches,
     make_record,
     parse_conda_filename,
-    read_package_info,
     sniff_conda_format,
 )
+from taipan.domain.conda_archive import read_package_info
 from taipan.domain.families.base import Artifact, IndexFiles
 from taipan.domain.names import SUBDIR_SET
 from taipan.errors import InvalidInput

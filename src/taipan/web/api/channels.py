@@ -6,13 +6,12 @@ Every route exists for a channel (/channels/{ch}/...) and for a subchannel
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from taipan.errors import InvalidInput
 from taipan.services import artifacts, channels
 from taipan.web.deps import PrincipalDep, RuntimeDep, SessionDep, UserDep, base_url
 from taipan.web.repo.common import channel_cache
@@ -40,10 +39,15 @@ def _path(request: Request) -> str:
     return f"{pp['ch']}/{pp['sub']}" if "sub" in pp else pp["ch"]
 
 
-def _page(offset: int, limit: int) -> tuple[int, int]:
-    if offset < 0 or limit < 0 or limit > 10000:
-        raise InvalidInput("Invalid paging", "Use offset >= 0 and 0 <= limit <= 10000", code="invalid_paging")
-    return offset, limit
+# Bounds every paginated endpoint declares (and so validates, and documents in the schema): a
+# database cannot take an OFFSET past 2**63, and no page needs more rows than this.
+MAX_OFFSET = 1_000_000_000
+MAX_LIMIT = 10_000
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Rows to skip")]
+
+
+def _limit(default: int) -> Any:
+    return Query(default, ge=0, le=MAX_LIMIT, description="Rows per page")
 
 
 @router.get("/channels")
@@ -55,8 +59,9 @@ def list_channels(p: PrincipalDep, db: SessionDep) -> dict[str, Any]:
 @router.post("/channels", status_code=201)
 def create_channel(body: CreateBody, p: UserDep, db: SessionDep) -> dict[str, Any]:
     channel = channels.create_channel(db, p, body.name, privacy=body.privacy, description=body.description)
+    answer = channels.channel_json(db, channel)  # before the commit: a failure after it would be a 500
     db.commit()
-    return channels.channel_json(db, channel)
+    return answer
 
 
 @router.get(CH + "/subchannels")
@@ -71,8 +76,9 @@ def list_subchannels(request: Request, p: PrincipalDep, db: SessionDep) -> dict[
 def create_subchannel(request: Request, body: CreateBody, p: UserDep, db: SessionDep) -> dict[str, Any]:
     channel = channels.create_channel(db, p, body.name, parent_path=_path(request), privacy=body.privacy,
                                       description=body.description)
+    answer = channels.channel_json(db, channel)
     db.commit()
-    return channels.channel_json(db, channel)
+    return answer
 
 
 @router.get(CH)
@@ -90,12 +96,14 @@ def update_channel(request: Request, p: UserDep, db: SessionDep, rt: RuntimeDep,
     channel = channels.get_channel(db, _path(request))
     was_frozen = channel.frozen
     channels.update_channel(db, p, channel, body)
+    db.flush()
+    answer = channels.channel_json(db, channel)
     db.commit()
     if was_frozen and not channel.frozen:
         rt.indexer.invalidate(channel.id)  # unfreezing publishes what arrived meanwhile
     # Privacy and names take effect in this process's package serving at once (others within 1 s).
     channel_cache(rt).clear()
-    return channels.channel_json(db, channel)
+    return answer
 
 
 @router.delete(CH, status_code=202)
@@ -111,9 +119,8 @@ def delete_channel(request: Request, p: UserDep, db: SessionDep, rt: RuntimeDep)
 
 @router.get(CH + "/history")
 @router.get(SUB + "/history")
-def history(request: Request, p: PrincipalDep, db: SessionDep, offset: int = 0,
-            limit: int = 50) -> dict[str, Any]:
-    offset, limit = _page(offset, limit)
+def history(request: Request, p: PrincipalDep, db: SessionDep, offset: Offset = 0,
+            limit: int = _limit(50)) -> dict[str, Any]:
     channel = channels.get_channel(db, _path(request))
     channels.require_read(p, channel, f"{channels.kind_of(channel)}:history")
     total, events = channels.history(db, channel, offset, limit)
@@ -124,9 +131,8 @@ def history(request: Request, p: PrincipalDep, db: SessionDep, offset: int = 0,
 
 @router.get(CH + "/artifacts")
 @router.get(SUB + "/artifacts")
-def list_artifacts(request: Request, p: PrincipalDep, db: SessionDep, offset: int = 0, limit: int = 50,
-                   q: str | None = None) -> dict[str, Any]:
-    offset, limit = _page(offset, limit)
+def list_artifacts(request: Request, p: PrincipalDep, db: SessionDep, offset: Offset = 0,
+                   limit: int = _limit(50), q: str | None = Query(None, max_length=200)) -> dict[str, Any]:
     channel = channels.get_channel(db, _path(request))
     total, items = artifacts.list_artifacts(db, p, channel, offset, limit, q)
     return {"total_count": total, "items": items}
@@ -135,8 +141,7 @@ def list_artifacts(request: Request, p: PrincipalDep, db: SessionDep, offset: in
 @router.get(CH + "/artifacts/{family}/{package}/files")
 @router.get(SUB + "/artifacts/{family}/{package}/files")
 def list_files(request: Request, family: str, package: str, p: PrincipalDep, db: SessionDep,
-               offset: int = 0, limit: int = Query(0)) -> dict[str, Any]:
-    offset, limit = _page(offset, limit)
+               offset: Offset = 0, limit: int = _limit(0)) -> dict[str, Any]:
     channel = channels.get_channel(db, _path(request))
     total, files = artifacts.list_files(db, p, channel, family, package, offset, limit)
     url = base_url(request)
@@ -157,8 +162,8 @@ def bulk(request: Request, body: BulkBody, p: UserDep, db: SessionDep, rt: Runti
 
 
 @router.get("/artifacts")
-def search(p: PrincipalDep, db: SessionDep, q: str = "", offset: int = 0, limit: int = 50,
-           sort: str = "-download_count", family: str | None = None) -> dict[str, Any]:
-    offset, limit = _page(offset, limit)
+def search(p: PrincipalDep, db: SessionDep, q: str = Query("", max_length=200), offset: Offset = 0,
+           limit: int = _limit(50), sort: str = Query("-download_count", max_length=40),
+           family: str | None = Query(None, max_length=40)) -> dict[str, Any]:
     total, items = artifacts.search(db, p, q, offset, limit, family, sort)
     return {"total_count": total, "items": items, "sort": sort}

@@ -75,6 +75,7 @@ def _list(request: Request, p: PrincipalDep, db: SessionDep) -> dict[str, Any]:
 def _create(request: Request, p: UserDep, db: SessionDep, rt: RuntimeDep,
             body: Any = Body(...)) -> JSONResponse:
     channel = _channel(request, db)
+    channels.require_read(p, channel)  # a hidden channel answers like a missing one
     m, run = mirroring.create_mirror(db, p, channel, _body(body))
     db.commit()
     if run:
@@ -92,6 +93,7 @@ def _show(request: Request, mirror_id: str, p: PrincipalDep, db: SessionDep) -> 
 def _update(request: Request, mirror_id: str, p: UserDep, db: SessionDep, rt: RuntimeDep,
             body: Any = Body(...)) -> JSONResponse:
     channel = _channel(request, db)
+    channels.require_read(p, channel)  # a hidden channel's mirror names stay hidden
     m = mirroring.get_mirror(db, channel, mirror_id)
     run = mirroring.update_mirror(db, p, channel, m, _body(body))
     db.commit()
@@ -103,6 +105,7 @@ def _update(request: Request, mirror_id: str, p: UserDep, db: SessionDep, rt: Ru
 
 def _delete(request: Request, mirror_id: str, p: UserDep, db: SessionDep, rt: RuntimeDep) -> Response:
     channel = _channel(request, db)
+    channels.require_read(p, channel)  # a hidden channel's mirror names stay hidden
     m = mirroring.get_mirror(db, channel, mirror_id)
     subdirs = mirroring.delete_mirror(db, p, channel, m)
     db.commit()
@@ -112,6 +115,7 @@ def _delete(request: Request, mirror_id: str, p: UserDep, db: SessionDep, rt: Ru
 
 def _stop(request: Request, mirror_id: str, p: UserDep, db: SessionDep) -> dict[str, Any]:
     channel = _channel(request, db)
+    channels.require_read(p, channel)  # a hidden channel's mirror names stay hidden
     m = mirroring.get_mirror(db, channel, mirror_id)
     mirroring.stop_mirror(db, p, channel, m)
     db.commit()

@@ -87,16 +87,18 @@ def parse_repo_path(path: str) -> tuple[str | None, str, list[str]]:
 
 
 def access_error(p: Principal, ch: ChannelView | None, path: str) -> TaipanError | None:
-    """Why ``p`` may not fetch from the channel, or None when it may."""
-    if ch is None:
-        return NotFound(f"Channel {path!r} does not exist", "Check the channel name", code="channel_not_found")
-    if not can_read_channel(p, ch.privacy, ch.owner_ids):
+    """Why ``p`` may not fetch from the channel, or None when it may.
+
+    A channel the caller may not read is answered exactly like a missing one, so that answers do
+    not reveal which channels exist: 401 with WWW-Authenticate for anonymous callers (pip, conda
+    and R only send credentials after a 401), 404 for everyone else.
+    """
+    if ch is None or not can_read_channel(p, ch.privacy, ch.owner_ids):
         if not p.authenticated:
-            return Unauthenticated(f"Channel {path!r} requires authentication",
+            return Unauthenticated(f"Channel {path!r} does not exist or requires authentication",
                                    "Add /t/<token>/ to the channel URL or send an X-Auth header",
                                    code="authentication_required")
-        return Forbidden(f"You do not have access to channel {path!r}", "Ask an owner for access",
-                         code="channel_forbidden")
+        return NotFound(f"Channel {path!r} does not exist", "Check the channel name", code="channel_not_found")
     if p.authenticated and not p.has_scope("artifact:download"):
         return Forbidden("Your token does not have the 'artifact:download' scope",
                          "Create a token with artifact:download", code="insufficient_scope")

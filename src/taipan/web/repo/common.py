@@ -62,8 +62,9 @@ class ChannelCache:
             return hit[1]
         with rt.sessions() as db:
             ch = channel_service.find_channel(db, path)
-            view = None if ch is None else ChannelView(ch.id, ch.path, ch.privacy, ch.frozen,
-                                                       frozenset(channel_service.owner_ids(ch)))
+            # The effective privacy: a subchannel is served no more widely than its parent.
+            view = None if ch is None else ChannelView(ch.id, ch.path, channel_service.effective_privacy(ch),
+                                                       ch.frozen, frozenset(channel_service.owner_ids(ch)))
         with self._lock:
             if len(self._items) > 10000:
                 self._items.clear()
@@ -152,6 +153,12 @@ def record_download(rt: Runtime, request: Request, p: Principal, view: ChannelVi
 def send_stored_file(request: Request, rt: Runtime, p: Principal, view: ChannelView, ckey: str) -> Response:
     """A stored artifact file by ckey: immutable, Range-capable; a download is recorded once (a
     resumed or partial transfer, Range not starting at 0, does not count). Runs in a thread."""
+    if "sbom" in request.query_params:
+        # conda-repo-cli's `sbom --ckey` asks the package URL for its SBOM. None are produced yet:
+        # say so, and never send (or count as a download) the package itself.
+        raise NotFound(f"No SBOM available for {ckey}",
+                       "Download the package itself without ?sbom=; SBOMs are not produced by this server yet",
+                       code="sbom_not_found")
     f = serving.find_file(rt.sessions, view.id, ckey)
     filename = ckey.rsplit("/", 1)[-1]
     headers = {"ETag": f'"{f.sha256}"', "Cache-Control": ("public" if view.privacy == "public"

@@ -127,6 +127,7 @@ def create_subchannel(request: Request, _: CsrfDep, p: MemberDep, db: SessionDep
 def upload(request: Request, _: CsrfDep, p: MemberDep, db: SessionDep, rt: RuntimeDep,
            content: UploadFile | None = File(None)) -> Response:
     channel = channels.get_channel(db, _path(request))
+    channels.require_write(p, channel, "artifact:create")  # before spooling anything
     raw_name = content.filename if content is not None else ""
     if content is None or not raw_name:
         raise InvalidInput("No file was chosen", "Choose a .conda or .tar.bz2 package to upload",
