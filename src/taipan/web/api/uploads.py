@@ -29,6 +29,9 @@ router = APIRouter(tags=["uploads"])
 
 def _store(request: Request, rt: Runtime, db: Any, p: Principal, channel: Channel, content: UploadFile,
            filetype: str, size: int | None, checks: uploads.UploadChecks | None = None) -> dict[str, Any]:
+    # Rights before anything else: nothing is spooled for a caller who may not upload here, and a
+    # hidden channel answers like a missing one whatever the form holds.
+    channels.require_write(p, channel, "artifact:create")
     uploads.check_filetype(filetype)
     raw_name = content.filename or ""
     if safe_basename(raw_name) != raw_name:
@@ -38,11 +41,14 @@ def _store(request: Request, rt: Runtime, db: Any, p: Principal, channel: Channe
     try:
         row = uploads.upload(db, rt.blobs, p, channel, spooled, raw_name, filetype=filetype,
                              declared_size=size, checks=checks)
+        db.flush()
+        # The answer is built before the commit: nothing fallible runs after it (a 500 never commits).
+        body = artifacts.file_json(row, channel, base_url(request))
         db.commit()
     finally:
         spooled.discard()
     rt.indexer.notify(channel.id, {row.subdir})
-    return artifacts.file_json(row, channel, base_url(request))
+    return body
 
 
 def _path(request: Request) -> str:

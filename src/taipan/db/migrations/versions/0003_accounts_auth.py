@@ -1,6 +1,6 @@
 """tokens with several live secrets, the revocation log, per-address login throttling, first logins
 
-Revision ID: accounts_auth
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-26 10:00:00
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "accounts_auth"
+revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None

@@ -1,6 +1,6 @@
 """blob cleanups
 
-Revision ID: core_blob_cleanup
+Revision ID: 0004
 Revises: 0002
 Create Date: 2026-12-02 20:40:00
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "core_blob_cleanup"  # alembic refuses "-" in revision ids
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
