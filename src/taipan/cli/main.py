@@ -110,7 +110,6 @@ CLI_HINTS = {
     "invalid_token": "Sign in again with `conda-repo login` (the stored token was removed or replaced)",
     "token_expired": "Sign in again with `conda-repo login`",
     "token_not_found": "`conda-repo auth --list` shows your tokens and their ids",
-    "unsupported_filetype": "Only conda packages (.conda, .tar.bz2) can be uploaded; pass -t conda",
 }
 TOKEN_OPTION_HINTS = {
     "invalid_token": "The token given with -t was removed or never existed; create one with "

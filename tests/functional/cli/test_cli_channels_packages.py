@@ -87,7 +87,7 @@ def test_upload_several_files_to_several_channels(cli: Cli, channel: Callable[..
     assert world["ckey"] == "linux-64/world-2.0-h1_0.tar.bz2" and world["filename"] == "world-2.0-h1_0.tar.bz2"
     assert world["platform"] == "linux-64" and world["version"] == "2.0"
     assert "cve_score" in world and "cve_status" in world and "metadata" in world
-    assert "already exists" in cli.run("upload", str(conda_packages["hello"]), "-c", a, rc=5).stderr
+    assert "the same file is already there" in cli.run("upload", str(conda_packages["hello"]), "-c", a).stderr
 
 
 def test_upload_default_channel_from_condarc_then_account(cli: Cli, channel: Callable[..., str],
