@@ -53,7 +53,7 @@ def test_create_show_privacy_history_remove(cli: Cli) -> None:
     events = json.loads(cli.run("channel", "--history", name, "--json").stdout)["items"]
     assert "channel_created" in {e["event_type"] for e in events}
     assert "channel_created" in cli.run("channel", "--history", name, "-l", "5").stdout
-    cli.run("channel", "--remove", name)
+    cli.run("channel", "--remove", name, "--force")
     proc = cli.run("channel", "--show", name, rc=4)
     assert len(proc.stderr.strip().splitlines()) == 1 and "does not exist" in proc.stderr
 

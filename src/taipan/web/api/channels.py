@@ -47,9 +47,15 @@ def _page(offset: int, limit: int) -> tuple[int, int]:
 
 
 @router.get("/channels")
-def list_channels(p: PrincipalDep, db: SessionDep) -> dict[str, Any]:
-    items = [channels.channel_json(db, c) for c in channels.visible_channels(db, p)]
-    return {"total_count": len(items), "items": items}
+def list_channels(p: PrincipalDep, db: SessionDep, offset: int = 0, limit: int | None = None) -> dict[str, Any]:
+    """Every top-level channel the caller can reach (anonymous callers: the public ones); without
+    ``limit`` all of them, as conda-repo-cli's wizard expects."""
+    if limit is not None:
+        offset, limit = _page(offset, limit)
+    elif offset < 0:
+        _page(offset, 0)
+    total, page = channels.visible_channels_page(db, p, offset, limit)
+    return {"total_count": total, "items": [channels.channel_json(db, c) for c in page]}
 
 
 @router.post("/channels", status_code=201)
