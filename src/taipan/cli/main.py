@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "conda-repo") -> int:
         handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
         logging.getLogger("taipan").addHandler(handler)
         logging.getLogger("taipan").setLevel(logging.DEBUG)
-    out = Output(quiet=args.quiet, verbose=args.verbose)
+    out = Output(quiet=args.quiet, verbose=args.verbose, prog=prog)
     if not hasattr(args, "func"):
         parser.print_help(sys.stderr)
         return ExitCode.USAGE
