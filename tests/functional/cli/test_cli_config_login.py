@@ -106,10 +106,17 @@ def test_interactive_login_allows_three_attempts(fresh_cli: Cli) -> None:
     child = pexpect.spawn(CONDA_REPO, ["login", "--hostname", unique("tty")], env=fresh_cli.env,
                           encoding="utf-8", timeout=30)
     child.expect("Username: ")
+    child.sendline("admni")  # the typo is in the username, so it is asked again (the last one as default)
+    child.expect("Password: ")
+    child.sendline(fresh_cli.server.admin_password)  # type: ignore[attr-defined]
+    child.expect("Invalid")
+    child.expect(r"Username \[admni\]: ")
     child.sendline("admin")
     child.expect("Password: ")
     child.sendline("not-it")
     child.expect("Invalid")
+    child.expect(r"Username \[admin\]: ")
+    child.sendline("")  # Enter keeps it
     child.expect("Password: ")
     child.sendline(fresh_cli.server.admin_password)  # type: ignore[attr-defined]
     child.expect("login as ADMIN successful")
