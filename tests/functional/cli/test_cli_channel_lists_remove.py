@@ -55,6 +55,10 @@ def test_channel_list_shows_every_channel_the_caller_can_reach(cli: Cli, channel
     page = listed(cli, "--offset", "1", "--limit", "2")
     assert page["total_count"] == everything["total_count"]
     assert [c["name"] for c in page["items"]] == [c["name"] for c in everything["items"][1:3]]
+    with cli.server.client() as http:  # type: ignore[attr-defined]
+        for bad in ({"offset": -1}, {"limit": -1}, {"limit": 10**6}, {"offset": 2**63}):
+            assert http.get("/channels", params=bad).status_code == 422, bad
+    assert "cannot be negative" in cli.run("channel", "--list", "-l", "-1", rc=2).stderr
     proc = cli.run("channel", "--list", "-l", "1")
     assert f"Showing channels 1-1 of {everything['total_count']}" in proc.stderr
     assert "conda-repo channel --list --offset 1" in proc.stderr

@@ -47,13 +47,10 @@ def _page(offset: int, limit: int) -> tuple[int, int]:
 
 
 @router.get("/channels")
-def list_channels(p: PrincipalDep, db: SessionDep, offset: int = 0, limit: int | None = None) -> dict[str, Any]:
+def list_channels(p: PrincipalDep, db: SessionDep, offset: int = Query(0, ge=0, le=1_000_000_000),
+                  limit: int | None = Query(None, ge=0, le=10_000)) -> dict[str, Any]:
     """Every top-level channel the caller can reach (anonymous callers: the public ones); without
     ``limit`` all of them, as conda-repo-cli's wizard expects."""
-    if limit is not None:
-        offset, limit = _page(offset, limit)
-    elif offset < 0:
-        _page(offset, 0)
     total, page = channels.visible_channels_page(db, p, offset, limit)
     return {"total_count": total, "items": [channels.channel_json(db, c) for c in page]}
 
