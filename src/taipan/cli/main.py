@@ -110,7 +110,6 @@ CLI_HINTS = {
     "invalid_token": "Sign in again with `conda-repo login` (the stored token was removed or replaced)",
     "token_expired": "Sign in again with `conda-repo login`",
     "token_not_found": "`conda-repo auth --list` shows your tokens and their ids",
-    "unsupported_filetype": "Only conda packages (.conda, .tar.bz2) can be uploaded; pass -t conda",
 }
 TOKEN_OPTION_HINTS = {
     "invalid_token": "The token given with -t was removed or never existed; create one with "
@@ -140,7 +139,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "conda-repo") -> int:
         handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
         logging.getLogger("taipan").addHandler(handler)
         logging.getLogger("taipan").setLevel(logging.DEBUG)
-    out = Output(quiet=args.quiet, verbose=args.verbose)
+    out = Output(quiet=args.quiet, verbose=args.verbose, prog=prog)
     if not hasattr(args, "func"):
         parser.print_help(sys.stderr)
         return ExitCode.USAGE

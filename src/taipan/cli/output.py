@@ -6,6 +6,7 @@ rich honours NO_COLOR and drops styling when the stream is not a terminal, so pi
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -16,11 +17,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+# `conda-repo channel ...` or `conda repo channel ...`, not conda-repo-cli nor "conda repository".
+COMMAND_PREFIX = re.compile(r"\bconda[- ]repo\b(?![-\w])")
+
 
 class Output:
-    def __init__(self, quiet: bool = False, verbose: bool = False) -> None:
+    def __init__(self, quiet: bool = False, verbose: bool = False, prog: str = "conda-repo") -> None:
         self.quiet = quiet
         self.verbose = verbose
+        self.prog = prog
         # A pipe has no width; a wide virtual terminal keeps table rows on one line each.
         out_width = None if sys.stdout.isatty() else 200
         err_width = None if sys.stderr.isatty() else 200
@@ -28,22 +33,27 @@ class Output:
         self.err = Console(file=sys.stderr, width=err_width, highlight=False, soft_wrap=True)
 
     # -- messages (stderr) ------------------------------------------------------------------
+    def commands(self, text: str) -> str:
+        """Name commands the way the user ran us: hints (ours and the server's, which says
+        `conda repo ...`) come out as `conda repo ...` under conda and `conda-repo ...` otherwise."""
+        return COMMAND_PREFIX.sub(self.prog, text)
+
     def info(self, message: str) -> None:
         if not self.quiet:
-            self.err.print(escape(message))
+            self.err.print(escape(self.commands(message)))
 
     def success(self, message: str) -> None:
         if not self.quiet:
-            self.err.print(f"[green]{escape(message)}[/green]")
+            self.err.print(f"[green]{escape(self.commands(message))}[/green]")
 
     def warn(self, message: str) -> None:
-        self.err.print(f"[yellow]warning:[/yellow] {escape(message)}")
+        self.err.print(f"[yellow]warning:[/yellow] {escape(self.commands(message))}")
 
     def error(self, message: str, hint: str = "") -> None:
         # One line per error, so logs and scripts can grep it; the hint says what to do next.
-        text = f"[bold red]error:[/bold red] {escape(message)}"
+        text = f"[bold red]error:[/bold red] {escape(self.commands(message))}"
         if hint:
-            text += f" [dim](hint: {escape(hint)})[/dim]"
+            text += f" [dim](hint: {escape(self.commands(hint))})[/dim]"
         self.err.print(text)
 
     def debug(self, message: str) -> None:

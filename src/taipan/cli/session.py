@@ -28,8 +28,9 @@ def password_session(ctx: Context, username: str | None = None,
     client = ctx.client
     client.token = None  # the login call must not carry an old, maybe expired, API token
     attempts = 1 if password else MAX_ATTEMPTS
+    typed = ""  # a username typed at the prompt is asked again after a failure (it may be the typo)
     for attempt in range(1, attempts + 1):
-        user = username or ctx.ask("Username: ").strip()
+        user = username or ctx.ask(f"Username [{typed}]: " if typed else "Username: ").strip() or typed
         if not user:
             raise InvalidInput("A username is required", "Pass --username or type it at the prompt")
         secret = password if password else ctx.ask_secret("Password: ")
@@ -40,7 +41,7 @@ def password_session(ctx: Context, username: str | None = None,
                 raise Unauthenticated(exc.message or "Invalid username or password",
                                       exc.hint or "Check the username and password") from exc
             ctx.out.error(exc.message or "Invalid username or password", "Try again")
-            username = username or user
+            typed = "" if username else user
             continue
         client.session_token = answer["token"]
         answer.setdefault("username", user)

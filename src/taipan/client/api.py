@@ -17,16 +17,14 @@ import httpx
 
 from taipan import __version__
 from taipan.client.errors import connection_error, error_from_response
+from taipan.domain.detect import PACKAGE_TYPES
 from taipan.domain.names import split_channel_path
 
 log = logging.getLogger("taipan.client")
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, read=300.0)
-# Multipart `filetype` values the server understands, keyed by the CLI's --package-type names.
-UPLOAD_FILETYPES: dict[str, str] = {
-    "conda": "conda1", "env": "anaconda_env", "ipynb": "jupyter_notebook",
-    "project": "anaconda_project", "pypi": "bdist_wheel", "sbom": "sbom",
-}
+# Multipart `filetype` values, keyed by the CLI's --package-type names (those conda-repo-cli sends).
+UPLOAD_FILETYPES: dict[str, str] = PACKAGE_TYPES
 
 Json = dict[str, Any]
 
@@ -152,8 +150,12 @@ class TaipanClient:
         return self.request_json("PUT", "/system/settings", json=settings)
 
     # -- channels ---------------------------------------------------------------------------
-    def channels(self) -> Json:
-        return self.request_json("GET", "/channels")
+    def channels(self, offset: int = 0, limit: int | None = None) -> Json:
+        """Every channel the caller can reach (public ones too); without ``limit``, all of them."""
+        params: Json = {"offset": offset}
+        if limit is not None:
+            params["limit"] = limit
+        return self.request_json("GET", "/channels", params=params)
 
     def create_channel(self, path: str) -> Json:
         channel, sub = split_channel_path(path)

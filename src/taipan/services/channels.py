@@ -215,6 +215,14 @@ def visible_channels(db: Session, p: Principal, *, owned_only: bool = False,
     return [c for c in channels if can_read(p, c)]
 
 
+def visible_channels_page(db: Session, p: Principal, offset: int = 0,
+                          limit: int | None = None) -> tuple[int, list[Channel]]:
+    """One page of the top-level channels ``p`` can reach, and how many there are in all."""
+    channels = visible_channels(db, p)
+    end = None if limit is None else offset + limit
+    return len(channels), channels[offset:end]
+
+
 def channel_json(db: Session, channel: Channel) -> dict[str, Any]:
     artifacts = db.scalar(select(func.count(func.distinct(File.name))).where(File.channel_id == channel.id))
     subs = db.scalar(select(func.count()).select_from(Channel).where(Channel.parent_id == channel.id))

@@ -53,7 +53,7 @@ def test_create_show_privacy_history_remove(cli: Cli) -> None:
     events = json.loads(cli.run("channel", "--history", name, "--json").stdout)["items"]
     assert "channel_created" in {e["event_type"] for e in events}
     assert "channel_created" in cli.run("channel", "--history", name, "-l", "5").stdout
-    cli.run("channel", "--remove", name)
+    cli.run("channel", "--remove", name, "--force")
     proc = cli.run("channel", "--show", name, rc=4)
     assert len(proc.stderr.strip().splitlines()) == 1 and "does not exist" in proc.stderr
 
@@ -87,7 +87,7 @@ def test_upload_several_files_to_several_channels(cli: Cli, channel: Callable[..
     assert world["ckey"] == "linux-64/world-2.0-h1_0.tar.bz2" and world["filename"] == "world-2.0-h1_0.tar.bz2"
     assert world["platform"] == "linux-64" and world["version"] == "2.0"
     assert "cve_score" in world and "cve_status" in world and "metadata" in world
-    assert "already exists" in cli.run("upload", str(conda_packages["hello"]), "-c", a, rc=5).stderr
+    assert "the same file is already there" in cli.run("upload", str(conda_packages["hello"]), "-c", a).stderr
 
 
 def test_upload_default_channel_from_condarc_then_account(cli: Cli, channel: Callable[..., str],

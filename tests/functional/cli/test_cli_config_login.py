@@ -106,10 +106,17 @@ def test_interactive_login_allows_three_attempts(fresh_cli: Cli) -> None:
     child = pexpect.spawn(CONDA_REPO, ["login", "--hostname", unique("tty")], env=fresh_cli.env,
                           encoding="utf-8", timeout=30)
     child.expect("Username: ")
+    child.sendline("admni")  # the typo is in the username, so it is asked again (the last one as default)
+    child.expect("Password: ")
+    child.sendline(fresh_cli.server.admin_password)  # type: ignore[attr-defined]
+    child.expect("Invalid")
+    child.expect(r"Username \[admni\]: ")
     child.sendline("admin")
     child.expect("Password: ")
     child.sendline("not-it")
     child.expect("Invalid")
+    child.expect(r"Username \[admin\]: ")
+    child.sendline("")  # Enter keeps it
     child.expect("Password: ")
     child.sendline(fresh_cli.server.admin_password)  # type: ignore[attr-defined]
     child.expect("login as ADMIN successful")
@@ -138,14 +145,17 @@ def test_expired_token_is_one_line_error(cli: Cli) -> None:
 
 def test_401_on_a_tty_asks_to_sign_in_and_retries(fresh_cli: Cli) -> None:
     fresh_cli.run("config", "--set", "sites.local.url", fresh_cli.server.api)  # type: ignore[attr-defined]
-    child = pexpect.spawn(CONDA_REPO, ["channel", "--list"], env=fresh_cli.env, encoding="utf-8", timeout=30)
+    # (channel --list works signed out: it lists the public channels; creating one needs a sign-in.)
+    name = unique("relogin")
+    child = pexpect.spawn(CONDA_REPO, ["channel", "--create", name], env=fresh_cli.env, encoding="utf-8",
+                          timeout=30)
     child.expect("requires authentication, please sign in:")
     child.expect("Username: ")
     child.sendline("admin")
     child.expect("Password: ")
     child.sendline(fresh_cli.server.admin_password)  # type: ignore[attr-defined]
     child.expect("login as ADMIN successful")
-    child.expect("channel\\(s\\)")
+    child.expect(f"Channel {name} created")
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0

@@ -20,7 +20,7 @@ def test_site_url_without_api_suffix_says_so(write_site, mock_server, isolated: 
     assert main(["channel", "--list"]) == ExitCode.NOT_FOUND
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert "no API endpoint GET /account/channels" in err and "/api" in err.split("hint:")[1]
+    assert "no API endpoint GET /channels" in err and "/api" in err.split("hint:")[1]
 
 
 def test_domain_not_found_keeps_the_server_message(write_site, mock_server, isolated: Path,  # type: ignore[no-untyped-def]

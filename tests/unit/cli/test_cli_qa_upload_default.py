@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+from test_cli_wizard_upload import tiny_tar_bz2
 
 from taipan.cli.condarc import site_channel_name
 from taipan.cli.main import main
@@ -30,8 +31,7 @@ def test_stock_anaconda_default_channels_do_not_pick_a_channel_here(  # type: ig
                                        "  - https://repo.anaconda.com/pkgs/r\n"
                                        f"  - {API}/repo/snakes\n")
     seen = mock_server(lambda r: httpx.Response(201, json={}))
-    f = tmp_path / "a-1-0.tar.bz2"
-    f.write_bytes(b"BZh9" + b"0" * 10)
+    f = tiny_tar_bz2(tmp_path / "a-1-0.tar.bz2")
     assert main(["upload", str(f)]) == 0
     assert [r.url.path for r in seen] == ["/api/channels/snakes/artifacts"]
 
@@ -47,7 +47,6 @@ def test_only_foreign_default_channels_fall_back_to_the_account(  # type: ignore
         return httpx.Response(201, json={})
 
     seen = mock_server(handler)
-    f = tmp_path / "a-1-0.tar.bz2"
-    f.write_bytes(b"BZh9" + b"0" * 10)
+    f = tiny_tar_bz2(tmp_path / "a-1-0.tar.bz2")
     assert main(["upload", str(f)]) == 0
     assert [r.url.path for r in seen] == ["/api/account", "/api/channels/mine/artifacts"]

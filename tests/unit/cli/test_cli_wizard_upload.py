@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import yaml
 
 from taipan.cli.commands.upload import detect_type
 from taipan.cli.main import main
+from taipan.domain.detect import Detected
 from taipan.errors import InvalidInput
 
 CHANNELS = {"total_count": 2, "items": [
@@ -51,22 +53,36 @@ def test_wizard_declined_changes_nothing(write_site, mock_server, isolated: Path
     assert not target.exists()
 
 
+def tiny_tar_bz2(path: Path) -> Path:
+    """A .tar.bz2 with info/index.json: what upload's content detection calls a conda package."""
+    with tarfile.open(path, "w:bz2") as tar:
+        data = b'{"name": "a", "version": "1", "build": "0", "subdir": "noarch"}'
+        info = tarfile.TarInfo("info/index.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return path
+
+
 def test_detect_type(tmp_path: Path) -> None:
     conda = tmp_path / "x-1-0.conda"
     with zipfile.ZipFile(conda, "w") as zf:
         zf.writestr("metadata.json", "{}")
         zf.writestr("info-x-1-0.tar.zst", b"")
-    assert detect_type(conda) == "conda"
+        zf.writestr("pkg-x-1-0.tar.zst", b"")
+    assert detect_type(conda).kind == "conda"
     renamed = tmp_path / "x-1-0.pkg"  # by content, even without the extension
     renamed.write_bytes(conda.read_bytes())
-    assert detect_type(renamed) == "conda"
-    bz2 = tmp_path / "x-1-0.tar.bz2"
-    bz2.write_bytes(b"BZh91AY&SY")
-    assert detect_type(bz2) == "conda"
+    assert detect_type(renamed).kind == "conda"
+    assert detect_type(tiny_tar_bz2(tmp_path / "x-1-0.tar.bz2")).kind == "conda"
+    fake = tmp_path / "y-1-0.tar.bz2"  # the name and the magic bytes are not enough
+    fake.write_bytes(b"BZh91AY&SY")
+    with pytest.raises(InvalidInput, match="Cannot tell"):
+        detect_type(fake)
     wheel = tmp_path / "x-1.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("x-1.0.dist-info/METADATA", "Name: x\n")
         zf.writestr("x-1.0.dist-info/WHEEL", "")
-    assert detect_type(wheel) == "pypi"
+    assert detect_type(wheel) == Detected("pypi", "a Python wheel")
     junk = tmp_path / "junk.bin"
     junk.write_bytes(b"\x00\x01")
     with pytest.raises(InvalidInput, match="package-type"):
@@ -78,8 +94,7 @@ def test_upload_default_channel_comes_from_condarc(write_site, mock_server, isol
     write_site(isolated)
     (isolated / ".condarc").write_text("default_channels:\n  - fromrc\n")
     seen = mock_server(lambda r: httpx.Response(201, json={}))
-    f = tmp_path / "a-1-0.tar.bz2"
-    f.write_bytes(b"BZh9" + b"0" * 10)
+    f = tiny_tar_bz2(tmp_path / "a-1-0.tar.bz2")
     assert main(["upload", str(f)]) == 0
     assert seen[-1].url.path == "/api/channels/fromrc/artifacts"
 
@@ -94,8 +109,7 @@ def test_upload_falls_back_to_account_channel(write_site, mock_server, isolated:
         return httpx.Response(201, json={})
 
     seen = mock_server(handler)
-    f = tmp_path / "a-1-0.tar.bz2"
-    f.write_bytes(b"BZh9" + b"0" * 10)
+    f = tiny_tar_bz2(tmp_path / "a-1-0.tar.bz2")
     assert main(["upload", str(f), str(f)]) == 0
     assert [r.url.path for r in seen] == ["/api/account", "/api/channels/mine/artifacts",
                                           "/api/channels/mine/artifacts"]

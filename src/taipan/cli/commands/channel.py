@@ -8,23 +8,26 @@ from typing import Any
 
 from taipan.cli.context import Context
 from taipan.cli.exitcodes import ExitCode
-from taipan.cli.paging import all_items, items_of
+from taipan.cli.paging import all_items, items_of, rest_note, window
 from taipan.cli.specs import PackageSpec, file_field, file_name, file_package, file_platform, matches
 from taipan.domain.names import split_channel_path
-from taipan.errors import InvalidInput, NotFound
+from taipan.errors import InvalidInput, NotFound, TaipanError
 
 FAMILIES = ("conda", "python", "cran", "anaconda_project", "anaconda_env", "notebook", "gra")
 PRIVACY = {"lock": "private", "soft_lock": "authenticated", "unlock": "public"}
+HISTORY_LIMIT = 50
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("channel", help="manage channels and list their contents",
                               description="Manage channels (CHANNEL or CHANNEL/SUBCHANNEL).")
     act = p.add_mutually_exclusive_group(required=True)
-    act.add_argument("--list", action="store_true", help="list the channels you own or can reach")
+    act.add_argument("--list", action="store_true",
+                     help="list the channels you can reach (signed out: the public ones)")
     act.add_argument("--show", metavar="CHANNEL", help="show a channel's details")
     act.add_argument("--create", metavar="CHANNEL", help="create a channel (or CHANNEL/SUBCHANNEL)")
-    act.add_argument("--remove", metavar="CHANNEL", help="delete a channel and its packages")
+    act.add_argument("--remove", metavar="CHANNEL",
+                     help="delete a channel with its packages, subchannels and mirrors (asks first)")
     act.add_argument("--lock", metavar="CHANNEL", help="make a channel private")
     act.add_argument("--soft-lock", metavar="CHANNEL", help="let only signed-in users see a channel")
     act.add_argument("--unlock", metavar="CHANNEL", help="make a channel public")
@@ -38,7 +41,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--full-details", action="store_true",
                    help="with --list-files: every file as JSON; with --show: include subchannels")
     p.add_argument("-o", "--offset", type=int, default=0, help="skip this many items (default 0)")
-    p.add_argument("-l", "--limit", type=int, default=50, help="show at most this many items (default 50)")
+    p.add_argument("-l", "--limit", type=int, default=None,
+                   help=f"show at most this many items (default: all; {HISTORY_LIMIT} for --history)")
+    p.add_argument("-f", "--force", action="store_true", help="with --remove: do not ask for confirmation")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 
@@ -47,14 +52,28 @@ def _owners(ch: dict[str, Any]) -> str:
     return ", ".join(str(o) for o in ch.get("owners") or [])
 
 
+def _more(ctx: Context, args: argparse.Namespace, action: str, shown: int, total: int | None,
+          noun: str) -> None:
+    """Never stop short in silence: say what was left out and the command that shows it."""
+    note = rest_note(args.offset, shown, total, noun)
+    if note and total is not None and args.offset + shown < total:
+        ctx.out.info(f"{note}; `conda-repo channel {action} --offset {args.offset + shown}` shows the next ones")
+    elif note:
+        ctx.out.info(note)
+
+
 def list_channels(ctx: Context, args: argparse.Namespace) -> None:
-    page = ctx.client.account_channels()
+    # GET /channels: every channel the caller can reach, public ones included, as the seed's
+    # "channels you have access to" (GET /account/channels lists only the caller's own).
+    items, total = window(lambda o, n: ctx.client.channels(o, n), args.offset, args.limit)
+    total = len(items) + args.offset if total is None else total
     if args.json:
-        return ctx.out.json(page)
+        return ctx.out.json({"total_count": total, "items": items})
     rows = [(c.get("name"), c.get("privacy"), c.get("artifact_count"), c.get("subchannel_count"),
-             c.get("mirror_count"), "yes" if c.get("frozen") else "", _owners(c)) for c in items_of(page)]
+             c.get("mirror_count"), "yes" if c.get("frozen") else "", _owners(c)) for c in items]
     ctx.out.table(["Name", "Privacy", "Artifacts", "Subchannels", "Mirrors", "Frozen", "Owners"], rows)
-    ctx.out.info(f"{page.get('total_count', len(rows))} channel(s)")
+    ctx.out.info(f"{total} channel(s)")
+    _more(ctx, args, "--list", len(rows), total, "channels")
 
 
 def show_channel(ctx: Context, args: argparse.Namespace) -> None:
@@ -81,19 +100,23 @@ def _version(pkg: dict[str, Any]) -> Any:
 
 
 def list_packages(ctx: Context, args: argparse.Namespace) -> None:
-    pages = {path: ctx.client.artifacts(path, args.offset, args.limit) for path in args.list_packages}
+    pages: dict[str, dict[str, Any]] = {}
+    for path in args.list_packages:
+        items, total = window(lambda o, n, path=path: ctx.client.artifacts(path, o, n), args.offset, args.limit)
+        pages[path] = {"total_count": len(items) + args.offset if total is None else total, "items": items}
     if args.json:
         return ctx.out.json(pages)
     for path, page in pages.items():
         rows = []
-        for pkg in items_of(page):
+        for pkg in page["items"]:
             meta = pkg.get("metadata") or {}
             rows.append((pkg.get("name"), pkg.get("family"), _version(pkg),
                          ", ".join(meta.get("subdirs") or []), meta.get("license"),
                          pkg.get("file_count"), pkg.get("download_count"), meta.get("summary")))
-        total = page.get("total_count", len(rows))
+        total = page["total_count"]
         ctx.out.table(["Name", "Family", "Version", "Platforms", "License", "Files", "Downloads", "Summary"],
                       rows, title=f"{path}: {total} package(s)")
+        _more(ctx, args, f"--list-packages {path}", len(rows), total, "packages")
 
 
 def _spec_files(ctx: Context, args: argparse.Namespace, spec: PackageSpec) -> list[dict[str, Any]]:
@@ -142,12 +165,40 @@ def list_files(ctx: Context, args: argparse.Namespace) -> None:
 
 
 def history(ctx: Context, args: argparse.Namespace) -> None:
-    page = ctx.client.history(args.history, args.offset, args.limit)
+    limit = HISTORY_LIMIT if args.limit is None else args.limit  # newest first: the recent ones matter
+    page = ctx.client.history(args.history, args.offset, limit)
     if args.json:
         return ctx.out.json(page)
     rows = [(e.get("created"), e.get("event_type"), json.dumps(e.get("data") or {}, sort_keys=True))
             for e in items_of(page)]
     ctx.out.table(["Created", "Event", "Details"], rows, title=f"History of {args.history}")
+    total = page.get("total_count") if isinstance(page, dict) else None
+    _more(ctx, args, f"--history {args.history}", len(rows), None if total is None else int(total), "events")
+
+
+def remove_channel(ctx: Context, args: argparse.Namespace) -> None:
+    """Delete a channel, after saying what goes with it and getting a yes (or -f/--force)."""
+    path = args.remove
+    channel = ctx.client.channel(path)  # a missing channel fails here, before any question
+    if not args.force:
+        parts = [f"{channel.get('artifact_count') or 0} package(s)"]
+        if split_channel_path(path)[1] is None:
+            parts.append(f"{channel.get('subchannel_count') or 0} subchannel(s)")
+        parts.append(f"{channel.get('mirror_count') or 0} mirror(s)")
+        what = f"channel {path} with its {', '.join(parts)}"
+        if not ctx.interactive:
+            raise InvalidInput(f"Not removing {what}: confirmation is needed and there is no terminal to ask",
+                               f"Pass -f/--force to remove it: `conda-repo channel --remove {path} --force`",
+                               code="confirmation_required")
+        try:
+            confirmed = ctx.confirm(f"Remove {what}? This cannot be undone. [y/N]: ", default=False)
+        except InvalidInput:
+            confirmed = False
+        if not confirmed:
+            raise TaipanError(f"Channel {path} was not removed", "Answer y, or pass -f/--force",
+                              code="cancelled")
+    ctx.client.delete_channel(path)
+    ctx.out.success(f"Channel {path} removed")
 
 
 def _update(ctx: Context, path: str, changes: dict[str, Any], done: str) -> None:
@@ -158,7 +209,7 @@ def _update(ctx: Context, path: str, changes: dict[str, Any], done: str) -> None
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    if args.offset < 0 or args.limit < 0:
+    if args.offset < 0 or (args.limit is not None and args.limit < 0):
         raise InvalidInput("--offset and --limit cannot be negative", "Give 0 or more")
     if args.list:
         list_channels(ctx, args)
@@ -170,8 +221,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             ctx.out.json(created)
         ctx.out.success(f"Channel {args.create} created")
     elif args.remove:
-        ctx.client.delete_channel(args.remove)
-        ctx.out.success(f"Channel {args.remove} removed")
+        remove_channel(ctx, args)
     elif args.list_packages:
         list_packages(ctx, args)
     elif args.list_files:

@@ -51,9 +51,12 @@ def _limit(default: int) -> Any:
 
 
 @router.get("/channels")
-def list_channels(p: PrincipalDep, db: SessionDep) -> dict[str, Any]:
-    items = [channels.channel_json(db, c) for c in channels.visible_channels(db, p)]
-    return {"total_count": len(items), "items": items}
+def list_channels(p: PrincipalDep, db: SessionDep, offset: int = Query(0, ge=0, le=1_000_000_000),
+                  limit: int | None = Query(None, ge=0, le=10_000)) -> dict[str, Any]:
+    """Every top-level channel the caller can reach (anonymous callers: the public ones); without
+    ``limit`` all of them, as conda-repo-cli's wizard expects."""
+    total, page = channels.visible_channels_page(db, p, offset, limit)
+    return {"total_count": total, "items": [channels.channel_json(db, c) for c in page]}
 
 
 @router.post("/channels", status_code=201)
