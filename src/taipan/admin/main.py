@@ -59,7 +59,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if (args.server or settings.server.http_server) == "granian":
         return _serve_granian(args, settings, host, port)
     uvicorn.run("taipan.web.app:app_from_env", factory=True, host=host, port=port,
-                workers=args.workers or settings.server.workers, log_level=args.log_level,
+                # Levels come from log_config alone: uvicorn's log_level would also lower the access
+                # logger to --log-level, silencing --access-log.
+                workers=args.workers or settings.server.workers, log_level=None,
                 log_config=log_config(args.log_level, json_lines=settings.observability.json_logs),
                 access_log=args.access_log, timeout_graceful_shutdown=settings.server.graceful_shutdown,
                 **_http_protocol(settings))
