@@ -107,17 +107,17 @@ def check_filetype(filetype: str | None) -> None:
                                code="unsupported_filetype")
 
 
-def choose_family(filetype: str | None, filename: str, head: bytes) -> Family:
+def choose_family(filetype: str | None, filename: str, head: bytes, path: Path | None = None) -> Family:
     """The family an upload belongs to: named by its ``filetype`` form field (conda-repo-cli's
     values), else recognised from its name and first bytes. A file that is plainly of another family
     than the one named is refused with what it really is."""
     wanted = (filetype or "").strip()
-    sniffed = next((f for f in families.implemented() if f.sniff(filename, head)), None)
+    sniffed = next((f for f in families.implemented() if f.sniff(filename, head, path)), None)
     if not wanted:
         return sniffed or families.get("conda")
     check_filetype(wanted)
     family = families.get(families.UPLOAD_TYPES[wanted])
-    if sniffed is not None and sniffed is not family and not family.sniff(filename, head):
+    if sniffed is not None and sniffed is not family and not family.sniff(filename, head, path):
         raise InvalidInput(f"{filename} is a {sniffed.title}, not a {family.title}",
                            f"Upload it as a {sniffed.title} (or leave the type out to detect it)",
                            code="wrong_filetype")
@@ -133,7 +133,7 @@ def upload(db: Session, blobs: BlobStore, p: Principal, channel: Channel, spoole
         raise InvalidInput(f"The upload has {spooled.size} bytes but {declared_size} were declared",
                            "The transfer was cut short; upload the file again", code="size_mismatch")
     validate_filename(filename)
-    family = choose_family(filetype, filename, spooled.head)
+    family = choose_family(filetype, filename, spooled.head, spooled.path)
     # Everything that can refuse the file is checked before anything is stored.
     art = family.read_upload(spooled.path, filename, sha256=spooled.sha256, md5=spooled.md5, size=spooled.size)
     if checks is not None:

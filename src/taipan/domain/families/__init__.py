@@ -6,11 +6,12 @@ before this server can store files of that family; ``get`` returns only implemen
 
 from __future__ import annotations
 
-from taipan.domain.families.base import Artifact, Family, IndexFiles, PartitionIndex
+from taipan.domain.families.base import Artifact, Family, IndexFiles, PartitionIndex, SbomDependency, SbomInfo
 from taipan.domain.families.conda import CONDA
 from taipan.errors import InvalidInput
 
-__all__ = ["Artifact", "Family", "IndexFiles", "PartitionIndex", "KNOWN", "get", "implemented",
+__all__ = ["Artifact", "Family", "IndexFiles", "PartitionIndex", "SbomDependency", "SbomInfo",
+           "KNOWN", "get", "implemented",
            "for_upload_type", "for_root", "all_roots", "UPLOAD_TYPES", "check_known"]
 
 KNOWN: tuple[str, ...] = ("conda", "python", "cran", "anaconda_project", "anaconda_env", "notebook", "gra",

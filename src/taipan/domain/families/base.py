@@ -48,6 +48,30 @@ class IndexFiles:
     etags: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class SbomDependency:
+    """A dependency an artifact declares: its package name, the requirement as written, a purl."""
+
+    name: str
+    requirement: str
+    purl: str | None = None
+
+
+@dataclass(frozen=True)
+class SbomInfo:
+    """What an SBOM says of one artifact as a package; the SBOM service adds digests, files and
+    vulnerabilities. ``license`` is the declared text; the service decides if it is SPDX."""
+
+    name: str
+    version: str
+    purl: str
+    license: str | None = None
+    supplier: str | None = None
+    homepage: str | None = None
+    summary: str | None = None
+    dependencies: tuple[SbomDependency, ...] = ()
+
+
 class PartitionIndex(Protocol):
     """The incremental index of one partition: fed file rows, builds the partition's files."""
 
@@ -67,13 +91,25 @@ class Family(Protocol):
     upload_types: frozenset[str]
     # First path segments under /api/repo/<channel>/ that this family serves.
     roots: frozenset[str]
+    # Whether files of this family can be yanked (PEP 592) instead of removed.
+    yankable: bool
 
-    def sniff(self, filename: str, head: bytes) -> bool:
-        """A cheap guess from the name and first bytes: could this file be of this family?"""
+    def sniff(self, filename: str, head: bytes, path: Path | None = None) -> bool:
+        """A cheap guess from the name and first bytes (and, when given, the spooled file itself,
+        e.g. to look for a member of a tarball): could this file be of this family?"""
 
-    def read_upload(self, path: Path, filename: str, *, sha256: str, md5: str, size: int) -> Artifact:
+    def read_upload(self, path: Path, filename: str, *, sha256: str, md5: str, size: int,
+                    subdir: str | None = None) -> Artifact:
         """Read and validate an uploaded file (already hashed) completely; raise InvalidInput with a
-        hint if it is bad. The record carries the digests and size in the family's own fields."""
+        hint if it is bad. The record carries the digests and size in the family's own fields.
+        ``subdir`` is a partition the client asked for (e.g. an R binary tree), when it may."""
+
+    def install_command(self, name: str, repo_url: str) -> str:
+        """How a user installs package ``name`` from the channel at ``repo_url`` (shown in the UI)."""
+
+    def sbom_info(self, record: Mapping[str, Any], meta: Mapping[str, Any], *, channel_url: str,
+                  subdir: str) -> SbomInfo | None:
+        """The artifact as an SBOM package, or None when this family has no SBOM."""
 
     def version_key(self, version: str) -> Any:
         """A sort key ordering versions as this family's clients do."""

@@ -22,7 +22,7 @@ from taipan.domain.conda import (
     sniff_conda_format,
 )
 from taipan.domain.conda_archive import read_package_info
-from taipan.domain.families.base import Artifact, IndexFiles
+from taipan.domain.families.base import Artifact, IndexFiles, SbomDependency, SbomInfo
 from taipan.domain.names import SUBDIR_SET
 from taipan.errors import InvalidInput
 
@@ -124,11 +124,13 @@ class CondaFamily:
     title = "conda package"
     upload_types = frozenset({"", "conda1", "conda", "conda_package", "conda_package_1", "conda_package_2"})
     roots = frozenset(SUBDIR_SET | {"channeldata.json"})
+    yankable = False
 
-    def sniff(self, filename: str, head: bytes) -> bool:
+    def sniff(self, filename: str, head: bytes, path: Path | None = None) -> bool:
         return filename.endswith(CONDA_EXTS) and sniff_conda_format(head) is not None
 
-    def read_upload(self, path: Path, filename: str, *, sha256: str, md5: str, size: int) -> Artifact:
+    def read_upload(self, path: Path, filename: str, *, sha256: str, md5: str, size: int,
+                    subdir: str | None = None) -> Artifact:
         fn = parse_conda_filename(filename)
         with open(path, "rb") as fh:
             fmt = sniff_conda_format(fh.read(8))
@@ -149,6 +151,20 @@ class CondaFamily:
 
     def version_key(self, version: str) -> Any:
         return rd.version_key(version)
+
+    def install_command(self, name: str, repo_url: str) -> str:
+        return f"conda install -c {repo_url} {name}"
+
+    def sbom_info(self, record: Mapping[str, Any], meta: Mapping[str, Any], *, channel_url: str,
+                  subdir: str) -> SbomInfo | None:
+        about = meta.get("about.json") or {}
+        deps = tuple(SbomDependency(name=str(d).split()[0], requirement=str(d),
+                                    purl=f"pkg:conda/{str(d).split()[0]}")
+                     for d in record.get("depends") or ())
+        name, version = str(record.get("name")), str(record.get("version"))
+        purl = f"pkg:conda/{name}@{version}?build={record.get('build')}&channel={channel_url}&subdir={subdir}"
+        return SbomInfo(name=name, version=version, purl=purl, license=record.get("license"),
+                        homepage=about.get("home"), summary=about.get("summary"), dependencies=deps)
 
     def normalize_name(self, name: str) -> str:
         return name.strip().lower()
