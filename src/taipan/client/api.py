@@ -222,6 +222,22 @@ class TaipanClient:
         return self.request_json("GET", "/artifacts", params=params)
 
 
+    # -- CVEs -------------------------------------------------------------------------------
+    def cves(self, offset: int = 0, limit: int = 50, **filters: Any) -> Json:
+        params: Json = {"offset": offset, "limit": limit}
+        params.update({k: v for k, v in filters.items() if v is not None})
+        return self.request_json("GET", "/cves", params=params)
+
+    def cve(self, cve_id: str) -> Json:
+        return self.request_json("GET", f"/cves/{quote(cve_id, safe='')}")
+
+    def cve_files(self, cve_id: str, offset: int = 0, limit: int = 50) -> Json:
+        return self.request_json("GET", f"/cves/{quote(cve_id, safe='')}/files",
+                                 params={"offset": offset, "limit": limit})
+
+    def curate_cve(self, cve_id: str, status: str, note: str = "") -> Json:
+        return self.request_json("PUT", f"/cves/{quote(cve_id, safe='')}", json={"status": status, "note": note})
+
 def probe(url: str, verify: bool | str = True, timeout: float = 5.0) -> bool:
     """Does a Taipan-like API answer at ``url`` (any HTTP answer below 500 counts)?"""
     try:
