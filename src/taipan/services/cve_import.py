@@ -176,7 +176,7 @@ def _apply(db: Session, batch: list[rules.CveRecord], table: dict[str, list[str]
     db.flush()
     keys = [(r.id, r.source) for r in changed]
     touched.update(db.execute(select(CveAffect.ecosystem, CveAffect.package).where(
-        tuple_(CveAffect.cve_id, CveAffect.source).in_(keys))).tuples())
+        tuple_(CveAffect.cve_id, CveAffect.source).in_(keys))).all())
     db.execute(delete(CveAffect).where(tuple_(CveAffect.cve_id, CveAffect.source).in_(keys)))
     rows = [row for rec in changed for row in _affect_rows(rec, table)]
     if rows:
