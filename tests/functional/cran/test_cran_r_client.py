@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+
 from conftest import rscript
 
 

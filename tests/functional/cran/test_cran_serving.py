@@ -15,7 +15,6 @@ import zipfile
 from pathlib import Path
 
 import httpx
-import pytest
 
 from taipan.domain.cran import parse_dcf
 
