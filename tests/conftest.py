@@ -203,6 +203,12 @@ def build_r_package(out_dir: Path, name: str, version: str, *, imports: tuple[st
 
 
 @pytest.fixture(scope="session")
+def r_bin() -> str:
+    """The path of Rscript (see rscript())."""
+    return rscript()
+
+
+@pytest.fixture(scope="session")
 def r_packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """tpdep 1.0, tpmain 0.9 and 1.0 (1.0 imports tpdep), built with R CMD build."""
     out = tmp_path_factory.mktemp("rpkgs")

@@ -1,7 +1,7 @@
 """R itself against Taipan channels: available.packages(), install.packages(type = "source") pulling in
 a dependency, an old version from src/contrib/Archive by URL, and a private channel with the token in
 the path or in the URL's user info (http://TOKEN:x-auth-token@host/...). Rscript is required on CI
-(tests/conftest.py's rscript() fails there when it is missing, and skips elsewhere)."""
+(tests/conftest.py's r_bin fixture fails there when it is missing, and skips elsewhere)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import uuid
 from pathlib import Path
 
 import httpx
-
-from conftest import rscript
 
 
 def _channel(server, privacy: str, packages: list[Path]) -> str:
@@ -26,10 +24,10 @@ def _channel(server, privacy: str, packages: list[Path]) -> str:
     return name
 
 
-def run_r(code: str, tmp_path: Path, **env: str) -> str:
+def run_r(r_bin: str, code: str, tmp_path: Path, **env: str) -> str:
     script = tmp_path / f"script-{uuid.uuid4().hex[:6]}.R"
     script.write_text(code)
-    proc = subprocess.run([rscript(), "--vanilla", str(script)], capture_output=True, text=True, timeout=300,
+    proc = subprocess.run([r_bin, "--vanilla", str(script)], capture_output=True, text=True, timeout=300,
                           env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "R_LIBS_USER": str(tmp_path / "none"),
                                "LANG": "C.UTF-8", **env})
     assert proc.returncode == 0, f"R failed:\n{proc.stdout}\n{proc.stderr}"
@@ -54,9 +52,9 @@ cat("OLD:", as.character(packageVersion("tpmain", lib.loc = old)), "\n")
 """
 
 
-def test_r_installs_a_package_and_its_dependency_and_an_archived_version(taipan_server, r_packages, tmp_path):
+def test_r_installs_a_package_and_its_dependency_and_an_archived_version(taipan_server, r_packages, r_bin, tmp_path):
     ch = _channel(taipan_server, "public", [r_packages["tpdep"], r_packages["tpmain-0.9"], r_packages["tpmain"]])
-    out = run_r(INSTALL, tmp_path, REPO=f"{taipan_server.url}/api/repo/{ch}", LIB=str(tmp_path / "lib"),
+    out = run_r(r_bin, INSTALL, tmp_path, REPO=f"{taipan_server.url}/api/repo/{ch}", LIB=str(tmp_path / "lib"),
                 OLDLIB=str(tmp_path / "oldlib"))
     assert "AVAILABLE: tpdep 1.0,tpmain 1.0 \n" in out
     assert "HELLO: tpmain 1.0 tpdep 1.0 \n" in out  # tpmain calls into tpdep, installed as its dependency
@@ -78,11 +76,11 @@ cat("WITHOUT TOKEN:", nrow(ap), "\n")
 """
 
 
-def test_r_uses_a_private_channel_with_its_token(taipan_server, r_packages, tmp_path):
+def test_r_uses_a_private_channel_with_its_token(taipan_server, r_packages, r_bin, tmp_path):
     ch = _channel(taipan_server, "private", [r_packages["tpdep"]])
     token = taipan_server.admin_token()
     host = f"127.0.0.1:{taipan_server.port}"
-    out = run_r(PRIVATE, tmp_path, LIB=str(tmp_path / "lib"), IN_PATH=f"http://{host}/api/repo/t/{token}/{ch}",
+    out = run_r(r_bin, PRIVATE, tmp_path, LIB=str(tmp_path / "lib"), IN_PATH=f"http://{host}/api/repo/t/{token}/{ch}",
                 IN_USERINFO=f"http://{token}:x-auth-token@{host}/api/repo/{ch}", NO_TOKEN=f"http://{host}/api/repo/{ch}")
     assert out.count("AVAILABLE: tpdep \n") == 2
     assert "INSTALLED: 1.0 \n" in out
