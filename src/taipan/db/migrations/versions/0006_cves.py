@@ -1,8 +1,8 @@
 """CVE store: cves, cve_affects, cve_files, cve_history, cpe_mappings, cve_sync_state; files get
 cve_score and cve_status, and an index on name (matching looks files up by package name)
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-03 04:00:00
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
