@@ -215,3 +215,19 @@ def test_mapping_edits_rematch(runtime):
         assert matched(db, ids[("myzlib", "1.2.11", "linux-64")]) == set()
         # A full rematch gives the same answer as the incremental ones.
         assert cve_matching.match_files(db, None)["files_with_cves"] == 1
+
+
+def test_hooks_for_sboms_and_reports(runtime):
+    from taipan.services import cve_hooks
+
+    with runtime.sessions() as db:
+        ids = add_files(db)
+        cve_import.import_paths(db, [DATA])
+        cves.curate(db, ADMIN, "CVE-2022-3602", "cleared")
+        fid = ids[("openssl", "3.0.6", "osx-arm64")]
+        vulns = cve_hooks.vulnerabilities_for(db, db.get(File, fid))
+        assert [(v.id, v.score, v.method, v.severity) for v in vulns] == [
+            ("CVE-2022-3602", 7.5, "CVSSv31", "high"), ("CVE-2023-0286", 7.4, "CVSSv31", "high")]
+        assert vulns[0].status == "cleared" and vulns[0].vector.startswith("CVSS:3.1/")
+        summaries = cve_hooks.cve_summaries(db, [fid, ids[("zlib", "1.2.13", "win-64")]])
+        assert summaries == {fid: cve_hooks.CveSummary(("CVE-2022-3602", "CVE-2023-0286"), 7.4)}
