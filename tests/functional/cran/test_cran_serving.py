@@ -77,7 +77,9 @@ def test_uploads_and_cran_like_serving(taipan_server, r_packages):
     assert r.headers["etag"] != first.headers["etag"]
     gz = httpx.get(f"{base}/src/contrib/PACKAGES.gz")
     assert gz.status_code == 200 and gzip.decompress(gz.content) == r.content
-    assert httpx.get(f"{base}/src/contrib/PACKAGES.rds").status_code == 404  # R falls back to PACKAGES.gz
+    rds = httpx.get(f"{base}/src/contrib/PACKAGES.rds")  # R's serialization: R reads it in test_cran_r_client
+    assert rds.status_code == 200 and gzip.decompress(rds.content).startswith(b"X\n")
+    assert rds.headers["etag"] != gz.headers["etag"]
     cond = httpx.get(f"{base}/src/contrib/PACKAGES", headers={"If-None-Match": r.headers["etag"]})
     assert cond.status_code == 304 and cond.content == b""
     head = httpx.head(f"{base}/src/contrib/PACKAGES.gz")
