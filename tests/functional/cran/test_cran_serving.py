@@ -93,6 +93,12 @@ def test_uploads_and_cran_like_serving(taipan_server, r_packages):
                  "src/contrib/Archive/tpdep/tpmain_0.9.tar.gz", "src/contrib/nothing_1.0.tar.gz",
                  "src/contrib/Archive/tpmain/../PACKAGES", "src/contrib/README", "src/other/PACKAGES"):
         assert httpx.get(f"{base}/{gone}").status_code == 404, gone
+    sbom = httpx.get(f"{base}/src/contrib/tpmain_1.0.tar.gz", params={"sbom": "download"})
+    assert sbom.status_code == 200 and "pkg:cran/tpmain@1.0" in sbom.text and "pkg:cran/tpdep" in sbom.text
+    assert "tpmain/DESCRIPTION" in sbom.text and "spdxVersion" in sbom.json()
+    cdx = httpx.get(f"{base}/src/contrib/Archive/tpmain/tpmain_0.9.tar.gz",
+                    params={"sbom": "download", "format": "cyclonedx"})
+    assert cdx.status_code == 200 and cdx.json()["bomFormat"] == "CycloneDX" and "pkg:cran/tpmain@0.9" in cdx.text
     ranged = httpx.get(f"{base}/src/contrib/tpmain_1.0.tar.gz", headers={"Range": "bytes=0-9"})
     assert ranged.status_code == 206 and ranged.content == data[:10]
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from packageurl import PackageURL
 
 from taipan.domain import cran
 from taipan.domain.families.base import Artifact, IndexFiles, SbomDependency, SbomInfo
@@ -115,12 +116,15 @@ class CranFamily:
                   subdir: str) -> SbomInfo | None:
         desc = meta.get("DESCRIPTION") or {}
         name, version = str(record.get("Package")), str(record.get("Version"))
-        deps = tuple(SbomDependency(name=n, requirement=req, purl=f"pkg:cran/{n}")
+        deps = tuple(SbomDependency(name=n, requirement=req, purl=PackageURL("cran", name=n).to_string())
                      for n, req in cran.dependencies(record))
         urls = [u.strip() for u in str(desc.get("URL") or "").replace("\n", ",").split(",") if u.strip()]
-        return SbomInfo(name=name, version=version, purl=f"pkg:cran/{name}@{version}",
+        return SbomInfo(name=name, version=version, purl=PackageURL("cran", name=name, version=version).to_string(),
                         license=record.get("License"), supplier=desc.get("Maintainer"),
                         homepage=urls[0] if urls else None, summary=desc.get("Title"), dependencies=deps)
+
+    def sbom_files(self, path: Path, filename: str) -> list[tuple[str, str, str]]:
+        return cran.package_files(path, filename)
 
     def partition_index(self, subdir: str) -> PackagesIndex:
         return PackagesIndex(subdir)
