@@ -212,6 +212,12 @@ class TaipanClient:
                 body["target_subchannel"] = sub
         return self.request_json("PUT", f"{channel_path_url(path)}/artifacts/bulk", json=body)
 
+    def yank(self, path: str, family: str, package: str, *, yanked: bool, reason: str = "",
+             version: str | None = None, ckeys: list[str] | None = None) -> Json:
+        body: Json = {"yanked": yanked, "reason": reason, "version": version, "ckeys": ckeys}
+        url = f"{channel_path_url(path)}/artifacts/{quote(family, safe='')}/{quote(package, safe='')}/yank"
+        return self.request_json("PUT", url, json=body)
+
     def search(self, query: str, offset: int = 0, limit: int = 50, sort: str | None = None,
                family: str | None = None) -> Json:
         params: Json = {"q": query, "offset": offset, "limit": limit}

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from taipan.db.models import Channel
+from taipan.domain import families
 from taipan.domain.conda import safe_basename
 from taipan.domain.permissions import PRIVACY_LEVELS, Principal, can_write_channel
 from taipan.errors import InvalidInput
@@ -92,9 +93,15 @@ def package_page(request: Request, name: str, p: VisitorDep, db: SessionDep,
     channel = _readable(db, p, request)
     total, files = artifacts.list_files(db, p, channel, family, name, 0, 0)
     latest = max(files, key=lambda f: f.created_at).meta or {}
+    repo_url = _repo_url(request, channel)
+    try:
+        install = families.get(family).install_command(name, repo_url)
+    except InvalidInput:  # a family this server no longer stores
+        install = None
+    about = latest.get("about.json") or {k: latest.get(k) for k in ("summary", "license", "home")}
     return render(request, "package.html", channel=channels.channel_json(db, channel), name=name,
-                  family=family, files=files, total=total, about=latest.get("about.json", {}),
-                  repo_url=_repo_url(request, channel))
+                  family=family, files=files, total=total, about=about, repo_url=repo_url,
+                  install_command=install)
 
 
 @router.post(CH + "/settings")
