@@ -36,7 +36,8 @@ def test_python_family_through_the_cli(cli: Cli, channel: Callable[..., str], py
     assert proc.returncode != 0 and "nosuch" in proc.stderr
 
     cli.run("copy", f"{src}::pyhello/1.0", "-d", dst, "--family", "python")
-    assert httpx.get(f"{taipan_server.url}/api/repo/{dst}/simple/pyhello/", headers={"X-Auth": token}).status_code == 200
+    copied = httpx.get(f"{taipan_server.url}/api/repo/{dst}/simple/pyhello/", headers={"X-Auth": token})
+    assert copied.status_code == 200
     cli.run("move", f"{src}::pyworld", "-d", dst, "--family", "python")
     moved = json.loads(cli.run("channel", "--list-packages", dst, "--json").stdout)[dst]["items"]
     assert {p["name"] for p in moved} == {"pyhello", "pyworld"}

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from pyclients import twine
+
 from pydists import build_wheel
 
 JSON = "application/vnd.pypi.simple.v1+json"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from pydists import build_sdist, build_wheel
 
+from pydists import build_sdist, build_wheel
 from taipan.domain.families import get
 from taipan.domain.families.python import PYTHON, SimpleIndex, parse_filename
 from taipan.errors import InvalidInput
