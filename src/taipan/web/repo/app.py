@@ -24,7 +24,7 @@ from taipan.errors import Forbidden, NotFound, TaipanError, Unauthenticated
 from taipan.runtime import Runtime
 from taipan.services.indexing import Publication
 from taipan.web.errors import error_response, taipan_error_response
-from taipan.web.repo import conda, python
+from taipan.web.repo import conda, files, python
 from taipan.web.repo.common import (
     CACHE_CONTROL,
     ChannelView,
@@ -51,6 +51,8 @@ class FamilyRoutes:
 HANDLERS: dict[str, FamilyRoutes] = {
     "conda": FamilyRoutes(conda.locate, conda.serve),
     "python": FamilyRoutes(python.locate, python.serve),
+    **{name: FamilyRoutes(files.locate, files.serve) for name in ("notebook", "anaconda_env", "anaconda_project",
+                                                                  "sbom")},
 }
 
 
