@@ -231,3 +231,42 @@ def test_hooks_for_sboms_and_reports(runtime):
         assert vulns[0].status == "cleared" and vulns[0].vector.startswith("CVSS:3.1/")
         summaries = cve_hooks.cve_summaries(db, [fid, ids[("zlib", "1.2.13", "win-64")]])
         assert summaries == {fid: cve_hooks.CveSummary(("CVE-2022-3602", "CVE-2023-0286"), 7.4)}
+
+
+def test_python_and_cran_files_compare_in_their_own_order(runtime, tmp_path):
+    """Python files by PEP 440 (2.0rc1 is before 2.0), R files by numeric_version (1.2-10 after 1.2-9),
+    both through the family registry; conda files of the same name see the OSV PyPI advisory too."""
+    advisories = [
+        {"id": "PYSEC-2099-2", "modified": "2024-01-01T00:00:00Z", "aliases": ["CVE-2099-2000"],
+         "affected": [{"package": {"ecosystem": "PyPI", "name": "Some_Lib"},
+                       "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "1.0"}, {"fixed": "2.0"}]}]}]},
+        {"id": "RSEC-2099-1", "modified": "2024-01-01T00:00:00Z",
+         "affected": [{"package": {"ecosystem": "CRAN", "name": "somepkg"},
+                       "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.2-10"}]}]}]},
+    ]
+    (tmp_path / "osv.json").write_text(json.dumps(advisories))
+    with runtime.sessions() as db:
+        channel = Channel(name="mixed", path="mixed")
+        db.add(channel)
+        db.flush()
+        rows = {}
+        for family, name, version, subdir in [("python", "some-lib", "2.0rc1", "simple"),
+                                              ("python", "some-lib", "2.0", "simple"),
+                                              ("conda", "some_lib", "1.5", "noarch"),
+                                              ("cran", "somepkg", "1.2-9", "src/contrib"),
+                                              ("cran", "somepkg", "1.2-10", "src/contrib"),
+                                              ("cran", "SomePkg", "1.0", "src/contrib")]:
+            fn = f"{name}-{version}.x"
+            f = File(channel_id=channel.id, family=family, name=name, version=version, subdir=subdir, filename=fn,
+                     ckey=f"{subdir}/{fn}", sha256="0" * 64, md5="0" * 32, size=1, record="{}")
+            db.add(f)
+            db.flush()
+            rows[(family, version)] = f.id
+        cve_import.import_paths(db, [tmp_path / "osv.json"])
+        db.commit()
+        assert matched(db, rows[("python", "2.0rc1")]) == {"CVE-2099-2000"}
+        assert matched(db, rows[("python", "2.0")]) == set()
+        assert matched(db, rows[("conda", "1.5")]) == {"CVE-2099-2000"}
+        assert matched(db, rows[("cran", "1.2-9")]) == {"RSEC-2099-1"}
+        assert matched(db, rows[("cran", "1.2-10")]) == set()
+        assert matched(db, rows[("cran", "1.0")]) == set()  # CRAN names are case-sensitive
