@@ -6,7 +6,9 @@ stanzas of ``PACKAGES``. Pure: no I/O beyond reading the archive it is given.
 
 from __future__ import annotations
 
+import hashlib
 import re
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -365,6 +367,41 @@ def read_package(path: Path, filename: str, *, subdir: str | None = None,
     return RPackage(name, version, target, desc, binary=True)
 
 
+def package_files(path: Path, filename: str, *, max_unpacked: int = MAX_UNPACKED) -> list[tuple[str, str, str]]:
+    """The files inside a stored R package as ``(path, sha1, sha256)``, for its SBOM (bounded like
+    an upload: at most MAX_MEMBERS files and ``max_unpacked`` bytes are read)."""
+    out: list[tuple[str, str, str]] = []
+    total = 0
+
+    def digest(name: str, fh: Any) -> None:
+        nonlocal total
+        sha1, sha256 = hashlib.sha1(usedforsecurity=False), hashlib.sha256()
+        while chunk := fh.read(1024 * 1024):
+            total += len(chunk)
+            if total > max_unpacked:
+                raise _too_big(filename, "unpacks to too much data")
+            sha1.update(chunk)
+            sha256.update(chunk)
+        out.append((name, sha1.hexdigest(), sha256.hexdigest()))
+
+    if filename.endswith(WINDOWS_EXT):
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist()[:MAX_MEMBERS]:
+                if not info.is_dir():
+                    with zf.open(info) as fh:
+                        digest(info.filename, fh)
+        return out
+    with tarfile.open(path, mode="r:gz") as tar:
+        for member in tar:
+            if member.isfile():
+                extracted = tar.extractfile(member)
+                if extracted is not None:
+                    digest(member.name, extracted)
+            if len(out) >= MAX_MEMBERS:
+                break
+    return out
+
+
 # -- records and PACKAGES ----------------------------------------------------------------------------
 
 def make_record(pkg: RPackage, *, md5: str, sha256: str, size: int) -> dict[str, Any]:
@@ -393,3 +430,49 @@ def dependencies(record: Mapping[str, Any], fields: tuple[str, ...] = DEPENDENCY
             if m and m.group(1) != "R":
                 out.append((m.group(1), one_line(item)))
     return out
+
+
+# -- PACKAGES.rds: R's own serialization (XDR, format 2) of the matrix write_PACKAGES saves ------------
+
+# tools:::.get_standard_repository_db_fields(): the columns of every PACKAGES.rds, in order.
+STANDARD_FIELDS = PACKAGES_FIELDS[:15]
+_NIL, _SYM, _LIST, _CHAR, _INT, _STR, _VEC = 254, 1, 2, 9, 13, 16, 19
+_HAS_ATTR, _HAS_TAG = 1 << 9, 1 << 10
+_ASCII, _UTF8 = 64 << 12, 8 << 12
+
+
+def _rds_char(out: list[bytes], value: str | None) -> None:
+    if value is None:
+        out.append(struct.pack(">ii", _CHAR, -1))  # NA_character_
+        return
+    data = value.encode()
+    out.append(struct.pack(">ii", _CHAR | (_ASCII if value.isascii() else _UTF8), len(data)))
+    out.append(data)
+
+
+def _rds_strings(out: list[bytes], values: list[str | None], flags: int = 0) -> None:
+    out.append(struct.pack(">ii", _STR | flags, len(values)))
+    for v in values:
+        _rds_char(out, v)
+
+
+def packages_rds(records: list[Mapping[str, Any]]) -> bytes:
+    """PACKAGES.rds as tools::write_PACKAGES saves it (uncompressed; readRDS also takes gzip): a
+    character matrix, one row per package named by it, the standard fields (plus Built and SHA256
+    when present) as columns, NA where a package has no value."""
+    extra = [f for f in ("Built", "SHA256") if any(r.get(f) for r in records)]
+    columns = [*STANDARD_FIELDS, *extra]
+    out: list[bytes] = [b"X\n", struct.pack(">iii", 2, 0x040202, 0x020300)]
+    cells: list[str | None] = [str(r[c]) if r.get(c) else None for c in columns for r in records]  # column-major
+    _rds_strings(out, cells, _HAS_ATTR)
+    # attributes: a pairlist dim = c(nrow, ncol), dimnames = list(<Package>, <fields>)
+    out.append(struct.pack(">ii", _LIST | _HAS_TAG, _SYM))
+    _rds_char(out, "dim")
+    out.append(struct.pack(">iiii", _INT, 2, len(records), len(columns)))
+    out.append(struct.pack(">ii", _LIST | _HAS_TAG, _SYM))
+    _rds_char(out, "dimnames")
+    out.append(struct.pack(">ii", _VEC, 2))
+    _rds_strings(out, [str(r.get("Package")) for r in records])
+    _rds_strings(out, list(columns))
+    out.append(struct.pack(">i", _NIL))
+    return b"".join(out)
