@@ -6,6 +6,7 @@ stanzas of ``PACKAGES``. Pure: no I/O beyond reading the archive it is given.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import re
 import struct
@@ -476,3 +477,73 @@ def packages_rds(records: list[Mapping[str, Any]]) -> bytes:
     _rds_strings(out, list(columns))
     out.append(struct.pack(">i", _NIL))
     return b"".join(out)
+
+
+# -- requirements: what a CRAN mirror's --only_spec/--exclude_spec/--include_spec and Depends say -----
+
+# Packages shipped with R itself (base and recommended): a dependency on them is never "missing".
+BASE_PACKAGES = frozenset({"base", "compiler", "datasets", "graphics", "grDevices", "grid", "methods",
+                           "parallel", "splines", "stats", "stats4", "tcltk", "tools", "utils", "R"})
+RECOMMENDED_PACKAGES = frozenset({"KernSmooth", "MASS", "Matrix", "boot", "class", "cluster", "codetools",
+                                  "foreign", "lattice", "mgcv", "nlme", "nnet", "rpart", "spatial", "survival"})
+_OPS = {">=": lambda a, b: a >= b, ">": lambda a, b: a > b, "==": lambda a, b: a == b,
+        "<=": lambda a, b: a <= b, "<": lambda a, b: a < b, "!=": lambda a, b: a != b}
+_NUMERIC_VERSION_RE = re.compile(r"(?:[0-9]+[.-])*[0-9]+\Z")
+_REQ_RE = re.compile(r"\s*(?P<name>[A-Za-z0-9.*?]+)\s*(?:\(\s*(?P<op1>>=|<=|==|!=|>|<)\s*(?P<v1>[^\s()]+)\s*\)"
+                     r"|(?P<op2>>=|<=|==|!=|>|<)\s*(?P<v2>[^\s()]+))?\s*\Z")
+
+
+@dataclass(frozen=True)
+class RRequirement:
+    """A package name (or a glob over names) with an optional version constraint, as R writes it in
+    Depends (``ggplot2 (>= 3.4)``) or pip-like (``ggplot2>=3.4``)."""
+
+    name: str
+    op: str | None = None
+    version: str | None = None
+
+    def __str__(self) -> str:
+        return self.name if self.op is None else f"{self.name} ({self.op} {self.version})"
+
+    @property
+    def is_glob(self) -> bool:
+        return any(c in self.name for c in "*?")
+
+    def matches_name(self, name: str) -> bool:
+        return fnmatch.fnmatchcase(name, self.name) if self.is_glob else name == self.name
+
+    def matches(self, name: str, version: str) -> bool:
+        if not self.matches_name(name):
+            return False
+        if self.op is None or self.version is None:
+            return True
+        have = version_key(version)
+        return bool(have) and _OPS[self.op](have, version_key(self.version))
+
+
+def parse_requirement(text: str) -> RRequirement:
+    """``ggplot2``, ``ggplot2 (>= 3.4)``, ``ggplot2>=3.4``, ``gg*``; InvalidInput with a hint otherwise."""
+    m = _REQ_RE.match(text or "")
+    hint = "Write a package name with an optional constraint: ggplot2, ggplot2 (>= 3.4) or ggplot2>=3.4"
+    if m is None or not text.strip():
+        raise _invalid(f"{str(text)[:80]!r} is not an R package requirement", hint, code="invalid_spec")
+    name = m.group("name")
+    if not name.replace("*", "").replace("?", "") and name != "*":
+        raise _invalid(f"{text[:80]!r} names no package", hint, code="invalid_spec")
+    if "*" not in name and "?" not in name and not (is_valid_name(name) or name == "R"):
+        raise _invalid(f"{name[:80]!r} is not an R package name",
+                       "R package names start with a letter and hold letters, digits and dots", code="invalid_spec")
+    op, version = m.group("op1") or m.group("op2"), m.group("v1") or m.group("v2")
+    if version is not None and not _NUMERIC_VERSION_RE.match(version):
+        raise _version_error(version)
+    return RRequirement(name, op, version)
+
+
+def parse_requirements(field: str) -> list[RRequirement]:
+    """A Depends/Imports/LinkingTo field: comma-separated requirements (blanks and newlines allowed)."""
+    return [parse_requirement(item) for item in field.split(",") if item.strip()]
+
+
+def is_shipped_with_r(name: str) -> bool:
+    """True for R itself and its base and recommended packages."""
+    return name in BASE_PACKAGES or name in RECOMMENDED_PACKAGES
