@@ -84,8 +84,9 @@ def nvd_record(i: int, rng: random.Random, products: int) -> dict:
 def write_feed(path: Path, n: int, products: int) -> None:
     rng = random.Random(1)
     with gzip.open(path, "wt", compresslevel=1) as out:
-        out.write('{"resultsPerPage": %d, "startIndex": 0, "totalResults": %d, "format": "NVD_CVE", '
-                  '"version": "2.0", "timestamp": "2024-01-01T00:00:00.000", "vulnerabilities": [' % (n, n))
+        head = {"resultsPerPage": n, "startIndex": 0, "totalResults": n, "format": "NVD_CVE", "version": "2.0",
+                "timestamp": "2024-01-01T00:00:00.000"}
+        out.write(json.dumps(head)[:-1] + ', "vulnerabilities": [')
         for i in range(n):
             if i:
                 out.write(",")
