@@ -61,7 +61,7 @@ def _path(request: Request) -> str:
 @router.post("/channels/{ch}/{sub}/artifacts", status_code=201)
 def upload(request: Request, p: UserDep, db: SessionDep, rt: RuntimeDep,
            content: UploadFile = File(...), filetype: str = Form(""),
-           size: int | None = Form(None)) -> dict[str, Any]:
+           size: int = Form(None, description="The file's size in bytes, checked when given")) -> dict[str, Any]:
     channel = channels.get_channel(db, _path(request))
     return _store(request, rt, db, p, channel, content, filetype, size)
 
