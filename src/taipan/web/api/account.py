@@ -93,7 +93,7 @@ def scopes(p: UserDep) -> dict[str, Any]:
     return {"scopes": offered_scopes(p)}
 
 
-@router.get("/account/token-info")
+@router.get("/account/token-info", responses={204: {"description": "The credential is a login session, not a token"}})
 def token_info(p: UserDep, db: SessionDep) -> Any:
     if p.token_id is None:
         return Response(status_code=204)

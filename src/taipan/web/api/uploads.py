@@ -66,10 +66,14 @@ def upload(request: Request, p: UserDep, db: SessionDep, rt: RuntimeDep,
     return _store(request, rt, db, p, channel, content, filetype, size)
 
 
-@router.post("/repo/{ch}")
-@router.post("/repo/{ch}/")
-@router.post("/repo/{ch}/{sub}")
-@router.post("/repo/{ch}/{sub}/")
+_REPO_UPLOAD = {"responses": {201: {"description": "Stored (the documented form post); the file's JSON"},
+                              200: {"description": "Stored (twine, with :action=file_upload); the file's JSON"}}}
+
+
+@router.post("/repo/{ch}", **_REPO_UPLOAD)
+@router.post("/repo/{ch}/", **_REPO_UPLOAD)
+@router.post("/repo/{ch}/{sub}", **_REPO_UPLOAD)
+@router.post("/repo/{ch}/{sub}/", **_REPO_UPLOAD)
 def repo_upload(request: Request, p: UserDep, db: SessionDep, rt: RuntimeDep,
                 content: UploadFile = File(...), filetype: str = Form(""),
                 action: str = Form("", alias=":action"), sha256_digest: str = Form(""),
