@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -135,13 +136,14 @@ class File(Base):
         UniqueConstraint("channel_id", "ckey", name="uq_files_channel_ckey"),
         Index("ix_files_channel_family_name", "channel_id", "family", "name"),
         Index("ix_files_channel_subdir", "channel_id", "subdir"),
+        Index("ix_files_name", "name"),
     )
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     channel_id: Mapped[str] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
     family: Mapped[str] = mapped_column(String(32), default="conda")
     name: Mapped[str] = mapped_column(String(255))
     version: Mapped[str] = mapped_column(String(255))
-    subdir: Mapped[str] = mapped_column(String(32))
+    subdir: Mapped[str] = mapped_column(String(64))
     filename: Mapped[str] = mapped_column(String(255))
     ckey: Mapped[str] = mapped_column(String(300))
     sha256: Mapped[str] = mapped_column(String(64), index=True)
@@ -150,6 +152,10 @@ class File(Base):
     record: Mapped[str] = mapped_column(Text)  # canonical repodata record JSON
     meta: Mapped[dict[str, Any]] = mapped_column(default=dict)  # index.json, about.json
     state: Mapped[str] = mapped_column(String(16), default="active")  # active | passive
+    # The highest score among the file's CVEs that are not cleared or disputed, and the most pressing
+    # status among them (see taipan.domain.cve); null when no CVE matches.
+    cve_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cve_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
     source_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     mirror_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     download_count: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -164,7 +170,7 @@ class IndexChange(Base):
     __table_args__ = (Index("ix_index_changes_channel_subdir_seq", "channel_id", "subdir", "seq"),)
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     channel_id: Mapped[str] = mapped_column(String(36))
-    subdir: Mapped[str] = mapped_column(String(32))
+    subdir: Mapped[str] = mapped_column(String(64))
     filename: Mapped[str] = mapped_column(String(255))
     created: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -20,6 +20,7 @@ from taipan.domain.names import validate_filename
 from taipan.domain.permissions import Principal
 from taipan.domain.repodata import record_bytes
 from taipan.errors import Conflict, InvalidInput, TooLarge
+from taipan.services import cve_matching
 from taipan.services.channels import add_event, require_write
 from taipan.services.indexing import lock_channel, log_changes
 from taipan.storage.base import BlobStore
@@ -126,7 +127,7 @@ def choose_family(filetype: str | None, filename: str, head: bytes, path: Path |
 
 def upload(db: Session, blobs: BlobStore, p: Principal, channel: Channel, spooled: Spooled, filename: str,
            *, filetype: str | None = None, declared_size: int | None = None,
-           checks: UploadChecks | None = None) -> File:
+           checks: UploadChecks | None = None, subdir: str | None = None) -> File:
     """Validate and store one artifact of any family; the caller commits, then notifies the indexer."""
     require_write(p, channel, "artifact:create")
     if declared_size is not None and declared_size != spooled.size:
@@ -135,7 +136,8 @@ def upload(db: Session, blobs: BlobStore, p: Principal, channel: Channel, spoole
     validate_filename(filename)
     family = choose_family(filetype, filename, spooled.head, spooled.path)
     # Everything that can refuse the file is checked before anything is stored.
-    art = family.read_upload(spooled.path, filename, sha256=spooled.sha256, md5=spooled.md5, size=spooled.size)
+    art = family.read_upload(spooled.path, filename, sha256=spooled.sha256, md5=spooled.md5, size=spooled.size,
+                             subdir=subdir or None)
     if checks is not None:
         checks.verify(spooled, art, family)
     record = record_bytes(art.record).decode()
@@ -156,6 +158,7 @@ def upload(db: Session, blobs: BlobStore, p: Principal, channel: Channel, spoole
     # The blob goes in only once the row is certain; a crash before the commit leaves an orphan
     # blob that the blob cleanup reclaims, never a row without its blob.
     blobs.put_file(spooled.sha256, spooled.path, move=True)
+    cve_matching.match_files(db, File.id == row.id)
     log_changes(db, channel.id, [(art.subdir, art.filename)])
     add_event(db, channel, "artifact_uploaded", p, ckey=art.ckey, name=art.name, version=art.version,
               family=art.family, sha256=spooled.sha256)

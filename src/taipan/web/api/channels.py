@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from taipan.domain.families import KNOWN as KNOWN_FAMILIES
 from taipan.domain.names import CHANNEL_NAME_RE, MAX_CHANNEL_NAME, RESERVED_CHANNEL_NAMES, RESERVED_SUBCHANNEL_NAMES
 from taipan.domain.permissions import PRIVACY_LEVELS
-from taipan.services import artifacts, channels
+from taipan.services import artifacts, channels, yanking
 from taipan.services.artifacts import BULK_ACTIONS, SEARCH_SORT_KEYS
 from taipan.services.channels import MAX_DESCRIPTION, MAX_FILTERS_JSON
 from taipan.web.deps import PrincipalDep, RuntimeDep, SessionDep, UserDep, base_url
@@ -48,6 +48,13 @@ class CreateBody(BaseModel):
 
 class CreateSubBody(CreateBody):
     model_config = ConfigDict(json_schema_extra=_create_schema(RESERVED_SUBCHANNEL_NAMES))
+
+
+class YankBody(BaseModel):
+    yanked: bool = True
+    reason: str = ""
+    version: str | None = None
+    ckeys: list[str] | None = None
 
 
 class BulkBody(BaseModel):
@@ -210,6 +217,22 @@ def bulk(request: Request, body: BulkBody, p: UserDep, db: SessionDep, rt: Runti
         rt.indexer.notify(cid, {s for s, _ in items})
     return JSONResponse({"action": body.action, "count": sum(len(v) for v in changed.values())},
                         status_code=202)
+
+
+@router.put(CH + "/artifacts/{family}/{package}/yank")
+@router.put(SUB + "/artifacts/{family}/{package}/yank")
+def yank(request: Request, family: str, package: str, body: YankBody, p: UserDep, db: SessionDep,
+         rt: RuntimeDep) -> dict[str, Any]:
+    """PEP 592: yank (``yanked: true``, with a ``reason``) or unyank files of a package: all of
+    them, those of one ``version``, or the given ``ckeys``."""
+    channel = channels.get_channel(db, _path(request))
+    changed = yanking.set_yanked(db, p, channel, family, package, yanked=body.yanked, reason=body.reason,
+                                 version=body.version, ckeys=body.ckeys)
+    url = base_url(request)
+    items = [artifacts.file_json(f, channel, url) for f in changed]
+    db.commit()
+    rt.indexer.notify(channel.id, {f["subdir"] for f in items} if items else set())
+    return {"yanked": body.yanked, "count": len(items), "items": items}
 
 
 @router.get("/artifacts")
