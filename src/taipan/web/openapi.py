@@ -160,22 +160,22 @@ def _refs(node: Any) -> str:
 
 
 def allowed_methods(app: FastAPI, path: str) -> str | None:
-    """The ``Allow`` header for ``path``: every method the schema documents at a path template
-    that matches it (None for paths the schema does not describe)."""
+    """The ``Allow`` header for ``path``: the methods the schema documents at the most specific
+    path template that matches it (fewest parameters: ``/cves/mappings`` before ``/cves/{id}``);
+    None for paths the schema does not describe."""
     table = getattr(app.state, "allow_table", None)
     if table is None:
         table = []
         for template, item in app.openapi().get("paths", {}).items():
-            regex = re.compile("^" + _PARAM_RE.sub("[^/]+", re.escape(template).replace(r"\{", "{")
-                                                   .replace(r"\}", "}")) + "$")
-            table.append((regex, {m.upper() for m in item if m in _METHODS}))
+            pattern = _PARAM_RE.sub("[^/]+", re.escape(template).replace(r"\{", "{").replace(r"\}", "}"))
+            table.append((re.compile(f"^{pattern}$"), len(path_parameters(template)),
+                          {m.upper() for m in item if m in _METHODS}))
         app.state.allow_table = table
-    methods: set[str] = set()
-    for regex, found in table:
-        if regex.match(path):
-            methods |= found
-    if not methods:
+    matches = [(params, found) for regex, params, found in table if regex.match(path)]
+    if not matches:
         return None
+    fewest = min(params for params, _ in matches)
+    methods = set().union(*(found for params, found in matches if params == fewest))
     if "GET" in methods:
         methods.add("HEAD")
     return ", ".join(sorted(methods))

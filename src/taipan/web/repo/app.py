@@ -259,16 +259,17 @@ def document(app: Any) -> None:
     def served() -> None:
         raise NotFound("Served by package serving", "", code="not_found")  # pragma: no cover
 
-    # Without a trailing slash the last segment may name a file of the channel as well.
+    # The last segment may also name a file of the channel, or a family's root (e.g. PyPI's simple/).
     any_segment = {"parameters": [{"name": "sub", "in": "path", "required": True,
-                                   "description": "A subchannel, or a file of the channel",
+                                   "description": "A subchannel, or a file or family root of the channel",
                                    "schema": {"type": "string", "pattern": "^[^/]+$"}}]}
     for path in SERVED_UPLOAD_PATHS:
         app.add_api_route(path, served, methods=["GET"], tags=["packages"], summary="A channel's root",
-                          openapi_extra=any_segment if path.endswith("{sub}") else None,
+                          openapi_extra=any_segment if "{sub}" in path else None,
                           description="What the channel (or subchannel) holds: its name and where to find "
                           "its index (a trailing slash names the channel; without it, the last segment "
                           "is a file). Conditional requests are answered 304.",
-                          responses={200: {"description": "The channel",
-                                           "content": {"application/json": {"schema": {"type": "object"}}}},
+                          responses={200: {"description": "The channel, or what the family serves there",
+                                           "content": {"application/json": {"schema": {"type": "object"}},
+                                                       "*/*": {"schema": {}}}},
                                      304: {"description": "Not modified"}})
