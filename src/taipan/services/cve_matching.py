@@ -97,54 +97,98 @@ def _version_key(family: str) -> Any:
 
 
 FileRow = tuple[str, str, str, str, str, float | None, str | None]  # id, family, name, version, subdir, score, status
+FLUSH = 20_000
 
 
 def _rows(db: Session, where: Any | None) -> Iterator[FileRow]:
     q = select(File.id, File.family, File.name, File.version, File.subdir, File.cve_score, File.cve_status)
     if where is not None:
         q = q.where(where)
-    yield from db.execute(q.execution_options(yield_per=20_000))
+    else:
+        q = q.order_by(File.name)  # the name index: one package's files arrive together
+    yield from db.execute(q.execution_options(yield_per=FLUSH))
+
+
+class _Writer:
+    """Buffered writes of match rows and file summaries, through the driver (no ORM per row)."""
+
+    def __init__(self, db: Session) -> None:
+        self.conn = db.connection()
+        mark = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        self.insert_sql = f"INSERT INTO cve_files (cve_id, file_id) VALUES ({mark}, {mark})"
+        self.update_sql = f"UPDATE files SET cve_score = {mark}, cve_status = {mark} WHERE id = {mark}"
+        self.pairs: list[tuple[str, str]] = []
+        self.updates: list[tuple[float | None, str | None, str]] = []
+        self.matches = self.changed = 0
+
+    def add(self, pairs: list[tuple[str, str]], update: tuple[float | None, str | None, str] | None) -> None:
+        self.pairs += pairs
+        self.matches += len(pairs)
+        if update is not None:
+            self.updates.append(update)
+            self.changed += 1
+        if len(self.pairs) >= FLUSH or len(self.updates) >= FLUSH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pairs:
+            self.conn.exec_driver_sql(self.insert_sql, self.pairs)
+            self.pairs = []
+        if self.updates:
+            self.conn.exec_driver_sql(self.update_sql, self.updates)
+            self.updates = []
+
+
+def _by_name(rows: Iterable[FileRow]) -> Iterator[list[FileRow]]:
+    group: list[FileRow] = []
+    for row in rows:
+        if group and row[2] != group[0][2]:
+            yield group
+            group = []
+        group.append(row)
+    if group:
+        yield group
 
 
 def match_files(db: Session, where: Any | None = None, *, index: Index | None = None) -> dict[str, int]:
     """Rematch the files ``where`` selects (all files when None): replace their ``cve_files`` rows and
-    set their score and status. Returns counts (files seen, files with CVEs, matches, files changed)."""
-    rows = list(_rows(db, where)) if where is not None else None
+    set their score and status. Files are taken one package name at a time, so memory holds the index
+    and one package's files, whatever the number of files. Returns counts."""
+    rows = sorted(_rows(db, where), key=lambda r: r[2]) if where is not None else None
     if index is None:
-        index = Index.load(db, None if rows is None else
-                           {k for r in rows for k in file_keys(r[1], r[2])})
-    # Files grouped by the package key they are matched under, and each group's distinct versions.
-    groups: dict[tuple[str, str, str], dict[str, list[tuple[str, str]]]] = defaultdict(lambda: defaultdict(list))
-    seen = 0
-    old: dict[str, tuple[float | None, str | None]] = {}
-    for fid, family, name, version, subdir, score, status in (rows if rows is not None else _rows(db, None)):
-        seen += 1
-        if score is not None or status is not None:
-            old[fid] = (score, status)
-        for k in file_keys(family, name):
-            if k in index.by_key:
-                groups[(family, *k)][version].append((fid, subdir))
-    keys: dict[str, Any] = {}
-    matches: dict[str, set[str]] = defaultdict(set)
-    for (family, eco, package), by_version in groups.items():
-        if family not in keys:
-            keys[family] = _version_key(family)
-        if keys[family] is not None:
-            _match_group(eco, index.by_key[(eco, package)], by_version, keys[family], matches)
-    # Replace the match rows of these files.
-    conn = db.connection()
+        index = Index.load(db, None if rows is None else {k for r in rows for k in file_keys(r[1], r[2])})
+    states = _cve_states(db, None if rows is None else {c for specs in index.by_key.values() for c, _ in specs})
+    writer = _Writer(db)
     if rows is None:
-        conn.execute(delete(CveFile))
+        writer.conn.execute(delete(CveFile))
     else:
         ids = [r[0] for r in rows]
         for i in range(0, len(ids), CHUNK):
-            conn.execute(delete(CveFile).where(CveFile.file_id.in_(ids[i:i + CHUNK])))
-    pairs = [{"cve_id": c, "file_id": f} for f, cs in matches.items() for c in cs]
-    table = CveFile.__table__
-    for i in range(0, len(pairs), 20_000):
-        conn.execute(table.insert(), pairs[i:i + 20_000])
-    changed = _write_summaries(db, matches, old)
-    return {"files": seen, "files_with_cves": len(matches), "matches": len(pairs), "changed": changed}
+            writer.conn.execute(delete(CveFile).where(CveFile.file_id.in_(ids[i:i + CHUNK])))
+    keys: dict[str, Any] = {}
+    seen = with_cves = 0
+    for group in _by_name(rows if rows is not None else _rows(db, None)):
+        seen += len(group)
+        found: dict[str, set[str]] = defaultdict(set)
+        by_key: dict[tuple[str, str, str], dict[str, list[tuple[str, str]]]] = defaultdict(lambda: defaultdict(list))
+        for fid, family, name, version, subdir, _, _ in group:
+            for k in file_keys(family, name):
+                if k in index.by_key:
+                    by_key[(family, *k)][version].append((fid, subdir))
+        for (family, eco, package), by_version in by_key.items():
+            if family not in keys:
+                keys[family] = _version_key(family)
+            if keys[family] is not None:
+                _match_group(eco, index.by_key[(eco, package)], by_version, keys[family], found)
+        for fid, _, _, _, _, score, status in group:
+            cves = found.get(fid)
+            new = rules.file_summary(states[c] for c in cves if c in states) if cves else (None, None)
+            if cves:
+                with_cves += 1
+            writer.add([(c, fid) for c in cves] if cves else [],
+                       (new[0], new[1], fid) if new != (score, status) else None)
+    writer.flush()
+    return {"files": seen, "files_with_cves": with_cves, "matches": writer.matches, "changed": writer.changed}
 
 
 def _match_group(eco: str, specs: list[tuple[str, dict[str, Any]]], by_version: dict[str, list[tuple[str, str]]],
@@ -198,9 +242,15 @@ def _cpe_hits(spec: dict[str, Any], ordered: list[tuple[Any, str]], vks: list[An
     return hits
 
 
-def _cve_states(db: Session, cve_ids: Iterable[str]) -> dict[str, tuple[float | None, str]]:
-    ids = sorted(set(cve_ids))
+def _cve_states(db: Session, cve_ids: Iterable[str] | None) -> dict[str, tuple[float | None, str]]:
+    """{CVE id: (score, status)} of these CVEs (of all when None)."""
     out: dict[str, tuple[float | None, str]] = {}
+    if cve_ids is None:
+        for cid, score, status in db.execute(select(Cve.id, Cve.score, Cve.status)
+                                             .execution_options(yield_per=FLUSH)):
+            out[cid] = (score, status)
+        return out
+    ids = sorted(set(cve_ids))
     for i in range(0, len(ids), CHUNK):
         for cid, score, status in db.execute(select(Cve.id, Cve.score, Cve.status).where(
                 Cve.id.in_(ids[i:i + CHUNK]))):
