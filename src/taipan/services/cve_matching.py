@@ -14,6 +14,7 @@ from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from importlib import resources
+from string import ascii_letters
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, or_, select, tuple_, update
@@ -202,12 +203,13 @@ def _match_group(eco: str, specs: list[tuple[str, dict[str, Any]]], by_version: 
         vks = [vk for vk, _ in ordered]
     except TypeError:  # incomparable keys: decide every version on its own
         ordered = []
+    texts = (set(versions), sorted(versions))
     for cve_id, spec in specs:
         if eco != "cpe" or not ordered:
             # Platforms are checked per file below, so any partition will do here.
             hits = [v for v in versions if rules.affected(eco, spec, v, key, "noarch")]
         else:
-            hits = _cpe_hits(spec, ordered, vks, versions, key)
+            hits = _cpe_hits(spec, ordered, vks, versions, key, texts)
         platforms = spec.get("platforms") if eco == "cpe" else None
         for v in hits:
             for fid, subdir in by_version[v]:
@@ -218,8 +220,25 @@ def _match_group(eco: str, specs: list[tuple[str, dict[str, Any]]], by_version: 
                 matches[fid].add(cve_id)
 
 
+def _letter_neighbours(bounds: list[str], texts: tuple[set[str], list[str]]) -> set[str]:
+    """The versions where NVD's letter rule may disagree with the family's order: a bound plus letters
+    (1.1.1t for 1.1.1), or a bound without its trailing letters."""
+    present, in_order = texts
+    out: set[str] = set()
+    for b in bounds:
+        stem = b.rstrip(ascii_letters)
+        if stem != b and stem in present:
+            out.add(stem)
+        i = bisect_left(in_order, b)
+        while i < len(in_order) and in_order[i].startswith(b):
+            if in_order[i] != b and in_order[i][len(b):].isalpha():
+                out.add(in_order[i])
+            i += 1
+    return out
+
+
 def _cpe_hits(spec: dict[str, Any], ordered: list[tuple[Any, str]], vks: list[Any], versions: list[str],
-              key: Any) -> list[str]:
+              key: Any, texts: tuple[set[str], list[str]]) -> list[str]:
     bounds = [spec[b] for b in ("exact", "start_incl", "start_excl", "end_incl", "end_excl") if b in spec]
     try:
         lo, hi = 0, len(ordered)
@@ -236,7 +255,7 @@ def _cpe_hits(spec: dict[str, Any], ordered: list[tuple[Any, str]], vks: list[An
             hi = min(hi, bisect_left(vks, key(spec["end_excl"])))
     except TypeError:
         return [v for v in versions if rules.cpe_affected(spec, v, key, None)]
-    special = {v for v in versions if any(v != b and (v.startswith(b) or b.startswith(v)) for b in bounds)}
+    special = _letter_neighbours(bounds, texts)
     hits = [v for _, v in ordered[lo:hi] if v not in special]
     hits += [v for v in special if rules.cpe_affected(spec, v, key, None)]
     return hits
