@@ -189,7 +189,15 @@ def match_files(db: Session, where: Any | None = None, *, index: Index | None = 
             writer.add([(c, fid) for c in cves] if cves else [],
                        (new[0], new[1], fid) if new != (score, status) else None)
     writer.flush()
-    return {"files": seen, "files_with_cves": with_cves, "matches": writer.matches, "changed": writer.changed}
+    return {"files": seen, "files_with_cves": with_cves, "matches": writer.matches, "changed": writer.changed,
+            **_enforce(db)}
+
+
+def _enforce(db: Session) -> dict[str, int]:
+    """Channel CVE filters hold again after scores changed (see cve_enforcement)."""
+    from taipan.services import cve_enforcement
+
+    return cve_enforcement.enforce(db, cve_enforcement.channels_with_cve_filters(db))
 
 
 def _match_group(eco: str, specs: list[tuple[str, dict[str, Any]]], by_version: dict[str, list[tuple[str, str]]],
@@ -311,6 +319,7 @@ def refresh_summaries(db: Session, cve_ids: Iterable[str]) -> list[str]:
         for fid, s, st in db.execute(select(File.id, File.cve_score, File.cve_status).where(File.id.in_(part))):
             old[fid] = (s, st)
     _write_summaries(db, dict(matches), old)
+    _enforce(db)
     return fids
 
 

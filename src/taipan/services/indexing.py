@@ -225,7 +225,7 @@ class Indexer:
             state.seq = self._max_seq(db, state)
             rows = db.execute(select(File.filename, File.name, File.record)
                               .where(File.channel_id == state.channel_id, File.subdir == state.subdir,
-                                     File.family == state.family))
+                                     File.family == state.family, File.withheld.is_(False)))
             state.apply({fn: (name, record.encode()) for fn, name, record in rows})
         self._publish(state)
 
@@ -249,7 +249,8 @@ class Indexer:
                 for fn, name, record in db.execute(
                         select(File.filename, File.name, File.record).where(
                             File.channel_id == state.channel_id, File.subdir == state.subdir,
-                            File.family == state.family, File.filename.in_(chunk))):
+                            File.family == state.family, File.filename.in_(chunk),
+                            File.withheld.is_(False))):
                     rows[fn] = (name, record.encode())
             state.seq = changes[-1][0]
         state.apply(rows)

@@ -27,6 +27,7 @@ from taipan.db.models import Channel, File, IndexChange, utcnow
 from taipan.domain import filters as flt
 from taipan.domain.repodata import record_bytes
 from taipan.errors import TaipanError, UpstreamError
+from taipan.services import cve_enforcement, cve_matching
 from taipan.services.indexing import log_changes
 from taipan.services.mirror_runs import (
     JOB_SYNC,
@@ -157,7 +158,7 @@ def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> di
                                 "Check --subdirs against the upstream channel", code="upstream_no_subdirs")
         progress.step(3)
         started = time.perf_counter()
-        sel = flt.select(upstream_records, compiled)
+        sel = flt.select(upstream_records, compiled, _cve_assessor(env, compiled, upstream_records))
         elapsed = time.perf_counter() - started
         with progress._lock:
             progress.state["count"].update(sel.counts)
@@ -170,7 +171,20 @@ def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> di
         _fetch_active(env, upstream, plan, progress)
     progress.step(5)
     _publish(env, m, channel, plan, progress)
+    with env.sessions() as db:  # the mirrored files get their CVE scores, as uploads do
+        cve_matching.match_files(db, File.mirror_id == m.id)
+        db.commit()
     return seen
+
+
+def _cve_assessor(env: MirrorEnv, compiled: flt.CompiledFilters,
+                  records: Mapping[str, Mapping[str, Any]]) -> flt.CveOf | None:
+    """What the CVE filters ask of each upstream record: its score and status in the CVE store."""
+    if not compiled.uses_cves:
+        return None
+    names = {str(rec.get("name", "")) for recs in records.values() for rec in recs.values()}
+    with env.sessions() as db:
+        return cve_enforcement.assessor(db, "conda", names)
 
 
 def _files_intact(env: MirrorEnv, m: Mirror, prev: Mapping[str, Any]) -> bool:
