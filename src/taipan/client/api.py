@@ -212,6 +212,12 @@ class TaipanClient:
                 body["target_subchannel"] = sub
         return self.request_json("PUT", f"{channel_path_url(path)}/artifacts/bulk", json=body)
 
+    def yank(self, path: str, family: str, package: str, *, yanked: bool, reason: str = "",
+             version: str | None = None, ckeys: list[str] | None = None) -> Json:
+        body: Json = {"yanked": yanked, "reason": reason, "version": version, "ckeys": ckeys}
+        url = f"{channel_path_url(path)}/artifacts/{quote(family, safe='')}/{quote(package, safe='')}/yank"
+        return self.request_json("PUT", url, json=body)
+
     def sbom(self, path: str, ckey: str, fmt: str | None = None) -> tuple[str | None, bytes]:
         """The SBOM of the file ``ckey`` of a channel: (file name from Content-Disposition, bytes)."""
         params = {"sbom": "download", **({"format": fmt} if fmt else {})}

@@ -40,6 +40,12 @@ def _family(name: str) -> Family | None:
         return None
 
 
+def _stored_name(family: str, name: str) -> str:
+    """A package name as the family stores it (a Python name is stored PEP 503-normalized)."""
+    fam = _family(family)
+    return fam.normalize_name(name) if fam is not None else name
+
+
 def file_json(f: File, channel: Channel, base_url: str) -> dict[str, Any]:
     top, sub = channel_parts(channel)
     channel_url = f"{base_url}/api/repo/{channel.path}"
@@ -105,7 +111,7 @@ def list_files(db: Session, p: Principal, channel: Channel, family: str, package
                offset: int, limit: int) -> tuple[int, list[File]]:
     require_read(p, channel, f"{kind_of(channel)}:view-artifacts")
     check_family(family)
-    cond = (File.channel_id == channel.id, File.family == family, File.name == package)
+    cond = (File.channel_id == channel.id, File.family == family, File.name == _stored_name(family, package))
     total = db.scalar(select(func.count()).select_from(File).where(*cond)) or 0
     if total == 0:
         raise NotFound(f"No package {package!r} ({family}) in channel {channel.path!r}",
@@ -165,7 +171,7 @@ def _select_files(db: Session, channel: Channel, items: list[dict[str, Any]]) ->
                                code="invalid_bulk")
         family = check_family(item.get("family") or "conda")
         q = select(File).where(File.channel_id == channel.id, File.family == family,
-                               File.name == item["name"])
+                               File.name == _stored_name(family, str(item["name"])))
         if item.get("ckey"):
             q = q.where(File.ckey == item["ckey"])
         found = list(db.scalars(q))
