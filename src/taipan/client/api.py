@@ -255,6 +255,22 @@ class TaipanClient:
             params["family"] = family
         return self.request_json("GET", "/artifacts", params=params)
 
+    # -- CVEs -------------------------------------------------------------------------------
+    def cves(self, offset: int = 0, limit: int = 50, **filters: Any) -> Json:
+        params: Json = {"offset": offset, "limit": limit}
+        params.update({k: v for k, v in filters.items() if v is not None})
+        return self.request_json("GET", "/cves", params=params)
+
+    def cve(self, cve_id: str) -> Json:
+        return self.request_json("GET", f"/cves/{quote(cve_id, safe='')}")
+
+    def cve_files(self, cve_id: str, offset: int = 0, limit: int = 50) -> Json:
+        return self.request_json("GET", f"/cves/{quote(cve_id, safe='')}/files",
+                                 params={"offset": offset, "limit": limit})
+
+    def curate_cve(self, cve_id: str, status: str, note: str = "") -> Json:
+        return self.request_json("PUT", f"/cves/{quote(cve_id, safe='')}", json={"status": status, "note": note})
+
 
 def disposition_filename(header: str | None) -> str | None:
     """The bare file name of a Content-Disposition header (never a path), or None."""

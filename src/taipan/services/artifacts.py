@@ -6,14 +6,16 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from taipan.db.cves import CveFile
 from taipan.db.models import Channel, File, utcnow
 from taipan.domain import families
 from taipan.domain.families import Family
 from taipan.domain.permissions import Principal
 from taipan.errors import ChannelFrozen, Conflict, InvalidInput, NotFound
+from taipan.services import cve_matching
 from taipan.services.channels import (
     add_event,
     can_read,
@@ -63,11 +65,12 @@ def file_json(f: File, channel: Channel, base_url: str) -> dict[str, Any]:
         "signatures": [], "state": f.state, "size": f.size, "sha256": f.sha256, "md5": f.md5,
         "download_count": f.download_count,
         "created_at": f.created_at.isoformat(), "updated_at": f.updated_at.isoformat(),
-        "url": url, "cve_status": None, "cve_score": None,
+        "url": url, "cve_status": f.cve_status, "cve_score": f.cve_score,
     }
 
 
-def _package_json(name: str, family_name: str, files: list[File], channel: Channel) -> dict[str, Any]:
+def _package_json(name: str, family_name: str, files: list[File], channel: Channel,
+                  cve_count: int = 0) -> dict[str, Any]:
     top, sub = channel_parts(channel)
     family = _family(family_name)
     key = family.version_key if family else str
@@ -80,7 +83,7 @@ def _package_json(name: str, family_name: str, files: list[File], channel: Chann
         "name": name, "family": family_name, "channel": top, "subchannel": sub, "channel_path": channel.path,
         "privacy": effective_privacy(channel), "metadata": metadata,
         "download_count": sum(f.download_count for f in files), "file_count": len(files),
-        "cve_count": 0, "updated_at": max(f.updated_at for f in files).isoformat(),
+        "cve_count": cve_count, "updated_at": max(f.updated_at for f in files).isoformat(),
     }
 
 
@@ -103,8 +106,20 @@ def _packages_for(db: Session, channel: Channel, keys: list[Any]) -> list[dict[s
     grouped: dict[tuple[str, str], list[File]] = defaultdict(list)
     for f in db.scalars(select(File).where(File.channel_id == channel.id, File.name.in_(names))):
         grouped[(f.family, f.name)].append(f)
-    return [_package_json(name, fam, grouped[(fam, name)], channel) for fam, name in keys
-            if grouped.get((fam, name))]
+    counts = _cve_counts(db, [f.id for files in grouped.values() for f in files])
+    return [_package_json(name, fam, grouped[(fam, name)], channel,
+                          len(set().union(*(counts.get(f.id, set()) for f in grouped[(fam, name)]))))
+            for fam, name in keys if grouped.get((fam, name))]
+
+
+def _cve_counts(db: Session, file_ids: list[str]) -> dict[str, set[str]]:
+    """The CVE ids matched to each of these files (a package's cve_count counts them once)."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for i in range(0, len(file_ids), 500):
+        for fid, cid in db.execute(select(CveFile.file_id, CveFile.cve_id)
+                                   .where(CveFile.file_id.in_(file_ids[i:i + 500]))):
+            out[fid].add(cid)
+    return out
 
 
 def list_files(db: Session, p: Principal, channel: Channel, family: str, package: str,
@@ -249,3 +264,5 @@ def _copy_into(db: Session, files: list[File], target: Channel) -> None:
                     filename=f.filename, ckey=f.ckey, sha256=f.sha256, md5=f.md5, size=f.size,
                     record=f.record, meta=f.meta, state=f.state, source_url=f.source_url,
                     created_at=now, updated_at=now))
+    db.flush()
+    cve_matching.match_files(db, and_(File.channel_id == target.id, File.ckey.in_([f.ckey for f in files])))
