@@ -96,7 +96,12 @@ def index_rebuild(n: int) -> dict:
         packages = files.files["PACKAGES"]
         gz = gzip.compress(packages, 6, mtime=0)
         times.append(round(time.perf_counter() - t0, 3))
+    pub = type("Pub", (), {"file": lambda self, name: files.files[name]})()
+    t0 = time.perf_counter()
+    rds = files.lazy["PACKAGES.rds"](pub)
+    rds_s = time.perf_counter() - t0
     return {"index_load_s": round(load_s, 3), "rebuild_after_one_upload_s": times,
+            "packages_rds_first_request_s": round(rds_s, 3), "packages_rds_mb": round(len(rds) / 1e6, 2),
             "packages_mb": round(len(packages) / 1e6, 2), "packages_gz_mb": round(len(gz) / 1e6, 2)}
 
 
