@@ -30,7 +30,7 @@ class PackagesIndex:
 
     def __init__(self, subdir: str) -> None:
         self.subdir = subdir
-        # fn -> (name, version key, version, stanza, record, PACKAGES.rds row)
+        # fn -> (name, version key, version, stanza, what Meta/archive.rds says of it, PACKAGES.rds row)
         self.records: dict[str, tuple[str, tuple[int, ...], str, bytes, dict[str, Any], tuple[bytes, ...]]] = {}
         self.by_name: dict[str, set[str]] = {}
         self.stanzas: dict[str, bytes] = {}
@@ -49,7 +49,8 @@ class PackagesIndex:
                 name, raw = row
                 record = orjson.loads(raw)
                 version = str(record.get("Version", ""))
-                self.records[fn] = (name, cran.version_key(version), version, cran.stanza(record), record,
+                archive = {k: record[k] for k in ("Version", "size", "Packaged") if k in record}
+                self.records[fn] = (name, cran.version_key(version), version, cran.stanza(record), archive,
                                     cran.rds_row(record))
                 self.by_name.setdefault(name, set()).add(fn)
                 self._touched.add(name)
