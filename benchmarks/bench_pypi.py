@@ -8,7 +8,9 @@ Seeds one channel with N projects of one wheel each plus one project ("bigprojec
 (one upload applied to the N projects, then its pages and the root list rebuilt), starts
 `taipan serve`, uploads a real wheel three times with twine's protocol and polls until the project's
 JSON page and the root page list it; then wrk (-t2 -c32) against the warm HTML and JSON pages of
-"bigproject" and a 304 revalidation, and the same bytes from nginx in the same run.
+"bigproject" and a 304 revalidation, and the same bytes from nginx in the same run. With nginx, also
+a passive python_simple mirror of --mirror-projects projects from a static PEP 503 tree, synced and
+re-run with nothing changed upstream.
 """
 
 from __future__ import annotations
