@@ -69,7 +69,7 @@ def run_mirror(env: MirrorEnv, mirror_id: str) -> str | None:
     final, error, seen = "failed", None, None
     with Progress(env, mirror_id, run_id, state) as progress:
         try:
-            seen = _sync(env, m, channel, progress)
+            seen = _syncer(m.mirror_type)(env, m, channel, progress)
             final = "completed"
         except Stopped as exc:
             final, error = "stopped", str(exc)
@@ -113,6 +113,15 @@ def run_mirror(env: MirrorEnv, mirror_id: str) -> str | None:
         env.enqueue(JOB_SYNC, {"mirror_id": mirror_id})
     log.info("mirror %s: %s%s", m.name, final, f" ({error})" if error else "")
     return final
+
+
+def _syncer(mirror_type: str) -> Any:
+    """The run of one mirror type: conda here; python_simple in mirror_sync_python."""
+    if mirror_type == "python_simple":
+        from taipan.services import mirror_sync_python
+
+        return mirror_sync_python.sync
+    return _sync
 
 
 def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> dict[str, Any]:

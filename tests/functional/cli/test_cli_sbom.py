@@ -118,3 +118,43 @@ def test_sbom_of_a_private_channel_needs_access(cli: Cli, channel: Callable[...,
                           params={"sbom": "download"})
     assert anonymous.status_code == 401 and "hello" not in anonymous.text
     cli.run("sbom", "--channel", ch, "--ckey", "noarch/hello-1.0-0.conda")
+
+
+def test_cves_in_cyclonedx_and_in_the_download_report(server_factory, package_builder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+    import time
+    from datetime import date
+
+    server = server_factory()
+    cli = Cli(tmp_path / "home", server)
+    cli.home.mkdir()
+    cli.run("config", "--set", "sites.t.url", server.api)
+    cli.run("config", "--set", "default_site", "t")
+    cli.run("login", "--username", server.admin_username, "--password", server.admin_password, "--hostname", "h")
+    cli.run("channel", "--create", "sec")
+    cli.run("upload", "-c", "sec", str(package_builder("openssl", "1.1.1s", "linux-64", license="Apache-2.0")))
+    data = Path(__file__).parents[2] / "data" / "cve"
+    subprocess.run([sys.executable, "-m", "taipan.admin.main", "cve", "import", str(data)], check=True,
+                   capture_output=True, env={**os.environ, "TAIPAN_HOME": str(server.home)}, timeout=120)
+    cli.run("sbom", "--channel", "sec", "--ckey", "linux-64/openssl-1.1.1s-0.conda", "--format", "cyclonedx")
+    bom = valid_cyclonedx(cli.home / "openssl-1.1.1s-0.cdx.json")
+    vulns = {v["id"]: v for v in bom["vulnerabilities"]}
+    assert "CVE-2023-0286" in vulns
+    assert vulns["CVE-2023-0286"]["ratings"][0]["score"] == 7.4
+    assert vulns["CVE-2023-0286"]["affects"] == [{"ref": bom["metadata"]["component"]["bom-ref"]}]
+    # A download after the import carries the file's CVEs into the report.
+    r = httpx.get(f"{server.api}/repo/sec/linux-64/openssl-1.1.1s-0.conda")
+    assert r.status_code == 200
+    deadline = time.monotonic() + 30
+    while True:
+        cli.run("report", "--date_from", date.today().isoformat(), "--channels", "sec", "--filename", "r")
+        items = json.loads((cli.home / "r.json").read_text())["downloaded_items"]
+        if items or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert len(items) == 1 and "CVE-2023-0286" in items[0]["cve_ids"]
+    assert items[0]["cve_max_score"] == max(v["ratings"][0]["score"] for v in vulns.values()
+                                            if v.get("analysis", {}).get("state") not in ("resolved",
+                                                                                          "false_positive"))
