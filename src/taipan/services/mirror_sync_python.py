@@ -17,10 +17,12 @@ from sqlalchemy import select
 
 from taipan.db.mirrors import Mirror
 from taipan.db.models import Channel, File, utcnow
+from taipan.domain import filters as flt
 from taipan.domain import python_simple as ps
 from taipan.domain.families.python import PARTITION
 from taipan.domain.repodata import record_bytes
 from taipan.errors import UpstreamError
+from taipan.services import cve_enforcement, cve_matching
 from taipan.services import mirror_sync as ms
 from taipan.services.mirror_runs import MirrorEnv, Progress
 
@@ -66,6 +68,7 @@ def sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> dic
         progress.step(3)
         files = [f for fs in pages.values() for f in fs or ()]
         kept = _select(files, filters, progress)
+        kept = _cve_select(env, kept, filters, channel, progress)
         if filters.get("include_dependencies"):
             kept = _with_dependencies(env, upstream, root, pages, kept, filters, progress, etags)
         progress.step(4)
@@ -78,6 +81,9 @@ def sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> dic
                 row["record"] = record_bytes(rec).decode()
     progress.step(5)
     ms._publish(env, m, channel, plan, progress)
+    with env.sessions() as db:  # the mirrored files get their CVE scores, as uploads do
+        cve_matching.match_files(db, File.mirror_id == m.id)
+        db.commit()
     return {"digest": digest, "validators": etags}
 
 
@@ -148,6 +154,35 @@ def _with_dependencies(env: MirrorEnv, upstream: Any, root: str, pages: dict[str
     with progress._lock:
         progress.state["dependencies_added"] = added
     return list(chosen.values())
+
+
+def _cve_select(env: MirrorEnv, files: list[ps.UpstreamFile], filters: dict[str, Any], channel: Channel,
+                progress: Progress) -> list[ps.UpstreamFile]:
+    """The mirror's and the channel's CVE filters, by what the CVE store knows of each file's version."""
+    threshold, uncurated = filters.get("cve_score_threshold"), bool(filters.get("exclude_non_curated_cve"))
+    ch = flt.normalize_channel_filters({k: v for k, v in (channel.filters or {}).items()
+                                        if k in (*flt.CHANNEL_FILTER_KEYS, "licenses")})
+    ch_threshold, ch_uncurated = ch.get("cve_score_threshold"), bool(ch.get("exclude_non_curated_cve"))
+    if threshold is None and not uncurated and ch_threshold is None and not ch_uncurated:
+        return files
+    with env.sessions() as db:
+        cve_of = cve_enforcement.assessor(db, "python", {f.project for f in files})
+    kept, mirror_cut, channel_cut = [], 0, 0
+    for f in files:
+        score, status = cve_of(PARTITION, {"name": f.project, "version": f.version})
+        if flt.cve_breach(score, status, ch_threshold, ch_uncurated):
+            channel_cut += 1
+        elif flt.cve_breach(score, status, threshold, uncurated):
+            mirror_cut += 1
+        else:
+            kept.append(f)
+    with progress._lock:
+        count = progress.state["count"]
+        for level, n in (("mirror_filtered", mirror_cut), ("channel_filtered", channel_cut)):
+            bucket = count.setdefault(level, {})
+            bucket["cve"] = bucket.get("cve", 0) + n
+        progress.state.update(selected=len(kept))
+    return kept
 
 
 def _select(files: list[ps.UpstreamFile], filters: dict[str, Any], progress: Progress) -> list[ps.UpstreamFile]:
