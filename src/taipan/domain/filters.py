@@ -184,7 +184,7 @@ def empty_counts() -> dict[str, Any]:
     return {
         "mirror_filtered": {"cve": 0, "date": 0, "license": 0, "only_specs": 0, "exclude_specs": 0,
                             "duplicated_legacy_conda": 0},
-        "channel_filtered": {"license": 0, "exclude_specs": 0, "cve": 0},
+        "channel_filtered": {"license": 0, "exclude_specs": 0},  # "cve" too, once a channel CVE filter drops
     }
 
 
@@ -338,7 +338,7 @@ def select(upstream: Mapping[str, Records], filters: CompiledFilters, cve_of: Cv
             if drop is None:
                 kept[fn] = rec
             else:
-                counts[drop[0]][drop[1]] += 1
+                counts[drop[0]][drop[1]] = counts[drop[0]].get(drop[1], 0) + 1
     if filters.only:
         chosen = {sd: {fn: r for fn, r in recs.items()
                        if filters.only.could_match(str(r.get("name", ""))) and filters.only.any_match(r)}
