@@ -46,12 +46,28 @@ def sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> dic
                                     "Name the projects to mirror with --projects (required above "
                                     f"{ps.MAX_PROJECTS_WITHOUT_LIST} projects)", code="projects_required")
         progress.step(2)
-        pages = _fetch_pages(env, upstream, root, projects, progress)
+        digest = hashlib.sha256(orjson.dumps([m.source_root, m.mode, filters, projects],
+                                             option=orjson.OPT_SORT_KEYS)).hexdigest()[:24]
+        prev = (m.cache or {}).get("upstream") or {}
+        # Same settings, last run clean, the channel still holds what it published: ask every page
+        # conditionally (dependencies included), and stop early if none changed upstream.
+        same = prev.get("digest") == digest and prev.get("clean") and ms._files_intact(env, m, prev)
+        known: dict[str, str] = prev.get("validators", {}) if same else {}
+        etags: dict[str, str] = {}
+        if known:
+            checked = _fetch_pages(env, upstream, root, sorted(set(projects) | set(known)), progress, known, etags)
+            if all(files is None for files in checked.values()):
+                with progress._lock:
+                    progress.state["count"] = prev.get("count", progress.state["count"])
+                    progress.state["upstream_unchanged"] = True
+                return {"digest": digest, "validators": known}
+            etags.clear()
+        pages = _fetch_pages(env, upstream, root, projects, progress, {}, etags)
         progress.step(3)
-        files = [f for fs in pages.values() for f in fs]
+        files = [f for fs in pages.values() for f in fs or ()]
         kept = _select(files, filters, progress)
         if filters.get("include_dependencies"):
-            kept = _with_dependencies(env, upstream, root, pages, kept, filters, progress)
+            kept = _with_dependencies(env, upstream, root, pages, kept, filters, progress, etags)
         progress.step(4)
         plan = _plan(env, m, channel, kept)
         ms._fetch_active(env, upstream, plan, progress)
@@ -62,34 +78,40 @@ def sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> dic
                 row["record"] = record_bytes(rec).decode()
     progress.step(5)
     ms._publish(env, m, channel, plan, progress)
-    return {"digest": hashlib.sha256(orjson.dumps([m.source_root, m.mode, filters], option=orjson.OPT_SORT_KEYS))
-            .hexdigest()[:24], "validators": {}}
+    return {"digest": digest, "validators": etags}
 
 
-def _fetch_pages(env: MirrorEnv, upstream: Any, root: str, projects: list[str],
-                 progress: Progress) -> dict[str, list[ps.UpstreamFile]]:
-    """Every project's files, fetched in parallel (a missing project has none)."""
+def _fetch_pages(env: MirrorEnv, upstream: Any, root: str, projects: list[str], progress: Progress,
+                 known: dict[str, str], etags: dict[str, str]) -> dict[str, Any]:
+    """Every project's files, fetched in parallel (a missing project has none; None: not modified
+    since the ETag in ``known``); the pages' ETags are collected in ``etags``."""
     done = 0
     lock = threading.Lock()
 
-    def one(project: str) -> list[ps.UpstreamFile]:
+    def one(project: str) -> list[ps.UpstreamFile] | None:
         nonlocal done
         progress.check()
-        got = upstream.get_bytes(f"{root}{project}/", headers={"Accept": ps.JSON_ACCEPT})
-        files = [] if got.status_code == 404 else ps.parse_project(
+        headers = {"Accept": ps.JSON_ACCEPT}
+        if known.get(project):
+            headers["If-None-Match"] = known[project]
+        got = upstream.get_bytes(f"{root}{project}/", headers=headers)
+        files = None if got.status_code == 304 else [] if got.status_code == 404 else ps.parse_project(
             project, got.content, got.headers.get("content-type"), str(got.url))
         with lock:
             done += 1
             progress.percent(100 * done / max(len(projects), 1))
+            etag = got.headers.get("etag")
+            if etag and got.status_code in (200, 304):
+                etags[project] = etag
         return files
 
     with ThreadPoolExecutor(max(env.download_threads, 1), thread_name_prefix="mirror-pages") as pool:
         return dict(zip(projects, pool.map(one, projects), strict=True))
 
 
-def _with_dependencies(env: MirrorEnv, upstream: Any, root: str, pages: dict[str, list[ps.UpstreamFile]],
-                       kept: list[ps.UpstreamFile], filters: dict[str, Any],
-                       progress: Progress) -> list[ps.UpstreamFile]:
+def _with_dependencies(env: MirrorEnv, upstream: Any, root: str, pages: dict[str, Any],
+                       kept: list[ps.UpstreamFile], filters: dict[str, Any], progress: Progress,
+                       etags: dict[str, str]) -> list[ps.UpstreamFile]:
     """Add the closure over Requires-Dist, read from the upstream's PEP 658 metadata files (no
     distribution is downloaded), for the environments the mirror's tag filters keep."""
     py_tags, plat_tags = filters.get("python_tags") or [], filters.get("platform_tags") or []
@@ -117,8 +139,8 @@ def _with_dependencies(env: MirrorEnv, upstream: Any, root: str, pages: dict[str
             for req in ps.requirements_of(got.content, envs):
                 dep = str(canonicalize_name(req.name))
                 if dep not in pages:
-                    pages.update(_fetch_pages(env, upstream, root, [dep], progress))
-                for f in pages[dep]:
+                    pages.update(_fetch_pages(env, upstream, root, [dep], progress, {}, etags))
+                for f in pages[dep] or ():
                     if (dep, f.filename) not in chosen and ps.matches(req, f) and ps.tags_ok(f, py_tags, plat_tags):
                         chosen[(dep, f.filename)] = f
                         queue.append(f)

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, String, or_, select, type_coerce
+from sqlalchemy import Select, String, func, or_, select, type_coerce
 from sqlalchemy.orm import Session, sessionmaker
 
 from taipan.db.models import Channel, Download
@@ -27,6 +27,8 @@ from taipan.services.channels import get_channel, owner_ids, require_read, requi
 FORMATS = ("json", "csv")
 MAX_NAMES = 1000
 BATCH = 5000
+DAYS = 30  # the UI's download chart
+TOP = 10
 COLUMNS = ("downloaded_at", "username", "token_name", "channel", "family", "package", "version", "platform",
            "filename", "ckey", "size", "cve_ids", "cve_max_score", "user_agent", "client_address")
 ANONYMOUS = "anonymous"
@@ -184,3 +186,20 @@ def stream(sessions: sessionmaker[Session], q: ReportQuery) -> Iterator[bytes]:
                 buf.truncate()
                 writer.writerows(_values(row) for row in rows)
                 yield buf.getvalue().encode()
+
+
+def download_stats(db: Session, channel: Channel, *, today: date | None = None) -> dict[str, Any]:
+    """Downloads of a channel (and its subchannels) in the last DAYS days: per day and per package."""
+    today = today or datetime.now(UTC).date()
+    start = today - timedelta(days=DAYS - 1)
+    ids = [channel.id, *db.scalars(select(Channel.id).where(Channel.parent_id == channel.id))]
+    since = datetime.combine(start, datetime.min.time(), tzinfo=UTC)
+    day = func.date(Download.at)
+    per_day = {str(d)[:10]: n for d, n in db.execute(
+        select(day, func.count()).where(Download.channel_id.in_(ids), Download.at >= since).group_by(day))}
+    days = [(start + timedelta(days=i)).isoformat() for i in range(DAYS)]
+    per_package = db.execute(
+        select(Download.package, func.count().label("n")).where(Download.channel_id.in_(ids), Download.at >= since)
+        .group_by(Download.package).order_by(func.count().desc(), Download.package).limit(TOP)).all()
+    return {"days": [(d, per_day.get(d, 0)) for d in days], "packages": [(p or "?", n) for p, n in per_package],
+            "total": sum(per_day.values())}

@@ -44,6 +44,7 @@ def test_mirror_another_taipan_passive_then_active(taipan_server, api, pychannel
           ("hello-wheel", "hello-sdist", "hello-1.1-wheel", "world-wheel", "world-sdist")], token, "x-auth-token")
     api.put(f"/channels/{up}/artifacts/python/pyhello/yank", json={"version": "1.1", "reason": "upstream yank"})
     source = f"{taipan_server.url}/api/repo/{up}/simple/"
+    added: list[str] = []
     for mode in ("passive", "active"):
         ch = pychannel(f"mirror-{mode}")
         r = api.post(f"/channels/{ch}/mirrors", json={
@@ -57,7 +58,7 @@ def test_mirror_another_taipan_passive_then_active(taipan_server, api, pychannel
         assert set(hello) == {python_dists["hello-1.1-wheel"].name}  # pyhello<1.1 excluded
         assert hello[python_dists["hello-1.1-wheel"].name]["yanked"] == "upstream yank"
         world = files_on_page(base + "pyworld/", token)
-        assert set(world) == {python_dists["world-wheel"].name, python_dists["world-sdist"].name}
+        assert set(world) == {python_dists["world-wheel"].name, python_dists["world-sdist"].name, *added}
         listed = api.get(f"/channels/{ch}/artifacts/python/pyworld/files").json()["items"]
         assert {f["state"] for f in listed} == {mode}
         wheel = python_dists["world-wheel"]
@@ -66,10 +67,23 @@ def test_mirror_another_taipan_passive_then_active(taipan_server, api, pychannel
         target = tmp_path / f"t-{mode}"
         run([str(BIN / "pip"), "--isolated", "--no-cache-dir", "install", "--target", str(target), "--index-url",
              f"http://{token}:x-auth-token@127.0.0.1:{taipan_server.port}/api/repo/{ch}/simple/",
-             "pyworld", "pyhello==1.1"], clean_env)
+             "pyworld==2.0", "pyhello==1.1"], clean_env)
         assert {p.name for p in target.glob("*.dist-info")} == {"pyworld-2.0.dist-info", "pyhello-1.1.dist-info"}
         listed = api.get(f"/channels/{ch}/artifacts/python/pyworld/files").json()["items"]
         assert next(f for f in listed if f["name"] == wheel.name)["state"] == "active"
+        if mode == "passive":
+            # A re-run with nothing changed upstream asks every page conditionally and stops there;
+            # a new upstream file is picked up by the next run.
+            assert api.put(f"/channels/{ch}/mirrors/pypi", json={"run_now": True}).status_code == 202
+            again = wait_done(api, ch, "pypi")
+            assert again["state"] == "completed" and again["sync_state"].get("upstream_unchanged"), again
+            newer = build_wheel(tmp_path, "pyworld", "2.1")
+            twine(clean_env, f"{taipan_server.url}/api/repo/{up}", [newer], token, "x-auth-token")
+            assert api.put(f"/channels/{ch}/mirrors/pypi", json={"run_now": True}).status_code == 202
+            third = wait_done(api, ch, "pypi")
+            assert third["state"] == "completed" and not third["sync_state"].get("upstream_unchanged"), third
+            assert newer.name in files_on_page(base + "pyworld/", token)
+            added.append(newer.name)
 
 
 def test_dependency_closure_and_wheel_tags(taipan_server, api, pychannel, token, clean_env, python_dists,
