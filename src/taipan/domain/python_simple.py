@@ -143,6 +143,10 @@ def parse_requirements(texts: list[str]) -> list[Requirement]:
     return out
 
 
+def parse_requirement(text: str) -> Requirement:
+    return parse_requirements([text])[0]
+
+
 def matches(req: Requirement, f: UpstreamFile) -> bool:
     if canonicalize_name(req.name) != f.project:
         return False
