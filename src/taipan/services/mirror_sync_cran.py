@@ -23,7 +23,7 @@ from taipan.db.models import Channel, File, utcnow
 from taipan.domain import cran
 from taipan.domain import cran_upstream as cu
 from taipan.domain.repodata import record_bytes
-from taipan.errors import UpstreamError
+from taipan.errors import InvalidInput, UpstreamError
 from taipan.services import mirror_sync as ms
 from taipan.services.mirror_runs import MirrorEnv, Progress
 
@@ -43,7 +43,12 @@ def sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> dic
     contrib = repo_root(m.source_root) + PARTITION + "/"
     with env.upstream_factory(m.source_root, proxy=m.proxy) as upstream:
         progress.step(1)
-        packages = cu.parse_packages(_packages_file(upstream, contrib), contrib)
+        try:
+            packages = cu.parse_packages(_packages_file(upstream, contrib), contrib)
+        except InvalidInput as exc:
+            raise UpstreamError(f"The upstream's src/contrib/PACKAGES is not a DCF file: {exc.message}",
+                                "Check that the source URL is the root of a CRAN-like repository",
+                                code="upstream_corrupt") from exc
         progress.step(2)
         if filters.get("include_archive"):
             packages += _archived(env, upstream, contrib, packages, filters, progress)
