@@ -139,3 +139,19 @@ def test_download_command(cli: Cli, channel: Callable[..., str], conda_packages:
     proc = cli.run("download", "--channel", ch, "--notebook", "nothing", rc=4)
     assert "jupyter/nothing.ipynb is not in channel" in proc.stderr
     assert not (cli.home / "nothing.ipynb").exists() and not list(cli.home.glob("*.part"))
+
+
+def test_a_project_directory_is_uploaded_as_its_archive(cli: Cli, channel: Callable[..., str],
+                                                         tmp_path: Path) -> None:
+    project = tmp_path / "dashboard"
+    (project / "envs" / "default").mkdir(parents=True)
+    (project / "anaconda-project.yml").write_bytes(PROJECT_YML)
+    (project / "main.py").write_text("print(1)\n")
+    (project / "envs" / "default" / "huge.bin").write_bytes(b"\0" * 1000)
+    ch = channel("projdir")
+    proc = cli.run("upload", "-c", ch, str(project))
+    assert f"Uploaded dashboard.zip to {ch}" in proc.stderr
+    with httpx.Client(base_url=cli.server.api, headers={"X-Auth": cli.token()}) as http:  # type: ignore[attr-defined]
+        data = http.get(f"/repo/{ch}/projects/dashboard/dashboard.zip").content
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        assert sorted(zf.namelist()) == ["dashboard/anaconda-project.yml", "dashboard/main.py"]

@@ -158,3 +158,43 @@ def test_cves_in_cyclonedx_and_in_the_download_report(server_factory, package_bu
     assert items[0]["cve_max_score"] == max(v["ratings"][0]["score"] for v in vulns.values()
                                             if v.get("analysis", {}).get("state") not in ("resolved",
                                                                                           "false_positive"))
+
+
+def test_python_and_r_sboms_are_valid(cli: Cli, channel: Callable[..., str], tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    from pydists import build_sdist, build_wheel
+
+    ch = channel("sbom-py-r")
+    wheel = build_wheel(tmp_path, "demo-lib", "1.2", requires_dist=["requests>=2", "Click; extra == 'cli'"])
+    sdist = build_sdist(tmp_path, "demo-lib", "1.2")
+    rpkg = tmp_path / "rdemo_1.0.tar.gz"
+    with tarfile.open(rpkg, "w:gz") as tar:
+        for name, data in {"rdemo/DESCRIPTION": b"Package: rdemo\nVersion: 1.0\nLicense: GPL-2 | MIT\n"
+                                                b"Title: A demo\nImports: jsonlite (>= 1.0)\n",
+                           "rdemo/NAMESPACE": b"export(f)\n", "rdemo/R/f.R": b"f <- function() 1\n"}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with httpx.Client(base_url=cli.server.api, headers={"X-Auth": cli.token()}) as http:  # type: ignore[attr-defined]
+        for path, filetype in ((wheel, "bdist_wheel"), (sdist, "sdist"), (rpkg, "cran_source_package")):
+            r = http.post(f"/channels/{ch}/artifacts", data={"filetype": filetype},
+                          files={"content": (path.name, path.read_bytes())})
+            assert r.status_code == 201, r.text
+        ckeys = {f["name"]: f["ckey"] for family, name in (("python", "demo-lib"), ("cran", "rdemo"))
+                 for f in http.get(f"/channels/{ch}/artifacts/{family}/{name}/files").json()["items"]}
+    for filename, ckey in ckeys.items():
+        cli.run("sbom", "--channel", ch, "--ckey", ckey, "--output", str(tmp_path / f"{filename}.spdx.json"))
+        doc = valid_spdx(tmp_path / f"{filename}.spdx.json")
+        cli.run("sbom", "--channel", ch, "--ckey", ckey, "--format", "cyclonedx",
+                "--output", str(tmp_path / f"{filename}.cdx.json"))
+        bom = valid_cyclonedx(tmp_path / f"{filename}.cdx.json")
+        component = bom["metadata"]["component"]
+        if filename.endswith(".whl"):
+            assert component["purl"] == "pkg:pypi/demo-lib@1.2"
+            assert {c["name"] for c in bom["components"]} == {"requests", "click"}
+            assert "./demo_lib/__init__.py" in {f["fileName"] for f in doc["files"]}
+        if filename.startswith("rdemo"):
+            assert component["purl"] == "pkg:cran/rdemo@1.0"
+            assert [c["purl"] for c in bom["components"]] == ["pkg:cran/jsonlite"]

@@ -56,13 +56,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help='[python] wheel platform tags to keep, globs allowed, e.g. "manylinux*x86_64,any"')
     f.add_argument("--licenses", help='license families, "-" to exclude: "-gpl3,mit" (' + ", ".join(LICENSES) + ")")
     f.add_argument("--only_spec", "--only-spec", dest="only_spec", action="append", default=[],
-                   metavar="SPEC", help="mirror only what matches this MatchSpec (repeatable)")
+                   metavar="SPEC",
+                   help="mirror only what matches this MatchSpec (python: PEP 508, CRAN: 'ggplot2>=3.4'); repeatable")
     f.add_argument("--exclude_spec", "--exclude-spec", dest="exclude_spec", action="append", default=[],
                    metavar="SPEC", help="leave out what matches this MatchSpec (repeatable)")
     f.add_argument("--include_spec", "--include-spec", dest="include_spec", action="append", default=[],
                    metavar="SPEC", help="re-admit what an --exclude_spec removed (repeatable)")
     f.add_argument("--include_dependencies", "--include-dependencies", dest="include_dependencies",
                    action="store_true", help="also mirror the dependency closure of the --only_spec selection")
+    f.add_argument("--include_archive", "--include-archive", dest="include_archive", action="store_true",
+                   help="[CRAN] also mirror older versions from src/contrib/Archive/<pkg>/")
     f.add_argument("--cve_score", type=float, help="only files with a CVE score at or below this (0-10)")
     f.add_argument("--exclude_uncurated_cve_packages", action="store_true",
                    help="leave out files with uncurated CVEs")
@@ -152,7 +155,8 @@ def filters_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if args.cve_score is not None:
         out["cve_score_threshold"] = args.cve_score
     for flag, key in (("exclude_uncurated_cve_packages", "exclude_non_curated_cve"),
-                      ("only_signed", "only_signed"), ("include_dependencies", "include_dependencies")):
+                      ("only_signed", "only_signed"), ("include_dependencies", "include_dependencies"),
+                      ("include_archive", "include_archive")):
         if getattr(args, flag):
             out[key] = True
     return out
