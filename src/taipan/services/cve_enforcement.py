@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
@@ -44,6 +44,35 @@ def assessor(db: Session, family: str, names: set[str]) -> flt.CveOf:
                     found.add(cve_id)
         return rules.file_summary(states[c] for c in found if c in states)
     return cve_of
+
+
+def mirror_keep(sessions: Any, family: str, partition: str, items: list[Any], name_of: Callable[[Any], str],
+                version_of: Callable[[Any], str], filters: Mapping[str, Any], channel: Channel,
+                progress: Any) -> list[Any]:
+    """A mirror's and its channel's CVE filters over upstream files of any family; what each drops is
+    counted in the sync state (``mirror_filtered.cve``, ``channel_filtered.cve``)."""
+    threshold, uncurated = filters.get("cve_score_threshold"), bool(filters.get("exclude_non_curated_cve"))
+    ch_threshold, ch_uncurated = _cve_rules(channel)
+    if threshold is None and not uncurated and ch_threshold is None and not ch_uncurated:
+        return items
+    with sessions() as db:
+        cve_of = assessor(db, family, {name_of(i) for i in items})
+    kept, mirror_cut, channel_cut = [], 0, 0
+    for item in items:
+        score, status = cve_of(partition, {"name": name_of(item), "version": version_of(item)})
+        if flt.cve_breach(score, status, ch_threshold, ch_uncurated):
+            channel_cut += 1
+        elif flt.cve_breach(score, status, threshold, uncurated):
+            mirror_cut += 1
+        else:
+            kept.append(item)
+    with progress._lock:
+        count = progress.state["count"]
+        for level, n in (("mirror_filtered", mirror_cut), ("channel_filtered", channel_cut)):
+            bucket = count.setdefault(level, {})
+            bucket["cve"] = bucket.get("cve", 0) + n
+        progress.state.update(selected=len(kept))
+    return kept
 
 
 def _cve_rules(channel: Channel) -> tuple[float | None, bool]:

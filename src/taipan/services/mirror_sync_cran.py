@@ -24,6 +24,7 @@ from taipan.domain import cran
 from taipan.domain import cran_upstream as cu
 from taipan.domain.repodata import record_bytes
 from taipan.errors import InvalidInput, UpstreamError
+from taipan.services import cve_enforcement, cve_matching
 from taipan.services import mirror_sync as ms
 from taipan.services.mirror_runs import MirrorEnv, Progress
 
@@ -64,8 +65,10 @@ def sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> dic
             if filters.get("include_dependencies"):
                 progress.state.update(dependencies_added=sel.dependencies_added,
                                       dependencies_missing=sel.missing[:100])
+        kept = cve_enforcement.mirror_keep(env.sessions, "cran", PARTITION, list(sel.kept), lambda p: p.name,
+                                           lambda p: p.version, filters, channel, progress)
         progress.step(4)
-        plan = _plan(env, m, channel, sel.kept)
+        plan = _plan(env, m, channel, kept)
         ms._fetch_active(env, upstream, plan, progress)
         for row in plan.add + plan.update:  # hashes learnt by downloading go into the index too
             rec = orjson.loads(row["record"])
@@ -74,6 +77,9 @@ def sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> dic
                 row["record"] = record_bytes(rec).decode()
     progress.step(5)
     ms._publish(env, m, channel, plan, progress)
+    with env.sessions() as db:  # the mirrored files get their CVE scores, as uploads do
+        cve_matching.match_files(db, File.mirror_id == m.id)
+        db.commit()
     return {"digest": hashlib.sha256(orjson.dumps([m.source_root, m.mode, filters], option=orjson.OPT_SORT_KEYS))
             .hexdigest()[:24], "validators": {}}
 

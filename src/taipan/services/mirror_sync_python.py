@@ -163,30 +163,8 @@ def _with_dependencies(env: MirrorEnv, upstream: Any, root: str, pages: dict[str
 def _cve_select(env: MirrorEnv, files: list[ps.UpstreamFile], filters: dict[str, Any], channel: Channel,
                 progress: Progress) -> list[ps.UpstreamFile]:
     """The mirror's and the channel's CVE filters, by what the CVE store knows of each file's version."""
-    threshold, uncurated = filters.get("cve_score_threshold"), bool(filters.get("exclude_non_curated_cve"))
-    ch = flt.normalize_channel_filters({k: v for k, v in (channel.filters or {}).items()
-                                        if k in (*flt.CHANNEL_FILTER_KEYS, "licenses")})
-    ch_threshold, ch_uncurated = ch.get("cve_score_threshold"), bool(ch.get("exclude_non_curated_cve"))
-    if threshold is None and not uncurated and ch_threshold is None and not ch_uncurated:
-        return files
-    with env.sessions() as db:
-        cve_of = cve_enforcement.assessor(db, "python", {f.project for f in files})
-    kept, mirror_cut, channel_cut = [], 0, 0
-    for f in files:
-        score, status = cve_of(PARTITION, {"name": f.project, "version": f.version})
-        if flt.cve_breach(score, status, ch_threshold, ch_uncurated):
-            channel_cut += 1
-        elif flt.cve_breach(score, status, threshold, uncurated):
-            mirror_cut += 1
-        else:
-            kept.append(f)
-    with progress._lock:
-        count = progress.state["count"]
-        for level, n in (("mirror_filtered", mirror_cut), ("channel_filtered", channel_cut)):
-            bucket = count.setdefault(level, {})
-            bucket["cve"] = bucket.get("cve", 0) + n
-        progress.state.update(selected=len(kept))
-    return kept
+    return cve_enforcement.mirror_keep(env.sessions, "python", PARTITION, files, lambda f: f.project,
+                                       lambda f: f.version, filters, channel, progress)
 
 
 def _by_license(env: MirrorEnv, upstream: Any, kept: list[ps.UpstreamFile], filters: dict[str, Any],
