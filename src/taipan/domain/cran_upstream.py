@@ -6,14 +6,16 @@ fetches the bytes."""
 
 from __future__ import annotations
 
+import gzip
 import re
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import unquote, urljoin
 
-from taipan.domain import cran
+from taipan.domain import cran, rds
 from taipan.domain.matchspec import family_of_license
 from taipan.errors import InvalidInput
 
@@ -85,6 +87,37 @@ def parse_archive_listing(name: str, html: bytes, listing_url: str) -> list[Upst
             continue
         out.append(UpstreamPackage(name, fn.version, filename, urljoin(listing_url, href.split("?")[0]),
                                    {"Package": name, "Version": fn.version}, archived=True))
+    return out
+
+
+def parse_archive_rds(data: bytes, contrib_url: str) -> dict[str, list[UpstreamPackage]]:
+    """The archived versions ``src/contrib/Meta/archive.rds`` lists (CRAN's and Taipan's: a list
+    named by package of data frames whose row names are ``<pkg>/<pkg>_<version>.tar.gz``), by name.
+    ValueError when it is not such a file."""
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ValueError(f"broken gzip: {exc}") from exc
+    top = rds.unserialize(data)
+    names = top.attributes.get("names") if isinstance(top, rds.RObject) else None
+    if not isinstance(names, rds.RObject) or top.kind != "list":
+        raise ValueError("not a named list")
+    out: dict[str, list[UpstreamPackage]] = {}
+    for name, frame in zip(names.items, top.items, strict=False):
+        rows = frame.attributes.get("row.names") if isinstance(frame, rds.RObject) else None
+        if not isinstance(name, str) or not isinstance(rows, rds.RObject) or rows.kind != "character":
+            continue
+        for row in rows.items:
+            pkg, _, filename = str(row).partition("/")
+            try:
+                fn = cran.parse_filename(filename)
+            except InvalidInput:
+                continue
+            if pkg == name == fn.name and fn.ext == cran.SOURCE_EXT:
+                out.setdefault(name, []).append(UpstreamPackage(
+                    name, fn.version, filename, urljoin(contrib_url, f"Archive/{name}/{filename}"),
+                    {"Package": name, "Version": fn.version}, archived=True))
     return out
 
 

@@ -95,10 +95,14 @@ def _packages_file(upstream: Any, contrib: str) -> bytes:
 
 def _archived(env: MirrorEnv, upstream: Any, contrib: str, packages: list[cu.UpstreamPackage],
               filters: dict[str, Any], progress: Progress) -> list[cu.UpstreamPackage]:
-    """Older versions from ``Archive/<pkg>/`` listings, for the packages the name filters keep."""
+    """Older versions, for the packages the name filters keep: from ``Meta/archive.rds`` when the
+    upstream has one, else from the ``Archive/<pkg>/`` directory listings."""
     names = sorted({p.name for p in cu.select(packages, {k: filters[k] for k in (
         "only_specs", "exclude_specs", "include_specs") if k in filters}).kept})
     current = {(p.name, p.version) for p in packages}
+    listed = _archive_rds(upstream, contrib)
+    if listed is not None:  # one file lists them all (CRAN, Taipan): no directory listings needed
+        return [p for n in names for p in listed.get(n, []) if (p.name, p.version) not in current]
     done = 0
     lock = threading.Lock()
 
@@ -115,6 +119,16 @@ def _archived(env: MirrorEnv, upstream: Any, contrib: str, packages: list[cu.Ups
 
     with ThreadPoolExecutor(max(env.download_threads, 1), thread_name_prefix="mirror-archive") as pool:
         return [p for ps in pool.map(one, names) for p in ps]
+
+
+def _archive_rds(upstream: Any, contrib: str) -> dict[str, list[cu.UpstreamPackage]] | None:
+    got = upstream.get_bytes(contrib + "Meta/archive.rds")
+    if got.status_code == 404:
+        return None
+    try:
+        return cu.parse_archive_rds(got.content, contrib)
+    except ValueError:
+        return None  # not readable here: the directory listings say the same
 
 
 def _plan(env: MirrorEnv, m: Mirror, channel: Channel, kept: list[cu.UpstreamPackage]) -> ms.Plan:

@@ -161,3 +161,28 @@ def test_cran_mirror_errors(mirror_server, upstream_url) -> None:
         assert r.status_code == 201, r.text
     m = wait_state(mirror_server, ch, "empty", states=("failed",))
     assert "PACKAGES" in m["sync_state"]["last_exception"]
+
+
+def test_active_cran_mirror_of_another_taipan_channel_with_its_archive(mirror_server, r_packages) -> None:
+    up = unique("cranup")
+    token = mirror_server.admin_token()
+    with api(mirror_server) as c:
+        assert c.post("/channels", json={"name": up, "privacy": "public"}).status_code == 201
+    for key in ("tpdep", "tpmain-0.9", "tpmain"):
+        p = r_packages[key]
+        r = httpx.post(f"{mirror_server.url}/api/repo/{up}", files={"content": (p.name, p.read_bytes())},
+                       data={"filetype": "cran_source_package"}, headers={"X-Auth": token})
+        assert r.status_code == 201, r.text
+    ch = _channel(mirror_server)
+    with api(mirror_server) as c:
+        r = c.post(f"/channels/{ch}/mirrors", json={
+            "mirror_name": "taipan", "mirror_type": "CRAN", "mirror_mode": "active",
+            "source_root": f"{mirror_server.url}/api/repo/{up}",
+            "filters": {"only_specs": ["tpmain"], "include_archive": True}, "run_now": True})
+        assert r.status_code == 201, r.text
+    m = wait_state(mirror_server, ch, "taipan")
+    # The archived tpmain 0.9 was read from the upstream's Meta/archive.rds; tpdep is not a dependency
+    # this mirror follows (no --include-dependencies).
+    assert _files(mirror_server, ch) == {"tpmain_1.0.tar.gz": "active", "tpmain_0.9.tar.gz": "active"}, m
+    old = httpx.get(f"{mirror_server.url}/api/repo/{ch}/src/contrib/Archive/tpmain/tpmain_0.9.tar.gz")
+    assert old.status_code == 200 and old.content == r_packages["tpmain-0.9"].read_bytes()
