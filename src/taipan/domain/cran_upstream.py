@@ -174,16 +174,41 @@ class Selection:
     dependencies_added: int = 0
 
 
-def select(packages: list[UpstreamPackage], filters: Mapping[str, Any]) -> Selection:
-    """Apply the mirror's filters; a package is counted under the first filter that drops it."""
+def channel_requirements(specs: Iterable[str]) -> list[cran.RRequirement]:
+    """A channel's exclude specs that read as R requirements (others are conda MatchSpecs, which
+    name no R package)."""
+    out = []
+    for text in specs:
+        try:
+            out.append(cran.parse_requirement(text))
+        except InvalidInput:
+            continue
+    return out
+
+
+def select(packages: list[UpstreamPackage], filters: Mapping[str, Any],
+           channel: Mapping[str, Any] | None = None) -> Selection:
+    """Apply the channel's filters (licenses, exclude specs), then the mirror's; a package is counted
+    under the first filter that drops it (``channel_license``, ``channel_exclude_specs``, ...)."""
+    channel = channel or {}
+    ch_inc, ch_exc = channel.get("include_licenses") or [], channel.get("exclude_licenses") or []
+    ch_specs = channel_requirements(channel.get("exclude_specs") or [])
     only = [cran.parse_requirement(t) for t in filters.get("only_specs") or []]
     exclude = [cran.parse_requirement(t) for t in filters.get("exclude_specs") or []]
     include = [cran.parse_requirement(t) for t in filters.get("include_specs") or []]
     inc_lic, exc_lic = filters.get("include_licenses") or [], filters.get("exclude_licenses") or []
     date_from, date_to = filters.get("date_from"), filters.get("date_to")
-    counts = {"only_specs": 0, "exclude_specs": 0, "license": 0, "date": 0}
+    counts = {"only_specs": 0, "exclude_specs": 0, "license": 0, "date": 0, "channel_license": 0,
+              "channel_exclude_specs": 0}
     kept = []
     for p in packages:
+        if (ch_inc or ch_exc) and not p.archived and not licensed(
+                r_license_families(p.record.get("License")), ch_inc, ch_exc):
+            counts["channel_license"] += 1
+            continue
+        if ch_specs and any(r.matches(p.name, p.version) for r in ch_specs):
+            counts["channel_exclude_specs"] += 1
+            continue
         if only and not any(r.matches(p.name, p.version) for r in only):
             counts["only_specs"] += 1
             continue

@@ -22,6 +22,7 @@ from taipan.db.mirrors import Mirror
 from taipan.db.models import Channel, File, utcnow
 from taipan.domain import cran
 from taipan.domain import cran_upstream as cu
+from taipan.domain import filters as flt
 from taipan.domain.repodata import record_bytes
 from taipan.errors import InvalidInput, UpstreamError
 from taipan.services import cve_enforcement, cve_matching
@@ -41,11 +42,25 @@ def repo_root(source_root: str) -> str:
 
 def sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> dict[str, Any]:
     filters = m.filters or {}
+    ch_filters = flt.normalize_channel_filters(ms._channel_filters(channel))
     contrib = repo_root(m.source_root) + PARTITION + "/"
+    digest = hashlib.sha256(orjson.dumps([m.source_root, m.mode, filters, ch_filters],
+                                         option=orjson.OPT_SORT_KEYS)).hexdigest()[:24]
+    prev = (m.cache or {}).get("upstream") or {}
+    # Same settings, last run clean, the channel still holds what it published: ask conditionally.
+    known = prev.get("validators", {}) if prev.get("digest") == digest and prev.get("clean") and \
+        ms._files_intact(env, m, prev) else {}
     with env.upstream_factory(m.source_root, proxy=m.proxy) as upstream:
         progress.step(1)
+        raw, validators = _packages_file(upstream, contrib, known)
+        seen = {"digest": digest, "validators": validators}
+        if raw is None:  # 304: nothing changed upstream
+            with progress._lock:
+                progress.state["count"] = prev.get("count", progress.state["count"])
+                progress.state["upstream_unchanged"] = True
+            return seen
         try:
-            packages = cu.parse_packages(_packages_file(upstream, contrib), contrib)
+            packages = cu.parse_packages(raw, contrib)
         except InvalidInput as exc:
             raise UpstreamError(f"The upstream's src/contrib/PACKAGES is not a DCF file: {exc.message}",
                                 "Check that the source URL is the root of a CRAN-like repository",
@@ -54,13 +69,15 @@ def sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> dic
         if filters.get("include_archive"):
             packages += _archived(env, upstream, contrib, packages, filters, progress)
         progress.step(3)
-        sel = cu.select(packages, filters)
+        sel = cu.select(packages, filters, ch_filters)
         if filters.get("include_dependencies"):
             sel = cu.with_dependencies(sel, packages)
         with progress._lock:
             mf = progress.state["count"].setdefault("mirror_filtered", {})
+            cf = progress.state["count"].setdefault("channel_filtered", {})
             for k, v in sel.counts.items():
-                mf[k] = mf.get(k, 0) + v
+                into, key = (cf, k[len("channel_"):]) if k.startswith("channel_") else (mf, k)
+                into[key] = into.get(key, 0) + v
             progress.state.update(upstream_records=len(packages), selected=len(sel.kept))
             if filters.get("include_dependencies"):
                 progress.state.update(dependencies_added=sel.dependencies_added,
@@ -80,23 +97,38 @@ def sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> dic
     with env.sessions() as db:  # the mirrored files get their CVE scores, as uploads do
         cve_matching.match_files(db, File.mirror_id == m.id)
         db.commit()
-    return {"digest": hashlib.sha256(orjson.dumps([m.source_root, m.mode, filters], option=orjson.OPT_SORT_KEYS))
-            .hexdigest()[:24], "validators": {}}
+    return seen
 
 
-def _packages_file(upstream: Any, contrib: str) -> bytes:
-    got = upstream.get_bytes(contrib + "PACKAGES.gz")
-    if got.status_code != 404:
+def _conditional(known: dict[str, Any]) -> dict[str, str]:
+    headers = {}
+    if known.get("etag"):
+        headers["If-None-Match"] = known["etag"]
+    if known.get("last_modified"):
+        headers["If-Modified-Since"] = known["last_modified"]
+    return headers
+
+
+def _packages_file(upstream: Any, contrib: str,
+                   known: dict[str, Any]) -> tuple[bytes | None, dict[str, Any]]:
+    """PACKAGES.gz decompressed (else PACKAGES) and its validators; None when answered 304."""
+    for name in ("PACKAGES.gz", "PACKAGES"):
+        v = known.get(name) or {}
+        got = upstream.get_bytes(contrib + name, headers=_conditional(v))
+        if got.status_code == 304:
+            return None, {name: v}
+        if got.status_code == 404:
+            continue
+        validators = {name: {"etag": got.headers.get("etag"), "last_modified": got.headers.get("last-modified")}}
+        if name == "PACKAGES":
+            return bytes(got.content), validators
         try:
-            return gzip.decompress(got.content)
+            return gzip.decompress(got.content), validators
         except (OSError, EOFError, zlib.error):
-            pass  # a server that already decoded it (Content-Encoding), or a broken file: try PACKAGES
-    got = upstream.get_bytes(contrib + "PACKAGES")
-    if got.status_code == 404:
-        raise UpstreamError(f"No src/contrib/PACKAGES(.gz) under {upstream._describe(contrib)}",
-                            "Give the root of a CRAN-like repository, e.g. https://cloud.r-project.org",
-                            code="upstream_not_found")
-    return bytes(got.content)
+            continue  # a server that already decoded it (Content-Encoding), or a broken file: try PACKAGES
+    raise UpstreamError(f"No src/contrib/PACKAGES(.gz) under {upstream._describe(contrib)}",
+                        "Give the root of a CRAN-like repository, e.g. https://cloud.r-project.org",
+                        code="upstream_not_found")
 
 
 def _archived(env: MirrorEnv, upstream: Any, contrib: str, packages: list[cu.UpstreamPackage],

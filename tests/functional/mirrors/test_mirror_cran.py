@@ -121,7 +121,9 @@ def test_passive_cran_mirror_with_dependencies_and_archive_installs_with_r(
     # A second run changes nothing and keeps what was fetched.
     with api(mirror_server) as c:
         assert c.put(f"/channels/{ch}/mirrors/cran", json={"run_now": True}).status_code in (200, 202)
-    wait_state(mirror_server, ch, "cran", pred=lambda m: m["sync_state"].get("finished_at") != st["finished_at"])
+    again = wait_state(mirror_server, ch, "cran",
+                       pred=lambda m: m["sync_state"].get("finished_at") not in (None, st["finished_at"]))
+    assert again["sync_state"].get("upstream_unchanged"), again["sync_state"]  # answered 304
     assert set(_files(mirror_server, ch).values()) == {"active"}
 
 
@@ -186,3 +188,29 @@ def test_active_cran_mirror_of_another_taipan_channel_with_its_archive(mirror_se
     assert _files(mirror_server, ch) == {"tpmain_1.0.tar.gz": "active", "tpmain_0.9.tar.gz": "active"}, m
     old = httpx.get(f"{mirror_server.url}/api/repo/{ch}/src/contrib/Archive/tpmain/tpmain_0.9.tar.gz")
     assert old.status_code == 200 and old.content == r_packages["tpmain-0.9"].read_bytes()
+
+
+def test_passive_file_whose_bytes_do_not_match_md5sum_is_refused(mirror_server, cran_tree, tmp_path) -> None:
+    tree = tmp_path / "tampered"
+    shutil.copytree(cran_tree, tree)
+    packages = tree / "src" / "contrib" / "PACKAGES"
+    text = packages.read_text()
+    md5 = hashlib.md5((tree / "src" / "contrib" / "tpdep_1.0.tar.gz").read_bytes()).hexdigest()
+    assert f"MD5sum: {md5}" in text
+    packages.write_text(text.replace(f"MD5sum: {md5}", "MD5sum: " + "0" * 32))
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(tree)))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        ch = _channel(mirror_server)
+        with api(mirror_server) as c:
+            r = c.post(f"/channels/{ch}/mirrors", json={
+                "mirror_name": "md5", "mirror_type": "CRAN", "source_root": f"http://127.0.0.1:{srv.server_address[1]}",
+                "filters": {"only_specs": ["tpdep"]}, "run_now": True})
+            assert r.status_code == 201, r.text
+        wait_state(mirror_server, ch, "md5")
+        got = httpx.get(f"{mirror_server.url}/api/repo/{ch}/src/contrib/tpdep_1.0.tar.gz")
+        assert got.status_code == 502, got.status_code
+        assert _files(mirror_server, ch) == {"tpdep_1.0.tar.gz": "passive"}  # nothing stored
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -21,7 +21,7 @@ from pydists import build_wheel, python_metadata
 JSON = "application/vnd.pypi.simple.v1+json"
 
 
-def wait_done(api: httpx.Client, channel: str, name: str, timeout: float = 90) -> dict[str, Any]:
+def wait_done(api: httpx.Client, channel: str, name: str, timeout: float = 180) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     m: dict[str, Any] = {}
     while time.monotonic() < deadline:

@@ -114,3 +114,12 @@ def test_archive_rds_as_taipan_and_r_write_it(tmp_path) -> None:
                    capture_output=True)
     got = cu.parse_archive_rds((tmp_path / "archive.rds").read_bytes(), "http://h/src/contrib/")
     assert [p.version for p in got["pk"]] == ["1.0", "0.9"]
+
+
+def test_channel_filters_come_first_and_are_counted_apart() -> None:
+    pkgs = cu.parse_packages(PACKAGES, "http://h/src/contrib/")
+    sel = cu.select(pkgs, {"exclude_specs": ["CC"]}, {"exclude_licenses": ["mit"],
+                                                      "exclude_specs": ["DD (>= 1.0)", "numpy 1.*"]})
+    assert [p.name for p in sel.kept] == ["AA"]
+    counts = sel.counts
+    assert (counts["channel_license"], counts["channel_exclude_specs"], counts["exclude_specs"]) == (1, 1, 1)
