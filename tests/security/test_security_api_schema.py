@@ -69,7 +69,7 @@ def test_schemathesis_finds_no_failure(server_factory, conda_packages, tmp_path)
            "--include-path-regex", "^(" + "|".join(CHECKED_PATHS) + ")$",
            "--report", "json", "--report-json-path", str(report), "--no-color", "--output-truncate", "true"]
     try:
-        run = subprocess.run(cmd, capture_output=True, text=True, timeout=MAX_TIME + 60, cwd=tmp_path)
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=MAX_TIME + 120, cwd=tmp_path)
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"schemathesis did not finish in time:\n{exc.stdout}")
     out = run.stdout + run.stderr
