@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -26,6 +26,7 @@ from taipan.db.mirrors import Mirror
 from taipan.db.models import Channel, File, IndexChange, utcnow
 from taipan.domain import filters as flt
 from taipan.domain.repodata import record_bytes
+from taipan.domain.urls import redact_url, scrub, secrets_of
 from taipan.errors import TaipanError, UpstreamError
 from taipan.services.indexing import log_changes
 from taipan.services.mirror_runs import (
@@ -35,6 +36,7 @@ from taipan.services.mirror_runs import (
     Progress,
     Stopped,
     claim,
+    error_category,
     initial_sync_state,
 )
 from taipan.upstreams.conda import CondaUpstream, partial_path, remove_quietly
@@ -51,6 +53,8 @@ class Plan:
     update: list[dict[str, Any]]
     remove: list[tuple[str, str, str]]  # (file id, subdir, filename)
     fetch: list[dict[str, Any]]  # rows to make active: download first
+    # Selected files whose ckey another source (an upload, another mirror) already holds.
+    conflicts: list[str] = field(default_factory=list)
 
 
 def run_mirror(env: MirrorEnv, mirror_id: str) -> str | None:
@@ -65,18 +69,22 @@ def run_mirror(env: MirrorEnv, mirror_id: str) -> str | None:
         assert channel is not None
         db.expunge_all()
     state = dict(m.sync_state)
-    final, error, seen = "failed", None, None
+    final, error, category, seen = "failed", None, None, None
+    secrets: list[str] = []
     with Progress(env, mirror_id, run_id, state) as progress:
         try:
-            seen = _sync(env, m, channel, progress)
+            source, proxy = _real_urls(env, m)
+            secrets = secrets_of(source) + secrets_of(proxy)
+            seen = _sync(env, m, channel, progress, source, proxy)
             final = "completed"
         except Stopped as exc:
-            final, error = "stopped", str(exc)
+            final, error, category = "stopped", str(exc), error_category(exc)
         except TaipanError as exc:
             error = f"{exc.message}" + (f" ({exc.hint})" if exc.hint else "")
+            category = error_category(exc)
         except Exception as exc:  # report, never crash the worker
-            log.exception("mirror %s failed", m.name)
-            error = f"{type(exc).__name__}: {exc}"
+            log.error("mirror %s failed: %s", m.name, scrub(f"{type(exc).__name__}: {exc}", secrets))
+            error, category = f"{type(exc).__name__}: {exc}", "internal error"
     if progress.lost:
         return None
     snap = progress.snapshot()
@@ -85,7 +93,10 @@ def run_mirror(env: MirrorEnv, mirror_id: str) -> str | None:
         # The run published what it could; say why the rest is missing instead of a blank error.
         error = (f"{failed_files} file(s) could not be fetched and were left out; last error: "
                  f"{snap.get('last_exception') or 'unknown'} (the next run tries them again)")
-    snap.update(last_exception=error, finished_at=utcnow().isoformat())
+        category = f"{failed_files} file(s) could not be fetched ({snap.get('last_error_category') or 'error'})"
+    # Credentials never reach the mirror's JSON, whoever reads it.
+    snap.update(last_exception=scrub(error, secrets), last_error_category=category,
+                finished_at=utcnow().isoformat())
     if final == "completed":
         snap.update(current_step_number=len(STEPS), current_step_percentage=100,
                     current_step_description="Completed")
@@ -114,13 +125,29 @@ def run_mirror(env: MirrorEnv, mirror_id: str) -> str | None:
     return final
 
 
-def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> dict[str, Any]:
+def _real_urls(env: MirrorEnv, m: Mirror) -> tuple[str, str | None]:
+    """The source and proxy URLs with their credentials, decrypted for this run only."""
+    box = env.secrets
+    if (m.source_secret or m.proxy_secret) and box is None:
+        raise UpstreamError("The mirror's credentials cannot be read (no secrets key)",
+                            "Set TAIPAN_SECRETS__KEY as on the server", code="secret_unreadable")
+    source = box.open(m.source_secret) if m.source_secret and box else m.source_root
+    proxy = box.open(m.proxy_secret) if m.proxy_secret and box else m.proxy
+    return source, proxy
+
+
+def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress, source: str,
+          proxy: str | None) -> dict[str, Any]:
     """Run the steps; return what to remember of the upstream (its validators) for the next run."""
     ch_filters = _channel_filters(channel)
     compiled = flt.compile_filters(m.filters or {}, ch_filters)
-    with env.upstream_factory(m.source_root, proxy=m.proxy) as upstream:
+    with env.upstream_factory(source, proxy=proxy) as upstream:
         progress.step(1)
-        subdirs = compiled.subdirs or upstream.subdirs()
+        if not compiled.subdirs:
+            subdirs = upstream.subdirs()
+            progress.contacted()
+        else:
+            subdirs = compiled.subdirs
         progress.step(2)
         digest = _digest(m, ch_filters, subdirs)
         prev = (m.cache or {}).get("upstream") or {}
@@ -133,6 +160,7 @@ def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> di
             v = known.get(subdir) or {}
             fetched[subdir] = upstream.fetch_repodata(subdir, etag=v.get("etag"),
                                                       last_modified=v.get("last_modified"))
+            progress.contacted()
             progress.percent(100 * (i + 1) / len(subdirs))
             progress.check()
         validators = {sd: {"etag": f.etag, "last_modified": f.last_modified} for sd, f in fetched.items()
@@ -167,10 +195,22 @@ def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> di
         del upstream_records
         progress.step(4)
         plan = _plan(env, m, channel, sel.kept, upstream, base_urls)
+        _report_conflicts(progress, plan.conflicts)
         _fetch_active(env, upstream, plan, progress)
     progress.step(5)
     _publish(env, m, channel, plan, progress)
     return seen
+
+
+CONFLICTS_SHOWN = 20
+
+
+def _report_conflicts(progress: Progress, conflicts: list[str]) -> None:
+    """Selected files that the channel already holds from another source are left out: say how
+    many and which, instead of a run that "completes" with nothing stored."""
+    with progress._lock:
+        progress.state["count"]["conflicts"] = len(conflicts)
+        progress.state["conflicts"] = sorted(conflicts)[:CONFLICTS_SHOWN]
 
 
 def _files_intact(env: MirrorEnv, m: Mirror, prev: Mapping[str, Any]) -> bool:
@@ -233,6 +273,7 @@ def _plan(env: MirrorEnv, m: Mirror, channel: Channel, kept: Mapping[str, Mappin
         for fn, rec in records.items():
             ckey = f"{subdir}/{fn}"
             if ckey in others:  # uploaded, or another mirror's: never overwritten by this one
+                plan.conflicts.append(ckey)
                 continue
             text = record_bytes(rec).decode()
             old = mine.pop(ckey, None)
@@ -245,7 +286,8 @@ def _plan(env: MirrorEnv, m: Mirror, channel: Channel, kept: Mapping[str, Mappin
                    "md5": rec.get("md5") or "", "size": int(rec.get("size") or 0), "record": text,
                    "meta": {"index.json": {k: rec[k] for k in _META_KEYS if k in rec}},
                    "state": state, "mirror_id": m.id, "updated_at": now,
-                   "source_url": upstream.file_url(subdir, fn, base_urls.get(subdir))}
+                   # stored without credentials: the run (or a passive fetch) puts them back
+                   "source_url": redact_url(upstream.file_url(subdir, fn, base_urls.get(subdir)))}
             needs_fetch = (m.mode == "active" or not row["sha256"]) and state != "active"
             if needs_fetch:
                 plan.fetch.append(row)
@@ -275,6 +317,7 @@ def _fetch_active(env: MirrorEnv, upstream: CondaUpstream, plan: Plan, progress:
             with lock:
                 failed.add(row["id"])
                 progress.state["last_exception"] = exc.message
+                progress.state["last_error_category"] = error_category(exc)
             progress.count("failed")
         with lock:
             done += 1
@@ -301,7 +344,7 @@ def _download(env: MirrorEnv, upstream: CondaUpstream, row: dict[str, Any]) -> N
         row["state"] = "active"
         return
     dest = partial_path(env.blobs.tempdir(), sha, row["ckey"])
-    got = upstream.download(row["source_url"], dest, sha256=sha, size=row["size"] or None,
+    got = upstream.download(upstream.unmask(row["source_url"]), dest, sha256=sha, size=row["size"] or None,
                             md5=row["md5"] or None)
     env.blobs.put_file(got.sha256, dest, move=True)
     remove_quietly(dest)
