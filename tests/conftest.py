@@ -163,3 +163,59 @@ def package_builder(tmp_path: Path) -> Callable[..., Path]:
 
     return build
 
+
+
+# ---------------------------------------------------------------- real R packages
+
+def rscript() -> str:
+    """Rscript, which the CRAN tests drive for real: missing fails them on CI (where `.ci/run`
+    installs r-base-core) and skips them elsewhere."""
+    import shutil
+
+    path = shutil.which("Rscript")
+    if path is None:
+        message = "Rscript is missing: install r-base-core (apt-get install r-base-core)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def build_r_package(out_dir: Path, name: str, version: str, *, imports: tuple[str, ...] = (),
+                    value: str | None = None, extra: str = "") -> Path:
+    """Build a real R source package with `R CMD build`; it exports hello() returning ``value``."""
+    src = out_dir / f"src-{name}-{version}" / name
+    (src / "R").mkdir(parents=True, exist_ok=True)
+    deps = f"Imports: {', '.join(imports)}\n" if imports else ""
+    (src / "DESCRIPTION").write_text(
+        f"Package: {name}\nVersion: {version}\nTitle: The {name} Test Package\n"
+        f"Description: A package built by the tests to be served by Taipan and installed\n"
+        f"    by R itself.\nAuthors@R: person(\"Test\", \"Author\", email = \"t@example.invalid\",\n"
+        f"    role = c(\"aut\", \"cre\"))\nLicense: MIT + file LICENSE\nURL: https://example.invalid/{name}\n"
+        f"Depends: R (>= 3.5)\n{deps}{extra}")
+    (src / "LICENSE").write_text("YEAR: 2024\nCOPYRIGHT HOLDER: Test Author\n")
+    (src / "NAMESPACE").write_text("export(hello)\n")
+    body = f'"{value or f"{name} {version}"}"'
+    if imports:
+        body = f'paste({body}, {imports[0]}::hello())'
+    (src / "R" / "hello.R").write_text(f"hello <- function() {body}\n")
+    subprocess.run([rscript().replace("Rscript", "R"), "CMD", "build", "--no-build-vignettes", "--no-manual",
+                    str(src)], cwd=out_dir, check=True, capture_output=True, timeout=120)
+    return out_dir / f"{name}_{version}.tar.gz"
+
+
+@pytest.fixture(scope="session")
+def r_bin() -> str:
+    """The path of Rscript (see rscript())."""
+    return rscript()
+
+
+@pytest.fixture(scope="session")
+def r_packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """tpdep 1.0, tpmain 0.9 and 1.0 (1.0 imports tpdep), built with R CMD build."""
+    out = tmp_path_factory.mktemp("rpkgs")
+    return {
+        "tpdep": build_r_package(out, "tpdep", "1.0"),
+        "tpmain-0.9": build_r_package(out, "tpmain", "0.9"),
+        "tpmain": build_r_package(out, "tpmain", "1.0", imports=("tpdep",)),
+    }

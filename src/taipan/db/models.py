@@ -141,7 +141,7 @@ class File(Base):
     family: Mapped[str] = mapped_column(String(32), default="conda")
     name: Mapped[str] = mapped_column(String(255))
     version: Mapped[str] = mapped_column(String(255))
-    subdir: Mapped[str] = mapped_column(String(32))
+    subdir: Mapped[str] = mapped_column(String(64))
     filename: Mapped[str] = mapped_column(String(255))
     ckey: Mapped[str] = mapped_column(String(300))
     sha256: Mapped[str] = mapped_column(String(64), index=True)
@@ -164,7 +164,7 @@ class IndexChange(Base):
     __table_args__ = (Index("ix_index_changes_channel_subdir_seq", "channel_id", "subdir", "seq"),)
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     channel_id: Mapped[str] = mapped_column(String(36))
-    subdir: Mapped[str] = mapped_column(String(32))
+    subdir: Mapped[str] = mapped_column(String(64))
     filename: Mapped[str] = mapped_column(String(255))
     created: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -50,3 +50,12 @@ def channeldata(sessions: sessionmaker[Session], channel_id: str, channel_path: 
     all_subdirs = {s for v in subdirs.values() for s in v}
     data = build_channeldata(channel_path, all_subdirs, latest)
     return json.dumps(data, sort_keys=True).encode()
+
+
+def versions_in(sessions: sessionmaker[Session], channel_id: str, family: str, subdir: str,
+                name: str) -> list[str]:
+    """Every version of a package in one partition of a channel (e.g. to tell R's current source
+    package from its archived ones)."""
+    with sessions() as db:
+        return list(db.scalars(select(File.version).where(
+            File.channel_id == channel_id, File.family == family, File.subdir == subdir, File.name == name)))

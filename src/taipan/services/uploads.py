@@ -126,7 +126,7 @@ def choose_family(filetype: str | None, filename: str, head: bytes, path: Path |
 
 def upload(db: Session, blobs: BlobStore, p: Principal, channel: Channel, spooled: Spooled, filename: str,
            *, filetype: str | None = None, declared_size: int | None = None,
-           checks: UploadChecks | None = None) -> File:
+           checks: UploadChecks | None = None, subdir: str | None = None) -> File:
     """Validate and store one artifact of any family; the caller commits, then notifies the indexer."""
     require_write(p, channel, "artifact:create")
     if declared_size is not None and declared_size != spooled.size:
@@ -135,7 +135,8 @@ def upload(db: Session, blobs: BlobStore, p: Principal, channel: Channel, spoole
     validate_filename(filename)
     family = choose_family(filetype, filename, spooled.head, spooled.path)
     # Everything that can refuse the file is checked before anything is stored.
-    art = family.read_upload(spooled.path, filename, sha256=spooled.sha256, md5=spooled.md5, size=spooled.size)
+    art = family.read_upload(spooled.path, filename, sha256=spooled.sha256, md5=spooled.md5, size=spooled.size,
+                             subdir=subdir or None)
     if checks is not None:
         checks.verify(spooled, art, family)
     record = record_bytes(art.record).decode()

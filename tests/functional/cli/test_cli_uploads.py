@@ -23,8 +23,8 @@ def test_multi_file_upload_tries_every_file(cli: Cli, channel: Callable[..., str
     assert f"Skipped hello-1.0-0.conda to {target}: the same file is already there" in proc.stderr
     other_hello = package_builder("hello", "1.0", "noarch", content="a different build\n")
     assert other_hello.name == "hello-1.0-0.conda"
-    notebook = tmp_path / "analysis.ipynb"
-    notebook.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}))
+    notebook = tmp_path / "analysis.ipynb"  # a notebook the notebook schema refuses (no metadata)
+    notebook.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "cells": []}))
     missing = tmp_path / "missing-1.0-0.conda"
     proc = cli.run("upload", "-c", target, str(conda_packages["hello"]), str(other_hello), str(notebook),
                    str(missing), str(conda_packages["world"]), rc=1)
@@ -73,11 +73,9 @@ def test_upload_says_what_a_file_really_is(cli: Cli, channel: Callable[..., str]
     env.write_text("name: demo\nchannels: [defaults]\ndependencies:\n  - python=3.12\n")
     junk = tmp_path / "notes.txt"
     junk.write_text("just some words\n")
-    # Families this server does not store: the server's answer names the family the file really is.
-    for path, family in {notebook: "notebook", project: "anaconda_project", env: "anaconda_env"}.items():
-        proc = cli.run("upload", "-c", target, str(path), rc=2)
-        assert f"does not accept {family} uploads yet" in proc.stderr, proc.stderr
-        assert "-t conda" not in proc.stderr and "conda1" not in proc.stderr and "bdist_wheel" not in proc.stderr
+    # Notebooks, projects and environment files are stored (tests/functional/cli/test_cli_documents.py).
+    for path in (notebook, project, env):
+        cli.run("upload", "-c", target, str(path))
     # A -t the content contradicts is refused with what the file is (python and R families are on
     # their way to the server, so their uploads are not asserted to fail here).
     proc = cli.run("upload", "-c", target, "-t", "pypi", str(conda_packages["hello"]), rc=2)
@@ -90,4 +88,5 @@ def test_upload_says_what_a_file_really_is(cli: Cli, channel: Callable[..., str]
     assert "environment.yml is not a Jupyter notebook (-t ipynb): it is a conda environment file" in proc.stderr
     proc = cli.run("upload", "-c", target, str(junk), rc=2)
     assert "Cannot tell what kind of file notes.txt is" in proc.stderr and "--package-type" in proc.stderr
-    assert json.loads(cli.run("channel", "--list-files", target, "--json").stdout) == []
+    listed = json.loads(cli.run("channel", "--list-packages", target, "--json").stdout)[target]["items"]
+    assert sorted(f["family"] for f in listed) == ["anaconda_env", "anaconda_project", "notebook"]

@@ -13,7 +13,7 @@ from taipan.cli.specs import PackageSpec, file_field, file_name, file_package, f
 from taipan.domain.names import split_channel_path
 from taipan.errors import InvalidInput, NotFound, TaipanError
 
-FAMILIES = ("conda", "python", "cran", "anaconda_project", "anaconda_env", "notebook", "gra")
+FAMILIES = ("conda", "python", "cran", "anaconda_project", "anaconda_env", "notebook", "gra", "sbom")
 PRIVACY = {"lock": "private", "soft_lock": "authenticated", "unlock": "public"}
 HISTORY_LIMIT = 50
 

@@ -28,7 +28,8 @@ router = APIRouter(tags=["uploads"])
 
 
 def _store(request: Request, rt: Runtime, db: Any, p: Principal, channel: Channel, content: UploadFile,
-           filetype: str, size: int | None, checks: uploads.UploadChecks | None = None) -> dict[str, Any]:
+           filetype: str, size: int | None, checks: uploads.UploadChecks | None = None,
+           subdir: str = "") -> dict[str, Any]:
     # Rights before anything else: nothing is spooled for a caller who may not upload here, and a
     # hidden channel answers like a missing one whatever the form holds.
     channels.require_write(p, channel, "artifact:create")
@@ -40,7 +41,7 @@ def _store(request: Request, rt: Runtime, db: Any, p: Principal, channel: Channe
     spooled = uploads.spool(content.file, rt.blobs.tempdir(), rt.settings.server.max_upload_size)
     try:
         row = uploads.upload(db, rt.blobs, p, channel, spooled, raw_name, filetype=filetype,
-                             declared_size=size, checks=checks)
+                             declared_size=size, checks=checks, subdir=subdir)
         db.flush()
         # The answer is built before the commit: nothing fallible runs after it (a 500 never commits).
         body = artifacts.file_json(row, channel, base_url(request))
@@ -61,9 +62,9 @@ def _path(request: Request) -> str:
 @router.post("/channels/{ch}/{sub}/artifacts", status_code=201)
 def upload(request: Request, p: UserDep, db: SessionDep, rt: RuntimeDep,
            content: UploadFile = File(...), filetype: str = Form(""),
-           size: int | None = Form(None)) -> dict[str, Any]:
+           size: int | None = Form(None), subdir: str = Form("", max_length=64)) -> dict[str, Any]:
     channel = channels.get_channel(db, _path(request))
-    return _store(request, rt, db, p, channel, content, filetype, size)
+    return _store(request, rt, db, p, channel, content, filetype, size, subdir=subdir)
 
 
 @router.post("/repo/{ch}")
@@ -73,12 +74,13 @@ def upload(request: Request, p: UserDep, db: SessionDep, rt: RuntimeDep,
 def repo_upload(request: Request, p: UserDep, db: SessionDep, rt: RuntimeDep,
                 content: UploadFile = File(...), filetype: str = Form(""),
                 action: str = Form("", alias=":action"), sha256_digest: str = Form(""),
-                md5_digest: str = Form(""), name: str = Form(""), version: str = Form("")) -> JSONResponse:
+                md5_digest: str = Form(""), name: str = Form(""), version: str = Form(""),
+                subdir: str = Form("", max_length=64)) -> JSONResponse:
     if action and action != "file_upload":
         raise InvalidInput(f"Unsupported action {action!r}", "Only :action=file_upload is supported",
                            code="unsupported_action")
     channel = channels.get_channel(db, _path(request))
     checks = uploads.UploadChecks(sha256=sha256_digest, md5=md5_digest, name=name, version=version)
-    body = _store(request, rt, db, p, channel, content, filetype, None, checks)
+    body = _store(request, rt, db, p, channel, content, filetype, None, checks, subdir=subdir)
     # twine (PyPI's protocol) expects 200; the documented form post, like conda-repo-cli, gets 201.
     return JSONResponse(body, status_code=200 if action else 201)

@@ -24,7 +24,7 @@ from taipan.errors import Forbidden, NotFound, TaipanError, Unauthenticated
 from taipan.runtime import Runtime
 from taipan.services.indexing import Publication
 from taipan.web.errors import error_response, taipan_error_response
-from taipan.web.repo import conda
+from taipan.web.repo import conda, cran, files
 from taipan.web.repo.common import (
     CACHE_CONTROL,
     ChannelView,
@@ -50,6 +50,9 @@ class FamilyRoutes:
 
 HANDLERS: dict[str, FamilyRoutes] = {
     "conda": FamilyRoutes(conda.locate, conda.serve),
+    "cran": FamilyRoutes(cran.locate, cran.serve),
+    **{name: FamilyRoutes(files.locate, files.serve) for name in ("notebook", "anaconda_env", "anaconda_project",
+                                                                  "sbom")},
 }
 
 

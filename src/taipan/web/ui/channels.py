@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from taipan.db.models import Channel
+from taipan.domain import families
 from taipan.domain.conda import safe_basename
 from taipan.domain.permissions import PRIVACY_LEVELS, Principal, can_write_channel
 from taipan.errors import InvalidInput
@@ -82,7 +83,17 @@ def channel_page(request: Request, p: VisitorDep, db: SessionDep, page: int = Qu
                  q: str = Query("", max_length=200)) -> HTMLResponse:
     channel = _readable(db, p, request)
     view = _channel_view(db, p, channel, page, q.strip())
-    return render(request, "channel.html", repo_url=_repo_url(request, channel), **view)
+    repo_url = _repo_url(request, channel)
+    return render(request, "channel.html", repo_url=repo_url, installs=_installs(view["packages"], repo_url),
+                  **view)
+
+
+def _installs(packages: list[dict[str, Any]], repo_url: str) -> list[str]:
+    """How to install from the channel, for each family among the listed packages (the first
+    family of the registry, conda, for an empty channel)."""
+    present = {pkg["family"] for pkg in packages}
+    found = [f for f in families.implemented() if f.name in present] or families.implemented()[:1]
+    return [f.install_command("<package>", repo_url) for f in found]
 
 
 @router.get(CH + "/packages/{name}")
@@ -93,8 +104,26 @@ def package_page(request: Request, name: str, p: VisitorDep, db: SessionDep,
     total, files = artifacts.list_files(db, p, channel, family, name, 0, 0)
     latest = max(files, key=lambda f: f.created_at).meta or {}
     return render(request, "package.html", channel=channels.channel_json(db, channel), name=name,
-                  family=family, files=files, total=total, about=latest.get("about.json", {}),
-                  repo_url=_repo_url(request, channel))
+                  family=family, files=files, total=total, about=_about(family, name, latest),
+                  repo_url=_repo_url(request, channel), install=_install(family, name, _repo_url(request, channel)))
+
+
+def _install(family: str, name: str, repo_url: str) -> str | None:
+    try:
+        return families.get(family).install_command(name, repo_url)
+    except InvalidInput:
+        return None
+
+
+def _about(family: str, name: str, latest_meta: dict[str, Any]) -> dict[str, Any]:
+    """Summary, license and home page of a package for its page, as its family describes them."""
+    if "about.json" in latest_meta:
+        return dict(latest_meta["about.json"])
+    try:
+        meta = families.get(family).package_metadata(name, latest_meta, [], "")
+    except InvalidInput:
+        return {}
+    return {k: meta.get(k) for k in ("summary", "license", "home")}
 
 
 @router.post(CH + "/settings")

@@ -1,0 +1,71 @@
+"""CRAN-like serving: /api/repo/[t/<token>/]<channel>[/<subchannel>]/{src,bin}/...
+
+``<partition>/PACKAGES`` and ``PACKAGES.gz`` come from the indexer's publication of the partition
+(see app.published); ``PACKAGES.rds`` answers 404, so that R falls back to ``PACKAGES.gz``. The
+newest version of a source package is at ``src/contrib/<pkg>_<v>.tar.gz``, every older one at
+``src/contrib/Archive/<pkg>/<pkg>_<v>.tar.gz``, as on CRAN; binaries at their tree's path.
+"""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from taipan.domain import cran
+from taipan.domain.permissions import Principal
+from taipan.errors import InvalidInput, NotFound
+from taipan.runtime import Runtime
+from taipan.services import serving
+from taipan.web.repo.common import ChannelView, Located, send_stored_file
+
+INDEX_FILES = ("PACKAGES", "PACKAGES.gz")
+
+
+def locate(rest: list[str], request: Request) -> Located | None:
+    if len(rest) < 3 or rest[-1] not in INDEX_FILES:
+        return None
+    subdir = "/".join(rest[:-1])
+    return Located("cran", subdir, rest[-1]) if cran.is_partition(subdir) else None
+
+
+def _not_found(request: Request, hint: str = "R finds packages through src/contrib/PACKAGES") -> NotFound:
+    return NotFound(f"Nothing at {request.url.path}", hint, code="not_found")
+
+
+def _is_newest(rt: Runtime, view: ChannelView, name: str, version: str) -> bool:
+    versions = serving.versions_in(rt.sessions, view.id, "cran", cran.SOURCE_PARTITION, name)
+    return bool(versions) and max(versions, key=lambda v: (cran.version_key(v), v)) == version
+
+
+def _source_file(request: Request, rt: Runtime, p: Principal, view: ChannelView, filename: str,
+                 archived: bool) -> Response:
+    fn = cran.parse_filename(filename)
+    if fn.ext != cran.SOURCE_EXT:
+        raise _not_found(request)
+    if _is_newest(rt, view, fn.name, fn.version) == archived:
+        raise _not_found(request, f"The newest version of {fn.name} is in src/contrib/, older ones in "
+                                  f"src/contrib/Archive/{fn.name}/")
+    return send_stored_file(request, rt, p, view, f"{cran.SOURCE_PARTITION}/{filename}")
+
+
+async def serve(request: Request, rt: Runtime, p: Principal, view: ChannelView, rest: list[str]) -> Response:
+    filename = rest[-1]
+    subdir = "/".join(rest[:-1])
+    try:
+        if rest[:3] == ["src", "contrib", "Archive"] and len(rest) == 5:
+            if cran.parse_filename(filename).name != rest[3]:
+                raise _not_found(request)
+            return await run_in_threadpool(_source_file, request, rt, p, view, filename, True)
+        if not cran.is_partition(subdir):
+            raise _not_found(request, "R trees are src/contrib, bin/windows/contrib/<R x.y> and "
+                                      "bin/macosx/[<build>/]contrib/<R x.y>")
+        if filename == "PACKAGES.rds":
+            raise NotFound(f"No PACKAGES.rds in {view.path}/{subdir}", "R reads PACKAGES.gz instead",
+                           code="not_found")
+        cran.parse_filename(filename)
+    except InvalidInput:
+        raise _not_found(request) from None
+    if subdir == cran.SOURCE_PARTITION:
+        return await run_in_threadpool(_source_file, request, rt, p, view, filename, False)
+    return await run_in_threadpool(send_stored_file, request, rt, p, view, f"{subdir}/{filename}")
