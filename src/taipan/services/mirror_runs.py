@@ -92,7 +92,7 @@ def error_category(exc: BaseException | None, text: str | None = None) -> str:
 def initial_sync_state() -> dict[str, Any]:
     return {"last_ckey": None, "last_exception": None, "total_steps_count": len(STEPS),
             "current_step_number": 0, "current_step_percentage": 0, "current_step_description": "",
-            "count": {"active": 0, "failed": 0, "passive": 0, "removed": 0, "conflicts": 0,
+            "count": {"active": 0, "failed": 0, "passive": 0, "removed": 0, "conflicts": 0, "invalid": 0,
                       **flt.empty_counts()}}
 
 

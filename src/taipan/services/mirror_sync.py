@@ -25,6 +25,8 @@ from sqlalchemy.orm import Session
 from taipan.db.mirrors import Mirror
 from taipan.db.models import Channel, File, IndexChange, utcnow
 from taipan.domain import filters as flt
+from taipan.domain.conda import parse_conda_filename
+from taipan.domain.conda_record import record_problem
 from taipan.domain.repodata import record_bytes
 from taipan.domain.urls import redact_url, scrub, secrets_of
 from taipan.errors import TaipanError, UpstreamError
@@ -174,12 +176,16 @@ def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress, sourc
             return seen
         upstream_records: dict[str, dict[str, Any]] = {}
         base_urls: dict[str, str | None] = {}
+        invalid: list[tuple[str, str]] = []
         for subdir, got in fetched.items():
             if got.not_modified:  # others changed: this one is needed in full after all
                 got = upstream.fetch_repodata(subdir)
             if got.missing or got.content is None:
                 continue
-            upstream_records[subdir], base_urls[subdir] = _parse_repodata(got.content, got.url)
+            upstream_records[subdir], base_urls[subdir], bad = _parse_repodata(got.content,
+                                                                               redact_url(got.url) or "")
+            invalid += [(f"{subdir}/{fn}", why) for fn, why in bad]
+        _report_invalid(progress, invalid)
         if not upstream_records:
             raise UpstreamError(f"The upstream has none of the subdirs {', '.join(subdirs)}",
                                 "Check --subdirs against the upstream channel", code="upstream_no_subdirs")
@@ -213,6 +219,14 @@ def _report_conflicts(progress: Progress, conflicts: list[str]) -> None:
         progress.state["conflicts"] = sorted(conflicts)[:CONFLICTS_SHOWN]
 
 
+def _report_invalid(progress: Progress, invalid: list[tuple[str, str]]) -> None:
+    """Upstream records that no conda client could read are skipped, never published: say how many
+    and why, without failing the run."""
+    with progress._lock:
+        progress.state["count"]["invalid"] = len(invalid)
+        progress.state["invalid_records"] = [f"{ckey}: {why}" for ckey, why in sorted(invalid)[:CONFLICTS_SHOWN]]
+
+
 def _files_intact(env: MirrorEnv, m: Mirror, prev: Mapping[str, Any]) -> bool:
     count = prev.get("count") or {}
     if "active" not in count or "passive" not in count:
@@ -234,9 +248,11 @@ def _channel_filters(channel: Channel) -> dict[str, Any]:
     return {k: raw[k] for k in (*flt.CHANNEL_FILTER_KEYS, "licenses") if k in raw}
 
 
-def _parse_repodata(content: bytes, url: str = "repodata.json") -> tuple[dict[str, Any], str | None]:
-    """The records of an upstream repodata.json; records without a name or version are skipped
-    (no client could install them, and MatchSpecs cannot be tested on them)."""
+def _parse_repodata(content: bytes, url: str = "repodata.json"
+                    ) -> tuple[dict[str, Any], str | None, list[tuple[str, str]]]:
+    """The records of an upstream repodata.json, its base_url, and the records left out with the
+    reason: a file name that is not a conda package's, or a record against the repodata schema
+    (one such record would make the published repodata.json unreadable for every client)."""
     try:
         data = orjson.loads(content)
     except orjson.JSONDecodeError as exc:
@@ -247,17 +263,33 @@ def _parse_repodata(content: bytes, url: str = "repodata.json") -> tuple[dict[st
         raise UpstreamError(f"{url} is not a conda repodata.json (not a JSON object)",
                             "Check that the source URL is the root of a conda channel", code="upstream_corrupt")
     records: dict[str, Any] = {}
+    invalid: list[tuple[str, str]] = []
     for key in ("packages", "packages.conda"):
         section = data.get(key) or {}
         if not isinstance(section, dict):
             continue
         for fn, rec in section.items():
-            if isinstance(rec, dict) and isinstance(rec.get("name"), str) and rec.get("version") is not None:
+            problem = _filename_problem(fn, key) or record_problem(rec)
+            if problem is None:
                 records[fn] = rec
             else:
-                log.warning("skipping malformed upstream record %s in %s", fn, url)
+                invalid.append((fn, problem))
+    if invalid:
+        log.warning("skipped %d invalid upstream record(s) in %s, e.g. %s: %s", len(invalid), url, *invalid[0])
     info = data.get("info") if isinstance(data.get("info"), dict) else {}
-    return records, info.get("base_url") or None
+    base_url = info.get("base_url") if isinstance(info.get("base_url"), str) else None
+    return records, base_url or None, invalid
+
+
+def _filename_problem(fn: str, section: str) -> str | None:
+    want = ".conda" if section == "packages.conda" else ".tar.bz2"
+    try:
+        parse_conda_filename(fn)
+    except TaipanError:
+        return "not a conda package file name"
+    if not fn.endswith(want):
+        return f"a {section!r} entry must end in {want}"
+    return None
 
 
 def _plan(env: MirrorEnv, m: Mirror, channel: Channel, kept: Mapping[str, Mapping[str, Any]],

@@ -30,7 +30,7 @@ from taipan.errors import Conflict, Forbidden, InvalidInput, NotFound, TaipanErr
 from taipan.jobs import DueRun, JobRegistry
 from taipan.services import channels as channel_service
 from taipan.services.indexing import log_changes
-from taipan.services.mirror_runs import JOB_SYNC, MirrorEnv, initial_sync_state, is_stale
+from taipan.services.mirror_runs import JOB_SYNC, MirrorEnv, error_category, initial_sync_state, is_stale
 from taipan.services.mirror_sync import run_mirror
 from taipan.storage.secrets import SecretBox
 from taipan.upstreams.egress import check_url

@@ -25,8 +25,8 @@ class SecretBox:
             self._fernet = Fernet(key)
         except (ValueError, TypeError) as exc:
             raise TaipanError("The secrets key is not a valid Fernet key",
-                              "Set TAIPAN_SECRETS__KEY to the output of "
-                              "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`",
+                              "Set TAIPAN_SECRETS__KEY to a key made with `python -c 'from "
+                              "cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`",
                               code="invalid_setting") from exc
 
     def seal(self, plain: str) -> str:

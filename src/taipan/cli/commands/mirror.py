@@ -418,10 +418,13 @@ def sync_state_lines(s: dict[str, Any]) -> list[tuple[str, Any]]:
     count = s.get("count") or {}
     rows: list[tuple[str, Any]] = [("step", _step_line(s)), ("last ckey", s.get("last_ckey")),
                                    ("last exception", s.get("last_exception"))]
-    rows += [(k, count.get(k, 0)) for k in ("active", "passive", "failed", "removed", "conflicts")]
+    rows += [(k, count.get(k, 0)) for k in ("active", "passive", "failed", "removed", "conflicts", "invalid")]
     if s.get("conflicts"):
         rows.append(("conflicting files", ", ".join(s["conflicts"])
                      + (" ..." if count.get("conflicts", 0) > len(s["conflicts"]) else "")))
+    if s.get("invalid_records"):
+        rows.append(("invalid records", "; ".join(s["invalid_records"])
+                     + (" ..." if count.get("invalid", 0) > len(s["invalid_records"]) else "")))
     for level in ("mirror_filtered", "channel_filtered"):
         for k, v in (count.get(level) or {}).items():
             rows.append((f"{level}.{k}", v))
