@@ -165,6 +165,24 @@ def package_builder(tmp_path: Path) -> Callable[..., Path]:
 
 
 
+# ---------------------------------------------------------------- real Python distributions
+
+@pytest.fixture(scope="session")
+def python_dists(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """pyhello 1.0 (wheel + sdist), pyhello 1.1 (wheel, Requires-Python >=3.8), and pyworld 2.0
+    (wheel + sdist) requiring pyhello>=1.0."""
+    from pydists import build_sdist, build_wheel
+
+    out = tmp_path_factory.mktemp("pydists")
+    return {
+        "hello-wheel": build_wheel(out, "pyhello", "1.0"),
+        "hello-sdist": build_sdist(out, "pyhello", "1.0"),
+        "hello-1.1-wheel": build_wheel(out, "pyhello", "1.1", requires_python=">=3.8"),
+        "world-wheel": build_wheel(out, "pyworld", "2.0", requires_dist=["pyhello>=1.0"]),
+        "world-sdist": build_sdist(out, "pyworld", "2.0", requires_dist=["pyhello>=1.0"]),
+    }
+
+
 # ---------------------------------------------------------------- real R packages
 
 def rscript() -> str:

@@ -212,6 +212,40 @@ class TaipanClient:
                 body["target_subchannel"] = sub
         return self.request_json("PUT", f"{channel_path_url(path)}/artifacts/bulk", json=body)
 
+    def yank(self, path: str, family: str, package: str, *, yanked: bool, reason: str = "",
+             version: str | None = None, ckeys: list[str] | None = None) -> Json:
+        body: Json = {"yanked": yanked, "reason": reason, "version": version, "ckeys": ckeys}
+        url = f"{channel_path_url(path)}/artifacts/{quote(family, safe='')}/{quote(package, safe='')}/yank"
+        return self.request_json("PUT", url, json=body)
+
+    def sbom(self, path: str, ckey: str, fmt: str | None = None) -> tuple[str | None, bytes]:
+        """The SBOM of the file ``ckey`` of a channel: (file name from Content-Disposition, bytes)."""
+        params = {"sbom": "download", **({"format": fmt} if fmt else {})}
+        resp = self.request("GET", f"/repo/{quote(path, safe='/')}/{quote(ckey, safe='/')}", params=params)
+        return disposition_filename(resp.headers.get("content-disposition")), resp.content
+
+    def stream_to(self, method: str, path: str, target: Path, **kw: Any) -> httpx.Response:
+        """Stream an answer into ``target`` (written beside it, then renamed); returns the response."""
+        headers = {**self._headers(False), **kw.pop("headers", {})}
+        url = path if path.startswith("http") else self.base_url + path
+        partial = target.with_name(target.name + ".part")
+        try:
+            with self._http.stream(method, url, headers=headers, **kw) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise error_from_response(resp)
+                with partial.open("wb") as out:
+                    for chunk in resp.iter_bytes():
+                        out.write(chunk)
+        except httpx.HTTPError as exc:
+            partial.unlink(missing_ok=True)
+            raise connection_error(self.base_url, exc) from exc
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        partial.replace(target)
+        return resp
+
     def search(self, query: str, offset: int = 0, limit: int = 50, sort: str | None = None,
                family: str | None = None) -> Json:
         params: Json = {"q": query, "offset": offset, "limit": limit}
@@ -220,6 +254,37 @@ class TaipanClient:
         if family:
             params["family"] = family
         return self.request_json("GET", "/artifacts", params=params)
+
+    # -- CVEs -------------------------------------------------------------------------------
+    def cves(self, offset: int = 0, limit: int = 50, **filters: Any) -> Json:
+        params: Json = {"offset": offset, "limit": limit}
+        params.update({k: v for k, v in filters.items() if v is not None})
+        return self.request_json("GET", "/cves", params=params)
+
+    def cve(self, cve_id: str) -> Json:
+        return self.request_json("GET", f"/cves/{quote(cve_id, safe='')}")
+
+    def cve_files(self, cve_id: str, offset: int = 0, limit: int = 50) -> Json:
+        return self.request_json("GET", f"/cves/{quote(cve_id, safe='')}/files",
+                                 params={"offset": offset, "limit": limit})
+
+    def curate_cve(self, cve_id: str, status: str, note: str = "") -> Json:
+        return self.request_json("PUT", f"/cves/{quote(cve_id, safe='')}", json={"status": status, "note": note})
+
+
+def disposition_filename(header: str | None) -> str | None:
+    """The bare file name of a Content-Disposition header (never a path), or None."""
+    if not header:
+        return None
+    from email.message import Message
+
+    msg = Message()
+    msg["content-disposition"] = header
+    name = msg.get_filename()
+    if not name:
+        return None
+    name = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return name if name not in ("", ".", "..") else None
 
 
 def probe(url: str, verify: bool | str = True, timeout: float = 5.0) -> bool:

@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -135,6 +136,7 @@ class File(Base):
         UniqueConstraint("channel_id", "ckey", name="uq_files_channel_ckey"),
         Index("ix_files_channel_family_name", "channel_id", "family", "name"),
         Index("ix_files_channel_subdir", "channel_id", "subdir"),
+        Index("ix_files_name", "name"),
     )
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     channel_id: Mapped[str] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
@@ -150,6 +152,10 @@ class File(Base):
     record: Mapped[str] = mapped_column(Text)  # canonical repodata record JSON
     meta: Mapped[dict[str, Any]] = mapped_column(default=dict)  # index.json, about.json
     state: Mapped[str] = mapped_column(String(16), default="active")  # active | passive
+    # The highest score among the file's CVEs that are not cleared or disputed, and the most pressing
+    # status among them (see taipan.domain.cve); null when no CVE matches.
+    cve_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cve_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
     source_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     mirror_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     download_count: Mapped[int] = mapped_column(BigInteger, default=0)

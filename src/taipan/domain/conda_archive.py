@@ -172,3 +172,39 @@ def load_info_json(raw: bytes, member: str, filename: str) -> Any:
         elif isinstance(item, float) and not math.isfinite(item):
             raise bad("a number is out of range")
     return value
+
+
+# A package with more installed files than this lists only the first ones in its SBOM.
+MAX_SBOM_FILES = 100_000
+MAX_SBOM_BYTES = 16 * 1024**3
+
+
+def package_files(fileobj: BinaryIO, filename: str) -> list[tuple[str, str, str]]:
+    """The files a stored package installs (what its info/paths.json lists): ``(path, sha1,
+    sha256)`` each, hashed from the archive itself (SPDX wants SHA-1, paths.json has SHA-256 only)."""
+    import hashlib
+
+    from conda_package_streaming.package_streaming import stream_conda_component
+
+    out: list[tuple[str, str, str]] = []
+    total = 0
+    # A .conda's pkg component holds the installed files; a .tar.bz2 yields every member (info/ skipped).
+    stream = stream_conda_component(filename, fileobj, "pkg")
+    try:
+        for tar, member in stream:
+            if not member.isfile() or member.name.startswith("info/"):
+                continue
+            sha1, sha256 = hashlib.sha1(usedforsecurity=False), hashlib.sha256()
+            extracted = tar.extractfile(member)
+            while extracted is not None and (chunk := extracted.read(1024 * 1024)):
+                total += len(chunk)
+                if total > MAX_SBOM_BYTES:
+                    raise too_large(filename, "more than 16 GiB of files")
+                sha1.update(chunk)
+                sha256.update(chunk)
+            out.append((member.name, sha1.hexdigest(), sha256.hexdigest()))
+            if len(out) >= MAX_SBOM_FILES:
+                break
+    finally:
+        stream.close()
+    return out

@@ -6,7 +6,10 @@ stanzas of ``PACKAGES``. Pure: no I/O beyond reading the archive it is given.
 
 from __future__ import annotations
 
+import fnmatch
+import hashlib
 import re
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -365,6 +368,41 @@ def read_package(path: Path, filename: str, *, subdir: str | None = None,
     return RPackage(name, version, target, desc, binary=True)
 
 
+def package_files(path: Path, filename: str, *, max_unpacked: int = MAX_UNPACKED) -> list[tuple[str, str, str]]:
+    """The files inside a stored R package as ``(path, sha1, sha256)``, for its SBOM (bounded like
+    an upload: at most MAX_MEMBERS files and ``max_unpacked`` bytes are read)."""
+    out: list[tuple[str, str, str]] = []
+    total = 0
+
+    def digest(name: str, fh: Any) -> None:
+        nonlocal total
+        sha1, sha256 = hashlib.sha1(usedforsecurity=False), hashlib.sha256()
+        while chunk := fh.read(1024 * 1024):
+            total += len(chunk)
+            if total > max_unpacked:
+                raise _too_big(filename, "unpacks to too much data")
+            sha1.update(chunk)
+            sha256.update(chunk)
+        out.append((name, sha1.hexdigest(), sha256.hexdigest()))
+
+    if filename.endswith(WINDOWS_EXT):
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist()[:MAX_MEMBERS]:
+                if not info.is_dir():
+                    with zf.open(info) as fh:
+                        digest(info.filename, fh)
+        return out
+    with tarfile.open(path, mode="r:gz") as tar:
+        for member in tar:
+            if member.isfile():
+                extracted = tar.extractfile(member)
+                if extracted is not None:
+                    digest(member.name, extracted)
+            if len(out) >= MAX_MEMBERS:
+                break
+    return out
+
+
 # -- records and PACKAGES ----------------------------------------------------------------------------
 
 def make_record(pkg: RPackage, *, md5: str, sha256: str, size: int) -> dict[str, Any]:
@@ -393,3 +431,119 @@ def dependencies(record: Mapping[str, Any], fields: tuple[str, ...] = DEPENDENCY
             if m and m.group(1) != "R":
                 out.append((m.group(1), one_line(item)))
     return out
+
+
+# -- PACKAGES.rds: R's own serialization (XDR, format 2) of the matrix write_PACKAGES saves ------------
+
+# tools:::.get_standard_repository_db_fields(): the columns of every PACKAGES.rds, in order.
+STANDARD_FIELDS = PACKAGES_FIELDS[:15]
+_NIL, _SYM, _LIST, _CHAR, _INT, _STR, _VEC = 254, 1, 2, 9, 13, 16, 19
+_HAS_ATTR, _HAS_TAG = 1 << 9, 1 << 10
+_ASCII, _UTF8 = 64 << 12, 8 << 12
+
+
+def _rds_char(out: list[bytes], value: str | None) -> None:
+    if value is None:
+        out.append(struct.pack(">ii", _CHAR, -1))  # NA_character_
+        return
+    data = value.encode()
+    out.append(struct.pack(">ii", _CHAR | (_ASCII if value.isascii() else _UTF8), len(data)))
+    out.append(data)
+
+
+def _rds_strings(out: list[bytes], values: list[str | None], flags: int = 0) -> None:
+    out.append(struct.pack(">ii", _STR | flags, len(values)))
+    for v in values:
+        _rds_char(out, v)
+
+
+def packages_rds(records: list[Mapping[str, Any]]) -> bytes:
+    """PACKAGES.rds as tools::write_PACKAGES saves it (uncompressed; readRDS also takes gzip): a
+    character matrix, one row per package named by it, the standard fields (plus Built and SHA256
+    when present) as columns, NA where a package has no value."""
+    extra = [f for f in ("Built", "SHA256") if any(r.get(f) for r in records)]
+    columns = [*STANDARD_FIELDS, *extra]
+    out: list[bytes] = [b"X\n", struct.pack(">iii", 2, 0x040202, 0x020300)]
+    cells: list[str | None] = [str(r[c]) if r.get(c) else None for c in columns for r in records]  # column-major
+    _rds_strings(out, cells, _HAS_ATTR)
+    # attributes: a pairlist dim = c(nrow, ncol), dimnames = list(<Package>, <fields>)
+    out.append(struct.pack(">ii", _LIST | _HAS_TAG, _SYM))
+    _rds_char(out, "dim")
+    out.append(struct.pack(">iiii", _INT, 2, len(records), len(columns)))
+    out.append(struct.pack(">ii", _LIST | _HAS_TAG, _SYM))
+    _rds_char(out, "dimnames")
+    out.append(struct.pack(">ii", _VEC, 2))
+    _rds_strings(out, [str(r.get("Package")) for r in records])
+    _rds_strings(out, list(columns))
+    out.append(struct.pack(">i", _NIL))
+    return b"".join(out)
+
+
+# -- requirements: what a CRAN mirror's --only_spec/--exclude_spec/--include_spec and Depends say -----
+
+# Packages shipped with R itself (base and recommended): a dependency on them is never "missing".
+BASE_PACKAGES = frozenset({"base", "compiler", "datasets", "graphics", "grDevices", "grid", "methods",
+                           "parallel", "splines", "stats", "stats4", "tcltk", "tools", "utils", "R"})
+RECOMMENDED_PACKAGES = frozenset({"KernSmooth", "MASS", "Matrix", "boot", "class", "cluster", "codetools",
+                                  "foreign", "lattice", "mgcv", "nlme", "nnet", "rpart", "spatial", "survival"})
+_OPS = {">=": lambda a, b: a >= b, ">": lambda a, b: a > b, "==": lambda a, b: a == b,
+        "<=": lambda a, b: a <= b, "<": lambda a, b: a < b, "!=": lambda a, b: a != b}
+_NUMERIC_VERSION_RE = re.compile(r"(?:[0-9]+[.-])*[0-9]+\Z")
+_REQ_RE = re.compile(r"\s*(?P<name>[A-Za-z0-9.*?]+)\s*(?:\(\s*(?P<op1>>=|<=|==|!=|>|<)\s*(?P<v1>[^\s()]+)\s*\)"
+                     r"|(?P<op2>>=|<=|==|!=|>|<)\s*(?P<v2>[^\s()]+))?\s*\Z")
+
+
+@dataclass(frozen=True)
+class RRequirement:
+    """A package name (or a glob over names) with an optional version constraint, as R writes it in
+    Depends (``ggplot2 (>= 3.4)``) or pip-like (``ggplot2>=3.4``)."""
+
+    name: str
+    op: str | None = None
+    version: str | None = None
+
+    def __str__(self) -> str:
+        return self.name if self.op is None else f"{self.name} ({self.op} {self.version})"
+
+    @property
+    def is_glob(self) -> bool:
+        return any(c in self.name for c in "*?")
+
+    def matches_name(self, name: str) -> bool:
+        return fnmatch.fnmatchcase(name, self.name) if self.is_glob else name == self.name
+
+    def matches(self, name: str, version: str) -> bool:
+        if not self.matches_name(name):
+            return False
+        if self.op is None or self.version is None:
+            return True
+        have = version_key(version)
+        return bool(have) and _OPS[self.op](have, version_key(self.version))
+
+
+def parse_requirement(text: str) -> RRequirement:
+    """``ggplot2``, ``ggplot2 (>= 3.4)``, ``ggplot2>=3.4``, ``gg*``; InvalidInput with a hint otherwise."""
+    m = _REQ_RE.match(text or "")
+    hint = "Write a package name with an optional constraint: ggplot2, ggplot2 (>= 3.4) or ggplot2>=3.4"
+    if m is None or not text.strip():
+        raise _invalid(f"{str(text)[:80]!r} is not an R package requirement", hint, code="invalid_spec")
+    name = m.group("name")
+    if not name.replace("*", "").replace("?", "") and name != "*":
+        raise _invalid(f"{text[:80]!r} names no package", hint, code="invalid_spec")
+    if "*" not in name and "?" not in name and not (is_valid_name(name) or name == "R"):
+        raise _invalid(f"{name[:80]!r} is not an R package name",
+                       "R package names start with a letter and hold letters, digits and dots", code="invalid_spec")
+    op, version = m.group("op1") or m.group("op2"), m.group("v1") or m.group("v2")
+    if version is not None and not _NUMERIC_VERSION_RE.match(version):
+        raise _version_error(version)
+    return RRequirement(name, op, version)
+
+
+def parse_requirements(field: str) -> list[RRequirement]:
+    """A Depends/Imports/LinkingTo field: comma-separated requirements (blanks and newlines allowed)."""
+    return [parse_requirement(item) for item in field.split(",") if item.strip()]
+
+
+def is_shipped_with_r(name: str) -> bool:
+    """True for R itself and its base and recommended packages."""
+    return name in BASE_PACKAGES or name in RECOMMENDED_PACKAGES

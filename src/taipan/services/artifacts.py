@@ -6,14 +6,16 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from taipan.db.cves import CveFile
 from taipan.db.models import Channel, File, utcnow
 from taipan.domain import families
 from taipan.domain.families import Family
 from taipan.domain.permissions import Principal
 from taipan.errors import ChannelFrozen, Conflict, InvalidInput, NotFound
+from taipan.services import cve_matching
 from taipan.services.channels import (
     add_event,
     can_read,
@@ -40,6 +42,12 @@ def _family(name: str) -> Family | None:
         return None
 
 
+def _stored_name(family: str, name: str) -> str:
+    """A package name as the family stores it (a Python name is stored PEP 503-normalized)."""
+    fam = _family(family)
+    return fam.normalize_name(name) if fam is not None else name
+
+
 def file_json(f: File, channel: Channel, base_url: str) -> dict[str, Any]:
     top, sub = channel_parts(channel)
     channel_url = f"{base_url}/api/repo/{channel.path}"
@@ -57,11 +65,12 @@ def file_json(f: File, channel: Channel, base_url: str) -> dict[str, Any]:
         "signatures": [], "state": f.state, "size": f.size, "sha256": f.sha256, "md5": f.md5,
         "download_count": f.download_count,
         "created_at": f.created_at.isoformat(), "updated_at": f.updated_at.isoformat(),
-        "url": url, "cve_status": None, "cve_score": None,
+        "url": url, "cve_status": f.cve_status, "cve_score": f.cve_score,
     }
 
 
-def _package_json(name: str, family_name: str, files: list[File], channel: Channel) -> dict[str, Any]:
+def _package_json(name: str, family_name: str, files: list[File], channel: Channel,
+                  cve_count: int = 0) -> dict[str, Any]:
     top, sub = channel_parts(channel)
     family = _family(family_name)
     key = family.version_key if family else str
@@ -74,7 +83,7 @@ def _package_json(name: str, family_name: str, files: list[File], channel: Chann
         "name": name, "family": family_name, "channel": top, "subchannel": sub, "channel_path": channel.path,
         "privacy": effective_privacy(channel), "metadata": metadata,
         "download_count": sum(f.download_count for f in files), "file_count": len(files),
-        "cve_count": 0, "updated_at": max(f.updated_at for f in files).isoformat(),
+        "cve_count": cve_count, "updated_at": max(f.updated_at for f in files).isoformat(),
     }
 
 
@@ -97,15 +106,27 @@ def _packages_for(db: Session, channel: Channel, keys: list[Any]) -> list[dict[s
     grouped: dict[tuple[str, str], list[File]] = defaultdict(list)
     for f in db.scalars(select(File).where(File.channel_id == channel.id, File.name.in_(names))):
         grouped[(f.family, f.name)].append(f)
-    return [_package_json(name, fam, grouped[(fam, name)], channel) for fam, name in keys
-            if grouped.get((fam, name))]
+    counts = _cve_counts(db, [f.id for files in grouped.values() for f in files])
+    return [_package_json(name, fam, grouped[(fam, name)], channel,
+                          len(set().union(*(counts.get(f.id, set()) for f in grouped[(fam, name)]))))
+            for fam, name in keys if grouped.get((fam, name))]
+
+
+def _cve_counts(db: Session, file_ids: list[str]) -> dict[str, set[str]]:
+    """The CVE ids matched to each of these files (a package's cve_count counts them once)."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for i in range(0, len(file_ids), 500):
+        for fid, cid in db.execute(select(CveFile.file_id, CveFile.cve_id)
+                                   .where(CveFile.file_id.in_(file_ids[i:i + 500]))):
+            out[fid].add(cid)
+    return out
 
 
 def list_files(db: Session, p: Principal, channel: Channel, family: str, package: str,
                offset: int, limit: int) -> tuple[int, list[File]]:
     require_read(p, channel, f"{kind_of(channel)}:view-artifacts")
     check_family(family)
-    cond = (File.channel_id == channel.id, File.family == family, File.name == package)
+    cond = (File.channel_id == channel.id, File.family == family, File.name == _stored_name(family, package))
     total = db.scalar(select(func.count()).select_from(File).where(*cond)) or 0
     if total == 0:
         raise NotFound(f"No package {package!r} ({family}) in channel {channel.path!r}",
@@ -165,7 +186,7 @@ def _select_files(db: Session, channel: Channel, items: list[dict[str, Any]]) ->
                                code="invalid_bulk")
         family = check_family(item.get("family") or "conda")
         q = select(File).where(File.channel_id == channel.id, File.family == family,
-                               File.name == item["name"])
+                               File.name == _stored_name(family, str(item["name"])))
         if item.get("ckey"):
             q = q.where(File.ckey == item["ckey"])
         found = list(db.scalars(q))
@@ -243,3 +264,5 @@ def _copy_into(db: Session, files: list[File], target: Channel) -> None:
                     filename=f.filename, ckey=f.ckey, sha256=f.sha256, md5=f.md5, size=f.size,
                     record=f.record, meta=f.meta, state=f.state, source_url=f.source_url,
                     created_at=now, updated_at=now))
+    db.flush()
+    cve_matching.match_files(db, and_(File.channel_id == target.id, File.ckey.in_([f.ckey for f in files])))

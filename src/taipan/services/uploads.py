@@ -20,6 +20,7 @@ from taipan.domain.names import validate_filename
 from taipan.domain.permissions import Principal
 from taipan.domain.repodata import record_bytes
 from taipan.errors import Conflict, InvalidInput, TooLarge
+from taipan.services import cve_matching
 from taipan.services.channels import add_event, require_write
 from taipan.services.indexing import lock_channel, log_changes
 from taipan.storage.base import BlobStore
@@ -157,6 +158,7 @@ def upload(db: Session, blobs: BlobStore, p: Principal, channel: Channel, spoole
     # The blob goes in only once the row is certain; a crash before the commit leaves an orphan
     # blob that the blob cleanup reclaims, never a row without its blob.
     blobs.put_file(spooled.sha256, spooled.path, move=True)
+    cve_matching.match_files(db, File.id == row.id)
     log_changes(db, channel.id, [(art.subdir, art.filename)])
     add_event(db, channel, "artifact_uploaded", p, ckey=art.ckey, name=art.name, version=art.version,
               family=art.family, sha256=spooled.sha256)

@@ -131,8 +131,8 @@ def test_duplicate_file_is_409(chan, conda_packages):
 
 def test_unsupported_filetype(chan, conda_packages):
     c, name = chan
-    r = c.post(f"/channels/{name}/artifacts", files={"content": ("x.whl", b"PK\x03\x04")},
-               data={"filetype": "bdist_wheel"})
+    r = c.post(f"/channels/{name}/artifacts", files={"content": ("x.bin", b"PK\x03\x04")},
+               data={"filetype": "no_such_type"})
     err(r, 400, "unsupported_filetype")
 
 

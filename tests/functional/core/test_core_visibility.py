@@ -168,7 +168,7 @@ def test_a_subchannel_is_never_more_visible_than_its_parent(taipan_server, world
         c.close()
 
 
-def test_sbom_download_is_a_404_and_never_the_package(taipan_server, conda_packages):
+def test_sbom_download_is_the_sbom_and_never_the_package(taipan_server, conda_packages):
     import sqlite3
 
     name = unique("sbom")
@@ -182,11 +182,13 @@ def test_sbom_download_is_a_404_and_never_the_package(taipan_server, conda_packa
         url = f"{taipan_server.api}/repo/{ch}/noarch/{hello.name}"
         for params in ({"sbom": "download"}, {"sbom": ""}):
             r = httpx.get(url, params=params)
-            assert r.status_code == 404, r.status_code
-            body = r.json()
-            assert body == {**body, "code": "sbom_not_found", "message": f"No SBOM available for noarch/{hello.name}"}
-            assert body["hint"] and hello.read_bytes()[:4] not in r.content
-        assert httpx.head(url, params={"sbom": "download"}).status_code == 404
+            assert r.status_code == 200, r.status_code
+            assert r.json()["spdxVersion"] == "SPDX-2.3" and hello.read_bytes()[:4] not in r.content
+        r = httpx.get(url.replace("hello-1.0", "nothing-1.0"), params={"sbom": "download"})
+        body = r.json()
+        assert r.status_code == 404 and body == {**body, "code": "sbom_not_found",
+                                                 "message": "No SBOM for noarch/nothing-1.0-0.conda available"}
+        assert httpx.head(url, params={"sbom": "download"}).status_code == 200
     # only the real download below is recorded
     assert httpx.get(f"{taipan_server.api}/repo/{name}/noarch/{hello.name}").content == hello.read_bytes()
     deadline = time.monotonic() + 20

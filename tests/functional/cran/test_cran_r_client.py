@@ -1,10 +1,12 @@
 """R itself against Taipan channels: available.packages(), install.packages(type = "source") pulling in
-a dependency, an old version from src/contrib/Archive by URL, and a private channel with the token in
-the path or in the URL's user info (http://TOKEN:x-auth-token@host/...). Rscript is required on CI
+a dependency, PACKAGES.rds read by R and identical to what tools::write_PACKAGES makes of the same
+files, an old version from src/contrib/Archive by URL, and a private channel with the token in the
+path or in the URL's user info (http://TOKEN:x-auth-token@host/...). Rscript is required on CI
 (tests/conftest.py's r_bin fixture fails there when it is missing, and skips elsewhere)."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -41,6 +43,14 @@ dir.create(lib, showWarnings = FALSE)
 .libPaths(c(lib, .libPaths()))
 ap <- available.packages(repos = repo, type = "source")
 cat("AVAILABLE:", paste(sort(paste(rownames(ap), ap[, "Version"])), collapse = ","), "\n")
+tmp <- tempfile()
+download.file(paste0(repo, "/src/contrib/PACKAGES.rds"), tmp, quiet = TRUE, mode = "wb")
+ours <- readRDS(tmp)
+local <- Sys.getenv("LOCALREPO")
+tools::write_PACKAGES(local, type = "source")
+theirs <- readRDS(file.path(local, "PACKAGES.rds"))
+cat("RDS COLUMNS:", setdiff(colnames(ours), colnames(theirs)), "\n")
+cat("RDS IDENTICAL:", identical(ours[, colnames(theirs), drop = FALSE], theirs), "\n")
 install.packages("tpmain", repos = repo, type = "source", lib = lib, quiet = TRUE)
 library(tpmain, lib.loc = lib)
 cat("HELLO:", hello(), "\n")
@@ -54,8 +64,13 @@ cat("OLD:", as.character(packageVersion("tpmain", lib.loc = old)), "\n")
 
 def test_r_installs_a_package_and_its_dependency_and_an_archived_version(taipan_server, r_packages, r_bin, tmp_path):
     ch = _channel(taipan_server, "public", [r_packages["tpdep"], r_packages["tpmain-0.9"], r_packages["tpmain"]])
+    local = tmp_path / "local-repo"
+    local.mkdir()
+    for key in ("tpdep", "tpmain-0.9", "tpmain"):
+        shutil.copy(r_packages[key], local)
     out = run_r(r_bin, INSTALL, tmp_path, REPO=f"{taipan_server.url}/api/repo/{ch}", LIB=str(tmp_path / "lib"),
-                OLDLIB=str(tmp_path / "oldlib"))
+                OLDLIB=str(tmp_path / "oldlib"), LOCALREPO=str(local))
+    assert "RDS COLUMNS: SHA256 \n" in out and "RDS IDENTICAL: TRUE \n" in out, out
     assert "AVAILABLE: tpdep 1.0,tpmain 1.0 \n" in out
     assert "HELLO: tpmain 1.0 tpdep 1.0 \n" in out  # tpmain calls into tpdep, installed as its dependency
     assert "OLD: 0.9 \n" in out

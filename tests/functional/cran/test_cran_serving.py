@@ -77,7 +77,9 @@ def test_uploads_and_cran_like_serving(taipan_server, r_packages):
     assert r.headers["etag"] != first.headers["etag"]
     gz = httpx.get(f"{base}/src/contrib/PACKAGES.gz")
     assert gz.status_code == 200 and gzip.decompress(gz.content) == r.content
-    assert httpx.get(f"{base}/src/contrib/PACKAGES.rds").status_code == 404  # R falls back to PACKAGES.gz
+    rds = httpx.get(f"{base}/src/contrib/PACKAGES.rds")  # R's serialization: R reads it in test_cran_r_client
+    assert rds.status_code == 200 and gzip.decompress(rds.content).startswith(b"X\n")
+    assert rds.headers["etag"] != gz.headers["etag"]
     cond = httpx.get(f"{base}/src/contrib/PACKAGES", headers={"If-None-Match": r.headers["etag"]})
     assert cond.status_code == 304 and cond.content == b""
     head = httpx.head(f"{base}/src/contrib/PACKAGES.gz")
@@ -91,6 +93,12 @@ def test_uploads_and_cran_like_serving(taipan_server, r_packages):
                  "src/contrib/Archive/tpdep/tpmain_0.9.tar.gz", "src/contrib/nothing_1.0.tar.gz",
                  "src/contrib/Archive/tpmain/../PACKAGES", "src/contrib/README", "src/other/PACKAGES"):
         assert httpx.get(f"{base}/{gone}").status_code == 404, gone
+    sbom = httpx.get(f"{base}/src/contrib/tpmain_1.0.tar.gz", params={"sbom": "download"})
+    assert sbom.status_code == 200 and "pkg:cran/tpmain@1.0" in sbom.text and "pkg:cran/tpdep" in sbom.text
+    assert "tpmain/DESCRIPTION" in sbom.text and "spdxVersion" in sbom.json()
+    cdx = httpx.get(f"{base}/src/contrib/Archive/tpmain/tpmain_0.9.tar.gz",
+                    params={"sbom": "download", "format": "cyclonedx"})
+    assert cdx.status_code == 200 and cdx.json()["bomFormat"] == "CycloneDX" and "pkg:cran/tpmain@0.9" in cdx.text
     ranged = httpx.get(f"{base}/src/contrib/tpmain_1.0.tar.gz", headers={"Range": "bytes=0-9"})
     assert ranged.status_code == 206 and ranged.content == data[:10]
 

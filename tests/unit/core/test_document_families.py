@@ -65,3 +65,12 @@ def test_bad_documents_are_refused(tmp_path: Path, family: str, filename: str, c
     with pytest.raises(InvalidInput) as err:
         read(family, path)
     assert message in err.value.message and err.value.hint
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("MIT", "MIT"), ("mit", "MIT"), ("Apache-2.0 OR MIT", "Apache-2.0 OR MIT"), ("BSD", None), ("GPL", None),
+    ("Proprietary", None), ("", None), (None, None), ("MIT AND", None)])
+def test_licenses_become_spdx_expressions_only_when_valid(text: str | None, expected: str | None) -> None:
+    from taipan.domain.sbom import spdx_expression
+
+    assert spdx_expression(text) == expected

@@ -217,3 +217,49 @@ def test_the_family_describes_r_packages():
     assert info is not None and info.purl == "pkg:cran/foo@1.0" and info.homepage == "https://a.invalid"
     assert [(d.name, d.requirement, d.purl) for d in info.dependencies] == [
         ("bar", "bar (>= 2.0)", "pkg:cran/bar"), ("baz", "baz", "pkg:cran/baz")]
+
+
+def test_packages_rds_is_an_xdr_character_matrix():
+    # R reading it (and finding it identical to tools::write_PACKAGES's) is in test_cran_r_client.
+    data = cran.packages_rds([{"Package": "a1", "Version": "1.0", "License": "Jos\u00e9"}])
+    assert data.startswith(b"X\n\x00\x00\x00\x02")
+    assert b"\x00\x00\x02\x10\x00\x00\x00\x0f" in data  # a STRSXP with attributes: 1 row x 15 columns
+    assert b"\x00\x00\x80\x09\x00\x00\x00\x05Jos\xc3\xa9" in data  # a UTF-8 flagged CHARSXP
+    assert b"\x00\x00\x00\x09\xff\xff\xff\xff" in data  # NA_character_ where a field is missing
+    assert data.endswith(b"\x00\x00\x00\xfe")
+
+
+@pytest.mark.parametrize(("text", "name", "op", "version"), [
+    ("ggplot2", "ggplot2", None, None), ("ggplot2 (>= 3.4)", "ggplot2", ">=", "3.4"),
+    ("  ggplot2>=3.4 ", "ggplot2", ">=", "3.4"), ("data.table(<1.15-2)", "data.table", "<", "1.15-2"),
+    ("R (>= 4)", "R", ">=", "4"), ("gg*", "gg*", None, None), ("Rcpp (!= 1.0.7)", "Rcpp", "!=", "1.0.7"),
+    ("x1 (== 1.0)", "x1", "==", "1.0"),
+])
+def test_requirements_parse_as_r_and_pip_write_them(text, name, op, version):
+    req = cran.parse_requirement(text)
+    assert (req.name, req.op, req.version) == (name, op, version)
+
+
+@pytest.mark.parametrize(("text", "code"), [
+    ("", "invalid_spec"), ("ggplot2 (>= 3.4", "invalid_spec"), ("ggplot2 (~= 3.4)", "invalid_spec"),
+    ("ggplot2=3.4", "invalid_spec"), ("gg plot", "invalid_spec"), ("2pac", "invalid_spec"),
+    ("ggplot2 (>= 3.4a)", "invalid_version"), ("ggplot2 >= 3.4, < 4", "invalid_spec"),
+])
+def test_bad_requirements_are_refused_with_a_hint(text, code):
+    with pytest.raises(InvalidInput) as info:
+        cran.parse_requirement(text)
+    assert info.value.code == code and info.value.hint
+
+
+def test_requirements_match_names_and_versions_in_r_order():
+    req = cran.parse_requirement("ggplot2 (>= 3.4)")
+    assert req.matches("ggplot2", "3.4.0") and req.matches("ggplot2", "3.10") and req.matches("ggplot2", "3.4")
+    assert not req.matches("ggplot2", "3.3.9") and not req.matches("GGplot2", "3.5") and not req.matches("x", "9")
+    assert cran.parse_requirement("a1 (< 1.0-1)").matches("a1", "1.0") and \
+        not cran.parse_requirement("a1 (< 1.0-1)").matches("a1", "1.0.1")
+    glob = cran.parse_requirement("gg*")
+    assert glob.matches("ggplot2", "1.0") and not glob.matches("rgl", "1")
+    assert str(cran.parse_requirement("ggplot2>=3.4")) == "ggplot2 (>= 3.4)"
+    reqs = cran.parse_requirements("R (>= 3.5.0),\n    methods, Rcpp (>= 1.0.7), MASS")
+    assert [str(r) for r in reqs] == ["R (>= 3.5.0)", "methods", "Rcpp (>= 1.0.7)", "MASS"]
+    assert [r.name for r in reqs if not cran.is_shipped_with_r(r.name)] == ["Rcpp"]

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 import taipan.db.auth  # noqa: F401  (registers the token secret and login tables on Base.metadata)
+import taipan.db.cves  # noqa: F401  (registers the CVE tables on Base.metadata)
 import taipan.db.maintenance  # noqa: F401  (registers the blob_cleanups table on Base.metadata)
 import taipan.db.mirrors  # noqa: F401  (registers the mirrors table on Base.metadata)
 from taipan.db.models import Base

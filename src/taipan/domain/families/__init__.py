@@ -12,6 +12,7 @@ from taipan.domain.families.cran import CRAN
 from taipan.domain.families.environment import ENVIRONMENT
 from taipan.domain.families.notebook import NOTEBOOK
 from taipan.domain.families.project import PROJECT
+from taipan.domain.families.python import PYTHON
 from taipan.domain.families.sbom import SBOM
 from taipan.errors import InvalidInput
 
@@ -21,7 +22,7 @@ __all__ = ["Artifact", "Family", "IndexFiles", "PartitionIndex", "SbomDependency
 
 KNOWN: tuple[str, ...] = ("conda", "python", "cran", "anaconda_project", "anaconda_env", "notebook", "gra",
                           "sbom")
-_FAMILIES: dict[str, Family] = {f.name: f for f in (CONDA, CRAN, NOTEBOOK, ENVIRONMENT, PROJECT, SBOM)}
+_FAMILIES: dict[str, Family] = {f.name: f for f in (CONDA, PYTHON, CRAN, NOTEBOOK, ENVIRONMENT, PROJECT, SBOM)}
 # Every upload `filetype` a client may send (conda-repo-cli's, twine's, the R form post's), and the
 # family it means, whether or not this server implements that family yet.
 UPLOAD_TYPES: dict[str, str] = {

@@ -111,6 +111,10 @@ class Family(Protocol):
                   subdir: str) -> SbomInfo | None:
         """The artifact as an SBOM package, or None when this family has no SBOM."""
 
+    def sbom_files(self, path: Path, filename: str) -> list[tuple[str, str, str]]:
+        """The files inside a stored artifact as ``(path, sha1, sha256)``, for its SBOM; [] when the
+        artifact is a single document. (Optional: the SBOM service treats a family without it as [].)"""
+
     def version_key(self, version: str) -> Any:
         """A sort key ordering versions as this family's clients do."""
 

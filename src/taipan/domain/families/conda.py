@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import zstandard
+from packageurl import PackageURL
 
 from taipan.domain import repodata as rd
 from taipan.domain.conda import (
@@ -21,7 +22,7 @@ from taipan.domain.conda import (
     parse_conda_filename,
     sniff_conda_format,
 )
-from taipan.domain.conda_archive import read_package_info
+from taipan.domain.conda_archive import package_files, read_package_info
 from taipan.domain.conda_record import check_record
 from taipan.domain.families.base import Artifact, IndexFiles, SbomDependency, SbomInfo
 from taipan.domain.names import SUBDIR_SET
@@ -160,13 +161,33 @@ class CondaFamily:
     def sbom_info(self, record: Mapping[str, Any], meta: Mapping[str, Any], *, channel_url: str,
                   subdir: str) -> SbomInfo | None:
         about = meta.get("about.json") or {}
-        deps = tuple(SbomDependency(name=str(d).split()[0], requirement=str(d),
-                                    purl=f"pkg:conda/{str(d).split()[0]}")
-                     for d in record.get("depends") or ())
+        deps = []
+        for spec in record.get("depends") or ():
+            dep = str(spec).split()[0] if str(spec).strip() else ""
+            if dep:
+                deps.append(SbomDependency(name=dep, requirement=str(spec),
+                                           purl=PackageURL("conda", name=dep.lower()).to_string()))
         name, version = str(record.get("name")), str(record.get("version"))
-        purl = f"pkg:conda/{name}@{version}?build={record.get('build')}&channel={channel_url}&subdir={subdir}"
-        return SbomInfo(name=name, version=version, purl=purl, license=record.get("license"),
-                        homepage=about.get("home"), summary=about.get("summary"), dependencies=deps)
+        # purl-spec's conda type: build, channel (the channel URL), subdir and type qualifiers.
+        filename = str(record.get("fn") or "")
+        qualifiers = {"build": str(record.get("build") or ""), "channel": channel_url, "subdir": subdir}
+        if filename.endswith(".tar.bz2"):
+            qualifiers["type"] = "tar.bz2"
+        elif filename.endswith(".conda"):
+            qualifiers["type"] = "conda"
+        purl = PackageURL("conda", name=name, version=version, qualifiers=qualifiers).to_string()
+        extra = about.get("extra") if isinstance(about.get("extra"), dict) else {}
+        supplier = extra.get("maintainers") or about.get("maintainer") or None
+        if isinstance(supplier, list):
+            supplier = ", ".join(str(s) for s in supplier) or None
+        return SbomInfo(name=name, version=version, purl=purl,
+                        license=record.get("license") or about.get("license"),
+                        supplier=str(supplier) if supplier else None,
+                        homepage=about.get("home"), summary=about.get("summary"), dependencies=tuple(deps))
+
+    def sbom_files(self, path: Path, filename: str) -> list[tuple[str, str, str]]:
+        with open(path, "rb") as fh:
+            return package_files(fh, filename)
 
     def normalize_name(self, name: str) -> str:
         return name.strip().lower()

@@ -1,8 +1,8 @@
 """The cran family: R source packages (``src/contrib``) and binary packages (``bin/windows/contrib/<x.y>``,
 ``bin/macosx/[<build>/]contrib/<x.y>``), each partition indexed as a CRAN-like ``PACKAGES`` (and
 ``PACKAGES.gz``) listing the newest version of every package; older source versions are served from
-``src/contrib/Archive/<pkg>/``. ``PACKAGES.rds`` is not published: R asks for it first and falls
-back to ``PACKAGES.gz`` on a 404."""
+``src/contrib/Archive/<pkg>/``. ``PACKAGES.rds`` (which R asks for first) is R's own serialization of
+the matrix ``tools::write_PACKAGES`` saves, made on first request like ``PACKAGES.gz``."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from packageurl import PackageURL
 
 from taipan.domain import cran
 from taipan.domain.families.base import Artifact, IndexFiles, SbomDependency, SbomInfo
 from taipan.errors import InvalidInput
 
-MEDIA_TYPES = {"PACKAGES": "text/plain; charset=utf-8", "PACKAGES.gz": "application/gzip"}
+MEDIA_TYPES = {"PACKAGES": "text/plain; charset=utf-8", "PACKAGES.gz": "application/gzip",
+               "PACKAGES.rds": "application/octet-stream"}
 # PACKAGES.gz is made once per publication, at a level that keeps a CRAN-sized rebuild fast.
 GZIP_LEVEL = 6
 
@@ -27,9 +29,11 @@ class PackagesIndex:
 
     def __init__(self, subdir: str) -> None:
         self.subdir = subdir
-        self.records: dict[str, tuple[str, tuple[int, ...], str, bytes]] = {}  # fn -> (name, key, version, stanza)
+        # fn -> (name, version key, version, stanza, record)
+        self.records: dict[str, tuple[str, tuple[int, ...], str, bytes, dict[str, Any]]] = {}
         self.by_name: dict[str, set[str]] = {}
         self.stanzas: dict[str, bytes] = {}
+        self.newest_records: dict[str, dict[str, Any]] = {}
         self._touched: set[str] = set()
         self._order: list[str] | None = None
 
@@ -43,7 +47,7 @@ class PackagesIndex:
                 name, raw = row
                 record = orjson.loads(raw)
                 version = str(record.get("Version", ""))
-                self.records[fn] = (name, cran.version_key(version), version, cran.stanza(record))
+                self.records[fn] = (name, cran.version_key(version), version, cran.stanza(record), record)
                 self.by_name.setdefault(name, set()).add(fn)
                 self._touched.add(name)
 
@@ -58,20 +62,23 @@ class PackagesIndex:
             fn = self.newest(name)
             if fn is None:
                 self.by_name.pop(name, None)
+                self.newest_records.pop(name, None)
                 if self.stanzas.pop(name, None) is not None:
                     self._order = None
             else:
                 if name not in self.stanzas:
                     self._order = None
                 self.stanzas[name] = self.records[fn][3]
+                self.newest_records[name] = self.records[fn][4]
         self._touched.clear()
         if self._order is None:
             self._order = sorted(self.stanzas)
         stanzas = self.stanzas
         packages = b"\n".join(stanzas[n] for n in self._order)
-        return IndexFiles(files={"PACKAGES": packages}, media_types=dict(MEDIA_TYPES),
-                          lazy={"PACKAGES.gz": lambda pub: gzip.compress(pub.file("PACKAGES"), GZIP_LEVEL,
-                                                                         mtime=0)})
+        rows = [self.newest_records[n] for n in self._order]
+        return IndexFiles(files={"PACKAGES": packages}, media_types=dict(MEDIA_TYPES), lazy={
+            "PACKAGES.gz": lambda pub: gzip.compress(pub.file("PACKAGES"), GZIP_LEVEL, mtime=0),
+            "PACKAGES.rds": lambda pub: gzip.compress(cran.packages_rds(rows), GZIP_LEVEL, mtime=0)})
 
 
 class CranFamily:
@@ -109,12 +116,15 @@ class CranFamily:
                   subdir: str) -> SbomInfo | None:
         desc = meta.get("DESCRIPTION") or {}
         name, version = str(record.get("Package")), str(record.get("Version"))
-        deps = tuple(SbomDependency(name=n, requirement=req, purl=f"pkg:cran/{n}")
+        deps = tuple(SbomDependency(name=n, requirement=req, purl=PackageURL("cran", name=n).to_string())
                      for n, req in cran.dependencies(record))
         urls = [u.strip() for u in str(desc.get("URL") or "").replace("\n", ",").split(",") if u.strip()]
-        return SbomInfo(name=name, version=version, purl=f"pkg:cran/{name}@{version}",
+        return SbomInfo(name=name, version=version, purl=PackageURL("cran", name=name, version=version).to_string(),
                         license=record.get("License"), supplier=desc.get("Maintainer"),
                         homepage=urls[0] if urls else None, summary=desc.get("Title"), dependencies=deps)
+
+    def sbom_files(self, path: Path, filename: str) -> list[tuple[str, str, str]]:
+        return cran.package_files(path, filename)
 
     def partition_index(self, subdir: str) -> PackagesIndex:
         return PackagesIndex(subdir)

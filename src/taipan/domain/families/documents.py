@@ -138,6 +138,9 @@ class DocumentFamily:
     def version_key(self, version: str) -> Any:
         return rd.version_key(version)
 
+    def sbom_files(self, path: Path, filename: str) -> list[tuple[str, str, str]]:
+        return []
+
     def normalize_name(self, name: str) -> str:
         return name.strip()
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from taipan.services import artifacts, channels
+from taipan.services import artifacts, channels, yanking
 from taipan.web.deps import PrincipalDep, RuntimeDep, SessionDep, UserDep, base_url
 from taipan.web.repo.common import channel_cache
 
@@ -25,6 +25,13 @@ class CreateBody(BaseModel):
     name: str
     privacy: str | None = None
     description: str = ""
+
+
+class YankBody(BaseModel):
+    yanked: bool = True
+    reason: str = ""
+    version: str | None = None
+    ckeys: list[str] | None = None
 
 
 class BulkBody(BaseModel):
@@ -162,6 +169,22 @@ def bulk(request: Request, body: BulkBody, p: UserDep, db: SessionDep, rt: Runti
         rt.indexer.notify(cid, {s for s, _ in items})
     return JSONResponse({"action": body.action, "count": sum(len(v) for v in changed.values())},
                         status_code=202)
+
+
+@router.put(CH + "/artifacts/{family}/{package}/yank")
+@router.put(SUB + "/artifacts/{family}/{package}/yank")
+def yank(request: Request, family: str, package: str, body: YankBody, p: UserDep, db: SessionDep,
+         rt: RuntimeDep) -> dict[str, Any]:
+    """PEP 592: yank (``yanked: true``, with a ``reason``) or unyank files of a package: all of
+    them, those of one ``version``, or the given ``ckeys``."""
+    channel = channels.get_channel(db, _path(request))
+    changed = yanking.set_yanked(db, p, channel, family, package, yanked=body.yanked, reason=body.reason,
+                                 version=body.version, ckeys=body.ckeys)
+    url = base_url(request)
+    items = [artifacts.file_json(f, channel, url) for f in changed]
+    db.commit()
+    rt.indexer.notify(channel.id, {f["subdir"] for f in items} if items else set())
+    return {"yanked": body.yanked, "count": len(items), "items": items}
 
 
 @router.get("/artifacts")

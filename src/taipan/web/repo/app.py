@@ -24,7 +24,7 @@ from taipan.errors import Forbidden, NotFound, TaipanError, Unauthenticated
 from taipan.runtime import Runtime
 from taipan.services.indexing import Publication
 from taipan.web.errors import error_response, taipan_error_response
-from taipan.web.repo import conda, cran, files
+from taipan.web.repo import conda, cran, files, python, sbom
 from taipan.web.repo.common import (
     CACHE_CONTROL,
     ChannelView,
@@ -50,6 +50,7 @@ class FamilyRoutes:
 
 HANDLERS: dict[str, FamilyRoutes] = {
     "conda": FamilyRoutes(conda.locate, conda.serve),
+    "python": FamilyRoutes(python.locate, python.serve),
     "cran": FamilyRoutes(cran.locate, cran.serve),
     **{name: FamilyRoutes(files.locate, files.serve) for name in ("notebook", "anaconda_env", "anaconda_project",
                                                                   "sbom")},
@@ -211,6 +212,9 @@ async def serve(request: Request, repo_path: str) -> Response:
         return Response(json.dumps({"channel": view.path, "subdirs": "see channeldata.json"}),
                         media_type="application/json")
     routes = _routes_for(rest)
+    if routes is None and len(rest) == 1 and "sbom" in request.query_params:
+        # conda-repo-cli's `sbom --package ...` sends the bare file name where the ckey goes.
+        return await run_in_threadpool(sbom.respond_for_filename, request, rt, view.id, view.path, rest[0])
     if routes is None:
         raise NotFound(f"Nothing at {request.url.path}",
                        "Conda subdirs are platform names such as noarch or linux-64", code="not_found")
@@ -231,7 +235,9 @@ async def published(request: Request, rt: Runtime, view: ChannelView, located: L
     coding = choose_coding(request.headers.get("accept-encoding"), offered)
     headers = list(located.headers)
     if offered:
-        headers.append(("Vary", "Accept-Encoding"))
+        # One Vary header naming every request header the answer depends on.
+        vary = ", ".join([*(v for k, v in headers if k.lower() == "vary"), "Accept-Encoding"])
+        headers = [*((k, v) for k, v in headers if k.lower() != "vary"), ("Vary", vary)]
     if coding is not None:
         headers.append(("Content-Encoding", coding))
     data = pub.encoded(located.name, coding) if pub.is_ready(located.name, coding) else await run_in_threadpool(

@@ -19,6 +19,7 @@ from taipan.runtime import Runtime
 from taipan.services import channels as channel_service
 from taipan.services import serving
 from taipan.web.deps import client_address, credentials, resolve_principal
+from taipan.web.repo import sbom
 
 CHANNEL_TTL = 1.0
 
@@ -154,11 +155,8 @@ def send_stored_file(request: Request, rt: Runtime, p: Principal, view: ChannelV
     """A stored artifact file by ckey: immutable, Range-capable; a download is recorded once (a
     resumed or partial transfer, Range not starting at 0, does not count). Runs in a thread."""
     if "sbom" in request.query_params:
-        # conda-repo-cli's `sbom --ckey` asks the package URL for its SBOM. None are produced yet:
-        # say so, and never send (or count as a download) the package itself.
-        raise NotFound(f"No SBOM available for {ckey}",
-                       "Download the package itself without ?sbom=; SBOMs are not produced by this server yet",
-                       code="sbom_not_found")
+        # conda-repo-cli's `sbom --ckey` asks the package URL for its SBOM; never the package itself.
+        return sbom.respond(request, rt, view.id, view.path, ckey)
     f = serving.find_file(rt.sessions, view.id, ckey)
     filename = ckey.rsplit("/", 1)[-1]
     headers = {"ETag": f'"{f.sha256}"', "Cache-Control": ("public" if view.privacy == "public"

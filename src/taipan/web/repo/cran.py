@@ -1,7 +1,7 @@
 """CRAN-like serving: /api/repo/[t/<token>/]<channel>[/<subchannel>]/{src,bin}/...
 
 ``<partition>/PACKAGES`` and ``PACKAGES.gz`` come from the indexer's publication of the partition
-(see app.published); ``PACKAGES.rds`` answers 404, so that R falls back to ``PACKAGES.gz``. The
+(see app.published), and so does ``PACKAGES.rds``, R's serialization of the same index. The
 newest version of a source package is at ``src/contrib/<pkg>_<v>.tar.gz``, every older one at
 ``src/contrib/Archive/<pkg>/<pkg>_<v>.tar.gz``, as on CRAN; binaries at their tree's path.
 """
@@ -19,7 +19,7 @@ from taipan.runtime import Runtime
 from taipan.services import serving
 from taipan.web.repo.common import ChannelView, Located, send_stored_file
 
-INDEX_FILES = ("PACKAGES", "PACKAGES.gz")
+INDEX_FILES = ("PACKAGES", "PACKAGES.gz", "PACKAGES.rds")
 
 
 def locate(rest: list[str], request: Request) -> Located | None:
@@ -60,9 +60,6 @@ async def serve(request: Request, rt: Runtime, p: Principal, view: ChannelView, 
         if not cran.is_partition(subdir):
             raise _not_found(request, "R trees are src/contrib, bin/windows/contrib/<R x.y> and "
                                       "bin/macosx/[<build>/]contrib/<R x.y>")
-        if filename == "PACKAGES.rds":
-            raise NotFound(f"No PACKAGES.rds in {view.path}/{subdir}", "R reads PACKAGES.gz instead",
-                           code="not_found")
         cran.parse_filename(filename)
     except InvalidInput:
         raise _not_found(request) from None

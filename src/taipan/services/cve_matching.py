@@ -1,0 +1,223 @@
+"""Matching CVEs to files: an in-memory index of affected package keys, and the writes that follow
+(``cve_files`` rows, each file's ``cve_score``/``cve_status``).
+
+The index maps ``(ecosystem, package key)`` to the affects of that key; a file looks up the keys of
+the ecosystems its family reads (``domain.cve.FAMILY_SOURCES``) and compares its version with the
+family's own ``version_key``. Matching a subset (one upload, the names an import touched, a channel
+after a mirror sync) loads only the affects of the keys those files have.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from importlib import resources
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from taipan.db.cves import CpeMapping, Cve, CveAffect, CveFile
+from taipan.db.models import File
+from taipan.domain import cve as rules
+from taipan.domain import families
+from taipan.errors import InvalidInput
+
+CHUNK = 500
+# Past this many names, one pass over every file is cheaper than many lookups.
+FULL_MATCH_ABOVE = 5_000
+
+
+def shipped_mappings() -> dict[str, list[str]]:
+    text = resources.files("taipan.domain").joinpath("data/cpe_packages.json").read_text()
+    return {k: list(v) for k, v in json.loads(text).items() if not k.startswith("_")}
+
+
+def mappings(db: Session) -> dict[str, list[str]]:
+    """The shipped table with the admins' entries over it."""
+    out = shipped_mappings()
+    for row in db.scalars(select(CpeMapping)):
+        out[row.product] = list(row.packages)
+    return out
+
+
+def packages_for(product: str, table: dict[str, list[str]]) -> list[str]:
+    """The package names a CPE ``vendor:product`` means."""
+    if product in table:
+        return table[product]
+    return [rules.product_fallback(product.split(":", 1)[-1])]
+
+
+def file_keys(family: str, name: str) -> list[tuple[str, str]]:
+    return [(eco, rules.ecosystem_key(eco, name)) for eco in rules.FAMILY_SOURCES.get(family, ())]
+
+
+class Index:
+    """``(ecosystem, package) -> [(cve_id, spec)]`` for some or all keys."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+
+    def add(self, eco: str, package: str, cve_id: str, spec: dict[str, Any]) -> None:
+        self.by_key[(eco, package)].append((cve_id, spec))
+
+    @classmethod
+    def load(cls, db: Session, keys: Iterable[tuple[str, str]] | None = None) -> Index:
+        index = cls()
+        q = select(CveAffect.ecosystem, CveAffect.package, CveAffect.cve_id, CveAffect.spec)
+        if keys is None:
+            for eco, pkg, cve_id, spec in db.execute(q.execution_options(yield_per=20_000)):
+                index.add(eco, pkg, cve_id, spec)
+            return index
+        wanted = sorted(set(keys))
+        for i in range(0, len(wanted), CHUNK):
+            part = wanted[i:i + CHUNK]
+            for eco, pkg, cve_id, spec in db.execute(
+                    q.where(tuple_(CveAffect.ecosystem, CveAffect.package).in_(part))):
+                index.add(eco, pkg, cve_id, spec)
+        return index
+
+    def match(self, family: str, name: str, version: str, subdir: str, key: Any) -> set[str]:
+        found: set[str] = set()
+        for k in file_keys(family, name):
+            for cve_id, spec in self.by_key.get(k, ()):
+                if cve_id not in found and rules.affected(k[0], spec, version, key, subdir):
+                    found.add(cve_id)
+        return found
+
+
+def _version_key(family: str) -> Any:
+    try:
+        fam = families.get(family)
+    except InvalidInput:
+        return None
+    cache: dict[str, Any] = {}
+
+    def key(v: str) -> Any:
+        if v not in cache:
+            if len(cache) > 100_000:
+                cache.clear()
+            cache[v] = fam.version_key(v)
+        return cache[v]
+    return key
+
+
+FileRow = tuple[str, str, str, str, str, float | None, str | None]  # id, family, name, version, subdir, score, status
+
+
+def _rows(db: Session, where: Any | None) -> Iterator[FileRow]:
+    q = select(File.id, File.family, File.name, File.version, File.subdir, File.cve_score, File.cve_status)
+    if where is not None:
+        q = q.where(where)
+    yield from db.execute(q.execution_options(yield_per=20_000))
+
+
+def match_files(db: Session, where: Any | None = None, *, index: Index | None = None) -> dict[str, int]:
+    """Rematch the files ``where`` selects (all files when None): replace their ``cve_files`` rows and
+    set their score and status. Returns counts (files seen, files with CVEs, matches, files changed)."""
+    keys: dict[str, Any] = {}
+    rows = list(_rows(db, where)) if where is not None else None
+    if index is None:
+        index = Index.load(db, None if rows is None else
+                           {k for r in rows for k in file_keys(r[1], r[2])})
+    matches: dict[str, set[str]] = {}
+    seen = 0
+    old: dict[str, tuple[float | None, str | None]] = {}
+    for fid, family, name, version, subdir, score, status in (rows if rows is not None else _rows(db, None)):
+        seen += 1
+        if score is not None or status is not None:
+            old[fid] = (score, status)
+        if not any(k in index.by_key for k in file_keys(family, name)):
+            continue
+        if family not in keys:
+            keys[family] = _version_key(family)
+        if keys[family] is None:
+            continue
+        found = index.match(family, name, version, subdir, keys[family])
+        if found:
+            matches[fid] = found
+    # Replace the match rows of these files.
+    if rows is None:
+        db.execute(delete(CveFile))
+    else:
+        ids = [r[0] for r in rows]
+        for i in range(0, len(ids), CHUNK):
+            db.execute(delete(CveFile).where(CveFile.file_id.in_(ids[i:i + CHUNK])))
+    pairs = [{"cve_id": c, "file_id": f} for f, cs in matches.items() for c in cs]
+    for i in range(0, len(pairs), 10_000):
+        db.execute(insert(CveFile), pairs[i:i + 10_000])
+    changed = _write_summaries(db, matches, old)
+    return {"files": seen, "files_with_cves": len(matches), "matches": len(pairs), "changed": changed}
+
+
+def _cve_states(db: Session, cve_ids: Iterable[str]) -> dict[str, tuple[float | None, str]]:
+    ids = sorted(set(cve_ids))
+    out: dict[str, tuple[float | None, str]] = {}
+    for i in range(0, len(ids), CHUNK):
+        for cid, score, status in db.execute(select(Cve.id, Cve.score, Cve.status).where(
+                Cve.id.in_(ids[i:i + CHUNK]))):
+            out[cid] = (score, status)
+    return out
+
+
+def _write_summaries(db: Session, matches: dict[str, set[str]],
+                     old: dict[str, tuple[float | None, str | None]]) -> int:
+    states = _cve_states(db, {c for cs in matches.values() for c in cs})
+    new: dict[str, tuple[float | None, str | None]] = {
+        fid: rules.file_summary(states[c] for c in cs if c in states) for fid, cs in matches.items()}
+    updates = [{"fid": fid, "s": s, "st": st} for fid, (s, st) in new.items() if old.get(fid) != (s, st)]
+    updates += [{"fid": fid, "s": None, "st": None} for fid in old if fid not in new]
+    stmt = update(File).where(File.id == _bind("fid")).values(cve_score=_bind("s"), cve_status=_bind("st"))
+    conn = db.connection()
+    for i in range(0, len(updates), 5_000):
+        conn.execute(stmt, updates[i:i + 5_000])
+    return len(updates)
+
+
+def _bind(name: str) -> Any:
+    return bindparam(name)
+
+
+def refresh_summaries(db: Session, cve_ids: Iterable[str]) -> list[str]:
+    """Recompute the score and status of the files of these CVEs (after a curation); returns their ids."""
+    ids = sorted(set(cve_ids))
+    file_ids: set[str] = set()
+    for i in range(0, len(ids), CHUNK):
+        file_ids.update(db.scalars(select(CveFile.file_id).where(CveFile.cve_id.in_(ids[i:i + CHUNK]))))
+    fids = sorted(file_ids)
+    matches: dict[str, set[str]] = defaultdict(set)
+    old: dict[str, tuple[float | None, str | None]] = {}
+    for i in range(0, len(fids), CHUNK):
+        part = fids[i:i + CHUNK]
+        for fid, cid in db.execute(select(CveFile.file_id, CveFile.cve_id).where(CveFile.file_id.in_(part))):
+            matches[fid].add(cid)
+        for fid, s, st in db.execute(select(File.id, File.cve_score, File.cve_status).where(File.id.in_(part))):
+            old[fid] = (s, st)
+    _write_summaries(db, dict(matches), old)
+    return fids
+
+
+def names_for_keys(keys: Iterable[tuple[str, str]]) -> set[str]:
+    """File names that may have these package keys (the index on files.name finds them)."""
+    names: set[str] = set()
+    for eco, key in keys:
+        names.add(key)
+        if eco == "PyPI":
+            names.update({key.replace("-", "_"), key.replace("-", ".")})
+    return names
+
+
+def match_names(db: Session, keys: Iterable[tuple[str, str]]) -> dict[str, int]:
+    """Rematch the files whose names have these package keys."""
+    names = sorted(names_for_keys(keys))
+    if len(names) > FULL_MATCH_ABOVE:
+        return match_files(db, None)
+    total = {"files": 0, "files_with_cves": 0, "matches": 0, "changed": 0}
+    for i in range(0, len(names), CHUNK):
+        part = names[i:i + CHUNK]
+        lowered = [n.lower() for n in part]
+        counts = match_files(db, or_(File.name.in_(part), func.lower(File.name).in_(lowered)))
+        for k in total:
+            total[k] += counts[k]
+    return total
