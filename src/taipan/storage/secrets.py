@@ -53,6 +53,8 @@ def load_key(home: Path, configured: str = "") -> bytes:
         except FileNotFoundError:
             break
         if key:
+            if path.stat().st_mode & 0o077:  # restored or copied with loose modes: owner-only again
+                path.chmod(0o600)
             return key
         time.sleep(0.05)  # another process is writing it right now
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
