@@ -110,7 +110,7 @@ def tighten_storage(rt: Runtime) -> int:
 def _add_jobs(rt: Runtime) -> None:
     """The job queue named by settings.jobs.backend, its handlers, and the cron scheduler."""
     from taipan.domain.egress import EgressPolicy
-    from taipan.services import maintenance, mirroring
+    from taipan.services import cve_sync, maintenance, mirroring
     from taipan.services.mirror_runs import MirrorEnv
     from taipan.storage.secrets import secret_box
     from taipan.upstreams.conda import CondaUpstream
@@ -134,7 +134,9 @@ def _add_jobs(rt: Runtime) -> None:
                     egress=egress, secrets=secret_box(rt.settings.home, rt.settings.secrets.key))
     mirroring.register_jobs(registry, env)
     maintenance.register(registry, rt.sessions, rt.blobs)
+    cve_sync.register(registry, rt.sessions, rt.settings.cve)
     rt.extras["mirror_env"] = env
     rt.jobs = queue
-    rt.scheduler = CronScheduler(queue, [lambda now: mirroring.due_runs(env, now), maintenance.due],
+    rt.scheduler = CronScheduler(queue, [lambda now: mirroring.due_runs(env, now), maintenance.due,
+                                         cve_sync.due_source(rt.settings.cve)],
                                  tick_seconds=jobs_settings.tick_seconds)

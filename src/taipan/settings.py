@@ -79,6 +79,20 @@ class AuthSettings(BaseModel):
     user_channel_autocreate: bool = True
 
 
+class CveSettings(BaseModel):
+    # The NVD CVE API 2.0 endpoint `taipan cve sync` reads (empty: no NVD sync).
+    nvd_url: str = "https://services.nvd.nist.gov/rest/json/cves/2.0"
+    # An NVD API key (higher rate limits); sent as the `apiKey` header, never logged.
+    nvd_api_key: str = ""
+    nvd_page_size: int = Field(default=2000, ge=1, le=2000)
+    # OSV files to fetch (JSON advisories, lists, or osv.dev's per-ecosystem zips), e.g.
+    # '["https://osv-vulnerabilities.storage.googleapis.com/PyPI/all.zip"]'.
+    osv_urls: list[str] = []
+    # When the scheduler runs `cve sync` (cron syntax, UTC); empty: only when run by hand.
+    sync_cron: str = ""
+    timeout: float = 60.0
+
+
 class JobSettings(BaseModel):
     backend: str = "inprocess"  # inprocess | redis
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -121,6 +135,7 @@ class Settings(BaseSettings):
     jobs: JobSettings = JobSettings()
     mirrors: MirrorSettings = MirrorSettings()
     secrets: SecretsSettings = SecretsSettings()
+    cve: CveSettings = CveSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
 
     @property

@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     imp.set_defaults(cve_run=_import)
     match = sub.add_parser("match", help="rematch every file against the CVE store")
     match.set_defaults(cve_run=_match)
+    syn = sub.add_parser("sync", help="fetch what changed from the NVD API (TAIPAN_CVE__NVD_URL) and the OSV "
+                         "files (TAIPAN_CVE__OSV_URLS) and import it")
+    syn.set_defaults(cve_run=None)
     mp = sub.add_parser("map", help="show or edit the CPE vendor:product -> package names mapping")
     act = mp.add_mutually_exclusive_group(required=True)
     act.add_argument("--list", nargs="?", const="", metavar="TEXT", help="list the mapping (entries containing TEXT)")
@@ -29,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="map a product to these package names (none: to no package)")
     act.add_argument("--remove", metavar="VENDOR:PRODUCT", help="drop an admin entry (the shipped one applies)")
     mp.set_defaults(cve_run=_map)
-    for p in (imp, match, mp):
+    for p in (imp, match, mp, syn):
         p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -63,6 +66,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     upgrade(settings.database_url)
     rt = build_runtime(settings)
+    if args.cve_run is None:
+        return _sync(args, rt)
     try:
         with rt.sessions() as db:
             try:
@@ -81,6 +86,29 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(_describe(result), file=sys.stderr)
     return 0
+
+
+def _sync(args: argparse.Namespace, rt: Any) -> int:
+    from taipan.services import cve_sync
+
+    try:
+        results = cve_sync.sync(rt.sessions, rt.settings.cve)
+    finally:
+        rt.engine.dispose()
+    if not results:
+        print("Nothing to sync: set TAIPAN_CVE__NVD_URL and/or TAIPAN_CVE__OSV_URLS", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(results, indent=2, default=str))
+    for url, result in results.items():
+        where = url.split("?", 1)[0]
+        if not result.get("ok"):
+            print(f"{where}: failed: {result.get('error')}", file=sys.stderr)
+        elif result.get("not_modified"):
+            print(f"{where}: not modified", file=sys.stderr)
+        else:
+            print(f"{where}: {_describe(result)}", file=sys.stderr)
+    return 0 if all(r.get("ok") for r in results.values()) else 1
 
 
 def _describe(result: dict[str, Any]) -> str:

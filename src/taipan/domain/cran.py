@@ -9,15 +9,16 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import re
-import struct
 import tarfile
 import zipfile
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from taipan.domain import rds
 from taipan.errors import InvalidInput
 
 # The fields tools::write_PACKAGES writes (tools:::.get_standard_repository_db_fields), in its order;
@@ -410,6 +411,8 @@ def make_record(pkg: RPackage, *, md5: str, sha256: str, size: int) -> dict[str,
     record: dict[str, Any] = {f: one_line(pkg.description[f]) for f in PACKAGES_FIELDS if pkg.description.get(f)}
     if not pkg.binary:
         record.pop("Built", None)
+    if pkg.description.get("Packaged"):  # when it was built: the time Meta/archive.rds gives
+        record["Packaged"] = one_line(pkg.description["Packaged"])
     record.update(MD5sum=md5, SHA256=sha256, size=size)
     return record
 
@@ -433,28 +436,10 @@ def dependencies(record: Mapping[str, Any], fields: tuple[str, ...] = DEPENDENCY
     return out
 
 
-# -- PACKAGES.rds: R's own serialization (XDR, format 2) of the matrix write_PACKAGES saves ------------
+# -- PACKAGES.rds and Meta/archive.rds, in R's own serialization (domain/rds.py) ----------------------
 
 # tools:::.get_standard_repository_db_fields(): the columns of every PACKAGES.rds, in order.
 STANDARD_FIELDS = PACKAGES_FIELDS[:15]
-_NIL, _SYM, _LIST, _CHAR, _INT, _STR, _VEC = 254, 1, 2, 9, 13, 16, 19
-_HAS_ATTR, _HAS_TAG = 1 << 9, 1 << 10
-_ASCII, _UTF8 = 64 << 12, 8 << 12
-
-
-def _rds_char(out: list[bytes], value: str | None) -> None:
-    if value is None:
-        out.append(struct.pack(">ii", _CHAR, -1))  # NA_character_
-        return
-    data = value.encode()
-    out.append(struct.pack(">ii", _CHAR | (_ASCII if value.isascii() else _UTF8), len(data)))
-    out.append(data)
-
-
-def _rds_strings(out: list[bytes], values: list[str | None], flags: int = 0) -> None:
-    out.append(struct.pack(">ii", _STR | flags, len(values)))
-    for v in values:
-        _rds_char(out, v)
 
 
 def packages_rds(records: list[Mapping[str, Any]]) -> bytes:
@@ -463,20 +448,47 @@ def packages_rds(records: list[Mapping[str, Any]]) -> bytes:
     when present) as columns, NA where a package has no value."""
     extra = [f for f in ("Built", "SHA256") if any(r.get(f) for r in records)]
     columns = [*STANDARD_FIELDS, *extra]
-    out: list[bytes] = [b"X\n", struct.pack(">iii", 2, 0x040202, 0x020300)]
     cells: list[str | None] = [str(r[c]) if r.get(c) else None for c in columns for r in records]  # column-major
-    _rds_strings(out, cells, _HAS_ATTR)
-    # attributes: a pairlist dim = c(nrow, ncol), dimnames = list(<Package>, <fields>)
-    out.append(struct.pack(">ii", _LIST | _HAS_TAG, _SYM))
-    _rds_char(out, "dim")
-    out.append(struct.pack(">iiii", _INT, 2, len(records), len(columns)))
-    out.append(struct.pack(">ii", _LIST | _HAS_TAG, _SYM))
-    _rds_char(out, "dimnames")
-    out.append(struct.pack(">ii", _VEC, 2))
-    _rds_strings(out, [str(r.get("Package")) for r in records])
-    _rds_strings(out, list(columns))
-    out.append(struct.pack(">i", _NIL))
-    return b"".join(out)
+    return rds.serialize(rds.character(cells, dim=rds.integer([len(records), len(columns)]), dimnames=rds.rlist(
+        [rds.character([str(r.get("Package")) for r in records]), rds.character(columns)])))
+
+
+def packaged_time(value: str | None) -> float | None:
+    """Seconds since the epoch of a DESCRIPTION's ``Packaged: 2024-01-31 10:00:00 UTC; user``."""
+    m = re.match(r"\s*(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)", value or "")
+    if m is None:
+        return None
+    try:
+        return datetime(*map(int, m.groups()), tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+
+
+def archive_rds(archived: Mapping[str, list[Mapping[str, Any]]]) -> bytes:
+    """src/contrib/Meta/archive.rds as CRAN publishes it (what remotes::install_version reads): a
+    list named by package of data frames like file.info() of its archived files, whose row names
+    are ``<pkg>/<pkg>_<version>.tar.gz``. Times are when each package was built (``Packaged``)."""
+    posixct = rds.character(["POSIXct", "POSIXt"])
+    frames = []
+    names = sorted(archived)
+    for name in names:
+        records = sorted(archived[name], key=lambda r: version_key(str(r.get("Version"))))
+        n = len(records)
+        times = [packaged_time(r.get("Packaged")) for r in records]
+        columns = {
+            "size": rds.double([float(r.get("size") or 0) for r in records]),
+            "isdir": rds.logical([False] * n),
+            "mode": rds.integer([0o644] * n, **{"class": rds.character(["octmode"])}),
+            "mtime": rds.double(times, **{"class": posixct}),
+            "ctime": rds.double(times, **{"class": posixct}),
+            "atime": rds.double(times, **{"class": posixct}),
+            "uid": rds.integer([0] * n), "gid": rds.integer([0] * n),
+            "uname": rds.character(["taipan"] * n), "grname": rds.character(["taipan"] * n),
+        }
+        frames.append(rds.rlist(list(columns.values()), names=rds.character(list(columns)), **{
+            "class": rds.character(["data.frame"]),
+            "row.names": rds.character([f"{name}/{name}_{r.get('Version')}.tar.gz" for r in records])}))
+    return rds.serialize(rds.rlist(frames, names=rds.character(names)))
 
 
 # -- requirements: what a CRAN mirror's --only_spec/--exclude_spec/--include_spec and Depends say -----

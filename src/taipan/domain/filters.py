@@ -93,7 +93,12 @@ def normalize_mirror_filters(raw: Mapping[str, Any] | None, mirror_type: str = "
     _set(out, "exclude_licenses", list(dict.fromkeys(exc + exc2)))
     for key in ("only_specs", "exclude_specs", "include_specs"):
         for text in out.get(key, []):
-            parse_spec(text)
+            if mirror_type == "python_simple":  # PEP 508 requirements, e.g. 'requests>=2.31,<3'
+                from taipan.domain.python_simple import parse_requirements
+
+                parse_requirements([text])
+            else:
+                parse_spec(text)
     if out.get("only_specs") and (out.get("exclude_specs") or out.get("include_specs")):
         raise InvalidInput("only_specs cannot be combined with exclude_specs or include_specs",
                            "Use either --only_spec, or --exclude_spec with --include_spec",

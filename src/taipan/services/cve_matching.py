@@ -10,12 +10,13 @@ after a mirror sync) loads only the affects of the keys those files have.
 from __future__ import annotations
 
 import json
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from importlib import resources
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import bindparam, delete, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from taipan.db.cves import CpeMapping, Cve, CveAffect, CveFile
@@ -78,14 +79,6 @@ class Index:
                 index.add(eco, pkg, cve_id, spec)
         return index
 
-    def match(self, family: str, name: str, version: str, subdir: str, key: Any) -> set[str]:
-        found: set[str] = set()
-        for k in file_keys(family, name):
-            for cve_id, spec in self.by_key.get(k, ()):
-                if cve_id not in found and rules.affected(k[0], spec, version, key, subdir):
-                    found.add(cve_id)
-        return found
-
 
 def _version_key(family: str) -> Any:
     try:
@@ -116,39 +109,93 @@ def _rows(db: Session, where: Any | None) -> Iterator[FileRow]:
 def match_files(db: Session, where: Any | None = None, *, index: Index | None = None) -> dict[str, int]:
     """Rematch the files ``where`` selects (all files when None): replace their ``cve_files`` rows and
     set their score and status. Returns counts (files seen, files with CVEs, matches, files changed)."""
-    keys: dict[str, Any] = {}
     rows = list(_rows(db, where)) if where is not None else None
     if index is None:
         index = Index.load(db, None if rows is None else
                            {k for r in rows for k in file_keys(r[1], r[2])})
-    matches: dict[str, set[str]] = {}
+    # Files grouped by the package key they are matched under, and each group's distinct versions.
+    groups: dict[tuple[str, str, str], dict[str, list[tuple[str, str]]]] = defaultdict(lambda: defaultdict(list))
     seen = 0
     old: dict[str, tuple[float | None, str | None]] = {}
     for fid, family, name, version, subdir, score, status in (rows if rows is not None else _rows(db, None)):
         seen += 1
         if score is not None or status is not None:
             old[fid] = (score, status)
-        if not any(k in index.by_key for k in file_keys(family, name)):
-            continue
+        for k in file_keys(family, name):
+            if k in index.by_key:
+                groups[(family, *k)][version].append((fid, subdir))
+    keys: dict[str, Any] = {}
+    matches: dict[str, set[str]] = defaultdict(set)
+    for (family, eco, package), by_version in groups.items():
         if family not in keys:
             keys[family] = _version_key(family)
-        if keys[family] is None:
-            continue
-        found = index.match(family, name, version, subdir, keys[family])
-        if found:
-            matches[fid] = found
+        if keys[family] is not None:
+            _match_group(eco, index.by_key[(eco, package)], by_version, keys[family], matches)
     # Replace the match rows of these files.
+    conn = db.connection()
     if rows is None:
-        db.execute(delete(CveFile))
+        conn.execute(delete(CveFile))
     else:
         ids = [r[0] for r in rows]
         for i in range(0, len(ids), CHUNK):
-            db.execute(delete(CveFile).where(CveFile.file_id.in_(ids[i:i + CHUNK])))
+            conn.execute(delete(CveFile).where(CveFile.file_id.in_(ids[i:i + CHUNK])))
     pairs = [{"cve_id": c, "file_id": f} for f, cs in matches.items() for c in cs]
-    for i in range(0, len(pairs), 10_000):
-        db.execute(insert(CveFile), pairs[i:i + 10_000])
+    table = CveFile.__table__
+    for i in range(0, len(pairs), 20_000):
+        conn.execute(table.insert(), pairs[i:i + 20_000])
     changed = _write_summaries(db, matches, old)
     return {"files": seen, "files_with_cves": len(matches), "matches": len(pairs), "changed": changed}
+
+
+def _match_group(eco: str, specs: list[tuple[str, dict[str, Any]]], by_version: dict[str, list[tuple[str, str]]],
+                 key: Any, matches: dict[str, set[str]]) -> None:
+    """Match the versions of one package against its affects. For CPE ranges the sorted versions are
+    cut by bisection (the family's order); only versions the range's bounds are a prefix of (where
+    NVD's letter rule may differ from the family's order) are decided one by one."""
+    versions = list(by_version)
+    try:
+        ordered = sorted(((key(v), v) for v in versions), key=lambda kv: kv[0])
+        vks = [vk for vk, _ in ordered]
+    except TypeError:  # incomparable keys: decide every version on its own
+        ordered = []
+    for cve_id, spec in specs:
+        if eco != "cpe" or not ordered:
+            # Platforms are checked per file below, so any partition will do here.
+            hits = [v for v in versions if rules.affected(eco, spec, v, key, "noarch")]
+        else:
+            hits = _cpe_hits(spec, ordered, vks, versions, key)
+        platforms = spec.get("platforms") if eco == "cpe" else None
+        for v in hits:
+            for fid, subdir in by_version[v]:
+                if platforms:
+                    os_name = rules.subdir_os(subdir)
+                    if os_name is not None and os_name not in platforms:
+                        continue
+                matches[fid].add(cve_id)
+
+
+def _cpe_hits(spec: dict[str, Any], ordered: list[tuple[Any, str]], vks: list[Any], versions: list[str],
+              key: Any) -> list[str]:
+    bounds = [spec[b] for b in ("exact", "start_incl", "start_excl", "end_incl", "end_excl") if b in spec]
+    try:
+        lo, hi = 0, len(ordered)
+        if "exact" in spec:
+            b = key(spec["exact"])
+            lo, hi = bisect_left(vks, b), bisect_right(vks, b)
+        if "start_incl" in spec:
+            lo = max(lo, bisect_left(vks, key(spec["start_incl"])))
+        if "start_excl" in spec:
+            lo = max(lo, bisect_right(vks, key(spec["start_excl"])))
+        if "end_incl" in spec:
+            hi = min(hi, bisect_right(vks, key(spec["end_incl"])))
+        if "end_excl" in spec:
+            hi = min(hi, bisect_left(vks, key(spec["end_excl"])))
+    except TypeError:
+        return [v for v in versions if rules.cpe_affected(spec, v, key, None)]
+    special = {v for v in versions if any(v != b and (v.startswith(b) or b.startswith(v)) for b in bounds)}
+    hits = [v for _, v in ordered[lo:hi] if v not in special]
+    hits += [v for v in special if rules.cpe_affected(spec, v, key, None)]
+    return hits
 
 
 def _cve_states(db: Session, cve_ids: Iterable[str]) -> dict[str, tuple[float | None, str]]:

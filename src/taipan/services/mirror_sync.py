@@ -77,7 +77,7 @@ def run_mirror(env: MirrorEnv, mirror_id: str) -> str | None:
         try:
             source, proxy = _real_urls(env, m)
             secrets = secrets_of(source) + secrets_of(proxy)
-            seen = _sync(env, m, channel, progress, source, proxy)
+            seen = _syncer(m.mirror_type)(env, m, channel, progress, source, proxy)
             final = "completed"
         except Stopped as exc:
             final, error, category = "stopped", str(exc), error_category(exc)
@@ -136,6 +136,15 @@ def _real_urls(env: MirrorEnv, m: Mirror) -> tuple[str, str | None]:
     source = box.open(m.source_secret) if m.source_secret and box else m.source_root
     proxy = box.open(m.proxy_secret) if m.proxy_secret and box else m.proxy
     return source, proxy
+
+
+def _syncer(mirror_type: str) -> Any:
+    """The run of one mirror type: conda here; python_simple in mirror_sync_python."""
+    if mirror_type == "python_simple":
+        from taipan.services import mirror_sync_python
+
+        return mirror_sync_python.sync
+    return _sync
 
 
 def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress, source: str,

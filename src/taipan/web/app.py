@@ -12,10 +12,10 @@ from fastapi import FastAPI
 
 from taipan import __version__
 from taipan.runtime import Runtime
-from taipan.web import errors, observability, ui
+from taipan.web import errors, observability, openapi, ui
 from taipan.web.api import account, channels, cves, maintenance, mirrors, system, uploads
 from taipan.web.limits import BodyLimit
-from taipan.web.repo.app import RepoApp
+from taipan.web.repo.app import RepoApp, document
 
 # Seconds a stopping server process may spend after its lifespan ended (joining request threads
 # that are still busy, e.g. compressing a large index) before it exits regardless.
@@ -63,6 +63,9 @@ def create_app(runtime: Runtime) -> FastAPI:
         return {"version": __version__}
 
     app.include_router(observability.router)
+    document(app)  # package serving's URLs that also take uploads
+    # The published schema is completed from whatever routes the app has when it is first asked for.
+    openapi.install(app)
     server = runtime.settings.server
     app.add_middleware(BodyLimit, upload=server.max_upload_size, json=server.max_body_size,
                        login=server.max_login_body_size)

@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException
 
 from taipan.errors import TaipanError, TooManyRequests
+from taipan.web.openapi import allowed_methods
 
 
 def error_response(status: int, code: str, message: str, hint: str = "",
@@ -40,10 +41,15 @@ def install(app: FastAPI) -> None:
                               "Check the request against the API documentation at /docs")
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         hint = "Check the URL" if exc.status_code in (404, 405) else ""
-        return error_response(exc.status_code, code, str(exc.detail), hint, getattr(exc, "headers", None))
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            # Every method of the resource (FastAPI has one route per method, and the router names
+            # only the first route's in its Allow header).
+            headers["Allow"] = allowed_methods(request.app, request.url.path) or headers.get("Allow", "")
+        return error_response(exc.status_code, code, str(exc.detail), hint, headers or None)
 
     @app.exception_handler(IntegrityError)
     async def _conflict(_: Request, exc: IntegrityError) -> JSONResponse:

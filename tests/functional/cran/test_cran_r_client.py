@@ -1,8 +1,9 @@
 """R itself against Taipan channels: available.packages(), install.packages(type = "source") pulling in
-a dependency, PACKAGES.rds read by R and identical to what tools::write_PACKAGES makes of the same
-files, an old version from src/contrib/Archive by URL, and a private channel with the token in the
-path or in the URL's user info (http://TOKEN:x-auth-token@host/...). Rscript is required on CI
-(tests/conftest.py's r_bin fixture fails there when it is missing, and skips elsewhere)."""
+a dependency, PACKAGES.rds and Meta/archive.rds read by R (the former identical to what
+tools::write_PACKAGES makes of the same files), an old version from src/contrib/Archive by URL, and a
+private channel with the token in the path or in the URL's user info (http://TOKEN:x-auth-token@host/...).
+Rscript is required on CI (tests/conftest.py's r_bin fixture fails there when it is missing, and skips
+elsewhere)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,9 @@ tools::write_PACKAGES(local, type = "source")
 theirs <- readRDS(file.path(local, "PACKAGES.rds"))
 cat("RDS COLUMNS:", setdiff(colnames(ours), colnames(theirs)), "\n")
 cat("RDS IDENTICAL:", identical(ours[, colnames(theirs), drop = FALSE], theirs), "\n")
+archive <- readRDS(gzcon(url(paste0(repo, "/src/contrib/Meta/archive.rds"))))
+cat("ARCHIVE:", names(archive), rownames(archive$tpmain), !is.na(archive$tpmain$mtime),
+    inherits(archive$tpmain$mtime, "POSIXct"), "\n")
 install.packages("tpmain", repos = repo, type = "source", lib = lib, quiet = TRUE)
 library(tpmain, lib.loc = lib)
 cat("HELLO:", hello(), "\n")
@@ -74,6 +78,7 @@ def test_r_installs_a_package_and_its_dependency_and_an_archived_version(taipan_
     assert "AVAILABLE: tpdep 1.0,tpmain 1.0 \n" in out
     assert "HELLO: tpmain 1.0 tpdep 1.0 \n" in out  # tpmain calls into tpdep, installed as its dependency
     assert "OLD: 0.9 \n" in out
+    assert "ARCHIVE: tpmain tpmain/tpmain_0.9.tar.gz TRUE TRUE \n" in out  # as remotes::install_version reads it
     assert (tmp_path / "lib" / "tpdep" / "DESCRIPTION").exists()
 
 

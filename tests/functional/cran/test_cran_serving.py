@@ -80,6 +80,8 @@ def test_uploads_and_cran_like_serving(taipan_server, r_packages):
     rds = httpx.get(f"{base}/src/contrib/PACKAGES.rds")  # R's serialization: R reads it in test_cran_r_client
     assert rds.status_code == 200 and gzip.decompress(rds.content).startswith(b"X\n")
     assert rds.headers["etag"] != gz.headers["etag"]
+    archive = httpx.get(f"{base}/src/contrib/Meta/archive.rds")
+    assert archive.status_code == 200 and b"tpmain/tpmain_0.9.tar.gz" in gzip.decompress(archive.content)
     cond = httpx.get(f"{base}/src/contrib/PACKAGES", headers={"If-None-Match": r.headers["etag"]})
     assert cond.status_code == 304 and cond.content == b""
     head = httpx.head(f"{base}/src/contrib/PACKAGES.gz")
@@ -110,6 +112,7 @@ def test_uploads_and_cran_like_serving(taipan_server, r_packages):
     assert packages(taipan_server, ch)["tpmain"]["Version"] == "0.9"
     assert httpx.get(f"{base}/src/contrib/tpmain_0.9.tar.gz").status_code == 200
     assert httpx.get(f"{base}/src/contrib/Archive/tpmain/tpmain_0.9.tar.gz").status_code == 404
+    assert b"tpmain/" not in gzip.decompress(httpx.get(f"{base}/src/contrib/Meta/archive.rds").content)
 
 
 def _tar(path: Path, members: dict[str, bytes]) -> Path:

@@ -141,6 +141,9 @@ def test_listings_search_and_reserved_names(taipan_server, filled: str, api) -> 
     assert hello["family"] == "python" and "pip install" in hello["metadata"]["install_cmd"]
     found = api.get("/artifacts", params={"q": "pyworld", "family": "python"}).json()
     assert any(i["name"] == "pyworld" for i in found["items"])
+    page = httpx.get(f"{taipan_server.url}/ui/channels/{filled}/packages/pyhello", params={"family": "python"})
+    assert page.status_code == 200
+    assert f"pip install --index-url {taipan_server.url}/api/repo/{filled}/simple/ pyhello" in page.text
     for name in ("simple", "src", "bin", "t", "jupyter", "linux-64"):
         r = api.post(f"/channels/{filled}/subchannels", json={"name": name})
         assert r.status_code == 400, name

@@ -196,11 +196,14 @@ def test_the_index_lists_the_newest_version_of_each_package_and_follows_changes(
     assert cran.parse_dcf(first.files["PACKAGES"])[1]["Package"] == "b"
     assert gzip.decompress(first.lazy["PACKAGES.gz"](type("P", (), {"file": lambda s, n: first.files[n]})())) \
         == first.files["PACKAGES"]
+    assert gzip.decompress(first.lazy["Meta/archive.rds"](None)).count(b"a/a_1.9.tar.gz") == 1
+    assert "Meta/archive.rds" not in PackagesIndex("bin/windows/contrib/4.3").build(None).lazy
     index.apply({"a_1.10.tar.gz": None, "c_0.1.tar.gz": _row("c", "0.1")})
     text = index.build(first).files["PACKAGES"].decode()
     assert "Version: 1.9" in text and "1.10" not in text and text.index("Package: b") < text.index("Package: c")
     index.apply({"a_1.9.tar.gz": None, "b_1.0.tar.gz": None, "c_0.1.tar.gz": None})
-    assert index.build(None).files["PACKAGES"] == b""
+    last = index.build(None)
+    assert last.files["PACKAGES"] == b"" and b"a/a_" not in gzip.decompress(last.lazy["Meta/archive.rds"](None))
 
 
 def test_the_family_describes_r_packages():

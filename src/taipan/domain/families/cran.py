@@ -2,7 +2,8 @@
 ``bin/macosx/[<build>/]contrib/<x.y>``), each partition indexed as a CRAN-like ``PACKAGES`` (and
 ``PACKAGES.gz``) listing the newest version of every package; older source versions are served from
 ``src/contrib/Archive/<pkg>/``. ``PACKAGES.rds`` (which R asks for first) is R's own serialization of
-the matrix ``tools::write_PACKAGES`` saves, made on first request like ``PACKAGES.gz``."""
+the matrix ``tools::write_PACKAGES`` saves, made on first request like ``PACKAGES.gz``; so is
+``src/contrib/Meta/archive.rds``, the archived versions as CRAN lists them."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from taipan.domain.families.base import Artifact, IndexFiles, SbomDependency, Sb
 from taipan.errors import InvalidInput
 
 MEDIA_TYPES = {"PACKAGES": "text/plain; charset=utf-8", "PACKAGES.gz": "application/gzip",
-               "PACKAGES.rds": "application/octet-stream"}
+               "PACKAGES.rds": "application/octet-stream", "Meta/archive.rds": "application/octet-stream"}
 # PACKAGES.gz is made once per publication, at a level that keeps a CRAN-sized rebuild fast.
 GZIP_LEVEL = 6
 
@@ -34,6 +35,7 @@ class PackagesIndex:
         self.by_name: dict[str, set[str]] = {}
         self.stanzas: dict[str, bytes] = {}
         self.newest_records: dict[str, dict[str, Any]] = {}
+        self.archived: dict[str, list[dict[str, Any]]] = {}  # name -> records of its older versions
         self._touched: set[str] = set()
         self._order: list[str] | None = None
 
@@ -60,6 +62,11 @@ class PackagesIndex:
     def build(self, previous: IndexFiles | None) -> IndexFiles:
         for name in self._touched:
             fn = self.newest(name)
+            older = [self.records[f][4] for f in self.by_name.get(name, ()) if f != fn]
+            if older:
+                self.archived[name] = older
+            else:
+                self.archived.pop(name, None)
             if fn is None:
                 self.by_name.pop(name, None)
                 self.newest_records.pop(name, None)
@@ -76,9 +83,12 @@ class PackagesIndex:
         stanzas = self.stanzas
         packages = b"\n".join(stanzas[n] for n in self._order)
         rows = [self.newest_records[n] for n in self._order]
-        return IndexFiles(files={"PACKAGES": packages}, media_types=dict(MEDIA_TYPES), lazy={
-            "PACKAGES.gz": lambda pub: gzip.compress(pub.file("PACKAGES"), GZIP_LEVEL, mtime=0),
-            "PACKAGES.rds": lambda pub: gzip.compress(cran.packages_rds(rows), GZIP_LEVEL, mtime=0)})
+        lazy = {"PACKAGES.gz": lambda pub: gzip.compress(pub.file("PACKAGES"), GZIP_LEVEL, mtime=0),
+                "PACKAGES.rds": lambda pub: gzip.compress(cran.packages_rds(rows), GZIP_LEVEL, mtime=0)}
+        if self.subdir == cran.SOURCE_PARTITION:
+            archived = dict(self.archived)
+            lazy["Meta/archive.rds"] = lambda pub: gzip.compress(cran.archive_rds(archived), GZIP_LEVEL, mtime=0)
+        return IndexFiles(files={"PACKAGES": packages}, media_types=dict(MEDIA_TYPES), lazy=lazy)
 
 
 class CranFamily:

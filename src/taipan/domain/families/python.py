@@ -226,7 +226,7 @@ def _version_key(version: str) -> Any:
 # -- the simple index ---------------------------------------------------------------------------------
 
 def _file_entry_json(fn: str, r: Mapping[str, Any]) -> dict[str, Any]:
-    entry: dict[str, Any] = {"filename": fn, "url": fn, "hashes": {"sha256": r["sha256"]}}
+    entry: dict[str, Any] = {"filename": fn, "url": fn, "hashes": {"sha256": r["sha256"]} if r.get("sha256") else {}}
     if r.get("requires_python"):
         entry["requires-python"] = r["requires_python"]
     if r.get("metadata_sha256"):
@@ -242,7 +242,7 @@ def _file_entry_json(fn: str, r: Mapping[str, Any]) -> dict[str, Any]:
 
 def _file_entry_html(fn: str, r: Mapping[str, Any]) -> str:
     q = html.escape
-    attrs = [f'href="{q(fn)}#sha256={q(r["sha256"])}"']
+    attrs = [f'href="{q(fn)}#sha256={q(r["sha256"])}"' if r.get("sha256") else f'href="{q(fn)}"']
     if r.get("requires_python"):
         attrs.append(f'data-requires-python="{q(r["requires_python"])}"')
     if r.get("metadata_sha256"):

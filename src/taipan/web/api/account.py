@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from taipan.db.models import Token
-from taipan.domain.permissions import offered_scopes
+from taipan.domain.permissions import ALL_SCOPES, offered_scopes
 from taipan.errors import Unauthenticated
 from taipan.services import accounts, channels, tokens
 from taipan.web.deps import RuntimeDep, SessionDep, UserDep, client_address, credentials
@@ -22,9 +22,19 @@ class LoginBody(BaseModel):
 
 
 class TokenBody(BaseModel):
-    name: str = Field("", max_length=200)
-    expires_at: str | None = Field(None, max_length=64)
-    scopes: list[str] | None = Field(None, max_length=100)
+    # The schema says what the service checks (a name that is not blank, known scopes, an ISO date
+    # or date-time); the service answers a breach with a 400 and a hint, as it always did.
+    model_config = ConfigDict(json_schema_extra={"required": ["name"]})
+
+    name: str = Field("", max_length=200, json_schema_extra={"minLength": 1, "pattern": r"\S"})
+    expires_at: str | None = Field(None, max_length=64, description=(
+        "The end of that day (UTC) for a date such as 2027-01-31, or a date-time; in the future, within "
+        "the server's maximum token lifetime. Default: 30 days, never past the calling token's expiry"),
+        json_schema_extra={"anyOf": [{"type": "string", "format": "date", "maxLength": 10},
+                                     {"type": "string", "format": "date-time", "maxLength": 64}, {"type": "null"}]})
+    scopes: list[str] | None = Field(None, max_length=100, description=(
+        "Default: every scope the caller may pass on (GET /api/account/scopes)"),
+        json_schema_extra={"items": {"type": "string", "enum": sorted(set(ALL_SCOPES) | {"repo"})}})
     resources: list[Any] | None = Field(None, max_length=100)
 
 
@@ -83,7 +93,7 @@ def scopes(p: UserDep) -> dict[str, Any]:
     return {"scopes": offered_scopes(p)}
 
 
-@router.get("/account/token-info")
+@router.get("/account/token-info", responses={204: {"description": "The credential is a login session, not a token"}})
 def token_info(p: UserDep, db: SessionDep) -> Any:
     if p.token_id is None:
         return Response(status_code=204)

@@ -10,9 +10,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
+from taipan.domain.families import KNOWN as KNOWN_FAMILIES
+from taipan.domain.names import CHANNEL_NAME_RE, MAX_CHANNEL_NAME, RESERVED_CHANNEL_NAMES, RESERVED_SUBCHANNEL_NAMES
+from taipan.domain.permissions import PRIVACY_LEVELS
 from taipan.services import artifacts, channels, yanking
+from taipan.services.artifacts import BULK_ACTIONS, SEARCH_SORT_KEYS
+from taipan.services.channels import MAX_DESCRIPTION, MAX_FILTERS_JSON
 from taipan.web.deps import PrincipalDep, RuntimeDep, SessionDep, UserDep, base_url
 from taipan.web.repo.common import channel_cache
 
@@ -21,10 +26,28 @@ CH = "/channels/{ch}"
 SUB = "/channels/{ch}/subchannels/{sub}"
 
 
+def _create_schema(reserved: frozenset[str]) -> Any:
+    """What the service accepts (it answers anything else with a 400 and a hint)."""
+    def extra(schema: dict[str, Any]) -> None:
+        props = schema["properties"]
+        props["name"].update(pattern=CHANNEL_NAME_RE.pattern, minLength=1, maxLength=MAX_CHANNEL_NAME,
+                             **{"not": {"enum": sorted(reserved)}})
+        props["privacy"] = {"anyOf": [{"type": "string", "enum": [*PRIVACY_LEVELS, ""]}, {"type": "null"}],
+                            "description": "Default: the parent's privacy, or public"}
+        props["description"].update(maxLength=MAX_DESCRIPTION)
+    return extra
+
+
 class CreateBody(BaseModel):
+    model_config = ConfigDict(json_schema_extra=_create_schema(RESERVED_CHANNEL_NAMES))
+
     name: str
     privacy: str | None = None
-    description: str = ""
+    description: str | None = ""
+
+
+class CreateSubBody(CreateBody):
+    model_config = ConfigDict(json_schema_extra=_create_schema(RESERVED_SUBCHANNEL_NAMES))
 
 
 class YankBody(BaseModel):
@@ -35,10 +58,35 @@ class YankBody(BaseModel):
 
 
 class BulkBody(BaseModel):
+    model_config = ConfigDict(json_schema_extra=lambda schema: (
+        schema["properties"]["action"].update(enum=list(BULK_ACTIONS)),
+        schema["properties"]["items"].update(minItems=1, items={
+            "type": "object", "required": ["name"],
+            "properties": {"name": {"type": "string"}, "family": {"type": "string", "enum": list(KNOWN_FAMILIES)},
+                           "ckey": {"type": "string"}}}))[-1])
+
     action: str
     items: list[dict[str, Any]]
     target_channel: str | None = None
     target_subchannel: str | None = None
+
+
+def _update_body(reserved: frozenset[str]) -> dict[str, Any]:
+    """The changes PUT accepts (any subset; ``id``, ``owners`` and ``parent`` are ignored, for
+    clients that send back what GET gave them)."""
+    names = {"type": "string", "pattern": CHANNEL_NAME_RE.pattern, "minLength": 1, "maxLength": MAX_CHANNEL_NAME,
+             "not": {"enum": sorted(reserved)}}
+    licenses = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}, {"type": "null"}]}
+    return {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "additionalProperties": False, "properties": {
+            "privacy": {"type": "string", "enum": list(PRIVACY_LEVELS)},
+            "description": {"anyOf": [{"type": "string", "maxLength": MAX_DESCRIPTION}, {"type": "null"}]},
+            "name": names, "frozen": {"type": "boolean"},
+            "filters": {"type": "object", "description": f"Mirror filters of the channel (at most {MAX_FILTERS_JSON} "
+                        "bytes of JSON): license names and match specs that must parse",
+                        "properties": {k: licenses for k in ("include_licenses", "exclude_licenses", "licenses",
+                                                             "exclude_specs")}},
+            "id": {}, "owners": {}, "parent": {}}}}}}
 
 
 def _path(request: Request) -> str:
@@ -83,7 +131,7 @@ def list_subchannels(request: Request, p: PrincipalDep, db: SessionDep) -> dict[
 
 
 @router.post(CH + "/subchannels", status_code=201)
-def create_subchannel(request: Request, body: CreateBody, p: UserDep, db: SessionDep) -> dict[str, Any]:
+def create_subchannel(request: Request, body: CreateSubBody, p: UserDep, db: SessionDep) -> dict[str, Any]:
     channel = channels.create_channel(db, p, body.name, parent_path=_path(request), privacy=body.privacy,
                                       description=body.description)
     answer = channels.channel_json(db, channel)
@@ -99,8 +147,8 @@ def show_channel(request: Request, p: PrincipalDep, db: SessionDep) -> dict[str,
     return channels.channel_json(db, channel)
 
 
-@router.put(CH)
-@router.put(SUB)
+@router.put(CH, openapi_extra={"requestBody": _update_body(RESERVED_CHANNEL_NAMES)})
+@router.put(SUB, openapi_extra={"requestBody": _update_body(RESERVED_SUBCHANNEL_NAMES)})
 def update_channel(request: Request, p: UserDep, db: SessionDep, rt: RuntimeDep,
                    body: dict[str, Any] = Body(...)) -> dict[str, Any]:
     channel = channels.get_channel(db, _path(request))
@@ -189,7 +237,10 @@ def yank(request: Request, family: str, package: str, body: YankBody, p: UserDep
 
 @router.get("/artifacts")
 def search(p: PrincipalDep, db: SessionDep, q: str = Query("", max_length=200), offset: Offset = 0,
-           limit: int = _limit(50), sort: str = Query("-download_count", max_length=40),
-           family: str | None = Query(None, max_length=40)) -> dict[str, Any]:
+           limit: int = _limit(50),
+           sort: str = Query("-download_count", max_length=40, json_schema_extra={
+               "pattern": r"^\s*[+-]*(" + "|".join(SEARCH_SORT_KEYS) + r")\s*$"}),
+           family: str | None = Query(None, max_length=40, json_schema_extra={"enum": list(KNOWN_FAMILIES)}),
+           ) -> dict[str, Any]:
     total, items = artifacts.search(db, p, q, offset, limit, family, sort)
     return {"total_count": total, "items": items, "sort": sort}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import APIRouter, Body, FastAPI, Request
+from fastapi import APIRouter, Body, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 
@@ -47,8 +47,10 @@ def _notify(rt: Runtime, channel_id: str, subdirs: set[str]) -> None:
 
 
 @router.get("/mirrors")
-async def list_all(request: Request, p: PrincipalDep, db: SessionDep, offset: int = 0, limit: int = 100,
-                   sort: str = "mirror_name") -> dict[str, Any]:
+async def list_all(request: Request, p: PrincipalDep, db: SessionDep,
+                   offset: int = Query(0, json_schema_extra={"minimum": 0}),
+                   limit: int = Query(100, json_schema_extra={"minimum": 0}),
+                   sort: str = Query("mirror_name", max_length=100)) -> dict[str, Any]:
     # conda-repo-cli sends its paging as a JSON body on this GET; query parameters work too.
     raw = await request.body()
     if raw:

@@ -62,15 +62,20 @@ def _path(request: Request) -> str:
 @router.post("/channels/{ch}/{sub}/artifacts", status_code=201)
 def upload(request: Request, p: UserDep, db: SessionDep, rt: RuntimeDep,
            content: UploadFile = File(...), filetype: str = Form(""),
-           size: int | None = Form(None), subdir: str = Form("", max_length=64)) -> dict[str, Any]:
+           size: int = Form(None, description="The file's size in bytes, checked when given"),
+           subdir: str = Form("", max_length=64)) -> dict[str, Any]:
     channel = channels.get_channel(db, _path(request))
     return _store(request, rt, db, p, channel, content, filetype, size, subdir=subdir)
 
 
-@router.post("/repo/{ch}")
-@router.post("/repo/{ch}/")
-@router.post("/repo/{ch}/{sub}")
-@router.post("/repo/{ch}/{sub}/")
+_REPO_UPLOAD = {"responses": {201: {"description": "Stored (the documented form post); the file's JSON"},
+                              200: {"description": "Stored (twine, with :action=file_upload); the file's JSON"}}}
+
+
+@router.post("/repo/{ch}", **_REPO_UPLOAD)
+@router.post("/repo/{ch}/", **_REPO_UPLOAD)
+@router.post("/repo/{ch}/{sub}", **_REPO_UPLOAD)
+@router.post("/repo/{ch}/{sub}/", **_REPO_UPLOAD)
 def repo_upload(request: Request, p: UserDep, db: SessionDep, rt: RuntimeDep,
                 content: UploadFile = File(...), filetype: str = Form(""),
                 action: str = Form("", alias=":action"), sha256_digest: str = Form(""),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -178,7 +179,8 @@ class RepoApp:
             return
         if scope["method"] not in ("GET", "HEAD"):
             response: Response = error_response(405, "method_not_allowed", "Package URLs are read-only",
-                                                "Use GET or HEAD to download; POST a file to upload")
+                                                "Use GET or HEAD to download; POST a file to upload",
+                                                {"Allow": "GET, HEAD, POST"})
         else:
             try:
                 response = await serve(request, repo_path)
@@ -244,3 +246,30 @@ async def published(request: Request, rt: Runtime, view: ChannelView, located: L
         pub.encoded, located.name, coding)
     return bytes_response(request, data, pub.etag_for(located.name, coding), pub.last_modified,
                           pub.media_type(located.name), view.privacy == "public", extra_headers=headers)
+
+
+# The URLs of a channel that both serve (GET/HEAD, answered by RepoApp before any routing) and take
+# uploads (POST, an API route): the API schema lists GET for them too, so that it names every
+# method these URLs allow. Files and indexes below them are package serving, not JSON API.
+SERVED_UPLOAD_PATHS = ("/api/repo/{ch}", "/api/repo/{ch}/", "/api/repo/{ch}/{sub}", "/api/repo/{ch}/{sub}/")
+
+
+def document(app: Any) -> None:
+    """Add the GET side of SERVED_UPLOAD_PATHS to the app's schema (the handlers never run)."""
+    def served() -> None:
+        raise NotFound("Served by package serving", "", code="not_found")  # pragma: no cover
+
+    # The last segment may also name a file of the channel, or a family's root (e.g. PyPI's simple/).
+    any_segment = {"parameters": [{"name": "sub", "in": "path", "required": True,
+                                   "description": "A subchannel, or a file or family root of the channel",
+                                   "schema": {"type": "string", "pattern": "^[^/]+$"}}]}
+    for path in SERVED_UPLOAD_PATHS:
+        app.add_api_route(path, served, methods=["GET"], tags=["packages"], summary="A channel's root",
+                          openapi_extra=any_segment if "{sub}" in path else None,
+                          description="What the channel (or subchannel) holds: its name and where to find "
+                          "its index (a trailing slash names the channel; without it, the last segment "
+                          "is a file). Conditional requests are answered 304.",
+                          responses={200: {"description": "The channel, or what the family serves there",
+                                           "content": {"application/json": {"schema": {"type": "object"}},
+                                                       "*/*": {"schema": {}}}},
+                                     304: {"description": "Not modified"}})

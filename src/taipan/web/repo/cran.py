@@ -1,7 +1,8 @@
 """CRAN-like serving: /api/repo/[t/<token>/]<channel>[/<subchannel>]/{src,bin}/...
 
 ``<partition>/PACKAGES`` and ``PACKAGES.gz`` come from the indexer's publication of the partition
-(see app.published), and so does ``PACKAGES.rds``, R's serialization of the same index. The
+(see app.published), and so do ``PACKAGES.rds``, R's serialization of the same index, and
+``src/contrib/Meta/archive.rds``, the archived versions (what remotes::install_version reads). The
 newest version of a source package is at ``src/contrib/<pkg>_<v>.tar.gz``, every older one at
 ``src/contrib/Archive/<pkg>/<pkg>_<v>.tar.gz``, as on CRAN; binaries at their tree's path.
 """
@@ -23,6 +24,8 @@ INDEX_FILES = ("PACKAGES", "PACKAGES.gz", "PACKAGES.rds")
 
 
 def locate(rest: list[str], request: Request) -> Located | None:
+    if rest == ["src", "contrib", "Meta", "archive.rds"]:
+        return Located("cran", cran.SOURCE_PARTITION, "Meta/archive.rds")
     if len(rest) < 3 or rest[-1] not in INDEX_FILES:
         return None
     subdir = "/".join(rest[:-1])

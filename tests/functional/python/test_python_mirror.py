@@ -1,0 +1,121 @@
+"""python_simple mirrors against live upstream indexes: another Taipan channel (PEP 691 JSON) and
+pypiserver from PyPI (PEP 503 HTML only), passive and active, with PEP 508 filters; pip installs
+from the mirror."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pyclients import BIN, run, twine
+
+JSON = "application/vnd.pypi.simple.v1+json"
+
+
+def wait_done(api: httpx.Client, channel: str, name: str, timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    m: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        m = api.get(f"/channels/{channel}/mirrors/{name}").json()
+        if m["state"] in ("completed", "failed", "stopped"):
+            return m
+        time.sleep(0.2)
+    raise AssertionError(f"mirror {name} did not finish: {m}")
+
+
+def files_on_page(url: str, token: str) -> dict[str, Any]:
+    doc = httpx.get(url, headers={"Accept": JSON, "X-Auth": token}).json()
+    return {f["filename"]: f for f in doc.get("files", [])}
+
+
+def test_mirror_another_taipan_passive_then_active(taipan_server, api, pychannel, token, clean_env,
+                                                  python_dists, tmp_path: Path) -> None:
+    up = pychannel("upstream")
+    twine(clean_env, f"{taipan_server.url}/api/repo/{up}", [python_dists[k] for k in
+          ("hello-wheel", "hello-sdist", "hello-1.1-wheel", "world-wheel", "world-sdist")], token, "x-auth-token")
+    api.put(f"/channels/{up}/artifacts/python/pyhello/yank", json={"version": "1.1", "reason": "upstream yank"})
+    source = f"{taipan_server.url}/api/repo/{up}/simple/"
+    for mode in ("passive", "active"):
+        ch = pychannel(f"mirror-{mode}")
+        r = api.post(f"/channels/{ch}/mirrors", json={
+            "mirror_name": "pypi", "mirror_type": "python_simple", "mirror_mode": mode, "source_root": source,
+            "filters": {"projects": ["PyHello", "pyworld"], "exclude_specs": ["pyhello<1.1"]}, "run_now": True})
+        assert r.status_code == 201, r.text
+        m = wait_done(api, ch, "pypi")
+        assert m["state"] == "completed", m
+        base = f"{taipan_server.url}/api/repo/{ch}/simple/"
+        hello = files_on_page(base + "pyhello/", token)
+        assert set(hello) == {python_dists["hello-1.1-wheel"].name}  # pyhello<1.1 excluded
+        assert hello[python_dists["hello-1.1-wheel"].name]["yanked"] == "upstream yank"
+        world = files_on_page(base + "pyworld/", token)
+        assert set(world) == {python_dists["world-wheel"].name, python_dists["world-sdist"].name}
+        listed = api.get(f"/channels/{ch}/artifacts/python/pyworld/files").json()["items"]
+        assert {f["state"] for f in listed} == {mode}
+        wheel = python_dists["world-wheel"]
+        assert world[wheel.name]["hashes"] == {"sha256": hashlib.sha256(wheel.read_bytes()).hexdigest()}
+        # pip installs through the mirror (a passive file is fetched, verified and stored on the way).
+        target = tmp_path / f"t-{mode}"
+        run([str(BIN / "pip"), "--isolated", "--no-cache-dir", "install", "--target", str(target), "--index-url",
+             f"http://{token}:x-auth-token@127.0.0.1:{taipan_server.port}/api/repo/{ch}/simple/",
+             "pyworld", "pyhello==1.1"], clean_env)
+        assert {p.name for p in target.glob("*.dist-info")} == {"pyworld-2.0.dist-info", "pyhello-1.1.dist-info"}
+        listed = api.get(f"/channels/{ch}/artifacts/python/pyworld/files").json()["items"]
+        assert next(f for f in listed if f["name"] == wheel.name)["state"] == "active"
+
+
+def test_bad_python_mirror_settings(api, pychannel) -> None:
+    ch = pychannel("mirror-bad")
+    r = api.post(f"/channels/{ch}/mirrors", json={
+        "mirror_name": "bad", "mirror_type": "python_simple", "source_root": "https://pypi.org/simple",
+        "filters": {"only_specs": ["requests >= = 2"]}})
+    assert r.status_code == 400 and r.json()["code"] == "invalid_spec", r.text
+
+
+@pytest.fixture
+def pypiserver(tmp_path: Path, python_dists) -> Any:  # type: ignore[no-untyped-def]
+    exe = BIN / "pypi-server"
+    if not exe.exists():
+        pytest.skip("pypiserver is not installed (test extra)")
+    packages = tmp_path / "pypiserver"
+    packages.mkdir()
+    for k in ("hello-wheel", "world-wheel"):
+        shutil.copy(python_dists[k], packages)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([str(exe), "run", "-i", "127.0.0.1", "-p", str(port), "-a", ".", "-P", ".",
+                             str(packages)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/simple/"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_mirror_a_pypiserver_html_index(taipan_server, api, pychannel, token, python_dists, pypiserver) -> None:
+    ch = pychannel("mirror-html")
+    r = api.post(f"/channels/{ch}/mirrors", json={
+        "mirror_name": "pps", "mirror_type": "python_simple", "mirror_mode": "passive", "source_root": pypiserver,
+        "filters": {"only_specs": ["pyworld>=2"]}, "run_now": True})
+    assert r.status_code == 201, r.text
+    m = wait_done(api, ch, "pps")
+    assert m["state"] == "completed", m
+    base = f"{taipan_server.url}/api/repo/{ch}/simple/"
+    assert set(files_on_page(base + "pyworld/", token)) == {python_dists["world-wheel"].name}
+    assert httpx.get(base + "pyhello/", headers={"X-Auth": token}).status_code == 404  # not in only_specs
+    got = httpx.get(base + f"pyworld/{python_dists['world-wheel'].name}", headers={"X-Auth": token})
+    assert got.status_code == 200 and got.content == python_dists["world-wheel"].read_bytes()
+
