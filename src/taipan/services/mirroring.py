@@ -197,14 +197,14 @@ def create_mirror(db: Session, p: Principal, channel: Channel, body: dict[str, A
     cron = flt.validate_cron(body.get("cron") or flt.DEFAULT_CRON)
     source = _url(body.get("source_root") or body.get("source"))
     assert source is not None
-    _check_egress(source, env.egress if env else None)
     m = Mirror(channel_id=channel.id, name=name, mirror_type=mtype,
                mode=_mode(body.get("mirror_mode") or body.get("mode")),
                cron=cron, filters=flt.normalize_mirror_filters(body.get("filters"), mtype),
                state="pending", sync_state=initial_sync_state(), next_run_at=next_run(cron),
                created_by=p.username)
-    _set_source(m, source, env)
     _set_proxy(m, _url(body.get("proxy"), "proxy", allow_empty=True), env)
+    _check_egress(source, env.egress if env else None)  # last: it resolves the host name
+    _set_source(m, source, env)
     db.add(m)
     db.flush()
     channel_service.add_event(db, channel, "mirror_created", p, mirror=name, source=m.source_root)
@@ -227,12 +227,8 @@ def update_mirror(db: Session, p: Principal, channel: Channel, m: Mirror, body: 
         m.mirror_type = _type(body.get("mirror_type") or body.get("type"))
     if body.get("mirror_mode") or body.get("mode"):
         m.mode = _mode(body.get("mirror_mode") or body.get("mode"))
-    if body.get("source_root") or body.get("source"):
-        source = _url(body.get("source_root") or body.get("source"))
-        assert source is not None
-        if source != m.source_root:
-            _check_egress(source, env.egress if env else None)
-        _set_source(m, source, env)
+    source = _url(body.get("source_root") or body.get("source")) if (
+        body.get("source_root") or body.get("source")) else None
     if body.get("cron"):
         m.cron = flt.validate_cron(body["cron"])
         m.next_run_at = next_run(m.cron)
@@ -240,6 +236,10 @@ def update_mirror(db: Session, p: Principal, channel: Channel, m: Mirror, body: 
         _set_proxy(m, _url(body.get("proxy"), "proxy", allow_empty=True), env)
     if "filters" in body:
         m.filters = flt.normalize_mirror_filters(body.get("filters"), m.mirror_type)
+    if source is not None:
+        if source != m.source_root:
+            _check_egress(source, env.egress if env else None)  # last: it resolves the host name
+        _set_source(m, source, env)
     m.updated_at = utcnow()
     channel_service.add_event(db, channel, "mirror_updated", p, mirror=m.name)
     return bool(body.get("run_now")) and request_run(db, m)
