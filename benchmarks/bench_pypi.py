@@ -8,7 +8,9 @@ Seeds one channel with N projects of one wheel each plus one project ("bigprojec
 (one upload applied to the N projects, then its pages and the root list rebuilt), starts
 `taipan serve`, uploads a real wheel three times with twine's protocol and polls until the project's
 JSON page and the root page list it; then wrk (-t2 -c32) against the warm HTML and JSON pages of
-"bigproject" and a 304 revalidation, and the same bytes from nginx in the same run.
+"bigproject" and a 304 revalidation, and the same bytes from nginx in the same run. With nginx, also
+a passive python_simple mirror of --mirror-projects projects from a static PEP 503 tree, synced and
+re-run with nothing changed upstream.
 """
 
 from __future__ import annotations
@@ -30,6 +32,55 @@ from taipan.domain.families.python import SimpleIndex  # noqa: E402
 from taipan.domain.repodata import record_bytes  # noqa: E402
 
 JSON = "application/vnd.pypi.simple.v1+json"
+
+
+def static_index(root: Path, projects: int, files: int = 3) -> None:
+    """A PEP 503 tree of N projects with F wheels each, as nginx serves it (HTML, ETags)."""
+    simple = root / "simple"
+    simple.mkdir(parents=True)
+    (simple / "index.html").write_text("<!DOCTYPE html><html><body>\n" + "".join(
+        f'<a href="mproject{i:05d}/">mproject{i:05d}</a>\n' for i in range(projects)) + "</body></html>\n")
+    for i in range(projects):
+        d = simple / f"mproject{i:05d}"
+        d.mkdir()
+        links = "".join(f'<a href="../../files/mproject{i:05d}-1.{k}-py3-none-any.whl#sha256={i * 10 + k:064x}" '
+                        f'data-requires-python="&gt;=3.8">mproject{i:05d}-1.{k}-py3-none-any.whl</a>\n'
+                        for k in range(files))
+        (d / "index.html").write_text(f"<!DOCTYPE html><html><body>\n{links}</body></html>\n")
+
+
+def mirror_sync(server: Server, home: Path, projects: int) -> dict:
+    """A passive python_simple mirror of N projects from nginx, then a re-run with nothing changed."""
+    static_index(home / "upstream", projects)
+    nginx = Nginx(home / "upstream")
+    out: dict = {"mirror_projects": projects}
+    try:
+        with httpx.Client(base_url=f"{server.url}/api", headers={"X-Auth": server.token()}, timeout=60) as c:
+            c.post("/channels", json={"name": "pymirror"}).raise_for_status()
+
+            def wait() -> dict:
+                while True:
+                    m = c.get("/channels/pymirror/mirrors/up").json()
+                    if m["state"] in ("completed", "failed", "stopped"):
+                        return m
+                    time.sleep(0.05)
+
+            t0 = time.perf_counter()
+            c.post("/channels/pymirror/mirrors", json={
+                "mirror_name": "up", "mirror_type": "python_simple", "mirror_mode": "passive",
+                "source_root": f"{nginx.url}/simple/", "run_now": True}).raise_for_status()
+            m = wait()
+            out["first_sync_s"] = round(time.perf_counter() - t0, 2)
+            out["first_sync_state"] = m["state"]
+            out["files_published"] = m["sync_state"]["count"].get("passive")
+            t0 = time.perf_counter()
+            c.put("/channels/pymirror/mirrors/up", json={"run_now": True}).raise_for_status()
+            m = wait()
+            out["rerun_unchanged_s"] = round(time.perf_counter() - t0, 2)
+            out["rerun_upstream_unchanged"] = bool(m["sync_state"].get("upstream_unchanged"))
+    finally:
+        nginx.stop()
+    return out
 
 
 def record(project: str, i: int) -> tuple[str, dict]:
@@ -111,6 +162,7 @@ def main() -> None:
     ap.add_argument("--projects", type=int, default=10_000)
     ap.add_argument("--files", type=int, default=2_000)
     ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--mirror-projects", type=int, default=1_000)
     args = ap.parse_args()
     records = all_records(args.projects, args.files)
     results: dict = {"projects": args.projects, "big_project_files": args.files, **index_rebuild(records)}
@@ -142,6 +194,8 @@ def main() -> None:
             latencies.append({"upload_s": round(upload_s, 3), "visible_s": round(time.perf_counter() - t0, 3)})
         results["upload_to_visible"] = latencies
         results["server_rss_mb"] = round(server.rss_mb(), 1)
+        if have("nginx") and args.mirror_projects:
+            results.update(mirror_sync(server, home, args.mirror_projects))
         if have("wrk"):
             page_url = f"{base}/bigproject/"
             html_etag = httpx.get(page_url, headers={"Accept-Encoding": "identity"}).headers["etag"]

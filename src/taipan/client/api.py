@@ -19,6 +19,7 @@ from taipan import __version__
 from taipan.client.errors import connection_error, error_from_response
 from taipan.domain.detect import PACKAGE_TYPES
 from taipan.domain.names import split_channel_path
+from taipan.errors import TaipanError
 
 log = logging.getLogger("taipan.client")
 
@@ -230,13 +231,22 @@ class TaipanClient:
         url = path if path.startswith("http") else self.base_url + path
         partial = target.with_name(target.name + ".part")
         try:
-            with self._http.stream(method, url, headers=headers, **kw) as resp:
-                if resp.status_code >= 400:
-                    resp.read()
-                    raise error_from_response(resp)
-                with partial.open("wb") as out:
-                    for chunk in resp.iter_bytes():
-                        out.write(chunk)
+            for _hop in range(3):
+                with self._http.stream(method, url, headers=headers, **kw) as resp:
+                    if resp.status_code in (301, 302, 303, 307, 308) and resp.headers.get("location"):
+                        # An object store's signed URL: followed without our credentials.
+                        url, headers, method, kw = str(resp.url.join(resp.headers["location"])), {}, "GET", {}
+                        continue
+                    if resp.status_code >= 400:
+                        resp.read()
+                        raise error_from_response(resp)
+                    with partial.open("wb") as out:
+                        for chunk in resp.iter_bytes():
+                            out.write(chunk)
+                    break
+            else:
+                raise TaipanError("Too many redirects", "Check the server's blob store settings",
+                                  code="too_many_redirects")
         except httpx.HTTPError as exc:
             partial.unlink(missing_ok=True)
             raise connection_error(self.base_url, exc) from exc

@@ -177,6 +177,7 @@ class IndexChange(Base):
 
 class Download(Base):
     __tablename__ = "downloads"
+    __table_args__ = (Index("ix_downloads_channel_at", "channel_id", "at"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     channel_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
@@ -191,6 +192,13 @@ class Download(Base):
     token_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     remote_addr: Mapped[str | None] = mapped_column(String(64), nullable=True)
     user_agent: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    # For the download report (0006): what the file and credential were at download time.
+    token_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    subdir: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    filename: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    cve_ids: Mapped[str | None] = mapped_column(Text, nullable=True)  # space-separated
+    cve_score: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Setting(Base):

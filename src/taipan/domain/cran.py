@@ -442,15 +442,23 @@ def dependencies(record: Mapping[str, Any], fields: tuple[str, ...] = DEPENDENCY
 STANDARD_FIELDS = PACKAGES_FIELDS[:15]
 
 
-def packages_rds(records: list[Mapping[str, Any]]) -> bytes:
+def rds_row(record: Mapping[str, Any]) -> tuple[bytes, ...]:
+    """A package's row of PACKAGES.rds, each of PACKAGES_FIELDS encoded (rds.charsxp) once."""
+    return tuple(rds.charsxp(str(record[f]) if record.get(f) else None) for f in PACKAGES_FIELDS)
+
+
+_NA = rds.charsxp(None)
+
+
+def packages_rds(rows: list[tuple[bytes, ...]]) -> bytes:
     """PACKAGES.rds as tools::write_PACKAGES saves it (uncompressed; readRDS also takes gzip): a
-    character matrix, one row per package named by it, the standard fields (plus Built and SHA256
-    when present) as columns, NA where a package has no value."""
-    extra = [f for f in ("Built", "SHA256") if any(r.get(f) for r in records)]
-    columns = [*STANDARD_FIELDS, *extra]
-    cells: list[str | None] = [str(r[c]) if r.get(c) else None for c in columns for r in records]  # column-major
-    return rds.serialize(rds.character(cells, dim=rds.integer([len(records), len(columns)]), dimnames=rds.rlist(
-        [rds.character([str(r.get("Package")) for r in records]), rds.character(columns)])))
+    character matrix, one row (rds_row) per package named by it, the standard fields (plus Built and
+    SHA256 when present) as columns, NA where a package has no value."""
+    extra = [i for i in range(len(STANDARD_FIELDS), len(PACKAGES_FIELDS)) if any(r[i] is not _NA for r in rows)]
+    columns = [*range(len(STANDARD_FIELDS)), *extra]
+    cells = [r[c] for c in columns for r in rows]  # column-major
+    return rds.serialize(rds.character_encoded(cells, dim=rds.integer([len(rows), len(columns)]), dimnames=rds.rlist(
+        [rds.character_encoded([r[0] for r in rows]), rds.character([PACKAGES_FIELDS[c] for c in columns])])))
 
 
 def packaged_time(value: str | None) -> float | None:

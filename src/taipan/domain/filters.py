@@ -22,7 +22,7 @@ MIRROR_TYPES = ("conda", "python_simple", "CRAN")
 MIRROR_MODES = ("active", "passive")
 DEFAULT_CRON = "0 0 * * *"
 _LIST_KEYS = ("subdirs", "projects", "include_licenses", "exclude_licenses", "only_specs",
-              "exclude_specs", "include_specs")
+              "exclude_specs", "include_specs", "python_tags", "platform_tags")
 MIRROR_FILTER_KEYS = _LIST_KEYS + ("date_from", "date_to", "cve_score_threshold",
                                    "exclude_non_curated_cve", "only_signed", "include_dependencies")
 CHANNEL_FILTER_KEYS = ("include_licenses", "exclude_licenses", "exclude_specs")

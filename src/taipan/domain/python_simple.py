@@ -4,13 +4,16 @@ python_simple mirror. Pure: the caller fetches the bytes."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import unquote, urldefrag, urljoin
 
 import orjson
+from packaging.markers import default_environment
+from packaging.metadata import parse_email
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
+from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from taipan.domain.families.python import parse_filename
@@ -32,6 +35,7 @@ class UpstreamFile:
     yanked: str | None  # None: not yanked; "" or a reason: yanked
     upload_time: str | None
     size: int | None
+    has_metadata: bool = False  # PEP 658/714: <url>.metadata exists upstream
 
 
 class _Links(HTMLParser):
@@ -105,7 +109,7 @@ def parse_project(project: str, content: bytes, content_type: str | None, page_u
                         sha256=(f.get("hashes") or {}).get("sha256"), requires_python=f.get("requires-python"),
                         yanked=None if not yanked else (yanked if isinstance(yanked, str) else ""),
                         upload_time=f.get("upload-time"), size=f.get("size") if isinstance(f.get("size"), int)
-                        else None)
+                        else None, has_metadata=bool(f.get("core-metadata") or f.get("dist-info-metadata")))
             if got:
                 out.append(got)
         return out
@@ -120,7 +124,8 @@ def parse_project(project: str, content: bytes, content_type: str | None, page_u
         sha = fragment[len("sha256="):] if fragment.startswith("sha256=") else None
         yanked = attrs.get("data-yanked")
         got = _file(project, filename, url, sha256=sha, requires_python=attrs.get("data-requires-python"),
-                    yanked=yanked if "data-yanked" in attrs else None, upload_time=None, size=None)
+                    yanked=yanked if "data-yanked" in attrs else None, upload_time=None, size=None,
+                    has_metadata=bool(attrs.get("data-core-metadata") or attrs.get("data-dist-info-metadata")))
         if got:
             out.append(got)
     return out
@@ -146,3 +151,58 @@ def matches(req: Requirement, f: UpstreamFile) -> bool:
         return req.specifier.contains(Version(f.version), prereleases=True)
     except InvalidVersion:
         return False
+
+
+def tags_ok(f: UpstreamFile, python_tags: list[str], platform_tags: list[str]) -> bool:
+    """Whether a wheel has a tag with one of the Python tags and one of the platform tags (globs);
+    sdists always pass."""
+    if not f.filename.endswith(".whl") or not (python_tags or platform_tags):
+        return True
+    try:
+        tags = parse_wheel_filename(f.filename)[3]
+    except ValueError:
+        return False
+    return any((not python_tags or t.interpreter in python_tags)
+               and (not platform_tags or any(fnmatchcase(t.platform, pat) for pat in platform_tags))
+               for t in tags)
+
+
+PYTHONS = ("3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14")
+PLATFORMS = {"linux": ("linux", "Linux", "posix"), "win": ("win32", "Windows", "nt"),
+             "macosx": ("darwin", "Darwin", "posix")}
+
+
+def marker_environments(python_tags: list[str], platform_tags: list[str]) -> list[dict[str, str]]:
+    """The environments a mirror keeps files for, to evaluate Requires-Dist markers in: Python
+    versions from the Python tags (cp311 -> 3.11; py3 or none: all), platforms from the platform
+    tags (manylinux/linux, win, macosx; any or none: all)."""
+    versions = {f"{t[2]}.{t[3:]}" for t in python_tags if t[:2] in ("cp", "py", "pp") and len(t) > 3
+                and t[2:].isdigit()} or set(PYTHONS)
+    kinds = {k for pat in platform_tags for k in PLATFORMS if k in pat} if platform_tags and not any(
+        p in ("any", "*") for p in platform_tags) else set(PLATFORMS)
+    base = default_environment()
+    envs = []
+    for v in sorted(versions):
+        for k in sorted(kinds or PLATFORMS):
+            sys_platform, system, os_name = PLATFORMS[k]
+            envs.append({**base, "python_version": v, "python_full_version": v + ".0", "sys_platform": sys_platform,
+                         "platform_system": system, "os_name": os_name, "extra": ""})
+    return envs
+
+
+def requirements_of(metadata: bytes, envs: list[dict[str, str]]) -> list[Requirement]:
+    """The Requires-Dist entries of core metadata that apply in at least one environment (extras
+    are not followed)."""
+    try:
+        fields, _ = parse_email(metadata)
+    except (ValueError, UnicodeDecodeError):
+        return []
+    out = []
+    for text in fields.get("requires_dist") or []:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if req.marker is None or any(req.marker.evaluate(env) for env in envs):
+            out.append(req)
+    return out

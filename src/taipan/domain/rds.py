@@ -27,10 +27,16 @@ class RValue:
     kind: str  # character | double | integer | logical | list
     items: Sequence[Any]
     attributes: tuple[tuple[str, RValue], ...] = field(default=())
+    encoded: bool = False  # a character vector whose items are charsxp() bytes already
 
 
 def character(items: Sequence[str | None], **attributes: RValue) -> RValue:
     return RValue("character", items, tuple(attributes.items()))
+
+
+def character_encoded(items: Sequence[bytes], **attributes: RValue) -> RValue:
+    """A character vector of strings encoded with charsxp() beforehand (e.g. once per index change)."""
+    return RValue("character", items, tuple(attributes.items()), encoded=True)
 
 
 def double(items: Sequence[float | None], **attributes: RValue) -> RValue:
@@ -49,13 +55,19 @@ def rlist(items: Sequence[RValue], **attributes: RValue) -> RValue:
     return RValue("list", items, tuple(attributes.items()))
 
 
-def _char(out: list[bytes], value: str | None) -> None:
+_NA_STRING = struct.pack(">ii", _CHAR, -1)  # NA_character_
+
+
+def charsxp(value: str | None) -> bytes:
+    """One string (None: NA) as serialized, for character_encoded()."""
     if value is None:
-        out.append(struct.pack(">ii", _CHAR, -1))  # NA_character_
-        return
+        return _NA_STRING
     data = value.encode()
-    out.append(struct.pack(">ii", _CHAR | (_ASCII if value.isascii() else _UTF8), len(data)))
-    out.append(data)
+    return struct.pack(">ii", _CHAR | (_ASCII if value.isascii() else _UTF8), len(data)) + data
+
+
+def _char(out: list[bytes], value: str | None) -> None:
+    out.append(charsxp(value))
 
 
 def _write(out: list[bytes], value: RValue) -> None:
@@ -66,9 +78,16 @@ def _write(out: list[bytes], value: RValue) -> None:
             flags |= _IS_OBJECT
     items = value.items
     out.append(struct.pack(">ii", flags, len(items)))
-    if value.kind == "character":
+    if value.encoded:
+        out.extend(items)
+    elif value.kind == "character":
+        cache: dict[str | None, bytes] = {None: _NA_STRING}  # repeated values are encoded once
+        append = out.append
         for s in items:
-            _char(out, s)
+            encoded = cache.get(s)
+            if encoded is None:
+                encoded = cache[s] = charsxp(s)
+            append(encoded)
     elif value.kind == "double":
         out.extend(NA_REAL if x is None else struct.pack(">d", x) for x in items)
     elif value.kind in ("integer", "logical"):

@@ -211,9 +211,16 @@ def cyclonedx(facts: SbomFacts) -> dict[str, Any]:
             for n, (path, sha1, sha256) in enumerate(facts.files)]
     vulnerabilities = []
     for v in facts.vulnerabilities:
+        url = v.url or f"https://nvd.nist.gov/vuln/detail/{quote(v.id)}"
         entry = {"bom-ref": f"vulnerability-{v.id}", "id": v.id,
-                 "source": {"name": "NVD", "url": v.url or f"https://nvd.nist.gov/vuln/detail/{quote(v.id)}"},
+                 "source": {"name": "OSV" if "osv.dev" in url else "NVD", "url": url},
                  "affects": [{"ref": main_ref}]}
+        if v.status:
+            # CycloneDX analysis states for the curation statuses of the CVE store.
+            state = {"cleared": "resolved", "mitigated": "resolved", "disputed": "false_positive",
+                     "active": "exploitable", "reported": "in_triage"}.get(v.status)
+            if state:
+                entry["analysis"] = {"state": state, "detail": f"Curation status: {v.status}"}
         if rating := _rating(v):
             entry["ratings"] = [rating]
         if v.description:

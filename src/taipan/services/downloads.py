@@ -14,10 +14,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from taipan.db.models import Channel, Download, File
+from taipan.db.models import Channel, Download, File, Token
+from taipan.services import cve_hooks
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class DownloadRecorder:
             if not rows:
                 return 0
             with self._sessions() as db, db.begin():
+                _annotate(db, rows)
                 db.add_all(Download(**r) for r in rows)
                 for file_id, n in Counter(r["file_id"] for r in rows if r.get("file_id")).items():
                     db.execute(update(File).where(File.id == file_id)
@@ -80,3 +82,22 @@ class DownloadRecorder:
                     db.execute(update(Channel).where(Channel.id == cid)
                                .values(download_count=Channel.download_count + n))
             return len(rows)
+
+
+def _annotate(db: Session, rows: list[dict[str, Any]]) -> None:
+    """Add what the report wants to know as it was at download time: the name of the token used and
+    the CVEs known for the file (one query each per batch)."""
+    token_ids = {r["token_id"] for r in rows if r.get("token_id") and not r.get("token_name")}
+    names = dict(db.execute(select(Token.id, Token.name).where(Token.id.in_(token_ids))).all()) if token_ids else {}
+    try:
+        cves = cve_hooks.cve_summaries(db, {r["file_id"] for r in rows if r.get("file_id")})
+    except Exception:  # the CVE store never stops downloads from being recorded
+        log.exception("could not look up CVEs of downloaded files")
+        cves = {}
+    for r in rows:
+        if r.get("token_id") in names:
+            r["token_name"] = names[r["token_id"]]
+        summary = cves.get(r.get("file_id") or "")
+        if summary is not None and summary.ids:
+            r["cve_ids"] = " ".join(summary.ids)
+            r["cve_score"] = summary.max_score

@@ -7,9 +7,12 @@ request by the same passive-fetch path as conda files. Yanked upstream files sta
 from __future__ import annotations
 
 import hashlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
+from packaging.utils import canonicalize_name
 from sqlalchemy import select
 
 from taipan.db.mirrors import Mirror
@@ -32,9 +35,9 @@ def sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress, source
     with env.upstream_factory(source, proxy=proxy) as upstream:
         progress.step(1)
         projects = [str(p) for p in filters.get("projects") or []]
+        if not projects and filters.get("only_specs"):  # only these projects can match
+            projects = [r.name for r in ps.parse_requirements(filters["only_specs"])]
         if projects:
-            from packaging.utils import canonicalize_name
-
             projects = sorted({str(canonicalize_name(p)) for p in projects})
         else:
             got = upstream.get_bytes(root, headers={"Accept": ps.JSON_ACCEPT})
@@ -48,18 +51,28 @@ def sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress, source
                                     "Name the projects to mirror with --projects (required above "
                                     f"{ps.MAX_PROJECTS_WITHOUT_LIST} projects)", code="projects_required")
         progress.step(2)
-        files: list[ps.UpstreamFile] = []
-        for i, project in enumerate(projects):
-            page_url = f"{root}{project}/"
-            got = upstream.get_bytes(page_url, headers={"Accept": ps.JSON_ACCEPT})
-            if got.status_code != 404:
-                files.extend(ps.parse_project(project, got.content, got.headers.get("content-type"),
-                                              str(got.url)))
-            progress.contacted()
-            progress.percent(100 * (i + 1) / max(len(projects), 1))
-            progress.check()
+        digest = hashlib.sha256(orjson.dumps([m.source_root, m.mode, filters, projects],
+                                             option=orjson.OPT_SORT_KEYS)).hexdigest()[:24]
+        prev = (m.cache or {}).get("upstream") or {}
+        # Same settings, last run clean, the channel still holds what it published: ask every page
+        # conditionally (dependencies included), and stop early if none changed upstream.
+        same = prev.get("digest") == digest and prev.get("clean") and ms._files_intact(env, m, prev)
+        known: dict[str, str] = prev.get("validators", {}) if same else {}
+        etags: dict[str, str] = {}
+        if known:
+            checked = _fetch_pages(env, upstream, root, sorted(set(projects) | set(known)), progress, known, etags)
+            if all(files is None for files in checked.values()):
+                with progress._lock:
+                    progress.state["count"] = prev.get("count", progress.state["count"])
+                    progress.state["upstream_unchanged"] = True
+                return {"digest": digest, "validators": known}
+            etags.clear()
+        pages = _fetch_pages(env, upstream, root, projects, progress, {}, etags)
         progress.step(3)
+        files = [f for fs in pages.values() for f in fs or ()]
         kept = _select(files, filters, progress)
+        if filters.get("include_dependencies"):
+            kept = _with_dependencies(env, upstream, root, pages, kept, filters, progress, etags)
         progress.step(4)
         plan = _plan(env, m, channel, kept)
         ms._report_conflicts(progress, plan.conflicts)
@@ -71,8 +84,77 @@ def sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress, source
                 row["record"] = record_bytes(rec).decode()
     progress.step(5)
     ms._publish(env, m, channel, plan, progress)
-    return {"digest": hashlib.sha256(orjson.dumps([m.source_root, m.mode, filters], option=orjson.OPT_SORT_KEYS))
-            .hexdigest()[:24], "validators": {}}
+    return {"digest": digest, "validators": etags}
+
+
+def _fetch_pages(env: MirrorEnv, upstream: Any, root: str, projects: list[str], progress: Progress,
+                 known: dict[str, str], etags: dict[str, str]) -> dict[str, Any]:
+    """Every project's files, fetched in parallel (a missing project has none; None: not modified
+    since the ETag in ``known``); the pages' ETags are collected in ``etags``."""
+    done = 0
+    lock = threading.Lock()
+
+    def one(project: str) -> list[ps.UpstreamFile] | None:
+        nonlocal done
+        progress.check()
+        headers = {"Accept": ps.JSON_ACCEPT}
+        if known.get(project):
+            headers["If-None-Match"] = known[project]
+        got = upstream.get_bytes(f"{root}{project}/", headers=headers)
+        progress.contacted()
+        files = None if got.status_code == 304 else [] if got.status_code == 404 else ps.parse_project(
+            project, got.content, got.headers.get("content-type"), str(got.url))
+        with lock:
+            done += 1
+            progress.percent(100 * done / max(len(projects), 1))
+            etag = got.headers.get("etag")
+            if etag and got.status_code in (200, 304):
+                etags[project] = etag
+        return files
+
+    with ThreadPoolExecutor(max(env.download_threads, 1), thread_name_prefix="mirror-pages") as pool:
+        return dict(zip(projects, pool.map(one, projects), strict=True))
+
+
+def _with_dependencies(env: MirrorEnv, upstream: Any, root: str, pages: dict[str, Any],
+                       kept: list[ps.UpstreamFile], filters: dict[str, Any], progress: Progress,
+                       etags: dict[str, str]) -> list[ps.UpstreamFile]:
+    """Add the closure over Requires-Dist, read from the upstream's PEP 658 metadata files (no
+    distribution is downloaded), for the environments the mirror's tag filters keep."""
+    py_tags, plat_tags = filters.get("python_tags") or [], filters.get("platform_tags") or []
+    envs = ps.marker_environments(py_tags, plat_tags)
+    chosen = {(f.project, f.filename): f for f in kept}
+    done_versions: set[tuple[str, str]] = set()
+    queue = list(kept)
+    added = 0
+    while queue:
+        progress.check()
+        by_version: dict[tuple[str, str], list[ps.UpstreamFile]] = {}
+        for f in queue:
+            if (f.project, f.version) not in done_versions:
+                by_version.setdefault((f.project, f.version), []).append(f)
+        queue = []
+        for key, fs in by_version.items():
+            done_versions.add(key)
+            source = next((f for f in sorted(fs, key=lambda f: not f.filename.endswith(".whl"))
+                           if f.has_metadata), None)
+            if source is None:
+                continue
+            got = upstream.get_bytes(source.url + ".metadata")
+            if got.status_code == 404:
+                continue
+            for req in ps.requirements_of(got.content, envs):
+                dep = str(canonicalize_name(req.name))
+                if dep not in pages:
+                    pages.update(_fetch_pages(env, upstream, root, [dep], progress, {}, etags))
+                for f in pages[dep] or ():
+                    if (dep, f.filename) not in chosen and ps.matches(req, f) and ps.tags_ok(f, py_tags, plat_tags):
+                        chosen[(dep, f.filename)] = f
+                        queue.append(f)
+                        added += 1
+    with progress._lock:
+        progress.state["dependencies_added"] = added
+    return list(chosen.values())
 
 
 def _select(files: list[ps.UpstreamFile], filters: dict[str, Any], progress: Progress) -> list[ps.UpstreamFile]:
@@ -80,7 +162,8 @@ def _select(files: list[ps.UpstreamFile], filters: dict[str, Any], progress: Pro
     exclude = ps.parse_requirements(filters.get("exclude_specs") or [])
     include = ps.parse_requirements(filters.get("include_specs") or [])
     date_from, date_to = filters.get("date_from"), filters.get("date_to")
-    counts = {"only_specs": 0, "exclude_specs": 0, "date": 0}
+    py_tags, plat_tags = filters.get("python_tags") or [], filters.get("platform_tags") or []
+    counts = {"only_specs": 0, "exclude_specs": 0, "date": 0, "tags": 0}
     kept = []
     for f in files:
         if only and not any(ps.matches(r, f) for r in only):
@@ -88,6 +171,9 @@ def _select(files: list[ps.UpstreamFile], filters: dict[str, Any], progress: Pro
             continue
         if exclude and any(ps.matches(r, f) for r in exclude) and not any(ps.matches(r, f) for r in include):
             counts["exclude_specs"] += 1
+            continue
+        if not ps.tags_ok(f, py_tags, plat_tags):
+            counts["tags"] += 1
             continue
         if date_from and f.upload_time and not (date_from <= f.upload_time[:10] <= date_to):
             counts["date"] += 1

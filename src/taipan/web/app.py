@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from taipan import __version__
 from taipan.runtime import Runtime
 from taipan.web import errors, observability, openapi, ui
-from taipan.web.api import account, channels, cves, maintenance, mirrors, system, uploads
+from taipan.web.api import account, channels, cves, maintenance, mirrors, reports, system, uploads
 from taipan.web.limits import BodyLimit
 from taipan.web.repo.app import RepoApp, document
 
@@ -54,6 +54,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(uploads.router, prefix="/api")
     app.include_router(system.router, prefix="/api")
     app.include_router(maintenance.router, prefix="/api")
+    app.include_router(reports.router, prefix="/api")
     app.include_router(cves.router, prefix="/api")
     app.include_router(ui.router)
     mirrors.install(app, runtime)

@@ -118,3 +118,40 @@ def test_wrong_type_and_bad_documents_are_refused(cli: Cli, channel: Callable[..
                       files={"content": ("sales.ipynb", docs["notebook"].read_bytes())})
         assert r.status_code == 400 and "is a Jupyter notebook, not a conda environment file" in r.text
     assert json.loads(cli.run("channel", "--list-packages", target, "--json").stdout)[target]["items"] == []
+
+
+def test_download_command(cli: Cli, channel: Callable[..., str], conda_packages: dict[str, Path],
+                          tmp_path: Path) -> None:
+    docs = make_documents(tmp_path)
+    ch = channel("dl")
+    cli.run("upload", "-c", ch, str(docs["notebook"]), str(docs["env"]), str(conda_packages["hello"]),
+            str(conda_packages["world"]))
+    # PSM's documented form: a notebook by name, to the current directory or --filename.
+    cli.run("download", "--channel", ch, "--notebook", "sales")
+    assert (cli.home / "sales.ipynb").read_bytes() == docs["notebook"].read_bytes()
+    cli.run("download", "--channel", ch, "--notebook", "sales", "--filename", str(tmp_path / "report.ipynb"))
+    assert (tmp_path / "report.ipynb").read_bytes() == docs["notebook"].read_bytes()
+    cli.run("download", "--channel", ch, "--ckey", "envs/analytics/environment.yml", "--filename",
+            str(tmp_path / "envs") + "/")
+    assert (tmp_path / "envs" / "environment.yml").read_text() == docs["env"].read_text()
+    cli.run("download", "--channel", ch, "--package", "world", "--filename", str(tmp_path / "pkgs") + "/")
+    assert (tmp_path / "pkgs" / "world-2.0-h1_0.tar.bz2").read_bytes() == conda_packages["world"].read_bytes()
+    proc = cli.run("download", "--channel", ch, "--notebook", "nothing", rc=4)
+    assert "jupyter/nothing.ipynb is not in channel" in proc.stderr
+    assert not (cli.home / "nothing.ipynb").exists() and not list(cli.home.glob("*.part"))
+
+
+def test_a_project_directory_is_uploaded_as_its_archive(cli: Cli, channel: Callable[..., str],
+                                                         tmp_path: Path) -> None:
+    project = tmp_path / "dashboard"
+    (project / "envs" / "default").mkdir(parents=True)
+    (project / "anaconda-project.yml").write_bytes(PROJECT_YML)
+    (project / "main.py").write_text("print(1)\n")
+    (project / "envs" / "default" / "huge.bin").write_bytes(b"\0" * 1000)
+    ch = channel("projdir")
+    proc = cli.run("upload", "-c", ch, str(project))
+    assert f"Uploaded dashboard.zip to {ch}" in proc.stderr
+    with httpx.Client(base_url=cli.server.api, headers={"X-Auth": cli.token()}) as http:  # type: ignore[attr-defined]
+        data = http.get(f"/repo/{ch}/projects/dashboard/dashboard.zip").content
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        assert sorted(zf.namelist()) == ["dashboard/anaconda-project.yml", "dashboard/main.py"]

@@ -118,3 +118,83 @@ def test_sbom_of_a_private_channel_needs_access(cli: Cli, channel: Callable[...,
                           params={"sbom": "download"})
     assert anonymous.status_code == 401 and "hello" not in anonymous.text
     cli.run("sbom", "--channel", ch, "--ckey", "noarch/hello-1.0-0.conda")
+
+
+def test_cves_in_cyclonedx_and_in_the_download_report(server_factory, package_builder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+    import time
+    from datetime import date
+
+    server = server_factory()
+    cli = Cli(tmp_path / "home", server)
+    cli.home.mkdir()
+    cli.run("config", "--set", "sites.t.url", server.api)
+    cli.run("config", "--set", "default_site", "t")
+    cli.run("login", "--username", server.admin_username, "--password", server.admin_password, "--hostname", "h")
+    cli.run("channel", "--create", "sec")
+    cli.run("upload", "-c", "sec", str(package_builder("openssl", "1.1.1s", "linux-64", license="Apache-2.0")))
+    data = Path(__file__).parents[2] / "data" / "cve"
+    subprocess.run([sys.executable, "-m", "taipan.admin.main", "cve", "import", str(data)], check=True,
+                   capture_output=True, env={**os.environ, "TAIPAN_HOME": str(server.home)}, timeout=120)
+    cli.run("sbom", "--channel", "sec", "--ckey", "linux-64/openssl-1.1.1s-0.conda", "--format", "cyclonedx")
+    bom = valid_cyclonedx(cli.home / "openssl-1.1.1s-0.cdx.json")
+    vulns = {v["id"]: v for v in bom["vulnerabilities"]}
+    assert "CVE-2023-0286" in vulns
+    assert vulns["CVE-2023-0286"]["ratings"][0]["score"] == 7.4
+    assert vulns["CVE-2023-0286"]["affects"] == [{"ref": bom["metadata"]["component"]["bom-ref"]}]
+    # A download after the import carries the file's CVEs into the report.
+    r = httpx.get(f"{server.api}/repo/sec/linux-64/openssl-1.1.1s-0.conda")
+    assert r.status_code == 200
+    deadline = time.monotonic() + 30
+    while True:
+        cli.run("report", "--date_from", date.today().isoformat(), "--channels", "sec", "--filename", "r")
+        items = json.loads((cli.home / "r.json").read_text())["downloaded_items"]
+        if items or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert len(items) == 1 and "CVE-2023-0286" in items[0]["cve_ids"]
+    assert items[0]["cve_max_score"] == max(v["ratings"][0]["score"] for v in vulns.values()
+                                            if v.get("analysis", {}).get("state") not in ("resolved",
+                                                                                          "false_positive"))
+
+
+def test_python_and_r_sboms_are_valid(cli: Cli, channel: Callable[..., str], tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    from pydists import build_sdist, build_wheel
+
+    ch = channel("sbom-py-r")
+    wheel = build_wheel(tmp_path, "demo-lib", "1.2", requires_dist=["requests>=2", "Click; extra == 'cli'"])
+    sdist = build_sdist(tmp_path, "demo-lib", "1.2")
+    rpkg = tmp_path / "rdemo_1.0.tar.gz"
+    with tarfile.open(rpkg, "w:gz") as tar:
+        for name, data in {"rdemo/DESCRIPTION": b"Package: rdemo\nVersion: 1.0\nLicense: GPL-2 | MIT\n"
+                                                b"Title: A demo\nImports: jsonlite (>= 1.0)\n",
+                           "rdemo/NAMESPACE": b"export(f)\n", "rdemo/R/f.R": b"f <- function() 1\n"}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with httpx.Client(base_url=cli.server.api, headers={"X-Auth": cli.token()}) as http:  # type: ignore[attr-defined]
+        for path, filetype in ((wheel, "bdist_wheel"), (sdist, "sdist"), (rpkg, "cran_source_package")):
+            r = http.post(f"/channels/{ch}/artifacts", data={"filetype": filetype},
+                          files={"content": (path.name, path.read_bytes())})
+            assert r.status_code == 201, r.text
+        ckeys = {f["name"]: f["ckey"] for family, name in (("python", "demo-lib"), ("cran", "rdemo"))
+                 for f in http.get(f"/channels/{ch}/artifacts/{family}/{name}/files").json()["items"]}
+    for filename, ckey in ckeys.items():
+        cli.run("sbom", "--channel", ch, "--ckey", ckey, "--output", str(tmp_path / f"{filename}.spdx.json"))
+        doc = valid_spdx(tmp_path / f"{filename}.spdx.json")
+        cli.run("sbom", "--channel", ch, "--ckey", ckey, "--format", "cyclonedx",
+                "--output", str(tmp_path / f"{filename}.cdx.json"))
+        bom = valid_cyclonedx(tmp_path / f"{filename}.cdx.json")
+        component = bom["metadata"]["component"]
+        if filename.endswith(".whl"):
+            assert component["purl"] == "pkg:pypi/demo-lib@1.2"
+            assert {c["name"] for c in bom["components"]} == {"requests", "click"}
+            assert "./demo_lib/__init__.py" in {f["fileName"] for f in doc["files"]}
+        if filename.startswith("rdemo"):
+            assert component["purl"] == "pkg:cran/rdemo@1.0"
+            assert [c["purl"] for c in bom["components"]] == ["pkg:cran/jsonlite"]

@@ -206,6 +206,14 @@ def test_binary_packages_are_served_in_their_trees(taipan_server, tmp_path):
     assert httpx.get(f"{base}/bin/windows/contrib/4.3/binpkg_1.0.zip").content == win.read_bytes()
     assert httpx.get(f"{base}/bin/windows/contrib/4.2/binpkg_1.0.zip").status_code == 404
     assert httpx.get(f"{base}/bin/windows/contrib/four/PACKAGES").status_code == 404
+    # a subchannel is a CRAN-like repository of its own
+    with taipan_server.client(token) as c:
+        c.post(f"/channels/{ch}/subchannels", json={"name": "lab"}).raise_for_status()
+    r = httpx.post(f"{base}/lab/", files={"content": (win.name, win.read_bytes())}, headers={"X-Auth": token})
+    assert r.status_code == 201, r.text
+    assert r.json()["url"].endswith(f"/api/repo/{ch}/lab/bin/windows/contrib/4.3/binpkg_1.0.zip")
+    assert set(packages(taipan_server, f"{ch}/lab", "bin/windows/contrib/4.3")) == {"binpkg"}
+    assert httpx.get(r.json()["url"]).content == win.read_bytes()
 
 
 def test_private_channels_want_a_token_in_the_path_or_in_basic_auth(taipan_server, r_packages):

@@ -16,6 +16,8 @@ import httpx
 import pytest
 from pyclients import BIN, run, twine
 
+from pydists import build_wheel
+
 JSON = "application/vnd.pypi.simple.v1+json"
 
 
@@ -42,6 +44,7 @@ def test_mirror_another_taipan_passive_then_active(taipan_server, api, pychannel
           ("hello-wheel", "hello-sdist", "hello-1.1-wheel", "world-wheel", "world-sdist")], token, "x-auth-token")
     api.put(f"/channels/{up}/artifacts/python/pyhello/yank", json={"version": "1.1", "reason": "upstream yank"})
     source = f"{taipan_server.url}/api/repo/{up}/simple/"
+    added: list[str] = []
     for mode in ("passive", "active"):
         ch = pychannel(f"mirror-{mode}")
         r = api.post(f"/channels/{ch}/mirrors", json={
@@ -55,7 +58,7 @@ def test_mirror_another_taipan_passive_then_active(taipan_server, api, pychannel
         assert set(hello) == {python_dists["hello-1.1-wheel"].name}  # pyhello<1.1 excluded
         assert hello[python_dists["hello-1.1-wheel"].name]["yanked"] == "upstream yank"
         world = files_on_page(base + "pyworld/", token)
-        assert set(world) == {python_dists["world-wheel"].name, python_dists["world-sdist"].name}
+        assert set(world) == {python_dists["world-wheel"].name, python_dists["world-sdist"].name, *added}
         listed = api.get(f"/channels/{ch}/artifacts/python/pyworld/files").json()["items"]
         assert {f["state"] for f in listed} == {mode}
         wheel = python_dists["world-wheel"]
@@ -64,10 +67,48 @@ def test_mirror_another_taipan_passive_then_active(taipan_server, api, pychannel
         target = tmp_path / f"t-{mode}"
         run([str(BIN / "pip"), "--isolated", "--no-cache-dir", "install", "--target", str(target), "--index-url",
              f"http://{token}:x-auth-token@127.0.0.1:{taipan_server.port}/api/repo/{ch}/simple/",
-             "pyworld", "pyhello==1.1"], clean_env)
+             "pyworld==2.0", "pyhello==1.1"], clean_env)
         assert {p.name for p in target.glob("*.dist-info")} == {"pyworld-2.0.dist-info", "pyhello-1.1.dist-info"}
         listed = api.get(f"/channels/{ch}/artifacts/python/pyworld/files").json()["items"]
         assert next(f for f in listed if f["name"] == wheel.name)["state"] == "active"
+        if mode == "passive":
+            # A re-run with nothing changed upstream asks every page conditionally and stops there;
+            # a new upstream file is picked up by the next run.
+            assert api.put(f"/channels/{ch}/mirrors/pypi", json={"run_now": True}).status_code == 202
+            again = wait_done(api, ch, "pypi")
+            assert again["state"] == "completed" and again["sync_state"].get("upstream_unchanged"), again
+            newer = build_wheel(tmp_path, "pyworld", "2.1")
+            twine(clean_env, f"{taipan_server.url}/api/repo/{up}", [newer], token, "x-auth-token")
+            assert api.put(f"/channels/{ch}/mirrors/pypi", json={"run_now": True}).status_code == 202
+            third = wait_done(api, ch, "pypi")
+            assert third["state"] == "completed" and not third["sync_state"].get("upstream_unchanged"), third
+            assert newer.name in files_on_page(base + "pyworld/", token)
+            added.append(newer.name)
+
+
+def test_dependency_closure_and_wheel_tags(taipan_server, api, pychannel, token, clean_env, python_dists,
+                                           tmp_path: Path) -> None:
+    up = pychannel("upstream-tags")
+    linux = build_wheel(tmp_path, "pyhello", "1.0", tag="cp311-cp311-manylinux_2_17_x86_64")
+    windows = build_wheel(tmp_path, "pyhello", "1.0", tag="cp312-cp312-win_amd64")
+    other = build_wheel(tmp_path, "pyother", "1.0")
+    twine(clean_env, f"{taipan_server.url}/api/repo/{up}", [python_dists["hello-wheel"], linux, windows, other,
+          python_dists["world-wheel"]], token, "x-auth-token")
+    ch = pychannel("mirror-deps")
+    r = api.post(f"/channels/{ch}/mirrors", json={
+        "mirror_name": "deps", "mirror_type": "python_simple", "mirror_mode": "passive",
+        "source_root": f"{taipan_server.url}/api/repo/{up}/simple",
+        "filters": {"only_specs": ["pyworld"], "include_dependencies": True, "python_tags": ["cp311", "py3"],
+                    "platform_tags": ["manylinux*", "any"]}, "run_now": True})
+    assert r.status_code == 201, r.text
+    m = wait_done(api, ch, "deps")
+    assert m["state"] == "completed", m
+    base = f"{taipan_server.url}/api/repo/{ch}/simple/"
+    assert set(files_on_page(base + "pyworld/", token)) == {python_dists["world-wheel"].name}
+    # pyhello came in as a dependency (read from PEP 658 metadata), without the Windows wheel.
+    assert set(files_on_page(base + "pyhello/", token)) == {python_dists["hello-wheel"].name, linux.name}
+    assert httpx.get(base + "pyother/", headers={"X-Auth": token}).status_code == 404
+    assert m["sync_state"].get("dependencies_added") == 2
 
 
 def test_bad_python_mirror_settings(api, pychannel) -> None:

@@ -224,7 +224,7 @@ def test_the_family_describes_r_packages():
 
 def test_packages_rds_is_an_xdr_character_matrix():
     # R reading it (and finding it identical to tools::write_PACKAGES's) is in test_cran_r_client.
-    data = cran.packages_rds([{"Package": "a1", "Version": "1.0", "License": "Jos\u00e9"}])
+    data = cran.packages_rds([cran.rds_row({"Package": "a1", "Version": "1.0", "License": "Jos\u00e9"})])
     assert data.startswith(b"X\n\x00\x00\x00\x02")
     assert b"\x00\x00\x02\x10\x00\x00\x00\x0f" in data  # a STRSXP with attributes: 1 row x 15 columns
     assert b"\x00\x00\x80\x09\x00\x00\x00\x05Jos\xc3\xa9" in data  # a UTF-8 flagged CHARSXP

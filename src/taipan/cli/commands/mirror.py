@@ -88,6 +88,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     f = p.add_argument_group("filters")
     f.add_argument("--subdirs", help='[conda] platforms, e.g. "noarch,linux-64,osx-arm64"')
     f.add_argument("--projects", help="[python] projects to mirror, comma separated")
+    f.add_argument("--python_tags", "--python-tags", dest="python_tags",
+                   help='[python] wheel Python tags to keep, e.g. "cp311,cp312,py3" (sdists are always kept)')
+    f.add_argument("--platform_tags", "--platform-tags", dest="platform_tags",
+                   help='[python] wheel platform tags to keep, globs allowed, e.g. "manylinux*x86_64,any"')
     f.add_argument("--licenses", help='license families, "-" to exclude: "-gpl3,mit" (' + ", ".join(LICENSES) + ")")
     f.add_argument("--only_spec", "--only-spec", dest="only_spec", action="append", default=[],
                    metavar="SPEC", help="mirror only what matches this MatchSpec (repeatable)")
@@ -102,8 +106,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="only files with a CVE score below this (0-10)")
     f.add_argument("--exclude_uncurated_cve_packages", nargs="?", const=True, default=None, type=parse_bool,
                    metavar="True|False", help="leave out files with uncurated CVEs")
-    f.add_argument("--date_from", help="[conda] published on or after YYYY-MM-DD (window of at most a year)")
-    f.add_argument("--date_to", help="[conda] published on or before YYYY-MM-DD")
+    f.add_argument("--date_from", help="published (python: uploaded) on or after YYYY-MM-DD (window of at most a year)")
+    f.add_argument("--date_to", help="published (python: uploaded) on or before YYYY-MM-DD")
     f.add_argument("--only_signed", nargs="?", const=True, default=None, type=parse_bool,
                    metavar="True|False", help="only signed packages")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -186,6 +190,9 @@ def filters_from_args(args: argparse.Namespace) -> dict[str, Any]:
         out["subdirs"] = _items(args.subdirs)
     if args.projects is not None:
         out["projects"] = _items(args.projects)
+    for key in ("python_tags", "platform_tags"):
+        if getattr(args, key, None) is not None:
+            out[key] = _items(getattr(args, key))
     if args.licenses is not None:
         out["include_licenses"], out["exclude_licenses"] = split_licenses(args.licenses)
     for key, value in (("only_specs", args.only_spec), ("exclude_specs", args.exclude_spec),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from taipan.cli.context import Context
 from taipan.cli.exitcodes import ExitCode, exit_code_for
 from taipan.cli.paging import all_items
 from taipan.client import UPLOAD_FILETYPES
-from taipan.domain.detect import TYPE_EXPECTS, Detected, detect, from_members
+from taipan.domain.detect import PROJECT_FILES, TYPE_EXPECTS, Detected, detect, from_members
 from taipan.domain.names import split_channel_path
 from taipan.errors import Conflict, InvalidInput, TaipanError, Unauthenticated
 
@@ -189,7 +191,34 @@ def _summary(ctx: Context, results: list[Result]) -> int:
     return codes.pop() if len(codes) == 1 else ExitCode.ERROR
 
 
+# What `anaconda-project archive` leaves out of a project directory, and what no archive needs.
+SKIP_DIRS = frozenset({"envs", "services", ".git", ".hg", ".svn", "__pycache__", ".ipynb_checkpoints"})
+
+
+def archive_project(path: Path, tmpdir: Path) -> Path:
+    """A zip of a project directory (as `anaconda-project archive` makes: every file below one top
+    directory named after the project directory, without envs/ and version-control folders)."""
+    target = tmpdir / f"{path.resolve().name}.zip"
+    top = path.resolve().name
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
+        for item in sorted(path.rglob("*")):
+            rel = item.relative_to(path)
+            if any(part in SKIP_DIRS for part in rel.parts) or item.suffix == ".pyc" or not item.is_file():
+                continue
+            zf.write(item, f"{top}/{rel.as_posix()}")
+    return target
+
+
+def is_project_dir(path: Path) -> bool:
+    return path.is_dir() and any((path / name).is_file() for name in PROJECT_FILES)
+
+
 def run(ctx: Context, args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="conda-repo-upload-") as tmp:
+        return _run(ctx, args, Path(tmp))
+
+
+def _run(ctx: Context, args: argparse.Namespace, tmpdir: Path) -> int:
     for channel in args.channel:
         split_channel_path(channel)  # reject a bad name before sending anything
     results: list[Result] = []
@@ -197,6 +226,8 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     for raw in args.files:
         path = Path(raw).expanduser()
         try:
+            if is_project_dir(path):  # a project directory goes up as the archive of it
+                path = archive_project(path, tmpdir)
             ready.append((path, resolve_type(path, args.package_type)))
         except InvalidInput as err:
             results.append(Result(path, None, "failed", error=err))

@@ -30,11 +30,11 @@ class PackagesIndex:
 
     def __init__(self, subdir: str) -> None:
         self.subdir = subdir
-        # fn -> (name, version key, version, stanza, record)
-        self.records: dict[str, tuple[str, tuple[int, ...], str, bytes, dict[str, Any]]] = {}
+        # fn -> (name, version key, version, stanza, what Meta/archive.rds says of it, PACKAGES.rds row)
+        self.records: dict[str, tuple[str, tuple[int, ...], str, bytes, dict[str, Any], tuple[bytes, ...]]] = {}
         self.by_name: dict[str, set[str]] = {}
         self.stanzas: dict[str, bytes] = {}
-        self.newest_records: dict[str, dict[str, Any]] = {}
+        self.rds_rows: dict[str, tuple[bytes, ...]] = {}  # name -> its newest file's row
         self.archived: dict[str, list[dict[str, Any]]] = {}  # name -> records of its older versions
         self._touched: set[str] = set()
         self._order: list[str] | None = None
@@ -49,7 +49,9 @@ class PackagesIndex:
                 name, raw = row
                 record = orjson.loads(raw)
                 version = str(record.get("Version", ""))
-                self.records[fn] = (name, cran.version_key(version), version, cran.stanza(record), record)
+                archive = {k: record[k] for k in ("Version", "size", "Packaged") if k in record}
+                self.records[fn] = (name, cran.version_key(version), version, cran.stanza(record), archive,
+                                    cran.rds_row(record))
                 self.by_name.setdefault(name, set()).add(fn)
                 self._touched.add(name)
 
@@ -69,20 +71,20 @@ class PackagesIndex:
                 self.archived.pop(name, None)
             if fn is None:
                 self.by_name.pop(name, None)
-                self.newest_records.pop(name, None)
+                self.rds_rows.pop(name, None)
                 if self.stanzas.pop(name, None) is not None:
                     self._order = None
             else:
                 if name not in self.stanzas:
                     self._order = None
                 self.stanzas[name] = self.records[fn][3]
-                self.newest_records[name] = self.records[fn][4]
+                self.rds_rows[name] = self.records[fn][5]
         self._touched.clear()
         if self._order is None:
             self._order = sorted(self.stanzas)
         stanzas = self.stanzas
         packages = b"\n".join(stanzas[n] for n in self._order)
-        rows = [self.newest_records[n] for n in self._order]
+        rows = [self.rds_rows[n] for n in self._order]
         lazy = {"PACKAGES.gz": lambda pub: gzip.compress(pub.file("PACKAGES"), GZIP_LEVEL, mtime=0),
                 "PACKAGES.rds": lambda pub: gzip.compress(cran.packages_rds(rows), GZIP_LEVEL, mtime=0)}
         if self.subdir == cran.SOURCE_PARTITION:

@@ -146,7 +146,8 @@ def record_download(rt: Runtime, request: Request, p: Principal, view: ChannelVi
     client = request.client
     rt.downloads.record(
         channel_id=view.id, channel_path=view.path, file_id=f.id, family=f.family, package=f.name,
-        version=f.version, ckey=f.ckey, user_id=p.user_id, username=p.username, token_id=p.token_id,
+        version=f.version, ckey=f.ckey, subdir=f.subdir, filename=f.filename, size=f.size,
+        user_id=p.user_id, username=p.username, token_id=p.token_id,
         remote_addr=client.host if client else None,
         user_agent=(request.headers.get("user-agent") or "")[:300] or None)
 

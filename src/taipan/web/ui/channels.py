@@ -20,8 +20,9 @@ from taipan.domain import families
 from taipan.domain.conda import safe_basename
 from taipan.domain.permissions import PRIVACY_LEVELS, Principal, can_write_channel
 from taipan.errors import InvalidInput
-from taipan.services import artifacts, channels, uploads
+from taipan.services import artifacts, channels, reports, serving, uploads
 from taipan.web.deps import RuntimeDep, SessionDep, base_url
+from taipan.web.ui.previews import MAX_PREVIEW, PREVIEWS, bar_chart
 from taipan.web.ui.render import UIRoute, redirect, render
 from taipan.web.ui.session import CsrfDep, MemberDep, VisitorDep
 
@@ -84,8 +85,12 @@ def channel_page(request: Request, p: VisitorDep, db: SessionDep, page: int = Qu
     channel = _readable(db, p, request)
     view = _channel_view(db, p, channel, page, q.strip())
     repo_url = _repo_url(request, channel)
+    stats = reports.download_stats(db, channel)
+    charts = {"total": stats["total"],
+              "days": bar_chart(stats["days"], title=f"Downloads per day, last {reports.DAYS} days"),
+              "packages": bar_chart(stats["packages"], title="Downloads per package", horizontal=True)}
     return render(request, "channel.html", repo_url=repo_url, installs=_installs(view["packages"], repo_url),
-                  **view)
+                  charts=charts, **view)
 
 
 def _installs(packages: list[dict[str, Any]], repo_url: str) -> list[str]:
@@ -105,7 +110,34 @@ def package_page(request: Request, name: str, p: VisitorDep, db: SessionDep,
     latest = max(files, key=lambda f: f.created_at).meta or {}
     return render(request, "package.html", channel=channels.channel_json(db, channel), name=name,
                   family=family, files=files, total=total, about=_about(family, name, latest),
+                  previewable=family in PREVIEWS,
                   repo_url=_repo_url(request, channel), install=_install(family, name, _repo_url(request, channel)))
+
+
+@router.get("/ui/preview/{ch}")
+@router.get("/ui/preview/{ch}/{sub}")
+def preview_page(request: Request, p: VisitorDep, db: SessionDep, rt: RuntimeDep,
+                 ckey: str = Query(..., max_length=300)) -> HTMLResponse:
+    """A notebook rendered (sanitised, no scripts), an environment or project file, an SBOM."""
+    channel = _readable(db, p, request)
+    channels.require_read(p, channel, "artifact:view")
+    f = serving.find_file(rt.sessions, channel.id, ckey)
+    renderer = PREVIEWS.get(f.family)
+    body = None
+    note = None
+    if renderer is None:
+        note = "There is no preview of this kind of file."
+    elif f.size > MAX_PREVIEW or f.state != "active":
+        note = "This file is too large to preview (or not stored here yet); download it instead."
+    else:
+        with rt.blobs.open(f.sha256) as fh:
+            data = fh.read(MAX_PREVIEW + 1)
+        try:
+            body = renderer(data)
+        except Exception:  # a stored file the previewer cannot read is shown as not previewable
+            note = "This file could not be rendered; download it instead."
+    return render(request, "preview.html", channel=channels.channel_json(db, channel), file=f, body=body,
+                  note=note)
 
 
 def _install(family: str, name: str, repo_url: str) -> str | None:
