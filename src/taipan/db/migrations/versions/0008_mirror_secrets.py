@@ -1,7 +1,7 @@
 """mirror upstream credentials apart from the URL, encrypted
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-03 04:10:00
 
 Existing mirrors whose source or proxy URL carries credentials (user:password@, a token as user
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
