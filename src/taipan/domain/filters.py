@@ -9,6 +9,7 @@ and finally ``.tar.bz2`` files that duplicate a kept ``.conda`` of the same buil
 from __future__ import annotations
 
 import calendar
+import importlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -24,7 +25,8 @@ DEFAULT_CRON = "0 0 * * *"
 _LIST_KEYS = ("subdirs", "projects", "include_licenses", "exclude_licenses", "only_specs",
               "exclude_specs", "include_specs", "python_tags", "platform_tags")
 MIRROR_FILTER_KEYS = _LIST_KEYS + ("date_from", "date_to", "cve_score_threshold",
-                                   "exclude_non_curated_cve", "only_signed", "include_dependencies")
+                                   "exclude_non_curated_cve", "only_signed", "include_dependencies",
+                                   "include_archive")
 CHANNEL_FILTER_KEYS = ("include_licenses", "exclude_licenses", "exclude_specs")
 
 Records = Mapping[str, Mapping[str, Any]]  # filename -> repodata record
@@ -71,6 +73,19 @@ def check_date_window(date_from: Any, date_to: Any) -> tuple[str, str] | None:
     return start.isoformat(), end.isoformat()
 
 
+def _spec_parser(mirror_type: str) -> Any:
+    """What a mirror type's specs are: MatchSpecs (conda), PEP 508 requirements (python_simple,
+    'requests>=2.31,<3'), R requirements (CRAN, 'ggplot2 (>= 3.4)' or 'ggplot2>=3.4', globs)."""
+    if mirror_type in _SPEC_PARSERS:
+        module, attr = _SPEC_PARSERS[mirror_type]
+        return getattr(importlib.import_module(module), attr)
+    return parse_spec
+
+
+_SPEC_PARSERS = {"python_simple": ("taipan.domain.python_simple", "parse_requirement"),
+                 "CRAN": ("taipan.domain.cran", "parse_requirement")}
+
+
 def normalize_mirror_filters(raw: Mapping[str, Any] | None, mirror_type: str = "conda") -> dict[str, Any]:
     """Validate the ``filters`` object of a mirror; return it in canonical form (no empty keys)."""
     raw = dict(raw or {})
@@ -93,12 +108,7 @@ def normalize_mirror_filters(raw: Mapping[str, Any] | None, mirror_type: str = "
     _set(out, "exclude_licenses", list(dict.fromkeys(exc + exc2)))
     for key in ("only_specs", "exclude_specs", "include_specs"):
         for text in out.get(key, []):
-            if mirror_type == "python_simple":  # PEP 508 requirements, e.g. 'requests>=2.31,<3'
-                from taipan.domain.python_simple import parse_requirements
-
-                parse_requirements([text])
-            else:
-                parse_spec(text)
+            _spec_parser(mirror_type)(text)
     if out.get("only_specs") and (out.get("exclude_specs") or out.get("include_specs")):
         raise InvalidInput("only_specs cannot be combined with exclude_specs or include_specs",
                            "Use either --only_spec, or --exclude_spec with --include_spec",
@@ -115,7 +125,7 @@ def normalize_mirror_filters(raw: Mapping[str, Any] | None, mirror_type: str = "
         if not 0.0 <= out["cve_score_threshold"] <= 10.0:
             raise InvalidInput(f"cve_score_threshold {score!r} is out of range",
                                "Give a CVE score between 0.0 and 10.0", code="invalid_filters")
-    for flag in ("exclude_non_curated_cve", "only_signed", "include_dependencies"):
+    for flag in ("exclude_non_curated_cve", "only_signed", "include_dependencies", "include_archive"):
         if raw.get(flag):
             out[flag] = True
     return out

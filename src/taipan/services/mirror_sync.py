@@ -9,6 +9,7 @@ store (and partial downloads on disk), so the next run only fetches what is stil
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 import os
 import threading
@@ -138,13 +139,15 @@ def _real_urls(env: MirrorEnv, m: Mirror) -> tuple[str, str | None]:
     return source, proxy
 
 
-def _syncer(mirror_type: str) -> Any:
-    """The run of one mirror type: conda here; python_simple in mirror_sync_python."""
-    if mirror_type == "python_simple":
-        from taipan.services import mirror_sync_python
+# Mirror type -> the module whose ``sync(env, mirror, channel, progress)`` runs it (conda's is
+# ``_sync`` below). Imported on use: those modules build on this one.
+SYNCERS = {"python_simple": "taipan.services.mirror_sync_python", "CRAN": "taipan.services.mirror_sync_cran"}
 
-        return mirror_sync_python.sync
-    return _sync
+
+def _syncer(mirror_type: str) -> Any:
+    """The run of one mirror type."""
+    module = SYNCERS.get(mirror_type)
+    return _sync if module is None else importlib.import_module(module).sync
 
 
 def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress, source: str,

@@ -37,7 +37,7 @@ from taipan.upstreams.egress import check_url
 
 log = logging.getLogger(__name__)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-SUPPORTED_TYPES = ("conda", "python_simple")
+SUPPORTED_TYPES = ("conda", "python_simple", "CRAN")
 
 
 # --- validation ---------------------------------------------------------------------------------
@@ -94,7 +94,7 @@ def _type(value: Any) -> str:
                            code="invalid_mirror_type")
     if value not in SUPPORTED_TYPES:
         raise InvalidInput(f"Mirrors of type {value!r} are not supported by this server yet",
-                           "Use --type conda or python_simple", code="unsupported_mirror_type")
+                           "Use --type conda, python_simple or CRAN", code="unsupported_mirror_type")
     return str(value)
 
 

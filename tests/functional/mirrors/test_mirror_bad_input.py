@@ -29,7 +29,7 @@ def body(**kw):
 
 @pytest.mark.parametrize(("extra", "status", "code"), [
     ({"mirror_type": "svn"}, 400, "invalid_mirror_type"),
-    ({"mirror_type": "CRAN"}, 400, "unsupported_mirror_type"),
+    ({"mirror_type": "CRAN", "filters": {"only_specs": ["ggplot2 >>= 3"]}}, 400, "invalid_spec"),
     ({"mirror_mode": "eager"}, 400, "invalid_mirror_mode"),
     ({"cron": "61 * * * *"}, 400, "invalid_cron"),
     ({"cron": "every night"}, 400, "invalid_cron"),

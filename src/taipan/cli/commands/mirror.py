@@ -94,7 +94,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help='[python] wheel platform tags to keep, globs allowed, e.g. "manylinux*x86_64,any"')
     f.add_argument("--licenses", help='license families, "-" to exclude: "-gpl3,mit" (' + ", ".join(LICENSES) + ")")
     f.add_argument("--only_spec", "--only-spec", dest="only_spec", action="append", default=[],
-                   metavar="SPEC", help="mirror only what matches this MatchSpec (repeatable)")
+                   metavar="SPEC",
+                   help="mirror only what matches this MatchSpec (python: PEP 508, CRAN: 'ggplot2>=3.4'); repeatable")
     f.add_argument("--exclude_spec", "--exclude-spec", dest="exclude_spec", action="append", default=[],
                    metavar="SPEC", help="leave out what matches this MatchSpec (repeatable)")
     f.add_argument("--include_spec", "--include-spec", dest="include_spec", action="append", default=[],
@@ -102,6 +103,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("--include_dependencies", "--include-dependencies", dest="include_dependencies",
                    nargs="?", const=True, default=None, type=parse_bool, metavar="True|False",
                    help="also mirror the dependency closure of the --only_spec selection")
+    f.add_argument("--include_archive", "--include-archive", dest="include_archive", nargs="?", const=True,
+                   default=None, type=parse_bool, metavar="True|False",
+                   help="[CRAN] also mirror older versions from src/contrib/Archive/<pkg>/")
     f.add_argument("--cve_score", type=parse_score, default=argparse.SUPPRESS,
                    help="only files with a CVE score below this (0-10)")
     f.add_argument("--exclude_uncurated_cve_packages", nargs="?", const=True, default=None, type=parse_bool,
@@ -213,7 +217,8 @@ def filters_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if hasattr(args, "cve_score"):
         out["cve_score_threshold"] = args.cve_score  # None clears it
     for flag, key in (("exclude_uncurated_cve_packages", "exclude_non_curated_cve"),
-                      ("only_signed", "only_signed"), ("include_dependencies", "include_dependencies")):
+                      ("only_signed", "only_signed"), ("include_dependencies", "include_dependencies"),
+                      ("include_archive", "include_archive")):
         value = getattr(args, flag)
         if value is not None:
             out[key] = bool(value)
