@@ -32,6 +32,7 @@ class UpstreamPackage:
     url: str  # absolute
     record: dict[str, Any]  # the stanza's fields as stored (KEPT_FIELDS), values on one line
     archived: bool = False  # an older version, from src/contrib/Archive/<name>/
+    partition: str = cran.SOURCE_PARTITION
 
     @property
     def md5(self) -> str:
@@ -42,21 +43,37 @@ class UpstreamPackage:
         return str(self.record.get("SHA256") or "")
 
 
-def parse_packages(data: bytes, contrib_url: str) -> list[UpstreamPackage]:
+def partition_ext(partition: str) -> str:
+    """The package file type of a tree: .tar.gz (src/contrib), .zip (Windows), .tgz (macOS)."""
+    if partition == cran.SOURCE_PARTITION:
+        return cran.SOURCE_EXT
+    return cran.WINDOWS_EXT if partition.startswith("bin/windows/") else cran.MAC_EXT
+
+
+def validate_partition(value: str) -> str:
+    if not cran.is_partition(value):
+        raise InvalidInput(f"{value[:100]!r} is not a tree of a CRAN-like repository",
+                           "Give src/contrib, bin/windows/contrib/<R x.y> or bin/macosx/[<build>/]contrib/<R x.y>, "
+                           "e.g. --subdirs src/contrib,bin/windows/contrib/4.4", code="unknown_subdir")
+    return value
+
+
+def parse_packages(data: bytes, contrib_url: str, partition: str = cran.SOURCE_PARTITION) -> list[UpstreamPackage]:
     """The valid stanzas of a PACKAGES file (``Path:`` and ``File:`` honoured, as R does); stanzas
     without a valid name or version are skipped (R could not install them either)."""
+    ext = partition_ext(partition)
     out = []
     for st in cran.parse_dcf(data):
         name, version = st.get("Package", ""), st.get("Version", "")
         if not cran.is_valid_name(name) or not cran.is_valid_version(version):
             continue
-        filename = st.get("File") or f"{name}_{version}{cran.SOURCE_EXT}"
-        if "/" in filename or filename != f"{name}_{version}{cran.SOURCE_EXT}":
+        filename = st.get("File") or f"{name}_{version}{ext}"
+        if "/" in filename or filename != f"{name}_{version}{ext}":
             continue  # Taipan stores a source package under its canonical name only
         path = st.get("Path", "").strip("/")
         url = urljoin(contrib_url, (path + "/" if path else "") + filename)
         record = {k: cran.one_line(st[k]) for k in KEPT_FIELDS if st.get(k)}
-        out.append(UpstreamPackage(name, version, filename, url, record))
+        out.append(UpstreamPackage(name, version, filename, url, record, partition=partition))
     return out
 
 

@@ -45,7 +45,8 @@ def sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress, source
     """``source`` and ``proxy`` are the real URLs (credentials included), ``m.source_root`` the masked form."""
     filters = m.filters or {}
     ch_filters = flt.normalize_channel_filters(ms._channel_filters(channel))
-    contrib = repo_root(source) + PARTITION + "/"
+    root = repo_root(source)  # the real URL: credentials included
+    partitions = list(filters.get("subdirs") or [PARTITION])
     digest = hashlib.sha256(orjson.dumps([m.source_root, m.mode, filters, ch_filters],
                                          option=orjson.OPT_SORT_KEYS)).hexdigest()[:24]
     prev = (m.cache or {}).get("upstream") or {}
@@ -54,39 +55,43 @@ def sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress, source
         ms._files_intact(env, m, prev) else {}
     with env.upstream_factory(source, proxy=proxy) as upstream:
         progress.step(1)
-        raw, validators = _packages_file(upstream, contrib, known)
+        fetched = {part: _packages_file(upstream, root + part + "/", known.get(part) or {}) for part in partitions}
         progress.contacted()
-        seen = {"digest": digest, "validators": validators}
-        if raw is None:  # 304: nothing changed upstream
+        seen = {"digest": digest, "validators": {part: v for part, (_, v) in fetched.items()}}
+        if known and all(raw is None and v for raw, v in fetched.values()):  # all 304: nothing changed
             with progress._lock:
                 progress.state["count"] = prev.get("count", progress.state["count"])
                 progress.state["upstream_unchanged"] = True
             return seen
-        try:
-            packages = cu.parse_packages(raw, contrib)
-        except InvalidInput as exc:
-            raise UpstreamError(f"The upstream's src/contrib/PACKAGES is not a DCF file: {exc.message}",
-                                "Check that the source URL is the root of a CRAN-like repository",
-                                code="upstream_corrupt") from exc
-        progress.step(2)
-        if filters.get("include_archive"):
-            packages += _archived(env, upstream, contrib, packages, filters, progress)
-        progress.step(3)
-        sel = cu.select(packages, filters, ch_filters)
-        if filters.get("include_dependencies"):
-            sel = cu.with_dependencies(sel, packages)
+        kept: list[cu.UpstreamPackage] = []
+        total = 0
+        for part, (raw, v) in fetched.items():
+            contrib = root + part + "/"
+            if raw is None and v:  # 304 while another tree changed: needed in full after all
+                raw, v = _packages_file(upstream, contrib, {})
+                seen["validators"][part] = v
+            if raw is None:
+                continue  # the upstream has no such tree
+            progress.step(2)
+            try:
+                packages = cu.parse_packages(raw, contrib, part)
+            except InvalidInput as exc:
+                raise UpstreamError(f"The upstream's {part}/PACKAGES is not a DCF file: {exc.message}",
+                                    "Check that the source URL is the root of a CRAN-like repository",
+                                    code="upstream_corrupt") from exc
+            if filters.get("include_archive") and part == PARTITION:
+                packages += _archived(env, upstream, contrib, packages, filters, progress)
+            progress.step(3)
+            total += len(packages)
+            kept += _select(packages, filters, ch_filters, progress)
+        if not any(raw is not None or v for raw, v in fetched.values()):
+            raise UpstreamError(f"No {'/PACKAGES, '.join(partitions)}/PACKAGES under {upstream._describe(root)}",
+                                "Give the root of a CRAN-like repository, e.g. https://cloud.r-project.org, "
+                                "and trees it has with --subdirs", code="upstream_not_found")
         with progress._lock:
-            mf = progress.state["count"].setdefault("mirror_filtered", {})
-            cf = progress.state["count"].setdefault("channel_filtered", {})
-            for k, v in sel.counts.items():
-                into, key = (cf, k[len("channel_"):]) if k.startswith("channel_") else (mf, k)
-                into[key] = into.get(key, 0) + v
-            progress.state.update(upstream_records=len(packages), selected=len(sel.kept))
-            if filters.get("include_dependencies"):
-                progress.state.update(dependencies_added=sel.dependencies_added,
-                                      dependencies_missing=sel.missing[:100])
+            progress.state.update(upstream_records=total, selected=len(kept))
         progress.step(4)
-        plan = _plan(env, m, channel, sel.kept)
+        plan = _plan(env, m, channel, kept)
         ms._report_conflicts(progress, plan.conflicts)
         ms._fetch_active(env, upstream, plan, progress)
         for row in plan.add + plan.update:  # hashes learnt by downloading go into the index too
@@ -97,6 +102,25 @@ def sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress, source
     progress.step(5)
     ms._publish(env, m, channel, plan, progress)
     return seen
+
+
+def _select(packages: list[cu.UpstreamPackage], filters: dict[str, Any], ch_filters: dict[str, Any],
+            progress: Progress) -> list[cu.UpstreamPackage]:
+    """One tree's selection (the dependency closure stays inside the tree), counted."""
+    sel = cu.select(packages, filters, ch_filters)
+    if filters.get("include_dependencies"):
+        sel = cu.with_dependencies(sel, packages)
+    with progress._lock:
+        mf = progress.state["count"].setdefault("mirror_filtered", {})
+        cf = progress.state["count"].setdefault("channel_filtered", {})
+        for k, v in sel.counts.items():
+            into, key = (cf, k[len("channel_"):]) if k.startswith("channel_") else (mf, k)
+            into[key] = into.get(key, 0) + v
+        if filters.get("include_dependencies"):
+            missing = sorted(set(progress.state.get("dependencies_missing") or []) | set(sel.missing))
+            progress.state.update(dependencies_added=int(progress.state.get("dependencies_added") or 0)
+                                  + sel.dependencies_added, dependencies_missing=missing[:100])
+    return sel.kept
 
 
 def _conditional(known: dict[str, Any]) -> dict[str, str]:
@@ -110,7 +134,8 @@ def _conditional(known: dict[str, Any]) -> dict[str, str]:
 
 def _packages_file(upstream: Any, contrib: str,
                    known: dict[str, Any]) -> tuple[bytes | None, dict[str, Any]]:
-    """PACKAGES.gz decompressed (else PACKAGES) and its validators; None when answered 304."""
+    """PACKAGES.gz decompressed (else PACKAGES) and its validators; (None, validators) when answered
+    304, (None, {}) when the tree has neither."""
     for name in ("PACKAGES.gz", "PACKAGES"):
         v = known.get(name) or {}
         got = upstream.get_bytes(contrib + name, headers=_conditional(v))
@@ -125,9 +150,7 @@ def _packages_file(upstream: Any, contrib: str,
             return gzip.decompress(got.content), validators
         except (OSError, EOFError, zlib.error):
             continue  # a server that already decoded it (Content-Encoding), or a broken file: try PACKAGES
-    raise UpstreamError(f"No src/contrib/PACKAGES(.gz) under {upstream._describe(contrib)}",
-                        "Give the root of a CRAN-like repository, e.g. https://cloud.r-project.org",
-                        code="upstream_not_found")
+    return None, {}
 
 
 def _archived(env: MirrorEnv, upstream: Any, contrib: str, packages: list[cu.UpstreamPackage],
@@ -170,14 +193,15 @@ def _archive_rds(upstream: Any, contrib: str) -> dict[str, list[cu.UpstreamPacka
 
 def _plan(env: MirrorEnv, m: Mirror, channel: Channel, kept: list[cu.UpstreamPackage]) -> ms.Plan:
     with env.sessions() as db:
-        rows = db.execute(select(File.id, File.ckey, File.mirror_id, File.record, File.state, File.sha256, File.md5)
-                          .where(File.channel_id == channel.id, File.subdir == PARTITION)).all()
+        rows = db.execute(select(File.id, File.ckey, File.subdir, File.mirror_id, File.record, File.state,
+                                 File.sha256, File.md5)
+                          .where(File.channel_id == channel.id, File.family == "cran")).all()
     mine = {r.ckey: r for r in rows if r.mirror_id == m.id}
     others = {r.ckey for r in rows if r.mirror_id != m.id}
     plan = ms.Plan([], [], [], [])
     now = utcnow()
     for p in kept:
-        ckey = f"{PARTITION}/{p.filename}"
+        ckey = f"{p.partition}/{p.filename}"
         if ckey in others:  # uploaded, or another mirror's: never overwritten by this one
             plan.conflicts.append(ckey)
             continue
@@ -197,7 +221,7 @@ def _plan(env: MirrorEnv, m: Mirror, channel: Channel, kept: list[cu.UpstreamPac
         state = old.state if same and old is not None else "passive"
         sha = str(rec.get("SHA256") or (old.sha256 if same and old is not None else ""))
         row = {"id": old.id if old else ms._new_id(), "channel_id": channel.id, "family": "cran",
-               "name": p.name, "version": p.version, "subdir": PARTITION, "filename": p.filename, "ckey": ckey,
+               "name": p.name, "version": p.version, "subdir": p.partition, "filename": p.filename, "ckey": ckey,
                "sha256": sha, "md5": str(rec.get("MD5sum") or ""), "size": int(rec.get("size") or 0),
                "record": text, "meta": {"DESCRIPTION": {k: v for k, v in rec.items() if k != "size"}},
                "state": state, "mirror_id": m.id, "updated_at": now, "source_url": redact_url(p.url)}
@@ -209,5 +233,5 @@ def _plan(env: MirrorEnv, m: Mirror, channel: Channel, kept: list[cu.UpstreamPac
             plan.add.append(row)
         elif old.record != text or not same or needs_fetch:
             plan.update.append(row)
-    plan.remove = [(r.id, PARTITION, r.ckey.rsplit("/", 1)[-1]) for r in mine.values()]
+    plan.remove = [(r.id, r.subdir, r.ckey.rsplit("/", 1)[-1]) for r in mine.values()]
     return plan
