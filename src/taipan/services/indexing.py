@@ -434,7 +434,8 @@ class Indexer:
                 pub.manifest[name] = known[name]  # the very same bytes as the previous publication's
                 continue
             sha = hashlib.sha256(data).hexdigest()
-            put_bytes(self._blobs, sha, data)
+            if known.get(name, ("",))[0] != sha:  # else stored already, and named by the current pointer
+                put_bytes(self._blobs, sha, data)
             pub.manifest[name] = (sha, len(data))
         manifest = {"format": FORMAT_VERSION,
                     "files": {k: [v[0], v[1]] for k, v in pub.manifest.items()},

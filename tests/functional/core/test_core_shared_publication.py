@@ -10,11 +10,30 @@ import json
 import os
 import re
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
+import pytest
 
 HOURS = 3600
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def env(request) -> Iterator[dict[str, str]]:
+    """The servers' settings: one SQLite home, or one PostgreSQL database of their own."""
+    if request.param == "sqlite":
+        yield {}
+        return
+    name = f"taipan_pub_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield {"TAIPAN_DATABASE__URL": f"postgresql://postgres@127.0.0.1:5432/{name}"}
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _upload(server, channel: str, path: Path) -> None:
@@ -45,9 +64,9 @@ def _blob(home: Path, sha: str) -> Path:
     return home / "blobs" / sha[:2] / sha
 
 
-def test_two_servers_share_publications_and_a_restart_builds_nothing(server_factory, conda_packages):
-    a = server_factory()
-    b = server_factory(home=a.home)
+def test_two_servers_share_publications_and_a_restart_builds_nothing(server_factory, conda_packages, env):
+    a = server_factory(env)
+    b = server_factory(env, home=a.home)
     with a.client(a.admin_token()) as c:
         c.post("/channels", json={"name": "shared"}).raise_for_status()
     hello, newer = conda_packages["hello"], conda_packages["hello-1.1"]
@@ -84,7 +103,7 @@ def test_two_servers_share_publications_and_a_restart_builds_nothing(server_fact
     # A restart serves the existing publication at once: the same bytes, and no build.
     a.stop()
     b.stop()
-    c_srv = server_factory(home=a.home)
+    c_srv = server_factory(env, home=a.home)
     url_c = f"{c_srv.api}/repo/shared/noarch/repodata.json"
     again = httpx.get(url_c)
     assert again.status_code == 200 and again.content == current.content
