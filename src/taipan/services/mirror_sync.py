@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -26,7 +26,10 @@ from sqlalchemy.orm import Session
 from taipan.db.mirrors import Mirror
 from taipan.db.models import Channel, File, IndexChange, utcnow
 from taipan.domain import filters as flt
+from taipan.domain.conda import parse_conda_filename
+from taipan.domain.conda_record import record_problem
 from taipan.domain.repodata import record_bytes
+from taipan.domain.urls import redact_url, scrub, secrets_of
 from taipan.errors import TaipanError, UpstreamError
 from taipan.services.indexing import log_changes
 from taipan.services.mirror_runs import (
@@ -36,6 +39,7 @@ from taipan.services.mirror_runs import (
     Progress,
     Stopped,
     claim,
+    error_category,
     initial_sync_state,
 )
 from taipan.upstreams.conda import CondaUpstream, partial_path, remove_quietly
@@ -52,6 +56,8 @@ class Plan:
     update: list[dict[str, Any]]
     remove: list[tuple[str, str, str]]  # (file id, subdir, filename)
     fetch: list[dict[str, Any]]  # rows to make active: download first
+    # Selected files whose ckey another source (an upload, another mirror) already holds.
+    conflicts: list[str] = field(default_factory=list)
 
 
 def run_mirror(env: MirrorEnv, mirror_id: str) -> str | None:
@@ -66,18 +72,22 @@ def run_mirror(env: MirrorEnv, mirror_id: str) -> str | None:
         assert channel is not None
         db.expunge_all()
     state = dict(m.sync_state)
-    final, error, seen = "failed", None, None
+    final, error, category, seen = "failed", None, None, None
+    secrets: list[str] = []
     with Progress(env, mirror_id, run_id, state) as progress:
         try:
-            seen = _syncer(m.mirror_type)(env, m, channel, progress)
+            source, proxy = _real_urls(env, m)
+            secrets = secrets_of(source) + secrets_of(proxy)
+            seen = _syncer(m.mirror_type)(env, m, channel, progress, source, proxy)
             final = "completed"
         except Stopped as exc:
-            final, error = "stopped", str(exc)
+            final, error, category = "stopped", str(exc), error_category(exc)
         except TaipanError as exc:
             error = f"{exc.message}" + (f" ({exc.hint})" if exc.hint else "")
+            category = error_category(exc)
         except Exception as exc:  # report, never crash the worker
-            log.exception("mirror %s failed", m.name)
-            error = f"{type(exc).__name__}: {exc}"
+            log.error("mirror %s failed: %s", m.name, scrub(f"{type(exc).__name__}: {exc}", secrets))
+            error, category = f"{type(exc).__name__}: {exc}", "internal error"
     if progress.lost:
         return None
     snap = progress.snapshot()
@@ -86,7 +96,10 @@ def run_mirror(env: MirrorEnv, mirror_id: str) -> str | None:
         # The run published what it could; say why the rest is missing instead of a blank error.
         error = (f"{failed_files} file(s) could not be fetched and were left out; last error: "
                  f"{snap.get('last_exception') or 'unknown'} (the next run tries them again)")
-    snap.update(last_exception=error, finished_at=utcnow().isoformat())
+        category = f"{failed_files} file(s) could not be fetched ({snap.get('last_error_category') or 'error'})"
+    # Credentials never reach the mirror's JSON, whoever reads it.
+    snap.update(last_exception=scrub(error, secrets), last_error_category=category,
+                finished_at=utcnow().isoformat())
     if final == "completed":
         snap.update(current_step_number=len(STEPS), current_step_percentage=100,
                     current_step_description="Completed")
@@ -115,6 +128,17 @@ def run_mirror(env: MirrorEnv, mirror_id: str) -> str | None:
     return final
 
 
+def _real_urls(env: MirrorEnv, m: Mirror) -> tuple[str, str | None]:
+    """The source and proxy URLs with their credentials, decrypted for this run only."""
+    box = env.secrets
+    if (m.source_secret or m.proxy_secret) and box is None:
+        raise UpstreamError("The mirror's credentials cannot be read (no secrets key)",
+                            "Set TAIPAN_SECRETS__KEY as on the server", code="secret_unreadable")
+    source = box.open(m.source_secret) if m.source_secret and box else m.source_root
+    proxy = box.open(m.proxy_secret) if m.proxy_secret and box else m.proxy
+    return source, proxy
+
+
 # Mirror type -> the module whose ``sync(env, mirror, channel, progress)`` runs it (conda's is
 # ``_sync`` below). Imported on use: those modules build on this one.
 SYNCERS = {"python_simple": "taipan.services.mirror_sync_python", "CRAN": "taipan.services.mirror_sync_cran"}
@@ -126,13 +150,18 @@ def _syncer(mirror_type: str) -> Any:
     return _sync if module is None else importlib.import_module(module).sync
 
 
-def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> dict[str, Any]:
+def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress, source: str,
+          proxy: str | None) -> dict[str, Any]:
     """Run the steps; return what to remember of the upstream (its validators) for the next run."""
     ch_filters = _channel_filters(channel)
     compiled = flt.compile_filters(m.filters or {}, ch_filters)
-    with env.upstream_factory(m.source_root, proxy=m.proxy) as upstream:
+    with env.upstream_factory(source, proxy=proxy) as upstream:
         progress.step(1)
-        subdirs = compiled.subdirs or upstream.subdirs()
+        if not compiled.subdirs:
+            subdirs = upstream.subdirs()
+            progress.contacted()
+        else:
+            subdirs = compiled.subdirs
         progress.step(2)
         digest = _digest(m, ch_filters, subdirs)
         prev = (m.cache or {}).get("upstream") or {}
@@ -145,6 +174,7 @@ def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> di
             v = known.get(subdir) or {}
             fetched[subdir] = upstream.fetch_repodata(subdir, etag=v.get("etag"),
                                                       last_modified=v.get("last_modified"))
+            progress.contacted()
             progress.percent(100 * (i + 1) / len(subdirs))
             progress.check()
         validators = {sd: {"etag": f.etag, "last_modified": f.last_modified} for sd, f in fetched.items()
@@ -158,12 +188,16 @@ def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> di
             return seen
         upstream_records: dict[str, dict[str, Any]] = {}
         base_urls: dict[str, str | None] = {}
+        invalid: list[tuple[str, str]] = []
         for subdir, got in fetched.items():
             if got.not_modified:  # others changed: this one is needed in full after all
                 got = upstream.fetch_repodata(subdir)
             if got.missing or got.content is None:
                 continue
-            upstream_records[subdir], base_urls[subdir] = _parse_repodata(got.content, got.url)
+            upstream_records[subdir], base_urls[subdir], bad = _parse_repodata(got.content,
+                                                                               redact_url(got.url) or "")
+            invalid += [(f"{subdir}/{fn}", why) for fn, why in bad]
+        _report_invalid(progress, invalid)
         if not upstream_records:
             raise UpstreamError(f"The upstream has none of the subdirs {', '.join(subdirs)}",
                                 "Check --subdirs against the upstream channel", code="upstream_no_subdirs")
@@ -179,10 +213,30 @@ def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> di
         del upstream_records
         progress.step(4)
         plan = _plan(env, m, channel, sel.kept, upstream, base_urls)
+        _report_conflicts(progress, plan.conflicts)
         _fetch_active(env, upstream, plan, progress)
     progress.step(5)
     _publish(env, m, channel, plan, progress)
     return seen
+
+
+CONFLICTS_SHOWN = 20
+
+
+def _report_conflicts(progress: Progress, conflicts: list[str]) -> None:
+    """Selected files that the channel already holds from another source are left out: say how
+    many and which, instead of a run that "completes" with nothing stored."""
+    with progress._lock:
+        progress.state["count"]["conflicts"] = len(conflicts)
+        progress.state["conflicts"] = sorted(conflicts)[:CONFLICTS_SHOWN]
+
+
+def _report_invalid(progress: Progress, invalid: list[tuple[str, str]]) -> None:
+    """Upstream records that no conda client could read are skipped, never published: say how many
+    and why, without failing the run."""
+    with progress._lock:
+        progress.state["count"]["invalid"] = len(invalid)
+        progress.state["invalid_records"] = [f"{ckey}: {why}" for ckey, why in sorted(invalid)[:CONFLICTS_SHOWN]]
 
 
 def _files_intact(env: MirrorEnv, m: Mirror, prev: Mapping[str, Any]) -> bool:
@@ -206,9 +260,11 @@ def _channel_filters(channel: Channel) -> dict[str, Any]:
     return {k: raw[k] for k in (*flt.CHANNEL_FILTER_KEYS, "licenses") if k in raw}
 
 
-def _parse_repodata(content: bytes, url: str = "repodata.json") -> tuple[dict[str, Any], str | None]:
-    """The records of an upstream repodata.json; records without a name or version are skipped
-    (no client could install them, and MatchSpecs cannot be tested on them)."""
+def _parse_repodata(content: bytes, url: str = "repodata.json"
+                    ) -> tuple[dict[str, Any], str | None, list[tuple[str, str]]]:
+    """The records of an upstream repodata.json, its base_url, and the records left out with the
+    reason: a file name that is not a conda package's, or a record against the repodata schema
+    (one such record would make the published repodata.json unreadable for every client)."""
     try:
         data = orjson.loads(content)
     except orjson.JSONDecodeError as exc:
@@ -219,17 +275,33 @@ def _parse_repodata(content: bytes, url: str = "repodata.json") -> tuple[dict[st
         raise UpstreamError(f"{url} is not a conda repodata.json (not a JSON object)",
                             "Check that the source URL is the root of a conda channel", code="upstream_corrupt")
     records: dict[str, Any] = {}
+    invalid: list[tuple[str, str]] = []
     for key in ("packages", "packages.conda"):
         section = data.get(key) or {}
         if not isinstance(section, dict):
             continue
         for fn, rec in section.items():
-            if isinstance(rec, dict) and isinstance(rec.get("name"), str) and rec.get("version") is not None:
+            problem = _filename_problem(fn, key) or record_problem(rec)
+            if problem is None:
                 records[fn] = rec
             else:
-                log.warning("skipping malformed upstream record %s in %s", fn, url)
+                invalid.append((fn, problem))
+    if invalid:
+        log.warning("skipped %d invalid upstream record(s) in %s, e.g. %s: %s", len(invalid), url, *invalid[0])
     info = data.get("info") if isinstance(data.get("info"), dict) else {}
-    return records, info.get("base_url") or None
+    base_url = info.get("base_url") if isinstance(info.get("base_url"), str) else None
+    return records, base_url or None, invalid
+
+
+def _filename_problem(fn: str, section: str) -> str | None:
+    want = ".conda" if section == "packages.conda" else ".tar.bz2"
+    try:
+        parse_conda_filename(fn)
+    except TaipanError:
+        return "not a conda package file name"
+    if not fn.endswith(want):
+        return f"a {section!r} entry must end in {want}"
+    return None
 
 
 def _plan(env: MirrorEnv, m: Mirror, channel: Channel, kept: Mapping[str, Mapping[str, Any]],
@@ -245,6 +317,7 @@ def _plan(env: MirrorEnv, m: Mirror, channel: Channel, kept: Mapping[str, Mappin
         for fn, rec in records.items():
             ckey = f"{subdir}/{fn}"
             if ckey in others:  # uploaded, or another mirror's: never overwritten by this one
+                plan.conflicts.append(ckey)
                 continue
             text = record_bytes(rec).decode()
             old = mine.pop(ckey, None)
@@ -257,7 +330,8 @@ def _plan(env: MirrorEnv, m: Mirror, channel: Channel, kept: Mapping[str, Mappin
                    "md5": rec.get("md5") or "", "size": int(rec.get("size") or 0), "record": text,
                    "meta": {"index.json": {k: rec[k] for k in _META_KEYS if k in rec}},
                    "state": state, "mirror_id": m.id, "updated_at": now,
-                   "source_url": upstream.file_url(subdir, fn, base_urls.get(subdir))}
+                   # stored without credentials: the run (or a passive fetch) puts them back
+                   "source_url": redact_url(upstream.file_url(subdir, fn, base_urls.get(subdir)))}
             needs_fetch = (m.mode == "active" or not row["sha256"]) and state != "active"
             if needs_fetch:
                 plan.fetch.append(row)
@@ -287,6 +361,7 @@ def _fetch_active(env: MirrorEnv, upstream: CondaUpstream, plan: Plan, progress:
             with lock:
                 failed.add(row["id"])
                 progress.state["last_exception"] = exc.message
+                progress.state["last_error_category"] = error_category(exc)
             progress.count("failed")
         with lock:
             done += 1
@@ -313,7 +388,7 @@ def _download(env: MirrorEnv, upstream: CondaUpstream, row: dict[str, Any]) -> N
         row["state"] = "active"
         return
     dest = partial_path(env.blobs.tempdir(), sha, row["ckey"])
-    got = upstream.download(row["source_url"], dest, sha256=sha, size=row["size"] or None,
+    got = upstream.download(upstream.unmask(row["source_url"]), dest, sha256=sha, size=row["size"] or None,
                             md5=row["md5"] or None)
     env.blobs.put_file(got.sha256, dest, move=True)
     remove_quietly(dest)

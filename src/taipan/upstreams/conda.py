@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,13 +21,15 @@ import httpx
 import zstandard
 
 from taipan import __version__
+from taipan.domain.egress import EgressPolicy
 from taipan.domain.names import KNOWN_SUBDIRS
+from taipan.domain.urls import redact_url, unmask
 from taipan.errors import UpstreamError
+from taipan.upstreams.egress import guarded_transport, request_hook
 
 log = logging.getLogger(__name__)
 CHUNK = 256 * 1024
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-_TOKEN_RE = re.compile(r"/t/[^/]+/")
 
 
 @dataclass
@@ -54,16 +55,23 @@ class CondaUpstream:
 
     def __init__(self, source_root: str, *, proxy: str | None = None, timeout: float = 60.0,
                  retries: int = 4, backoff: float = 0.25,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, egress: EgressPolicy | None = None) -> None:
         self.root = source_root.rstrip("/") + "/"
         self.retries = retries
         self.backoff = backoff
         self._sleep = sleep
         self._zst_missing = False
+        # The egress policy (None: no checks, for library use): without a proxy every connection is
+        # checked when it is opened, redirect hops included; behind one, every request's host.
+        guard: dict[str, object] = {}
+        if egress is not None and proxy:
+            guard["event_hooks"] = {"request": [request_hook(egress)]}
+        elif egress is not None:
+            guard["transport"] = guarded_transport(egress)
         self.client = httpx.Client(
             proxy=proxy or None, timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
             follow_redirects=True, headers={"User-Agent": f"taipan-mirror/{__version__}"},
-            trust_env=not proxy,
+            trust_env=not proxy and egress is None, **guard,  # type: ignore[arg-type]
         )
 
     def __enter__(self) -> CondaUpstream:
@@ -78,11 +86,15 @@ class CondaUpstream:
     def url(self, path: str) -> str:
         return self.root + path.lstrip("/")
 
+    def unmask(self, url: str) -> str:
+        """A file URL stored without credentials, with this upstream's credentials again."""
+        return unmask(url, self.root)
+
     # --- requests with retries ----------------------------------------------------------------
 
     @staticmethod
     def _describe(url: str) -> str:
-        return _TOKEN_RE.sub("/t/***/", url)
+        return redact_url(url) or ""
 
     @contextmanager
     def _request(self, method: str, url: str, headers: dict[str, str] | None = None,
