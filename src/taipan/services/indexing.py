@@ -294,6 +294,11 @@ class Indexer:
         row = db.get(IndexPublication, (state.channel_id, state.subdir))
         if row is None or row.family != state.family or row.manifest.get("format") != FORMAT_VERSION:
             return None
+        # A pointer whose main files are gone (e.g. a database restored without its blobs) is
+        # rebuilt rather than adopted; content-addressed files (shards) are not checked one by one.
+        etags = row.manifest.get("etags", {})
+        if not all(self._blobs.exists(v[0]) for k, v in row.manifest.get("files", {}).items() if k not in etags):
+            return None
         return row
 
     def _load(self, state: _PartitionState, *, frozen: bool = False) -> None:
@@ -448,7 +453,7 @@ class Indexer:
                 row = db.get(IndexPublication, (state.channel_id, state.subdir), with_for_update=True)
                 if row is None:
                     db.add(IndexPublication(channel_id=state.channel_id, subdir=state.subdir, **values))
-                elif row.seq < pub.seq or (row.seq == pub.seq and row.etag_base == pub.etag_base):
+                elif row.seq <= pub.seq:
                     for k, v in values.items():
                         setattr(row, k, v)
                 else:
