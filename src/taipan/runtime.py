@@ -74,7 +74,7 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     blobs = _blob_store(settings)
     hooks = Hooks()
     rt = Runtime(settings=settings, engine=engine, sessions=sessions, blobs=blobs,
-                 indexer=Indexer(sessions, on_publish=hooks.on_publish),
+                 indexer=Indexer(sessions, blobs=blobs, on_publish=hooks.on_publish),
                  downloads=DownloadRecorder(sessions, on_record=hooks.on_download), hooks=hooks)
     _add_jobs(rt)
     return rt
