@@ -108,7 +108,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    default=None, type=parse_bool, metavar="True|False",
                    help="[CRAN] also mirror older versions from src/contrib/Archive/<pkg>/")
     f.add_argument("--cve_score", type=parse_score, default=argparse.SUPPRESS,
-                   help="only files with a CVE score below this (0-10)")
+                   help="leave out files whose CVE score is at or above this (0-10, one decimal)")
     f.add_argument("--exclude_uncurated_cve_packages", nargs="?", const=True, default=None, type=parse_bool,
                    metavar="True|False", help="leave out files with uncurated CVEs")
     f.add_argument("--date_from", help="published (python: uploaded) on or after YYYY-MM-DD (window of at most a year)")
@@ -227,17 +227,16 @@ def filters_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # Accepted for compatibility with Anaconda Server scripts, stored, but not applied by this server:
-# it has no CVE data and no signatures yet. Saying so beats a silently unfiltered mirror.
-NOT_APPLIED = (("cve_score", "--cve_score"), ("exclude_uncurated_cve_packages", "--exclude_uncurated_cve_packages"),
-               ("only_signed", "--only_signed"), ("projects", "--projects"))
+# it verifies no package signatures yet. Saying so beats a silently unfiltered mirror.
+NOT_APPLIED = (("only_signed", "--only_signed"),)
 
 
 def not_applied_warnings(args: argparse.Namespace) -> list[str]:
     given = [flag for attr, flag in NOT_APPLIED if getattr(args, attr, None) not in (None, False, "")]
     if not given:
         return []
-    return [f"{', '.join(given)}: stored but not applied to conda mirrors by this server "
-            "(no CVE data, signatures or PyPI projects here); the mirror is not filtered by them"]
+    return [f"{', '.join(given)}: stored but not applied by this server (it verifies no package "
+            "signatures yet); the mirror is not filtered by it"]
 
 
 def _need_channel(args: argparse.Namespace, action: str) -> str:
