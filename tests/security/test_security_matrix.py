@@ -146,9 +146,25 @@ def new_token(server, session: str, **body) -> str:
     return r.json()["token"]
 
 
+def _start_server(home):
+    """tests/conftest.py's start_server (every conftest module is named 'conftest')."""
+    import importlib.util
+    from pathlib import Path
+
+    name = "taipan_security_root_conftest"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "conftest.py")
+        assert spec and spec.loader
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name].start_server(home)
+
+
 @pytest.fixture(scope="module")
-def world(taipan_server, conda_packages):
-    server = taipan_server
+def world(tmp_path_factory, conda_packages):
+    # A server of its own: the password forms must not meet other tests' failed sign-ins from
+    # this address (they are throttled per client address).
+    server = _start_server(tmp_path_factory.mktemp("matrix-home"))
     owner, stranger, admin = (unique(x).replace("-", "_") for x in ("owner", "user", "admin"))
     for name in (owner, stranger):
         make_user(server, name)
@@ -173,7 +189,8 @@ def world(taipan_server, conda_packages):
             c.post(f"/channels/{name}/artifacts",
                    files={"content": (hello.name, hello.read_bytes())}).raise_for_status()
             channels[privacy] = name
-    return {"server": server, "callers": callers, "channels": channels, "file": hello.name}
+    yield {"server": server, "callers": callers, "channels": channels, "file": hello.name}
+    server.stop()
 
 
 def _answer(r: httpx.Response, name: str) -> tuple[int, str, str | None]:

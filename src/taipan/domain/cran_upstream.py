@@ -6,14 +6,16 @@ fetches the bytes."""
 
 from __future__ import annotations
 
+import gzip
 import re
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import unquote, urljoin
 
-from taipan.domain import cran
+from taipan.domain import cran, rds
 from taipan.domain.matchspec import family_of_license
 from taipan.errors import InvalidInput
 
@@ -30,6 +32,7 @@ class UpstreamPackage:
     url: str  # absolute
     record: dict[str, Any]  # the stanza's fields as stored (KEPT_FIELDS), values on one line
     archived: bool = False  # an older version, from src/contrib/Archive/<name>/
+    partition: str = cran.SOURCE_PARTITION
 
     @property
     def md5(self) -> str:
@@ -40,21 +43,37 @@ class UpstreamPackage:
         return str(self.record.get("SHA256") or "")
 
 
-def parse_packages(data: bytes, contrib_url: str) -> list[UpstreamPackage]:
+def partition_ext(partition: str) -> str:
+    """The package file type of a tree: .tar.gz (src/contrib), .zip (Windows), .tgz (macOS)."""
+    if partition == cran.SOURCE_PARTITION:
+        return cran.SOURCE_EXT
+    return cran.WINDOWS_EXT if partition.startswith("bin/windows/") else cran.MAC_EXT
+
+
+def validate_partition(value: str) -> str:
+    if not cran.is_partition(value):
+        raise InvalidInput(f"{value[:100]!r} is not a tree of a CRAN-like repository",
+                           "Give src/contrib, bin/windows/contrib/<R x.y> or bin/macosx/[<build>/]contrib/<R x.y>, "
+                           "e.g. --subdirs src/contrib,bin/windows/contrib/4.4", code="unknown_subdir")
+    return value
+
+
+def parse_packages(data: bytes, contrib_url: str, partition: str = cran.SOURCE_PARTITION) -> list[UpstreamPackage]:
     """The valid stanzas of a PACKAGES file (``Path:`` and ``File:`` honoured, as R does); stanzas
     without a valid name or version are skipped (R could not install them either)."""
+    ext = partition_ext(partition)
     out = []
     for st in cran.parse_dcf(data):
         name, version = st.get("Package", ""), st.get("Version", "")
         if not cran.is_valid_name(name) or not cran.is_valid_version(version):
             continue
-        filename = st.get("File") or f"{name}_{version}{cran.SOURCE_EXT}"
-        if "/" in filename or filename != f"{name}_{version}{cran.SOURCE_EXT}":
+        filename = st.get("File") or f"{name}_{version}{ext}"
+        if "/" in filename or filename != f"{name}_{version}{ext}":
             continue  # Taipan stores a source package under its canonical name only
         path = st.get("Path", "").strip("/")
         url = urljoin(contrib_url, (path + "/" if path else "") + filename)
         record = {k: cran.one_line(st[k]) for k in KEPT_FIELDS if st.get(k)}
-        out.append(UpstreamPackage(name, version, filename, url, record))
+        out.append(UpstreamPackage(name, version, filename, url, record, partition=partition))
     return out
 
 
@@ -85,6 +104,37 @@ def parse_archive_listing(name: str, html: bytes, listing_url: str) -> list[Upst
             continue
         out.append(UpstreamPackage(name, fn.version, filename, urljoin(listing_url, href.split("?")[0]),
                                    {"Package": name, "Version": fn.version}, archived=True))
+    return out
+
+
+def parse_archive_rds(data: bytes, contrib_url: str) -> dict[str, list[UpstreamPackage]]:
+    """The archived versions ``src/contrib/Meta/archive.rds`` lists (CRAN's and Taipan's: a list
+    named by package of data frames whose row names are ``<pkg>/<pkg>_<version>.tar.gz``), by name.
+    ValueError when it is not such a file."""
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ValueError(f"broken gzip: {exc}") from exc
+    top = rds.unserialize(data)
+    names = top.attributes.get("names") if isinstance(top, rds.RObject) else None
+    if not isinstance(names, rds.RObject) or top.kind != "list":
+        raise ValueError("not a named list")
+    out: dict[str, list[UpstreamPackage]] = {}
+    for name, frame in zip(names.items, top.items, strict=False):
+        rows = frame.attributes.get("row.names") if isinstance(frame, rds.RObject) else None
+        if not isinstance(name, str) or not isinstance(rows, rds.RObject) or rows.kind != "character":
+            continue
+        for row in rows.items:
+            pkg, _, filename = str(row).partition("/")
+            try:
+                fn = cran.parse_filename(filename)
+            except InvalidInput:
+                continue
+            if pkg == name == fn.name and fn.ext == cran.SOURCE_EXT:
+                out.setdefault(name, []).append(UpstreamPackage(
+                    name, fn.version, filename, urljoin(contrib_url, f"Archive/{name}/{filename}"),
+                    {"Package": name, "Version": fn.version}, archived=True))
     return out
 
 
@@ -141,16 +191,41 @@ class Selection:
     dependencies_added: int = 0
 
 
-def select(packages: list[UpstreamPackage], filters: Mapping[str, Any]) -> Selection:
-    """Apply the mirror's filters; a package is counted under the first filter that drops it."""
+def channel_requirements(specs: Iterable[str]) -> list[cran.RRequirement]:
+    """A channel's exclude specs that read as R requirements (others are conda MatchSpecs, which
+    name no R package)."""
+    out = []
+    for text in specs:
+        try:
+            out.append(cran.parse_requirement(text))
+        except InvalidInput:
+            continue
+    return out
+
+
+def select(packages: list[UpstreamPackage], filters: Mapping[str, Any],
+           channel: Mapping[str, Any] | None = None) -> Selection:
+    """Apply the channel's filters (licenses, exclude specs), then the mirror's; a package is counted
+    under the first filter that drops it (``channel_license``, ``channel_exclude_specs``, ...)."""
+    channel = channel or {}
+    ch_inc, ch_exc = channel.get("include_licenses") or [], channel.get("exclude_licenses") or []
+    ch_specs = channel_requirements(channel.get("exclude_specs") or [])
     only = [cran.parse_requirement(t) for t in filters.get("only_specs") or []]
     exclude = [cran.parse_requirement(t) for t in filters.get("exclude_specs") or []]
     include = [cran.parse_requirement(t) for t in filters.get("include_specs") or []]
     inc_lic, exc_lic = filters.get("include_licenses") or [], filters.get("exclude_licenses") or []
     date_from, date_to = filters.get("date_from"), filters.get("date_to")
-    counts = {"only_specs": 0, "exclude_specs": 0, "license": 0, "date": 0}
+    counts = {"only_specs": 0, "exclude_specs": 0, "license": 0, "date": 0, "channel_license": 0,
+              "channel_exclude_specs": 0}
     kept = []
     for p in packages:
+        if (ch_inc or ch_exc) and not p.archived and not licensed(
+                r_license_families(p.record.get("License")), ch_inc, ch_exc):
+            counts["channel_license"] += 1
+            continue
+        if ch_specs and any(r.matches(p.name, p.version) for r in ch_specs):
+            counts["channel_exclude_specs"] += 1
+            continue
         if only and not any(r.matches(p.name, p.version) for r in only):
             counts["only_specs"] += 1
             continue

@@ -73,13 +73,18 @@ def check_date_window(date_from: Any, date_to: Any) -> tuple[str, str] | None:
     return start.isoformat(), end.isoformat()
 
 
+def _load(where: tuple[str, str]) -> Any:
+    return getattr(importlib.import_module(where[0]), where[1])
+
+
 def _spec_parser(mirror_type: str) -> Any:
     """What a mirror type's specs are: MatchSpecs (conda), PEP 508 requirements (python_simple,
     'requests>=2.31,<3'), R requirements (CRAN, 'ggplot2 (>= 3.4)' or 'ggplot2>=3.4', globs)."""
-    if mirror_type in _SPEC_PARSERS:
-        module, attr = _SPEC_PARSERS[mirror_type]
-        return getattr(importlib.import_module(module), attr)
-    return parse_spec
+    return _load(_SPEC_PARSERS[mirror_type]) if mirror_type in _SPEC_PARSERS else parse_spec
+
+
+# What --subdirs names for mirror types other than conda: CRAN's trees (src/contrib, bin/windows/...).
+_SUBDIR_CHECKS = {"CRAN": ("taipan.domain.cran_upstream", "validate_partition")}
 
 
 _SPEC_PARSERS = {"python_simple": ("taipan.domain.python_simple", "parse_requirement"),
@@ -98,8 +103,9 @@ def normalize_mirror_filters(raw: Mapping[str, Any] | None, mirror_type: str = "
         values = _as_list(key, raw.get(key))
         if values:
             out[key] = values
-    if mirror_type == "conda":
-        out["subdirs"] = [validate_subdir(s) for s in dict.fromkeys(out.get("subdirs", []))] or None
+    if mirror_type in ("conda", *_SUBDIR_CHECKS):
+        check = validate_subdir if mirror_type == "conda" else _load(_SUBDIR_CHECKS[mirror_type])
+        out["subdirs"] = [check(s) for s in dict.fromkeys(out.get("subdirs", []))] or None
         if out["subdirs"] is None:
             del out["subdirs"]
     inc, exc = parse_license_list(out.get("include_licenses", []))

@@ -17,6 +17,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from taipan.domain.families.python import parse_filename
+from taipan.domain.matchspec import family_of_license
 from taipan.errors import InvalidInput, UpstreamError
 
 JSON_ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
@@ -210,3 +211,29 @@ def requirements_of(metadata: bytes, envs: list[dict[str, str]]) -> list[Require
         if req.marker is None or any(req.marker.evaluate(env) for env in envs):
             out.append(req)
     return out
+
+
+def license_family(metadata: bytes | None) -> str:
+    """The license family of a distribution from its core metadata: License-Expression (PEP 639)
+    first, then License (when it is a name, not a whole license text), then the license classifiers;
+    'none' when nothing says."""
+    if not metadata:
+        return "none"
+    try:
+        fields, _ = parse_email(metadata)
+    except (ValueError, UnicodeDecodeError):
+        return "none"
+    expr = fields.get("license_expression")
+    if expr:
+        return family_of_license(expr)
+    lic = (fields.get("license") or "").strip()
+    if lic and len(lic) <= 200 and "\n" not in lic:
+        fam = family_of_license(lic)
+        if fam not in ("none", "other"):
+            return fam
+    for classifier in fields.get("classifiers") or []:
+        if classifier.startswith("License ::"):
+            fam = family_of_license(classifier.rsplit("::", 1)[-1])
+            if fam not in ("none", "other"):
+                return fam
+    return family_of_license(lic) if lic else "none"

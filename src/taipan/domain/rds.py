@@ -108,3 +108,119 @@ def serialize(value: RValue) -> bytes:
     out = [HEADER]
     _write(out, value)
     return b"".join(out)
+
+
+# -- reading (what a mirror needs of an upstream's Meta/archive.rds) ------------------------------------
+
+_REF, _ALTREP = 255, 238
+_SKIP_SPECIAL = {242: None, 251: None, 252: None, 253: None}  # empty env, missing/unbound, base env
+
+
+@dataclass
+class RObject:
+    """A value read back: ``items`` are str/None (character), numbers (double, integer, logical) or
+    RObjects (list); ``attributes`` by name."""
+
+    kind: str
+    items: list[Any]
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos, self.refs = data, 0, []
+
+    def int(self) -> int:
+        (v,) = struct.unpack_from(">i", self.data, self.pos)
+        self.pos += 4
+        return int(v)
+
+    def bytes(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise ValueError("truncated R serialization")
+        b = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return b
+
+    def string(self) -> str | None:
+        flags, n = self.int(), self.int()
+        if flags & 0xFF != _CHAR:
+            raise ValueError(f"expected a string, found type {flags & 0xFF}")
+        return None if n == -1 else self.bytes(n).decode("utf-8", "replace")
+
+    def attrs(self, flags: int) -> dict[str, Any]:
+        if not flags & _HAS_ATTR:
+            return {}
+        pairs = self.item()
+        return dict(pairs.items) if isinstance(pairs, RObject) and pairs.kind == "pairlist" else {}
+
+    def item(self) -> Any:  # noqa: C901 - one branch per R type
+        flags = self.int()
+        kind = flags & 0xFF
+        if kind == _NIL or kind in _SKIP_SPECIAL:
+            return None
+        if kind == _REF:
+            index = flags >> 8 or self.int()
+            return self.refs[index - 1]
+        if kind == _SYM:
+            name = self.string()
+            self.refs.append(name)
+            return name
+        if kind == _LIST:  # a pairlist: attributes, tags
+            out = []
+            while kind == _LIST:
+                attrs = self.attrs(flags)
+                tag = self.item() if flags & _HAS_TAG else None
+                out.append((tag, self.item()))
+                del attrs
+                flags = self.int()
+                kind = flags & 0xFF
+            if kind != _NIL:
+                raise ValueError("an improper pairlist")
+            return RObject("pairlist", out)
+        if kind == _ALTREP:
+            info, state, attrs = self.item(), self.item(), self.item()
+            cls = info.items[0][1] if isinstance(info, RObject) and info.items else None
+            if cls in ("compact_intseq", "compact_realseq"):
+                n, start, step = (int(x) for x in state.items[:3])
+                items: list[Any] = [start + i * step for i in range(n)]
+                obj = RObject("integer" if cls == "compact_intseq" else "double", items)
+            elif isinstance(cls, str) and cls.startswith("wrap_"):
+                obj = state.items[0]
+            else:
+                raise ValueError(f"unsupported ALTREP class {cls}")
+            if isinstance(attrs, RObject):
+                obj.attributes.update(dict(attrs.items))
+            return obj
+        if kind in (_STR, _VEC, _LGL, _INT, _REAL):
+            n = self.int()
+            if kind == _STR:
+                items = [self.string() for _ in range(n)]
+            elif kind == _VEC:
+                items = [self.item() for _ in range(n)]
+            elif kind == _REAL:
+                items = list(struct.unpack_from(f">{n}d", self.bytes(8 * n)))
+            else:
+                items = [None if x == NA_INTEGER else x for x in struct.unpack_from(f">{n}i", self.bytes(4 * n))]
+            name = {_STR: "character", _VEC: "list", _LGL: "logical", _INT: "integer", _REAL: "double"}[kind]
+            return RObject(name, items, self.attrs(flags))
+        raise ValueError(f"unsupported R type {kind}")
+
+
+def unserialize(data: bytes) -> Any:
+    """Read what serialize() (or R's saveRDS, XDR format 2 or 3, uncompressed) wrote; ValueError
+    for anything else. Environments, closures and most ALTREP classes are not supported."""
+    if data[:2] != b"X\n":
+        raise ValueError("not an XDR R serialization")
+    r = _Reader(data)
+    r.pos = 2
+    version = r.int()
+    r.int(), r.int()
+    if version == 3:
+        r.bytes(r.int())  # the native encoding
+    elif version != 2:
+        raise ValueError(f"R serialization format {version} is not supported")
+    try:
+        return r.item()
+    except (struct.error, IndexError, AttributeError, TypeError) as exc:
+        raise ValueError(f"malformed R serialization: {exc}") from exc

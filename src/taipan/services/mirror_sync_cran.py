@@ -22,8 +22,9 @@ from taipan.db.mirrors import Mirror
 from taipan.db.models import Channel, File, utcnow
 from taipan.domain import cran
 from taipan.domain import cran_upstream as cu
+from taipan.domain import filters as flt
 from taipan.domain.repodata import record_bytes
-from taipan.errors import UpstreamError
+from taipan.errors import InvalidInput, UpstreamError
 from taipan.services import mirror_sync as ms
 from taipan.services.mirror_runs import MirrorEnv, Progress
 
@@ -40,27 +41,53 @@ def repo_root(source_root: str) -> str:
 
 def sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> dict[str, Any]:
     filters = m.filters or {}
-    contrib = repo_root(m.source_root) + PARTITION + "/"
+    ch_filters = flt.normalize_channel_filters(ms._channel_filters(channel))
+    root = repo_root(m.source_root)
+    partitions = list(filters.get("subdirs") or [PARTITION])
+    digest = hashlib.sha256(orjson.dumps([m.source_root, m.mode, filters, ch_filters],
+                                         option=orjson.OPT_SORT_KEYS)).hexdigest()[:24]
+    prev = (m.cache or {}).get("upstream") or {}
+    # Same settings, last run clean, the channel still holds what it published: ask conditionally.
+    known = prev.get("validators", {}) if prev.get("digest") == digest and prev.get("clean") and \
+        ms._files_intact(env, m, prev) else {}
     with env.upstream_factory(m.source_root, proxy=m.proxy) as upstream:
         progress.step(1)
-        packages = cu.parse_packages(_packages_file(upstream, contrib), contrib)
-        progress.step(2)
-        if filters.get("include_archive"):
-            packages += _archived(env, upstream, contrib, packages, filters, progress)
-        progress.step(3)
-        sel = cu.select(packages, filters)
-        if filters.get("include_dependencies"):
-            sel = cu.with_dependencies(sel, packages)
+        fetched = {part: _packages_file(upstream, root + part + "/", known.get(part) or {}) for part in partitions}
+        seen = {"digest": digest, "validators": {part: v for part, (_, v) in fetched.items()}}
+        if known and all(raw is None and v for raw, v in fetched.values()):  # all 304: nothing changed
+            with progress._lock:
+                progress.state["count"] = prev.get("count", progress.state["count"])
+                progress.state["upstream_unchanged"] = True
+            return seen
+        kept: list[cu.UpstreamPackage] = []
+        total = 0
+        for part, (raw, v) in fetched.items():
+            contrib = root + part + "/"
+            if raw is None and v:  # 304 while another tree changed: needed in full after all
+                raw, v = _packages_file(upstream, contrib, {})
+                seen["validators"][part] = v
+            if raw is None:
+                continue  # the upstream has no such tree
+            progress.step(2)
+            try:
+                packages = cu.parse_packages(raw, contrib, part)
+            except InvalidInput as exc:
+                raise UpstreamError(f"The upstream's {part}/PACKAGES is not a DCF file: {exc.message}",
+                                    "Check that the source URL is the root of a CRAN-like repository",
+                                    code="upstream_corrupt") from exc
+            if filters.get("include_archive") and part == PARTITION:
+                packages += _archived(env, upstream, contrib, packages, filters, progress)
+            progress.step(3)
+            total += len(packages)
+            kept += _select(packages, filters, ch_filters, progress)
+        if not any(raw is not None or v for raw, v in fetched.values()):
+            raise UpstreamError(f"No {'/PACKAGES, '.join(partitions)}/PACKAGES under {upstream._describe(root)}",
+                                "Give the root of a CRAN-like repository, e.g. https://cloud.r-project.org, "
+                                "and trees it has with --subdirs", code="upstream_not_found")
         with progress._lock:
-            mf = progress.state["count"].setdefault("mirror_filtered", {})
-            for k, v in sel.counts.items():
-                mf[k] = mf.get(k, 0) + v
-            progress.state.update(upstream_records=len(packages), selected=len(sel.kept))
-            if filters.get("include_dependencies"):
-                progress.state.update(dependencies_added=sel.dependencies_added,
-                                      dependencies_missing=sel.missing[:100])
+            progress.state.update(upstream_records=total, selected=len(kept))
         progress.step(4)
-        plan = _plan(env, m, channel, sel.kept)
+        plan = _plan(env, m, channel, kept)
         ms._fetch_active(env, upstream, plan, progress)
         for row in plan.add + plan.update:  # hashes learnt by downloading go into the index too
             rec = orjson.loads(row["record"])
@@ -69,31 +96,68 @@ def sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> dic
                 row["record"] = record_bytes(rec).decode()
     progress.step(5)
     ms._publish(env, m, channel, plan, progress)
-    return {"digest": hashlib.sha256(orjson.dumps([m.source_root, m.mode, filters], option=orjson.OPT_SORT_KEYS))
-            .hexdigest()[:24], "validators": {}}
+    return seen
 
 
-def _packages_file(upstream: Any, contrib: str) -> bytes:
-    got = upstream.get_bytes(contrib + "PACKAGES.gz")
-    if got.status_code != 404:
+def _select(packages: list[cu.UpstreamPackage], filters: dict[str, Any], ch_filters: dict[str, Any],
+            progress: Progress) -> list[cu.UpstreamPackage]:
+    """One tree's selection (the dependency closure stays inside the tree), counted."""
+    sel = cu.select(packages, filters, ch_filters)
+    if filters.get("include_dependencies"):
+        sel = cu.with_dependencies(sel, packages)
+    with progress._lock:
+        mf = progress.state["count"].setdefault("mirror_filtered", {})
+        cf = progress.state["count"].setdefault("channel_filtered", {})
+        for k, v in sel.counts.items():
+            into, key = (cf, k[len("channel_"):]) if k.startswith("channel_") else (mf, k)
+            into[key] = into.get(key, 0) + v
+        if filters.get("include_dependencies"):
+            missing = sorted(set(progress.state.get("dependencies_missing") or []) | set(sel.missing))
+            progress.state.update(dependencies_added=int(progress.state.get("dependencies_added") or 0)
+                                  + sel.dependencies_added, dependencies_missing=missing[:100])
+    return sel.kept
+
+
+def _conditional(known: dict[str, Any]) -> dict[str, str]:
+    headers = {}
+    if known.get("etag"):
+        headers["If-None-Match"] = known["etag"]
+    if known.get("last_modified"):
+        headers["If-Modified-Since"] = known["last_modified"]
+    return headers
+
+
+def _packages_file(upstream: Any, contrib: str,
+                   known: dict[str, Any]) -> tuple[bytes | None, dict[str, Any]]:
+    """PACKAGES.gz decompressed (else PACKAGES) and its validators; (None, validators) when answered
+    304, (None, {}) when the tree has neither."""
+    for name in ("PACKAGES.gz", "PACKAGES"):
+        v = known.get(name) or {}
+        got = upstream.get_bytes(contrib + name, headers=_conditional(v))
+        if got.status_code == 304:
+            return None, {name: v}
+        if got.status_code == 404:
+            continue
+        validators = {name: {"etag": got.headers.get("etag"), "last_modified": got.headers.get("last-modified")}}
+        if name == "PACKAGES":
+            return bytes(got.content), validators
         try:
-            return gzip.decompress(got.content)
+            return gzip.decompress(got.content), validators
         except (OSError, EOFError, zlib.error):
-            pass  # a server that already decoded it (Content-Encoding), or a broken file: try PACKAGES
-    got = upstream.get_bytes(contrib + "PACKAGES")
-    if got.status_code == 404:
-        raise UpstreamError(f"No src/contrib/PACKAGES(.gz) under {upstream._describe(contrib)}",
-                            "Give the root of a CRAN-like repository, e.g. https://cloud.r-project.org",
-                            code="upstream_not_found")
-    return bytes(got.content)
+            continue  # a server that already decoded it (Content-Encoding), or a broken file: try PACKAGES
+    return None, {}
 
 
 def _archived(env: MirrorEnv, upstream: Any, contrib: str, packages: list[cu.UpstreamPackage],
               filters: dict[str, Any], progress: Progress) -> list[cu.UpstreamPackage]:
-    """Older versions from ``Archive/<pkg>/`` listings, for the packages the name filters keep."""
+    """Older versions, for the packages the name filters keep: from ``Meta/archive.rds`` when the
+    upstream has one, else from the ``Archive/<pkg>/`` directory listings."""
     names = sorted({p.name for p in cu.select(packages, {k: filters[k] for k in (
         "only_specs", "exclude_specs", "include_specs") if k in filters}).kept})
     current = {(p.name, p.version) for p in packages}
+    listed = _archive_rds(upstream, contrib)
+    if listed is not None:  # one file lists them all (CRAN, Taipan): no directory listings needed
+        return [p for n in names for p in listed.get(n, []) if (p.name, p.version) not in current]
     done = 0
     lock = threading.Lock()
 
@@ -112,16 +176,27 @@ def _archived(env: MirrorEnv, upstream: Any, contrib: str, packages: list[cu.Ups
         return [p for ps in pool.map(one, names) for p in ps]
 
 
+def _archive_rds(upstream: Any, contrib: str) -> dict[str, list[cu.UpstreamPackage]] | None:
+    got = upstream.get_bytes(contrib + "Meta/archive.rds")
+    if got.status_code == 404:
+        return None
+    try:
+        return cu.parse_archive_rds(got.content, contrib)
+    except ValueError:
+        return None  # not readable here: the directory listings say the same
+
+
 def _plan(env: MirrorEnv, m: Mirror, channel: Channel, kept: list[cu.UpstreamPackage]) -> ms.Plan:
     with env.sessions() as db:
-        rows = db.execute(select(File.id, File.ckey, File.mirror_id, File.record, File.state, File.sha256, File.md5)
-                          .where(File.channel_id == channel.id, File.subdir == PARTITION)).all()
+        rows = db.execute(select(File.id, File.ckey, File.subdir, File.mirror_id, File.record, File.state,
+                                 File.sha256, File.md5)
+                          .where(File.channel_id == channel.id, File.family == "cran")).all()
     mine = {r.ckey: r for r in rows if r.mirror_id == m.id}
     others = {r.ckey for r in rows if r.mirror_id != m.id}
     plan = ms.Plan([], [], [], [])
     now = utcnow()
     for p in kept:
-        ckey = f"{PARTITION}/{p.filename}"
+        ckey = f"{p.partition}/{p.filename}"
         if ckey in others:  # uploaded, or another mirror's: never overwritten by this one
             continue
         old = mine.pop(ckey, None)
@@ -140,7 +215,7 @@ def _plan(env: MirrorEnv, m: Mirror, channel: Channel, kept: list[cu.UpstreamPac
         state = old.state if same and old is not None else "passive"
         sha = str(rec.get("SHA256") or (old.sha256 if same and old is not None else ""))
         row = {"id": old.id if old else ms._new_id(), "channel_id": channel.id, "family": "cran",
-               "name": p.name, "version": p.version, "subdir": PARTITION, "filename": p.filename, "ckey": ckey,
+               "name": p.name, "version": p.version, "subdir": p.partition, "filename": p.filename, "ckey": ckey,
                "sha256": sha, "md5": str(rec.get("MD5sum") or ""), "size": int(rec.get("size") or 0),
                "record": text, "meta": {"DESCRIPTION": {k: v for k, v in rec.items() if k != "size"}},
                "state": state, "mirror_id": m.id, "updated_at": now, "source_url": p.url}
@@ -152,5 +227,5 @@ def _plan(env: MirrorEnv, m: Mirror, channel: Channel, kept: list[cu.UpstreamPac
             plan.add.append(row)
         elif old.record != text or not same or needs_fetch:
             plan.update.append(row)
-    plan.remove = [(r.id, PARTITION, r.ckey.rsplit("/", 1)[-1]) for r in mine.values()]
+    plan.remove = [(r.id, r.subdir, r.ckey.rsplit("/", 1)[-1]) for r in mine.values()]
     return plan

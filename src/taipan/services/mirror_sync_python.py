@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from taipan.db.mirrors import Mirror
 from taipan.db.models import Channel, File, utcnow
+from taipan.domain import filters as flt
 from taipan.domain import python_simple as ps
 from taipan.domain.families.python import PARTITION
 from taipan.domain.repodata import record_bytes
@@ -68,6 +69,9 @@ def sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> dic
         kept = _select(files, filters, progress)
         if filters.get("include_dependencies"):
             kept = _with_dependencies(env, upstream, root, pages, kept, filters, progress, etags)
+        licenses = flt.normalize_channel_filters(ms._channel_filters(channel))
+        if any(filters.get(k) for k in ("include_licenses", "exclude_licenses")) or licenses:
+            kept = _by_license(env, upstream, kept, filters, licenses, progress)
         progress.step(4)
         plan = _plan(env, m, channel, kept)
         ms._fetch_active(env, upstream, plan, progress)
@@ -148,6 +152,44 @@ def _with_dependencies(env: MirrorEnv, upstream: Any, root: str, pages: dict[str
     with progress._lock:
         progress.state["dependencies_added"] = added
     return list(chosen.values())
+
+
+def _by_license(env: MirrorEnv, upstream: Any, kept: list[ps.UpstreamFile], filters: dict[str, Any],
+                channel_filters: dict[str, Any], progress: Progress) -> list[ps.UpstreamFile]:
+    """Keep what the mirror's and the channel's license families allow; a version's family is read
+    from one of its files' PEP 658 metadata (none advertised: 'none')."""
+    versions = sorted({(f.project, f.version) for f in kept})
+    source = {}
+    for f in sorted(kept, key=lambda f: not f.filename.endswith(".whl")):
+        if f.has_metadata:
+            source.setdefault((f.project, f.version), f)
+
+    def family(key: tuple[str, str]) -> str:
+        progress.check()
+        f = source.get(key)
+        if f is None:
+            return "none"
+        got = upstream.get_bytes(f.url + ".metadata")
+        return ps.license_family(got.content if got.status_code == 200 else None)
+
+    with ThreadPoolExecutor(max(env.download_threads, 1), thread_name_prefix="mirror-meta") as pool:
+        families = dict(zip(versions, pool.map(family, versions), strict=True))
+    rules = (("channel_filtered", channel_filters.get("include_licenses"), channel_filters.get("exclude_licenses")),
+             ("mirror_filtered", filters.get("include_licenses"), filters.get("exclude_licenses")))
+    out = []
+    dropped = {"channel_filtered": 0, "mirror_filtered": 0}
+    for f in kept:
+        fam = families[(f.project, f.version)]
+        level = next((lvl for lvl, inc, exc in rules if (inc and fam not in inc) or (exc and fam in exc)), None)
+        if level is None:
+            out.append(f)
+        else:
+            dropped[level] += 1
+    with progress._lock:
+        for level, n in dropped.items():
+            counts = progress.state["count"].setdefault(level, {})
+            counts["license"] = counts.get("license", 0) + n
+    return out
 
 
 def _select(files: list[ps.UpstreamFile], filters: dict[str, Any], progress: Progress) -> list[ps.UpstreamFile]:

@@ -111,6 +111,10 @@ def _document_errors(operation: dict[str, Any], method: str) -> None:
         current = responses.get(key)
         if current is None or _is_fastapi_validation_error(current):
             responses[key] = _error_response(description)
+    for key, current in responses.items():
+        # An error a route documents itself without saying its body: the body is an Error too.
+        if key[:1] in ("4", "5") and isinstance(current, dict) and "content" not in current:
+            current["content"] = _error_response("")["content"]
     operation["responses"] = dict(sorted(responses.items()))
 
 

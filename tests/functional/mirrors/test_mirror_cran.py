@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import threading
 import uuid
+import zipfile
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,8 @@ class _Quiet(SimpleHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def cran_tree(r_bin: str, r_packages: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """src/contrib with tpdep 1.0, tpmain 1.0 (imports tpdep), tpgpl 2.0 (GPL-3, published 2023-05-01),
-    and tpmain 0.9 in Archive/tpmain/; PACKAGES(.gz) written by R with Date/Publication."""
+    and tpmain 0.9 in Archive/tpmain/; PACKAGES(.gz) written by R with Date/Publication; and
+    bin/windows/contrib/4.4 with tpdep 1.0."""
     root = tmp_path_factory.mktemp("cran-upstream")
     contrib = root / "src" / "contrib"
     (contrib / "Archive" / "tpmain").mkdir(parents=True)
@@ -47,6 +49,15 @@ def cran_tree(r_bin: str, r_packages: dict[str, Path], tmp_path_factory: pytest.
                for s in text.split("\n\n")]
     (contrib / "PACKAGES").write_text("\n\n".join(stanzas))
     (contrib / "PACKAGES.gz").unlink()  # the mirror falls back to PACKAGES
+    # A Windows binary tree for R 4.4 with tpdep (its index written as write_PACKAGES writes one).
+    win = root / "bin" / "windows" / "contrib" / "4.4"
+    win.mkdir(parents=True)
+    with zipfile.ZipFile(win / "tpdep_1.0.zip", "w") as z:
+        z.writestr("tpdep/DESCRIPTION", "Package: tpdep\nVersion: 1.0\nLicense: MIT + file LICENSE\n"
+                                        "Built: R 4.4.1; ; 2024-07-01 10:00:00 UTC; windows\n")
+    md5 = hashlib.md5((win / "tpdep_1.0.zip").read_bytes()).hexdigest()
+    (win / "PACKAGES").write_text(f"Package: tpdep\nVersion: 1.0\nLicense: MIT + file LICENSE\nMD5sum: {md5}\n"
+                                  "Built: R 4.4.1; ; 2024-07-01 10:00:00 UTC; windows\n")
     return root
 
 
@@ -121,7 +132,9 @@ def test_passive_cran_mirror_with_dependencies_and_archive_installs_with_r(
     # A second run changes nothing and keeps what was fetched.
     with api(mirror_server) as c:
         assert c.put(f"/channels/{ch}/mirrors/cran", json={"run_now": True}).status_code in (200, 202)
-    wait_state(mirror_server, ch, "cran", pred=lambda m: m["sync_state"].get("finished_at") != st["finished_at"])
+    again = wait_state(mirror_server, ch, "cran",
+                       pred=lambda m: m["sync_state"].get("finished_at") not in (None, st["finished_at"]))
+    assert again["sync_state"].get("upstream_unchanged"), again["sync_state"]  # answered 304
     assert set(_files(mirror_server, ch).values()) == {"active"}
 
 
@@ -161,3 +174,76 @@ def test_cran_mirror_errors(mirror_server, upstream_url) -> None:
         assert r.status_code == 201, r.text
     m = wait_state(mirror_server, ch, "empty", states=("failed",))
     assert "PACKAGES" in m["sync_state"]["last_exception"]
+
+
+def test_active_cran_mirror_of_another_taipan_channel_with_its_archive(mirror_server, r_packages) -> None:
+    up = unique("cranup")
+    token = mirror_server.admin_token()
+    with api(mirror_server) as c:
+        assert c.post("/channels", json={"name": up, "privacy": "public"}).status_code == 201
+    for key in ("tpdep", "tpmain-0.9", "tpmain"):
+        p = r_packages[key]
+        r = httpx.post(f"{mirror_server.url}/api/repo/{up}", files={"content": (p.name, p.read_bytes())},
+                       data={"filetype": "cran_source_package"}, headers={"X-Auth": token})
+        assert r.status_code == 201, r.text
+    ch = _channel(mirror_server)
+    with api(mirror_server) as c:
+        r = c.post(f"/channels/{ch}/mirrors", json={
+            "mirror_name": "taipan", "mirror_type": "CRAN", "mirror_mode": "active",
+            "source_root": f"{mirror_server.url}/api/repo/{up}",
+            "filters": {"only_specs": ["tpmain"], "include_archive": True}, "run_now": True})
+        assert r.status_code == 201, r.text
+    m = wait_state(mirror_server, ch, "taipan")
+    # The archived tpmain 0.9 was read from the upstream's Meta/archive.rds; tpdep is not a dependency
+    # this mirror follows (no --include-dependencies).
+    assert _files(mirror_server, ch) == {"tpmain_1.0.tar.gz": "active", "tpmain_0.9.tar.gz": "active"}, m
+    old = httpx.get(f"{mirror_server.url}/api/repo/{ch}/src/contrib/Archive/tpmain/tpmain_0.9.tar.gz")
+    assert old.status_code == 200 and old.content == r_packages["tpmain-0.9"].read_bytes()
+
+
+def test_passive_file_whose_bytes_do_not_match_md5sum_is_refused(mirror_server, cran_tree, tmp_path) -> None:
+    tree = tmp_path / "tampered"
+    shutil.copytree(cran_tree, tree)
+    packages = tree / "src" / "contrib" / "PACKAGES"
+    text = packages.read_text()
+    md5 = hashlib.md5((tree / "src" / "contrib" / "tpdep_1.0.tar.gz").read_bytes()).hexdigest()
+    assert f"MD5sum: {md5}" in text
+    packages.write_text(text.replace(f"MD5sum: {md5}", "MD5sum: " + "0" * 32))
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(tree)))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        ch = _channel(mirror_server)
+        with api(mirror_server) as c:
+            r = c.post(f"/channels/{ch}/mirrors", json={
+                "mirror_name": "md5", "mirror_type": "CRAN", "source_root": f"http://127.0.0.1:{srv.server_address[1]}",
+                "filters": {"only_specs": ["tpdep"]}, "run_now": True})
+            assert r.status_code == 201, r.text
+        wait_state(mirror_server, ch, "md5")
+        got = httpx.get(f"{mirror_server.url}/api/repo/{ch}/src/contrib/tpdep_1.0.tar.gz")
+        assert got.status_code == 502, got.status_code
+        assert _files(mirror_server, ch) == {"tpdep_1.0.tar.gz": "passive"}  # nothing stored
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_binary_trees_are_mirrored_when_named(mirror_server, upstream_url, cran_tree) -> None:
+    ch = _channel(mirror_server)
+    with api(mirror_server) as c:
+        r = c.post(f"/channels/{ch}/mirrors", json={
+            "mirror_name": "bin", "mirror_type": "CRAN", "source_root": upstream_url, "run_now": True,
+            "filters": {"only_specs": ["tpdep"], "subdirs": ["src/contrib", "bin/windows/contrib/4.4",
+                                                            "bin/macosx/big-sur-arm64/contrib/4.4"]}})
+        assert r.status_code == 201, r.text
+        bad = c.post(f"/channels/{ch}/mirrors", json={"mirror_name": "bad", "mirror_type": "CRAN",
+                                                      "source_root": upstream_url,
+                                                      "filters": {"subdirs": ["bin/windows/contrib/four"]}})
+        assert bad.status_code == 400 and bad.json()["code"] == "unknown_subdir", bad.text
+    wait_state(mirror_server, ch, "bin")  # the upstream has no macOS tree: skipped
+    assert _files(mirror_server, ch) == {"tpdep_1.0.tar.gz": "passive", "tpdep_1.0.zip": "passive"}
+    win = f"{mirror_server.url}/api/repo/{ch}/bin/windows/contrib/4.4"
+    packages = httpx.get(f"{win}/PACKAGES").text
+    assert "Package: tpdep\nVersion: 1.0\n" in packages and "Built: R 4.4.1;" in packages, packages
+    got = httpx.get(f"{win}/tpdep_1.0.zip")
+    assert got.status_code == 200
+    assert got.content == (cran_tree / "bin" / "windows" / "contrib" / "4.4" / "tpdep_1.0.zip").read_bytes()

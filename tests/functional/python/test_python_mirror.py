@@ -16,12 +16,12 @@ import httpx
 import pytest
 from pyclients import BIN, run, twine
 
-from pydists import build_wheel
+from pydists import build_wheel, python_metadata
 
 JSON = "application/vnd.pypi.simple.v1+json"
 
 
-def wait_done(api: httpx.Client, channel: str, name: str, timeout: float = 90) -> dict[str, Any]:
+def wait_done(api: httpx.Client, channel: str, name: str, timeout: float = 180) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     m: dict[str, Any] = {}
     while time.monotonic() < deadline:
@@ -109,6 +109,28 @@ def test_dependency_closure_and_wheel_tags(taipan_server, api, pychannel, token,
     assert set(files_on_page(base + "pyhello/", token)) == {python_dists["hello-wheel"].name, linux.name}
     assert httpx.get(base + "pyother/", headers={"X-Auth": token}).status_code == 404
     assert m["sync_state"].get("dependencies_added") == 2
+
+
+def test_license_filters_read_pep_658_metadata(taipan_server, api, pychannel, token, clean_env,
+                                               python_dists, tmp_path: Path) -> None:
+    up = pychannel("upstream-lic")
+    gpl = build_wheel(tmp_path, "pygpl", "1.0", metadata=python_metadata("pygpl", "1.0").replace(
+        "License: MIT", "License-Expression: GPL-3.0-only").replace("Version: 2.1", "Version: 2.4"))
+    classifier = build_wheel(tmp_path, "pybsd", "1.0", metadata=python_metadata("pybsd", "1.0").replace(
+        "License: MIT", "Classifier: License :: OSI Approved :: BSD License"))
+    twine(clean_env, f"{taipan_server.url}/api/repo/{up}", [python_dists["hello-wheel"], gpl, classifier],
+          token, "x-auth-token")
+    ch = pychannel("mirror-lic")
+    r = api.post(f"/channels/{ch}/mirrors", json={
+        "mirror_name": "lic", "mirror_type": "python_simple",
+        "source_root": f"{taipan_server.url}/api/repo/{up}/simple",
+        "filters": {"projects": ["pyhello", "pygpl", "pybsd"], "exclude_licenses": ["gpl3"]}, "run_now": True})
+    assert r.status_code == 201, r.text
+    m = wait_done(api, ch, "lic")
+    assert m["state"] == "completed", m
+    assert m["sync_state"]["count"]["mirror_filtered"]["license"] == 1
+    root = httpx.get(f"{taipan_server.url}/api/repo/{ch}/simple/", headers={"X-Auth": token}).text
+    assert "pyhello/" in root and "pybsd/" in root and "pygpl/" not in root
 
 
 def test_bad_python_mirror_settings(api, pychannel) -> None:

@@ -84,3 +84,42 @@ def test_select_counts_each_filter_and_closure_never_follows_suggests() -> None:
     sel = cu.with_dependencies(cu.select(pkgs, {"only_specs": ["AA"]}), [p for p in pkgs if p.name != "BB"] + [
         cu.UpstreamPackage("BB", "1.0", "BB_1.0.tar.gz", "u", {"Package": "BB", "Version": "1.0"}, archived=True)])
     assert "BB" in sel.missing  # only B 1.0 exists, and A needs BB (>= 2.0)
+
+
+def test_archive_rds_as_taipan_and_r_write_it(tmp_path) -> None:
+    import gzip
+    import shutil
+    import subprocess
+
+    from taipan.domain import cran
+
+    data = gzip.compress(cran.archive_rds({"tpmain": [{"Version": "0.9", "size": 10}, {"Version": "0.8-1"}],
+                                           "x.y": [{"Version": "1.0"}]}))
+    got = cu.parse_archive_rds(data, "http://h/src/contrib/")
+    assert {n: [(p.version, p.url) for p in ps] for n, ps in got.items()} == {
+        "tpmain": [("0.8-1", "http://h/src/contrib/Archive/tpmain/tpmain_0.8-1.tar.gz"),
+                   ("0.9", "http://h/src/contrib/Archive/tpmain/tpmain_0.9.tar.gz")],
+        "x.y": [("1.0", "http://h/src/contrib/Archive/x.y/x.y_1.0.tar.gz")]}
+    with pytest.raises(ValueError):
+        cu.parse_archive_rds(b"not rds", "http://h/")
+    rscript = shutil.which("Rscript")
+    if rscript is None:
+        return
+    # R's own saveRDS (format 3, file.info() data frames, as CRAN writes Meta/archive.rds).
+    (tmp_path / "pk" / "pk").mkdir(parents=True)
+    for v in ("1.0", "0.9"):
+        (tmp_path / "pk" / "pk" / f"pk_{v}.tar.gz").write_bytes(b"x")
+    subprocess.run([rscript, "--vanilla", "-e", 'setwd("pk"); saveRDS(list(pk = file.info(c("pk/pk_1.0.tar.gz", '
+                    '"pk/pk_0.9.tar.gz"))), "../archive.rds", version = 3)'], cwd=tmp_path, check=True, timeout=60,
+                   capture_output=True)
+    got = cu.parse_archive_rds((tmp_path / "archive.rds").read_bytes(), "http://h/src/contrib/")
+    assert [p.version for p in got["pk"]] == ["1.0", "0.9"]
+
+
+def test_channel_filters_come_first_and_are_counted_apart() -> None:
+    pkgs = cu.parse_packages(PACKAGES, "http://h/src/contrib/")
+    sel = cu.select(pkgs, {"exclude_specs": ["CC"]}, {"exclude_licenses": ["mit"],
+                                                      "exclude_specs": ["DD (>= 1.0)", "numpy 1.*"]})
+    assert [p.name for p in sel.kept] == ["AA"]
+    counts = sel.counts
+    assert (counts["channel_license"], counts["channel_exclude_specs"], counts["exclude_specs"]) == (1, 1, 1)

@@ -48,7 +48,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--run_now", "--run-now", dest="run_now", action="store_true",
                    help="sync now instead of waiting for the schedule")
     f = p.add_argument_group("filters")
-    f.add_argument("--subdirs", help='[conda] platforms, e.g. "noarch,linux-64,osx-arm64"')
+    f.add_argument("--subdirs", help='[conda] platforms, e.g. "noarch,linux-64,osx-arm64"; '
+                   '[CRAN] trees, e.g. "src/contrib,bin/windows/contrib/4.4" (default src/contrib)')
     f.add_argument("--projects", help="[python] projects to mirror, comma separated")
     f.add_argument("--python_tags", "--python-tags", dest="python_tags",
                    help='[python] wheel Python tags to keep, e.g. "cp311,cp312,py3" (sdists are always kept)')

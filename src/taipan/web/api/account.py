@@ -11,6 +11,7 @@ from taipan.db.models import Token
 from taipan.domain.permissions import ALL_SCOPES, offered_scopes
 from taipan.errors import Unauthenticated
 from taipan.services import accounts, channels, tokens
+from taipan.web.api.answers import ChannelPage, Page, doc
 from taipan.web.deps import RuntimeDep, SessionDep, UserDep, client_address, credentials
 
 router = APIRouter(tags=["account"])
@@ -80,7 +81,7 @@ def account(p: UserDep, db: SessionDep) -> dict[str, Any]:
             "expires_at": p.expires_at.isoformat() if p.expires_at else None}
 
 
-@router.get("/account/channels")
+@router.get("/account/channels", responses=doc(200, ChannelPage))
 def account_channels(p: UserDep, db: SessionDep) -> dict[str, Any]:
     owned = channels.visible_channels(db, p, owned_only=True)
     return {"total_count": len(owned), "items": [channels.channel_json(db, c) for c in owned]}
@@ -103,7 +104,7 @@ def token_info(p: UserDep, db: SessionDep) -> Any:
     return _token_json(token)
 
 
-@router.get("/account/tokens")
+@router.get("/account/tokens", responses=doc(200, Page))
 def list_tokens(p: UserDep, db: SessionDep) -> dict[str, Any]:
     items = [_token_json(t) for t in tokens.list_tokens(db, p)]
     return {"total_count": len(items), "items": items}

@@ -18,6 +18,7 @@ from taipan.domain.permissions import PRIVACY_LEVELS
 from taipan.services import artifacts, channels, yanking
 from taipan.services.artifacts import BULK_ACTIONS, SEARCH_SORT_KEYS
 from taipan.services.channels import MAX_DESCRIPTION, MAX_FILTERS_JSON
+from taipan.web.api.answers import ChannelOut, ChannelPage, Page, doc
 from taipan.web.deps import PrincipalDep, RuntimeDep, SessionDep, UserDep, base_url
 from taipan.web.repo.common import channel_cache
 
@@ -105,7 +106,7 @@ def _limit(default: int) -> Any:
     return Query(default, ge=0, le=MAX_LIMIT, description="Rows per page")
 
 
-@router.get("/channels")
+@router.get("/channels", responses=doc(200, ChannelPage))
 def list_channels(p: PrincipalDep, db: SessionDep, offset: int = Query(0, ge=0, le=1_000_000_000),
                   limit: int | None = Query(None, ge=0, le=10_000)) -> dict[str, Any]:
     """Every top-level channel the caller can reach (anonymous callers: the public ones); without
@@ -114,7 +115,7 @@ def list_channels(p: PrincipalDep, db: SessionDep, offset: int = Query(0, ge=0, 
     return {"total_count": total, "items": [channels.channel_json(db, c) for c in page]}
 
 
-@router.post("/channels", status_code=201)
+@router.post("/channels", status_code=201, responses=doc(201, ChannelOut))
 def create_channel(body: CreateBody, p: UserDep, db: SessionDep) -> dict[str, Any]:
     channel = channels.create_channel(db, p, body.name, privacy=body.privacy, description=body.description)
     answer = channels.channel_json(db, channel)  # before the commit: a failure after it would be a 500
@@ -122,7 +123,7 @@ def create_channel(body: CreateBody, p: UserDep, db: SessionDep) -> dict[str, An
     return answer
 
 
-@router.get(CH + "/subchannels")
+@router.get(CH + "/subchannels", responses=doc(200, ChannelPage))
 def list_subchannels(request: Request, p: PrincipalDep, db: SessionDep) -> dict[str, Any]:
     parent = channels.get_channel(db, _path(request))
     channels.require_read(p, parent, "subchannel:view")
@@ -130,7 +131,7 @@ def list_subchannels(request: Request, p: PrincipalDep, db: SessionDep) -> dict[
     return {"total_count": len(items), "items": items}
 
 
-@router.post(CH + "/subchannels", status_code=201)
+@router.post(CH + "/subchannels", status_code=201, responses=doc(201, ChannelOut))
 def create_subchannel(request: Request, body: CreateSubBody, p: UserDep, db: SessionDep) -> dict[str, Any]:
     channel = channels.create_channel(db, p, body.name, parent_path=_path(request), privacy=body.privacy,
                                       description=body.description)
@@ -139,16 +140,17 @@ def create_subchannel(request: Request, body: CreateSubBody, p: UserDep, db: Ses
     return answer
 
 
-@router.get(CH)
-@router.get(SUB)
+@router.get(CH, responses=doc(200, ChannelOut))
+@router.get(SUB, responses=doc(200, ChannelOut))
 def show_channel(request: Request, p: PrincipalDep, db: SessionDep) -> dict[str, Any]:
     channel = channels.get_channel(db, _path(request))
     channels.require_read(p, channel, f"{channels.kind_of(channel)}:view")
     return channels.channel_json(db, channel)
 
 
-@router.put(CH, openapi_extra={"requestBody": _update_body(RESERVED_CHANNEL_NAMES)})
-@router.put(SUB, openapi_extra={"requestBody": _update_body(RESERVED_SUBCHANNEL_NAMES)})
+@router.put(CH, openapi_extra={"requestBody": _update_body(RESERVED_CHANNEL_NAMES)}, responses=doc(200, ChannelOut))
+@router.put(SUB, openapi_extra={"requestBody": _update_body(RESERVED_SUBCHANNEL_NAMES)},
+            responses=doc(200, ChannelOut))
 def update_channel(request: Request, p: UserDep, db: SessionDep, rt: RuntimeDep,
                    body: dict[str, Any] = Body(...)) -> dict[str, Any]:
     channel = channels.get_channel(db, _path(request))
@@ -175,8 +177,8 @@ def delete_channel(request: Request, p: UserDep, db: SessionDep, rt: RuntimeDep)
     return JSONResponse({"message": f"Channel {channel.path} removed"}, status_code=202)
 
 
-@router.get(CH + "/history")
-@router.get(SUB + "/history")
+@router.get(CH + "/history", responses=doc(200, Page))
+@router.get(SUB + "/history", responses=doc(200, Page))
 def history(request: Request, p: PrincipalDep, db: SessionDep, offset: Offset = 0,
             limit: int = _limit(50)) -> dict[str, Any]:
     channel = channels.get_channel(db, _path(request))
@@ -187,8 +189,8 @@ def history(request: Request, p: PrincipalDep, db: SessionDep, offset: Offset = 
          "data": e.data, "meta": e.meta} for e in events]}
 
 
-@router.get(CH + "/artifacts")
-@router.get(SUB + "/artifacts")
+@router.get(CH + "/artifacts", responses=doc(200, Page))
+@router.get(SUB + "/artifacts", responses=doc(200, Page))
 def list_artifacts(request: Request, p: PrincipalDep, db: SessionDep, offset: Offset = 0,
                    limit: int = _limit(50), q: str | None = Query(None, max_length=200)) -> dict[str, Any]:
     channel = channels.get_channel(db, _path(request))
@@ -196,8 +198,8 @@ def list_artifacts(request: Request, p: PrincipalDep, db: SessionDep, offset: Of
     return {"total_count": total, "items": items}
 
 
-@router.get(CH + "/artifacts/{family}/{package}/files")
-@router.get(SUB + "/artifacts/{family}/{package}/files")
+@router.get(CH + "/artifacts/{family}/{package}/files", responses=doc(200, Page))
+@router.get(SUB + "/artifacts/{family}/{package}/files", responses=doc(200, Page))
 def list_files(request: Request, family: str, package: str, p: PrincipalDep, db: SessionDep,
                offset: Offset = 0, limit: int = _limit(0)) -> dict[str, Any]:
     channel = channels.get_channel(db, _path(request))
@@ -235,7 +237,7 @@ def yank(request: Request, family: str, package: str, body: YankBody, p: UserDep
     return {"yanked": body.yanked, "count": len(items), "items": items}
 
 
-@router.get("/artifacts")
+@router.get("/artifacts", responses=doc(200, Page))
 def search(p: PrincipalDep, db: SessionDep, q: str = Query("", max_length=200), offset: Offset = 0,
            limit: int = _limit(50),
            sort: str = Query("-download_count", max_length=40, json_schema_extra={
