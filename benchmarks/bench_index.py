@@ -5,6 +5,10 @@
 Seeds a channel with N records in noarch, starts `taipan serve`, uploads one real package and
 measures how long until repodata.json, repodata.json.zst and the shard index all contain it; then
 runs wrk (-t2 -c32) against the warm .zst and a 304 revalidation, and the same file from nginx.
+
+With --shared: a second `taipan serve` on the same home; after an upload published by the first,
+the time of the second's first request that shows it (it adopts the shared publication, no build),
+the first request after a restart, and the RSS of each process.
 """
 
 from __future__ import annotations
@@ -44,7 +48,11 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=100_000)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--shared", action="store_true", help="measure a second process and a restart only")
     args = ap.parse_args()
+    if args.shared:
+        shared(args.records)
+        return
     home = Path(tempfile.mkdtemp(prefix="taipan-bench-"))
     t0 = time.perf_counter()
     seed_channel(home, "big", "noarch", args.records)
@@ -100,6 +108,51 @@ def main() -> None:
                 results["ratio_304"] = round(results["taipan_304_rps"] / results["nginx_304_rps"], 3)
     finally:
         server.stop()
+    emit(results)
+
+
+def shared(records: int) -> None:
+    home = Path(tempfile.mkdtemp(prefix="taipan-bench-"))
+    seed_channel(home, "big", "noarch", records)
+    results: dict = {"records": records}
+    a = Server(home)
+    b = Server(home)
+    try:
+        token = a.token()
+        base_a, base_b = (f"{s.url}/api/repo/big/noarch" for s in (a, b))
+        t0 = time.perf_counter()
+        httpx.get(f"{base_a}/repodata.json.zst", timeout=120).raise_for_status()
+        results["cold_build_first_process_s"] = round(time.perf_counter() - t0, 3)
+        t0 = time.perf_counter()
+        httpx.get(f"{base_b}/repodata.json.zst", timeout=120).raise_for_status()
+        results["first_zst_second_process_s"] = round(time.perf_counter() - t0, 3)
+        firsts = []
+        for attempt in range(3):
+            name = f"shared{attempt}"
+            pkg = build_pkg(home / f"pkg{attempt}", name)
+            httpx.post(f"{a.url}/api/channels/big/artifacts", headers={"X-Auth": token},
+                       files={"content": (pkg.name, pkg.read_bytes())}, data={"filetype": "conda1"}).raise_for_status()
+            t0 = time.perf_counter()
+            httpx.get(f"{base_a}/repodata.json.zst", timeout=120).raise_for_status()  # the publish
+            publish_s = time.perf_counter() - t0
+            time.sleep(1.1)  # the second process's poll interval
+            t0 = time.perf_counter()
+            data = unzst(httpx.get(f"{base_b}/repodata.json.zst", timeout=120).content)
+            firsts.append({"publish_s": round(publish_s, 3), "second_first_get_s": round(time.perf_counter() - t0, 3),
+                           "visible": pkg.name.encode() in data})
+        results["after_change"] = firsts
+        results["rss_first_mb"], results["rss_second_mb"] = round(a.rss_mb(), 1), round(b.rss_mb(), 1)
+    finally:
+        a.stop()
+        b.stop()
+    c = Server(home)
+    try:
+        t0 = time.perf_counter()
+        httpx.get(f"{c.url}/api/repo/big/noarch/repodata.json.zst", timeout=120).raise_for_status()
+        results["first_zst_after_restart_s"] = round(time.perf_counter() - t0, 3)
+        results["rss_restarted_mb"] = round(c.rss_mb(), 1)
+    finally:
+        c.stop()
     emit(results)
 
 

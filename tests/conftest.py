@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 ADMIN_PASSWORD = "admin-password-1"
+LOOPBACK_NETWORKS = '["127.0.0.0/8", "::1/128"]'
 
 
 def free_port() -> int:
@@ -76,8 +77,9 @@ def start_server(home: Path, env: dict[str, str] | None = None, *, workers: int 
                  args: tuple[str, ...] = ()) -> ServerProcess:
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
+    # Mirrors fetch only from public addresses by default; tests run their upstreams on loopback.
     full_env = {**os.environ, "TAIPAN_HOME": str(home), "TAIPAN_ADMIN_PASSWORD": ADMIN_PASSWORD,
-                **(env or {})}
+                "TAIPAN_MIRRORS__ALLOWED_NETWORKS": LOOPBACK_NETWORKS, **(env or {})}
     log = home / "server.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     blobs = _blob_store(settings)
     hooks = Hooks()
     rt = Runtime(settings=settings, engine=engine, sessions=sessions, blobs=blobs,
-                 indexer=Indexer(sessions, on_publish=hooks.on_publish),
+                 indexer=Indexer(sessions, blobs=blobs, on_publish=hooks.on_publish),
                  downloads=DownloadRecorder(sessions, on_record=hooks.on_download), hooks=hooks)
     _add_jobs(rt)
     return rt
@@ -108,8 +109,11 @@ def tighten_storage(rt: Runtime) -> int:
 
 def _add_jobs(rt: Runtime) -> None:
     """The job queue named by settings.jobs.backend, its handlers, and the cron scheduler."""
+    from taipan.domain.egress import EgressPolicy
     from taipan.services import cve_sync, maintenance, mirroring
     from taipan.services.mirror_runs import MirrorEnv
+    from taipan.storage.secrets import secret_box
+    from taipan.upstreams.conda import CondaUpstream
 
     registry = JobRegistry()
     jobs_settings = rt.settings.jobs
@@ -124,8 +128,10 @@ def _add_jobs(rt: Runtime) -> None:
         queue = InProcessQueue(registry)
     else:
         raise ValueError(f"Unknown job backend {jobs_settings.backend!r} (use inprocess or redis)")
+    egress = EgressPolicy.from_setting(rt.settings.mirrors.allowed_networks)
     env = MirrorEnv(rt.sessions, rt.blobs, notify=lambda cid, subdirs: rt.indexer.notify(cid, subdirs),
-                    enqueue=queue.enqueue)
+                    enqueue=queue.enqueue, upstream_factory=partial(CondaUpstream, egress=egress),
+                    egress=egress, secrets=secret_box(rt.settings.home, rt.settings.secrets.key))
     mirroring.register_jobs(registry, env)
     maintenance.register(registry, rt.sessions, rt.blobs)
     cve_sync.register(registry, rt.sessions, rt.settings.cve)

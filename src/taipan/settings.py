@@ -102,6 +102,19 @@ class JobSettings(BaseModel):
     tick_seconds: float = 20.0
 
 
+class MirrorSettings(BaseModel):
+    # Mirrors fetch only from public addresses; these networks (CIDRs, e.g. ["10.0.0.0/8",
+    # "127.0.0.0/8", "::1/128"]) are allowed too. Checked after DNS resolution, on every redirect hop.
+    allowed_networks: list[str] = []
+
+
+class SecretsSettings(BaseModel):
+    # The Fernet key (urlsafe base64, 32 bytes) that encrypts stored secrets such as mirror upstream
+    # credentials. Empty: one is generated once into $TAIPAN_HOME/secret.key (0600). Set it when
+    # several hosts share one database.
+    key: str = ""
+
+
 class ObservabilitySettings(BaseModel):
     # /metrics without credentials (it carries no channel, package or user names).
     metrics_public: bool = False
@@ -120,6 +133,8 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     auth: AuthSettings = AuthSettings()
     jobs: JobSettings = JobSettings()
+    mirrors: MirrorSettings = MirrorSettings()
+    secrets: SecretsSettings = SecretsSettings()
     cve: CveSettings = CveSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
 

@@ -27,9 +27,13 @@ class Mirror(Base):
     name: Mapped[str] = mapped_column(String(100))
     mirror_type: Mapped[str] = mapped_column(String(32), default="conda")
     mode: Mapped[str] = mapped_column(String(16), default="passive")
+    # The source and proxy as shown, credentials masked (https://***@host/t/***/ch); the real URLs,
+    # when they carry credentials, are only in the *_secret columns, encrypted (storage/secrets.py).
     source_root: Mapped[str] = mapped_column(Text)
+    source_secret: Mapped[str | None] = mapped_column(Text, nullable=True)
     cron: Mapped[str] = mapped_column(String(100), default="0 0 * * *")
     proxy: Mapped[str | None] = mapped_column(Text, nullable=True)
+    proxy_secret: Mapped[str | None] = mapped_column(Text, nullable=True)
     filters: Mapped[dict[str, Any]] = mapped_column(default=dict)
     state: Mapped[str] = mapped_column(String(16), default="pending")
     sync_state: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -175,6 +175,23 @@ class IndexChange(Base):
     created: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class IndexPublication(Base):
+    """The pointer to a partition's current publication: its files are blobs (by sha256) in the
+    blob store. Every API process serves the files the pointer names; ``seq`` is the index log
+    position the publication reflects. ``manifest``: {"files": {name: [sha256, size]},
+    "media_types": {...}, "etags": {...}, "lazy": [names derived on demand]}."""
+
+    __tablename__ = "index_publications"
+    channel_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    subdir: Mapped[str] = mapped_column(String(64), primary_key=True)
+    family: Mapped[str] = mapped_column(String(32))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    etag_base: Mapped[str] = mapped_column(String(64))
+    last_modified: Mapped[str] = mapped_column(String(64))
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Download(Base):
     __tablename__ = "downloads"
     __table_args__ = (Index("ix_downloads_channel_at", "channel_id", "at"),)

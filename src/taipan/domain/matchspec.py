@@ -186,18 +186,24 @@ def family_of_license(text: str) -> str:
     return "other"
 
 
+# Quotes that survive copying a command from a web page or a word processor.
+QUOTES = "\"'\u201c\u201d\u201e\u201f\u2018\u2019\u201a\u201b\u00ab\u00bb\u2033\u2032"
+
+
 def parse_license_list(value: str | Iterable[str]) -> tuple[list[str], list[str]]:
     """'-gpl3,mit,+bsd' -> (include, exclude). Raise InvalidInput for an unknown family."""
     items = value.split(",") if isinstance(value, str) else list(value)
     include: list[str] = []
     exclude: list[str] = []
     for raw in items:
-        item = str(raw).strip()
+        item = str(raw).strip().strip(QUOTES).strip()  # “-public_domain” pasted from a web page
         if not item:
             continue
         target = exclude if item.startswith("-") else include
-        name = item.lstrip("+-").strip().lower().replace("-", "_")
-        check_license_family(name)
+        typed = item.lstrip("+-").strip().strip(QUOTES).strip()
+        name = typed.lower().replace("-", "_")
+        if name not in LICENSE_FAMILY_SET:  # named as typed, not as normalised
+            check_license_family(typed)
         if name not in target:
             target.append(name)
     return include, exclude

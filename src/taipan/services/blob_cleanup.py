@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from taipan.db.maintenance import BlobCleanup
 from taipan.db.mirrors import Mirror
-from taipan.db.models import Channel, File
+from taipan.db.models import Channel, File, IndexPublication
 from taipan.domain.permissions import Principal
 from taipan.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from taipan.storage.base import BlobStore, StoredItem
@@ -162,8 +162,20 @@ def _batches(items: Iterable[StoredItem | None], size: int) -> Iterator[list[Sto
         yield batch
 
 
-def referenced(db: Session, digests: list[str]) -> set[str]:
-    return set(db.scalars(select(File.sha256).where(File.sha256.in_(digests)).distinct()))
+def referenced(db: Session, digests: list[str], published: set[str] | None = None) -> set[str]:
+    """The digests that a file or a current index publication refers to."""
+    used = set(db.scalars(select(File.sha256).where(File.sha256.in_(digests)).distinct()))
+    return used | (published_blobs(db) if published is None else published).intersection(digests)
+
+
+def published_blobs(db: Session) -> set[str]:
+    """Every blob that a current index publication pointer names (its files in the blob store).
+    Blobs of replaced publications are not in it: they are reclaimed like any other orphan. A
+    publish that reuses a blob touches it, so a cleanup that started before keeps it."""
+    used: set[str] = set()
+    for manifest in db.scalars(select(IndexPublication.manifest)):
+        used.update(v[0] for v in (manifest or {}).get("files", {}).values())
+    return used
 
 
 def scan(sessions: sessionmaker[Session], blobs: BlobStore, cid: str) -> None:
@@ -175,6 +187,7 @@ def scan(sessions: sessionmaker[Session], blobs: BlobStore, cid: str) -> None:
         with sessions() as db:
             limit = protected_since(db, started)
             candidates = db.scalar(select(BlobCleanup.candidates).where(BlobCleanup.id == cid))
+            published = published_blobs(db)
         items: Iterable[StoredItem | None] = (
             blobs.iter_blobs() if candidates is None else (blobs.stat(s) for s in candidates))
         orphans: list[list[Any]] = []
@@ -186,7 +199,7 @@ def scan(sessions: sessionmaker[Session], blobs: BlobStore, cid: str) -> None:
             old = [b for b in batch if b is not None and b.mtime < limit]
             if old:
                 with sessions() as db:
-                    used = referenced(db, [b.name for b in old])
+                    used = referenced(db, [b.name for b in old], published)
                 orphans += [[b.name, b.size] for b in old if b.name not in used]
             if len(orphans) >= MAX_ORPHANS:
                 orphans, truncated = orphans[:MAX_ORPHANS], True
@@ -210,8 +223,11 @@ def delete(sessions: sessionmaker[Session], blobs: BlobStore, cid: str) -> None:
             return
         orphans = list(row.orphans or [])
         limit = protected_since(db, started)
+        published = published_blobs(db)
 
     def unused(sha: str) -> bool:
+        if sha in published:
+            return False
         with sessions() as db:
             return db.scalar(select(File.id).where(File.sha256 == sha).limit(1)) is None
 
@@ -258,8 +274,9 @@ def diagnose(db: Session, blobs: BlobStore, channel_names: list[str] | None) -> 
     stored: dict[str, StoredItem] = {b.name: b for b in blobs.iter_blobs()}
     digests = list(stored)
     used: set[str] = set()
+    published = published_blobs(db)
     for i in range(0, len(digests), BATCH):
-        used |= referenced(db, digests[i:i + BATCH])
+        used |= referenced(db, digests[i:i + BATCH], published)
     orphans = [b for sha, b in stored.items() if sha not in used]
     scratch = list(blobs.scratch_files())
     scratch_limit = (at - GRACE).timestamp()

@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from taipan.db.mirrors import Mirror
-from taipan.db.models import Channel, ChannelEvent, ChannelOwner, File, IndexChange, User, utcnow
+from taipan.db.models import Channel, ChannelEvent, ChannelOwner, File, IndexChange, IndexPublication, User, utcnow
 from taipan.domain.filters import normalize_channel_filters
 from taipan.domain.names import split_channel_path, validate_channel_name
 from taipan.domain.permissions import PRIVACY_LEVELS, Principal, can_read_channel, can_write_channel
@@ -202,6 +202,7 @@ def delete_channel(db: Session, p: Principal, channel: Channel) -> list[str]:
     db.delete(channel)
     # The index log has no foreign key (it is append-only and hot); drop the channels' entries too.
     db.execute(delete(IndexChange).where(IndexChange.channel_id.in_(ids)))
+    db.execute(delete(IndexPublication).where(IndexPublication.channel_id.in_(ids)))
     return ids
 
 

@@ -9,6 +9,13 @@ changes are new since the last look (all of them at once, so bursts are coalesce
 ``Publication``. Every file of one publication, derived ones included, comes from the same bytes.
 Other processes' writes are noticed by polling the log at most once per ``poll_interval``.
 
+Publications are shared by every process and node: a build writes each file once to the blob store
+(content-addressed by sha256) and points the partition's ``IndexPublication`` row at them. A process
+that finds a pointer as new as the log adopts it instead of building: it keeps only the manifest in
+memory and reads files from the blob store when asked (small ones are then cached with the
+publication). Lazily derived files of an adopted publication are made from a local build of the
+same log position, on first request, once per publication.
+
 This is the one mechanism by which every family publishes an index and every serving route reads it.
 """
 
@@ -17,20 +24,25 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from pathlib import Path
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from taipan.db.models import Channel, File, IndexChange
+from taipan.db.models import Channel, File, IndexChange, IndexPublication, utcnow
 from taipan.domain import families
 from taipan.domain.families import IndexFiles, PartitionIndex
 from taipan.errors import ServiceUnavailable
+from taipan.storage.base import BlobStore
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +52,9 @@ COMPRESSIBLE = ("application/json", "text/", "application/vnd.pypi.simple")
 GZIP_LEVEL = 6
 # How long a request waits for another request's build of the same lazily derived file.
 LAZY_BUILD_WAIT = 30.0
+# Files of an adopted publication up to this size stay in memory once read; larger ones are read from
+# the blob store on each request (derived encodings of them are cached, and are small).
+CACHE_FILE_LIMIT = 1 << 20
 
 
 @dataclass
@@ -53,15 +68,24 @@ class Publication:
     etag_base: str
     last_modified: str
     created: float
+    # name -> (sha256, size) of every file stored in the blob store (empty when not shared).
+    manifest: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # Names derived on demand whose builders this process does not hold (an adopted publication).
+    lazy_names: frozenset[str] = frozenset()
+    adopted: bool = False
+    _blobs: BlobStore | None = field(default=None, repr=False)
+    _materialize: Callable[[], Publication] | None = field(default=None, repr=False)
+    _local: Publication | None = field(default=None, repr=False)
     _lazy: dict[str, bytes] = field(default_factory=dict, repr=False)
     _locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
     _guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def has(self, name: str) -> bool:
-        return name in self.index.files or name in self.index.lazy
+        return (name in self.index.files or name in self.index.lazy or name in self.manifest
+                or name in self.lazy_names)
 
     def is_prepared(self, name: str) -> bool:
-        """True when the file's bytes exist already (no build on first request)."""
+        """True when the file's bytes are in memory already (no build or read on first request)."""
         return name in self.index.files or name in self._lazy
 
     def etag(self, name: str) -> str:
@@ -109,7 +133,31 @@ class Publication:
         data = self.index.files.get(name)
         if data is not None:
             return data
-        return self._derive(name, self.index.lazy[name])
+        stored = self.manifest.get(name)
+        if stored is not None and self._blobs is not None:
+            cached = self._lazy.get(name)
+            if cached is not None:
+                return cached
+            if stored[1] <= CACHE_FILE_LIMIT:
+                return self._derive(name, lambda pub: pub._read(name))
+            return self._read(name)
+        build = self.index.lazy.get(name)
+        if build is None and name in self.lazy_names and self._materialize is not None:
+            materialize = self._materialize
+            build = lambda pub: materialize().file(name)  # noqa: E731
+        if build is None:
+            raise KeyError(name)
+        return self._derive(name, build)
+
+    def _read(self, name: str) -> bytes:
+        assert self._blobs is not None
+        sha, size = self.manifest[name]
+        with self._blobs.open(sha) as f:
+            data = f.read()
+        if len(data) != size:
+            raise ServiceUnavailable(f"{name} of {self.subdir} is being replaced", "Retry in a few seconds",
+                                     code="index_building", retry_after=1)
+        return data
 
     def _derive(self, name: str, build: Callable[[Publication], bytes]) -> bytes:
         data = self._lazy.get(name)
@@ -135,6 +183,9 @@ class _PartitionState:
         self.subdir = subdir
         self.index = index
         self.seq = -1
+        # The log position the in-memory PartitionIndex reflects; -1: it is empty (nothing loaded,
+        # or dropped when another process's publication was adopted).
+        self.index_seq = -1
         self.publication: Publication | None = None
         self.checked = 0.0
         self.dirty = True
@@ -144,7 +195,8 @@ class _PartitionState:
         self.index.apply(rows)
 
     def publish(self) -> Publication:
-        files = self.index.build(self.publication.index if self.publication else None)
+        previous = self.publication
+        files = self.index.build(previous.index if previous is not None and not previous.adopted else None)
         now = datetime.now(UTC)
         # The log sequence number names the state; the sizes guard against a pruned log handing out
         # the same number again for other contents after a restart.
@@ -153,20 +205,34 @@ class _PartitionState:
                               f"{sizes}".encode()).hexdigest()[:24]
         pub = Publication(self.family, self.subdir, self.seq, files, base,
                           format_datetime(now.replace(microsecond=0), usegmt=True), time.time())
+        if previous is not None and previous.adopted:
+            # Content-addressed files (own ETags) of the previous publication stay for one more
+            # generation, as a local build keeps them: a client may hold the previous index of them.
+            for name, stored in previous.manifest.items():
+                if name in previous.index.etags and name not in files.files:
+                    pub.manifest[name] = stored
+                    files.etags[name] = previous.index.etags[name]
+                    files.media_types.setdefault(name, previous.media_type(name))
         self.publication = pub
         return pub
 
 
 class Indexer:
-    """Holds the published index of every (channel, subdir) that has been asked for."""
+    """Holds the published index of every (channel, subdir) that has been asked for.
 
-    def __init__(self, sessions: sessionmaker[Session], *, poll_interval: float = 1.0,
+    With a blob store, publications are shared: see the module docstring."""
+
+    def __init__(self, sessions: sessionmaker[Session], *, blobs: BlobStore | None = None,
+                 poll_interval: float = 1.0,
                  on_publish: list[Callable[[str, float, int], None]] | None = None) -> None:
         self._sessions = sessions
+        self._blobs = blobs
         self._on_publish = on_publish if on_publish is not None else []
         self._states: dict[tuple[str, str], _PartitionState] = {}
         self._guard = threading.Lock()
         self.poll_interval = poll_interval
+        self.builds = 0  # publications built by this process (adopted ones are not counted)
+        self.adoptions = 0
 
     def notify(self, channel_id: str, subdirs: set[str] | list[str]) -> None:
         """Called after a commit in this process that changed files of these subdirs."""
@@ -198,6 +264,20 @@ class Indexer:
     def publication(self, channel_id: str, subdir: str, *, family: str = "conda",
                     frozen: bool = False) -> Publication:
         """The current publication of a partition (partition names never collide across families)."""
+        state = self._state(channel_id, subdir, family)
+        pub = state.publication
+        if pub is not None and (frozen or (not state.dirty
+                                           and time.monotonic() - state.checked < self.poll_interval)):
+            return pub
+        with state.lock:
+            if state.publication is None:
+                self._load(state, frozen=frozen)
+            elif not frozen:
+                self._refresh(state)
+            assert state.publication is not None
+            return state.publication
+
+    def _state(self, channel_id: str, subdir: str, family: str) -> _PartitionState:
         state = self._states.get((channel_id, subdir))
         if state is None:
             index = families.get(family).partition_index(subdir)
@@ -206,28 +286,79 @@ class Indexer:
             with self._guard:
                 state = self._states.setdefault((channel_id, subdir),
                                                 _PartitionState(channel_id, family, subdir, index))
-        pub = state.publication
-        if pub is not None and (frozen or (not state.dirty
-                                           and time.monotonic() - state.checked < self.poll_interval)):
-            return pub
-        with state.lock:
-            if state.publication is None:
-                self._load(state)
-            elif not frozen:
-                self._refresh(state)
-            assert state.publication is not None
-            return state.publication
+        return state
 
-    def _load(self, state: _PartitionState) -> None:
+    def _pointer(self, db: Session, state: _PartitionState) -> IndexPublication | None:
+        if self._blobs is None:
+            return None
+        row = db.get(IndexPublication, (state.channel_id, state.subdir))
+        if row is None or row.family != state.family or row.manifest.get("format") != FORMAT_VERSION:
+            return None
+        return row
+
+    def _load(self, state: _PartitionState, *, frozen: bool = False) -> None:
         with self._sessions() as db:
             state.dirty = False
             state.checked = time.monotonic()
+            max_seq = self._max_seq(db, state)
+            row = self._pointer(db, state)
+            if row is not None and (frozen or row.seq >= max_seq):
+                self._adopt(state, row)
+                return
+        self._build_all(state)
+
+    def _build_all(self, state: _PartitionState) -> None:
+        """Load the whole partition into a fresh PartitionIndex and publish it."""
+        index = families.get(state.family).partition_index(state.subdir)
+        assert index is not None
+        state.index = index
+        with self._sessions() as db:
             state.seq = self._max_seq(db, state)
             rows = db.execute(select(File.filename, File.name, File.record)
                               .where(File.channel_id == state.channel_id, File.subdir == state.subdir,
                                      File.family == state.family))
             state.apply({fn: (name, record.encode()) for fn, name, record in rows})
+        state.index_seq = state.seq
         self._publish(state)
+
+    def _adopt(self, state: _PartitionState, row: IndexPublication) -> None:
+        """Serve another process's publication: only its manifest is held in memory."""
+        m = row.manifest
+        files = IndexFiles(files={}, media_types=dict(m.get("media_types", {})), etags=dict(m.get("etags", {})))
+        pub = Publication(state.family, state.subdir, row.seq, files, row.etag_base, row.last_modified,
+                          time.time(), manifest={k: (v[0], int(v[1])) for k, v in m.get("files", {}).items()},
+                          lazy_names=frozenset(m.get("lazy", ())), adopted=True, _blobs=self._blobs)
+        pub._materialize = lambda: self._materialized(state, pub)
+        state.publication = pub
+        state.seq = row.seq
+        # The local incremental index is older than what is served now: drop it (memory), and load
+        # it anew when this process has to build.
+        if state.index_seq >= 0:
+            fresh = families.get(state.family).partition_index(state.subdir)
+            assert fresh is not None
+            state.index = fresh
+            state.index_seq = -1
+        self.adoptions += 1
+        log.info("adopted the publication of %s/%s at %d", state.channel_id, state.subdir, row.seq)
+
+    def _materialized(self, state: _PartitionState, adopted: Publication) -> Publication:
+        """A private local build of the partition, made once per adopted publication, from which its
+        lazily derived files are made (the adopted files themselves are still served as stored)."""
+        with adopted._guard:
+            lock = adopted._locks.setdefault("|local", threading.Lock())
+        with lock:
+            if adopted._local is None:
+                index = families.get(state.family).partition_index(state.subdir)
+                assert index is not None
+                with self._sessions() as db:
+                    rows = db.execute(select(File.filename, File.name, File.record).where(
+                        File.channel_id == state.channel_id, File.subdir == state.subdir,
+                        File.family == state.family))
+                    index.apply({fn: (name, record.encode()) for fn, name, record in rows})
+                adopted._local = Publication(state.family, state.subdir, adopted.seq, index.build(None),
+                                             adopted.etag_base, adopted.last_modified, time.time())
+                log.info("built the derived files of %s/%s at %d", state.channel_id, state.subdir, adopted.seq)
+            return adopted._local
 
     @staticmethod
     def _max_seq(db: Session, state: _PartitionState) -> int:
@@ -238,33 +369,110 @@ class Indexer:
         with self._sessions() as db:
             state.dirty = False
             state.checked = time.monotonic()
-            changes = db.execute(select(IndexChange.seq, IndexChange.filename).where(
-                IndexChange.channel_id == state.channel_id, IndexChange.subdir == state.subdir,
-                IndexChange.seq > state.seq).order_by(IndexChange.seq)).all()
-            if not changes:
+            max_seq = self._max_seq(db, state)
+            if max_seq <= state.seq:
                 return
-            fns = {fn for _, fn in changes}
-            rows: dict[str, tuple[str, bytes] | None] = dict.fromkeys(fns)
-            for chunk in _chunks(sorted(fns), 500):
-                for fn, name, record in db.execute(
-                        select(File.filename, File.name, File.record).where(
-                            File.channel_id == state.channel_id, File.subdir == state.subdir,
-                            File.family == state.family, File.filename.in_(chunk))):
-                    rows[fn] = (name, record.encode())
-            state.seq = changes[-1][0]
+            pointer_seq = db.scalar(select(IndexPublication.seq).where(
+                IndexPublication.channel_id == state.channel_id,
+                IndexPublication.subdir == state.subdir)) if self._blobs is not None else None
+            if pointer_seq is not None and pointer_seq >= max_seq:
+                row = self._pointer(db, state)
+                if row is not None:
+                    self._adopt(state, row)
+                    return
+            if state.index_seq < 0:
+                pass  # built below, outside this session
+            else:
+                changes = db.execute(select(IndexChange.seq, IndexChange.filename).where(
+                    IndexChange.channel_id == state.channel_id, IndexChange.subdir == state.subdir,
+                    IndexChange.seq > state.index_seq).order_by(IndexChange.seq)).all()
+                if not changes:
+                    return
+                fns = {fn for _, fn in changes}
+                rows: dict[str, tuple[str, bytes] | None] = dict.fromkeys(fns)
+                for chunk in _chunks(sorted(fns), 500):
+                    for fn, name, record in db.execute(
+                            select(File.filename, File.name, File.record).where(
+                                File.channel_id == state.channel_id, File.subdir == state.subdir,
+                                File.family == state.family, File.filename.in_(chunk))):
+                        rows[fn] = (name, record.encode())
+                state.seq = state.index_seq = changes[-1][0]
+        if state.index_seq < 0:
+            self._build_all(state)
+            return
         state.apply(rows)
         self._publish(state)
 
     def _publish(self, state: _PartitionState) -> None:
         started = time.perf_counter()
+        previous = state.publication
         pub = state.publish()
+        if self._blobs is not None:
+            pub._blobs = self._blobs
+            try:
+                self._share(state, pub, previous)
+            except Exception:  # the local publication still serves this process
+                log.exception("could not share the publication of %s/%s", state.channel_id, state.subdir)
         elapsed = time.perf_counter() - started
+        self.builds += 1
         size = sum(len(v) for v in pub.index.files.values())
+        log.info("built the publication of %s/%s at %d in %.3f s", state.channel_id, state.subdir, pub.seq,
+                 elapsed)
         for hook in self._on_publish:
             try:
                 hook(state.family, elapsed, size)
             except Exception:  # an observer never breaks publishing
                 log.exception("publish hook failed")
+
+    def _share(self, state: _PartitionState, pub: Publication, previous: Publication | None) -> None:
+        """Write the publication's files to the blob store and point the partition at them."""
+        assert self._blobs is not None
+        before = previous.index.files if previous is not None else {}
+        known = previous.manifest if previous is not None else {}
+        for name, data in pub.index.files.items():
+            if before.get(name) is data and name in known:
+                pub.manifest[name] = known[name]  # the very same bytes as the previous publication's
+                continue
+            sha = hashlib.sha256(data).hexdigest()
+            if known.get(name, ("",))[0] != sha:  # else stored already, and named by the current pointer
+                put_bytes(self._blobs, sha, data)
+            pub.manifest[name] = (sha, len(data))
+        manifest = {"format": FORMAT_VERSION,
+                    "files": {k: [v[0], v[1]] for k, v in pub.manifest.items()},
+                    "media_types": {k: v for k, v in pub.index.media_types.items() if pub.has(k)},
+                    "etags": dict(pub.index.etags), "lazy": sorted(pub.index.lazy)}
+        values = {"family": state.family, "seq": pub.seq, "etag_base": pub.etag_base,
+                  "last_modified": pub.last_modified, "manifest": manifest, "updated_at": utcnow()}
+        for _ in range(2):
+            with self._sessions() as db:
+                row = db.get(IndexPublication, (state.channel_id, state.subdir), with_for_update=True)
+                if row is None:
+                    db.add(IndexPublication(channel_id=state.channel_id, subdir=state.subdir, **values))
+                elif row.seq < pub.seq or (row.seq == pub.seq and row.etag_base == pub.etag_base):
+                    for k, v in values.items():
+                        setattr(row, k, v)
+                else:
+                    return  # another process published a newer state meanwhile
+                try:
+                    db.commit()
+                    return
+                except IntegrityError:  # another process inserted the pointer first
+                    db.rollback()
+
+
+def put_bytes(blobs: BlobStore, sha256: str, data: bytes) -> None:
+    """Store ``data`` (whose digest is ``sha256``) in the blob store, unless it is there already
+    (then it is touched, so that a cleanup in progress keeps it)."""
+    if blobs.touch(sha256):
+        return
+    fd, tmp = tempfile.mkstemp(dir=blobs.tempdir(), prefix="index-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        blobs.put_file(sha256, Path(tmp), move=True)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:

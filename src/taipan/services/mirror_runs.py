@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 import uuid
@@ -24,7 +25,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from taipan.db.mirrors import Mirror
 from taipan.db.models import utcnow
 from taipan.domain import filters as flt
+from taipan.domain.egress import EgressPolicy
 from taipan.storage.base import BlobStore
+from taipan.storage.secrets import SecretBox
 from taipan.upstreams.conda import CondaUpstream
 
 log = logging.getLogger(__name__)
@@ -49,15 +52,48 @@ class MirrorEnv:
     enqueue: Callable[[str, dict[str, Any]], None] | None = None
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     upstream_factory: Callable[..., CondaUpstream] = CondaUpstream
+    # Where mirrors may connect (None: anywhere; the composition root always sets the policy).
+    egress: EgressPolicy | None = None
+    # Seals and opens upstream credentials (None: this process cannot store any).
+    secrets: SecretBox | None = None
     download_threads: int = 4
     # Set when the process shuts down: runs give up at their next check and are resumed later.
     shutdown: threading.Event = field(default_factory=threading.Event)
 
 
+_CATEGORIES = {
+    "upstream_unreachable": "upstream unreachable", "upstream_refused": "upstream not allowed",
+    "upstream_missing_file": "HTTP 404", "upstream_checksum": "upstream file does not match its index",
+    "upstream_corrupt": "upstream index invalid", "upstream_no_subdirs": "not a conda channel",
+    "upstream_not_a_channel": "not a conda channel", "secret_unreadable": "credentials unreadable",
+}
+
+
+def error_category(exc: BaseException | None, text: str | None = None) -> str:
+    """What non-admins may learn of a failed run: a category, never the upstream's own words."""
+    code = getattr(exc, "code", None)
+    if isinstance(exc, Stopped):
+        return "stopped"
+    if code in _CATEGORIES:
+        return _CATEGORIES[code]
+    message = text or (getattr(exc, "message", None) or "")
+    http = re.search(r"\bHTTP (\d{3})\b", message)
+    if http:
+        return f"HTTP {http.group(1)}"
+    if exc is None:
+        for needle, category in (("unreachable", "upstream unreachable"), ("stopped", "stopped"),
+                                 ("could not be queued", "job queue unavailable"),
+                                 ("could not be fetched", "some files could not be fetched")):
+            if needle in message:
+                return category
+    return "mirror run failed"
+
+
 def initial_sync_state() -> dict[str, Any]:
     return {"last_ckey": None, "last_exception": None, "total_steps_count": len(STEPS),
             "current_step_number": 0, "current_step_percentage": 0, "current_step_description": "",
-            "count": {"active": 0, "failed": 0, "passive": 0, "removed": 0, **flt.empty_counts()}}
+            "count": {"active": 0, "failed": 0, "passive": 0, "removed": 0, "conflicts": 0, "invalid": 0,
+                      **flt.empty_counts()}}
 
 
 def owner_alive(owner: str | None) -> bool:
@@ -132,6 +168,11 @@ class Progress:
             self.state["current_step_percentage"] = round(pct)
             if last_ckey:
                 self.state["last_ckey"] = last_ckey
+
+    def contacted(self) -> None:
+        """The upstream answered (what `--run_now` waits for before it returns)."""
+        with self._lock:
+            self.state["upstream_contacted"] = True
 
     def count(self, key: str, n: int = 1) -> None:
         with self._lock:

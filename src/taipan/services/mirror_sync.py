@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -28,7 +28,10 @@ from sqlalchemy.orm import Session
 from taipan.db.mirrors import Mirror
 from taipan.db.models import Channel, File, IndexChange, utcnow
 from taipan.domain import filters as flt
+from taipan.domain.conda import parse_conda_filename
+from taipan.domain.conda_record import record_problem
 from taipan.domain.repodata import record_bytes
+from taipan.domain.urls import redact_url, scrub, secrets_of
 from taipan.errors import TaipanError, UpstreamError
 from taipan.services.indexing import lock_channel
 from taipan.services.mirror_runs import (
@@ -38,6 +41,7 @@ from taipan.services.mirror_runs import (
     Progress,
     Stopped,
     claim,
+    error_category,
     initial_sync_state,
 )
 from taipan.upstreams.conda import CondaUpstream, RepodataFetch, partial_path, remove_quietly
@@ -56,6 +60,8 @@ class Plan:
     fetch: list[dict[str, Any]]  # rows to make active: download first (they are in add or update too)
     # A big conda upstream: the rows that need no download, on disk, read back in batches by the publish.
     spooled_add: _RowSpool | None = None
+    # Selected files whose ckey another source (an upload, another mirror) already holds.
+    conflicts: list[str] = field(default_factory=list)
     spooled_update: _RowSpool | None = None
 
     def close(self) -> None:
@@ -76,18 +82,22 @@ def run_mirror(env: MirrorEnv, mirror_id: str) -> str | None:
         assert channel is not None
         db.expunge_all()
     state = dict(m.sync_state)
-    final, error, seen = "failed", None, None
+    final, error, category, seen = "failed", None, None, None
+    secrets: list[str] = []
     with Progress(env, mirror_id, run_id, state) as progress:
         try:
-            seen = _syncer(m.mirror_type)(env, m, channel, progress)
+            source, proxy = _real_urls(env, m)
+            secrets = secrets_of(source) + secrets_of(proxy)
+            seen = _syncer(m.mirror_type)(env, m, channel, progress, source, proxy)
             final = "completed"
         except Stopped as exc:
-            final, error = "stopped", str(exc)
+            final, error, category = "stopped", str(exc), error_category(exc)
         except TaipanError as exc:
             error = f"{exc.message}" + (f" ({exc.hint})" if exc.hint else "")
+            category = error_category(exc)
         except Exception as exc:  # report, never crash the worker
-            log.exception("mirror %s failed", m.name)
-            error = f"{type(exc).__name__}: {exc}"
+            log.error("mirror %s failed: %s", m.name, scrub(f"{type(exc).__name__}: {exc}", secrets))
+            error, category = f"{type(exc).__name__}: {exc}", "internal error"
     if progress.lost:
         return None
     snap = progress.snapshot()
@@ -96,7 +106,10 @@ def run_mirror(env: MirrorEnv, mirror_id: str) -> str | None:
         # The run published what it could; say why the rest is missing instead of a blank error.
         error = (f"{failed_files} file(s) could not be fetched and were left out; last error: "
                  f"{snap.get('last_exception') or 'unknown'} (the next run tries them again)")
-    snap.update(last_exception=error, finished_at=utcnow().isoformat())
+        category = f"{failed_files} file(s) could not be fetched ({snap.get('last_error_category') or 'error'})"
+    # Credentials never reach the mirror's JSON, whoever reads it.
+    snap.update(last_exception=scrub(error, secrets), last_error_category=category,
+                finished_at=utcnow().isoformat())
     if final == "completed":
         snap.update(current_step_number=len(STEPS), current_step_percentage=100,
                     current_step_description="Completed")
@@ -125,6 +138,17 @@ def run_mirror(env: MirrorEnv, mirror_id: str) -> str | None:
     return final
 
 
+def _real_urls(env: MirrorEnv, m: Mirror) -> tuple[str, str | None]:
+    """The source and proxy URLs with their credentials, decrypted for this run only."""
+    box = env.secrets
+    if (m.source_secret or m.proxy_secret) and box is None:
+        raise UpstreamError("The mirror's credentials cannot be read (no secrets key)",
+                            "Set TAIPAN_SECRETS__KEY as on the server", code="secret_unreadable")
+    source = box.open(m.source_secret) if m.source_secret and box else m.source_root
+    proxy = box.open(m.proxy_secret) if m.proxy_secret and box else m.proxy
+    return source, proxy
+
+
 # Mirror type -> the module whose ``sync(env, mirror, channel, progress)`` runs it (conda's is
 # ``_sync`` below). Imported on use: those modules build on this one.
 SYNCERS = {"python_simple": "taipan.services.mirror_sync_python", "CRAN": "taipan.services.mirror_sync_cran"}
@@ -136,13 +160,18 @@ def _syncer(mirror_type: str) -> Any:
     return _sync if module is None else importlib.import_module(module).sync
 
 
-def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> dict[str, Any]:
+def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress, source: str,
+          proxy: str | None) -> dict[str, Any]:
     """Run the steps; return what to remember of the upstream (its validators) for the next run."""
     ch_filters = _channel_filters(channel)
     compiled = flt.compile_filters(m.filters or {}, ch_filters)
-    with env.upstream_factory(m.source_root, proxy=m.proxy) as upstream:
+    with env.upstream_factory(source, proxy=proxy) as upstream:
         progress.step(1)
-        subdirs = compiled.subdirs or upstream.subdirs()
+        if not compiled.subdirs:
+            subdirs = upstream.subdirs()
+            progress.contacted()
+        else:
+            subdirs = compiled.subdirs
         progress.step(2)
         digest = _digest(m, ch_filters, subdirs)
         prev = (m.cache or {}).get("upstream") or {}
@@ -157,6 +186,7 @@ def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> di
                 v = known.get(subdir) or {}
                 fetched[subdir] = upstream.fetch_repodata(subdir, etag=v.get("etag"), spool_dir=spool,
                                                           last_modified=v.get("last_modified"))
+                progress.contacted()
                 progress.percent(100 * (i + 1) / len(subdirs))
                 progress.check()
             validators = {sd: {"etag": f.etag, "last_modified": f.last_modified}
@@ -198,26 +228,28 @@ def _select_and_plan(env: MirrorEnv, m: Mirror, channel: Channel, compiled: flt.
     (what the channel holds already is kept as compact digests), planned rows spooled to disk."""
     started = time.perf_counter()
     selector = flt.StreamSelector(compiled)
-    plan = _Planner(env, m, channel, upstream, {sd: got.info().get("base_url") or None
-                                                for sd, got in present.items()})
+    plan = _Planner(env, m, channel, upstream, {sd: _base_url(got.info()) for sd, got in present.items()})
+    invalid: list[tuple[str, str]] = []
     try:
         if selector.streams:
             for subdir, got in present.items():
                 if not selector.wants(subdir):
                     continue
                 selector.start_subdir()
-                for fn, rec in _valid_records(got):
+                for fn, rec in _valid_records(got, invalid):
                     if selector.keep(fn, rec):
                         plan.record(subdir, fn, rec)
                 progress.check()
             counts, evaluated, kept = selector.counts, selector.evaluated, selector.kept_count
         else:  # the dependency closure needs every candidate at once: the in-memory engine
-            sel = flt.select({sd: dict(_valid_records(got)) for sd, got in present.items()}, compiled)
+            sel = flt.select({sd: dict(_valid_records(got, invalid)) for sd, got in present.items()}, compiled)
             for subdir, recs in sel.kept.items():
                 for fn, rec in recs.items():
                     plan.record(subdir, fn, rec)
             counts, evaluated, kept = sel.counts, sel.evaluated, sel.kept_count
         result = plan.finish()
+        _report_invalid(progress, invalid)
+        _report_conflicts(progress, result.conflicts)
     except BaseException:
         plan.close()
         raise
@@ -230,15 +262,56 @@ def _select_and_plan(env: MirrorEnv, m: Mirror, channel: Channel, compiled: flt.
     return result
 
 
-def _valid_records(got: RepodataFetch) -> Iterator[tuple[str, dict[str, Any]]]:
-    """A subdir's records, ``packages.conda`` first; records without a name or version are skipped
-    (no client could install them, and MatchSpecs cannot be tested on them)."""
+def _base_url(info: Mapping[str, Any]) -> str | None:
+    base_url = info.get("base_url")
+    return base_url if isinstance(base_url, str) and base_url else None
+
+
+def _valid_records(got: RepodataFetch, invalid: list[tuple[str, str]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A subdir's records, ``packages.conda`` first. Records left out go to ``invalid`` with the
+    reason: a file name that is not a conda package's, or a record against the repodata schema
+    (one such record would make the published repodata.json unreadable for every client)."""
+    bad = len(invalid)
     for section in ("packages.conda", "packages"):
         for fn, rec in got.records(section):
-            if isinstance(rec, dict) and isinstance(rec.get("name"), str) and rec.get("version") is not None:
+            problem = _filename_problem(fn, section) or record_problem(rec)
+            if problem is None:
                 yield fn, rec
             else:
-                log.warning("skipping malformed upstream record %s in %s", fn, got.url)
+                invalid.append((f"{got.subdir}/{fn}", problem))
+    if len(invalid) > bad:
+        log.warning("skipped %d invalid upstream record(s) in %s, e.g. %s: %s", len(invalid) - bad,
+                    redact_url(got.url), *invalid[bad])
+
+
+def _filename_problem(fn: str, section: str) -> str | None:
+    want = ".conda" if section == "packages.conda" else ".tar.bz2"
+    try:
+        parse_conda_filename(fn)
+    except TaipanError:
+        return "not a conda package file name"
+    if not fn.endswith(want):
+        return f"a {section!r} entry must end in {want}"
+    return None
+
+
+CONFLICTS_SHOWN = 20
+
+
+def _report_conflicts(progress: Progress, conflicts: list[str]) -> None:
+    """Selected files that the channel already holds from another source are left out: say how
+    many and which, instead of a run that "completes" with nothing stored."""
+    with progress._lock:
+        progress.state["count"]["conflicts"] = len(conflicts)
+        progress.state["conflicts"] = sorted(conflicts)[:CONFLICTS_SHOWN]
+
+
+def _report_invalid(progress: Progress, invalid: list[tuple[str, str]]) -> None:
+    """Upstream records that no conda client could read are skipped, never published: say how many
+    and why, without failing the run."""
+    with progress._lock:
+        progress.state["count"]["invalid"] = len(invalid)
+        progress.state["invalid_records"] = [f"{ckey}: {why}" for ckey, why in sorted(invalid)[:CONFLICTS_SHOWN]]
 
 
 def _files_intact(env: MirrorEnv, m: Mirror, prev: Mapping[str, Any]) -> bool:
@@ -291,6 +364,7 @@ class _Planner:
     def record(self, subdir: str, fn: str, rec: Mapping[str, Any]) -> None:
         ckey = f"{subdir}/{fn}"
         if ckey in self.others:  # uploaded, or another mirror's: never overwritten by this one
+            self.plan.conflicts.append(ckey)
             return
         raw = record_bytes(rec)
         packed = self.mine.pop(ckey, None)
@@ -305,7 +379,8 @@ class _Planner:
                "md5": rec.get("md5") or "", "size": int(rec.get("size") or 0), "record": raw.decode(),
                "meta": {"index.json": {k: rec[k] for k in _META_KEYS if k in rec}},
                "state": state, "mirror_id": self.m.id,
-               "source_url": self.upstream.file_url(subdir, fn, self.base_urls.get(subdir))}
+               # stored without credentials: the run (or a passive fetch) puts them back
+               "source_url": redact_url(self.upstream.file_url(subdir, fn, self.base_urls.get(subdir)))}
         needs_fetch = (self.m.mode == "active" or not row["sha256"]) and state != "active"
         if packed is None:
             kind = "add"
@@ -390,6 +465,7 @@ def _fetch_active(env: MirrorEnv, upstream: CondaUpstream, plan: Plan, progress:
             with lock:
                 failed.add(row["id"])
                 progress.state["last_exception"] = exc.message
+                progress.state["last_error_category"] = error_category(exc)
             progress.count("failed")
         with lock:
             done += 1
@@ -416,7 +492,7 @@ def _download(env: MirrorEnv, upstream: CondaUpstream, row: dict[str, Any]) -> N
         row["state"] = "active"
         return
     dest = partial_path(env.blobs.tempdir(), sha, row["ckey"])
-    got = upstream.download(row["source_url"], dest, sha256=sha, size=row["size"] or None,
+    got = upstream.download(upstream.unmask(row["source_url"]), dest, sha256=sha, size=row["size"] or None,
                             md5=row["md5"] or None)
     env.blobs.put_file(got.sha256, dest, move=True)
     remove_quietly(dest)

@@ -24,6 +24,7 @@ from taipan.domain import cran
 from taipan.domain import cran_upstream as cu
 from taipan.domain import filters as flt
 from taipan.domain.repodata import record_bytes
+from taipan.domain.urls import redact_url
 from taipan.errors import InvalidInput, UpstreamError
 from taipan.services import mirror_sync as ms
 from taipan.services.mirror_runs import MirrorEnv, Progress
@@ -39,10 +40,12 @@ def repo_root(source_root: str) -> str:
     return root + "/"
 
 
-def sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> dict[str, Any]:
+def sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress, source: str,
+         proxy: str | None) -> dict[str, Any]:
+    """``source`` and ``proxy`` are the real URLs (credentials included), ``m.source_root`` the masked form."""
     filters = m.filters or {}
     ch_filters = flt.normalize_channel_filters(ms._channel_filters(channel))
-    root = repo_root(m.source_root)
+    root = repo_root(source)  # the real URL: credentials included
     partitions = list(filters.get("subdirs") or [PARTITION])
     digest = hashlib.sha256(orjson.dumps([m.source_root, m.mode, filters, ch_filters],
                                          option=orjson.OPT_SORT_KEYS)).hexdigest()[:24]
@@ -50,9 +53,10 @@ def sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> dic
     # Same settings, last run clean, the channel still holds what it published: ask conditionally.
     known = prev.get("validators", {}) if prev.get("digest") == digest and prev.get("clean") and \
         ms._files_intact(env, m, prev) else {}
-    with env.upstream_factory(m.source_root, proxy=m.proxy) as upstream:
+    with env.upstream_factory(source, proxy=proxy) as upstream:
         progress.step(1)
         fetched = {part: _packages_file(upstream, root + part + "/", known.get(part) or {}) for part in partitions}
+        progress.contacted()
         seen = {"digest": digest, "validators": {part: v for part, (_, v) in fetched.items()}}
         if known and all(raw is None and v for raw, v in fetched.values()):  # all 304: nothing changed
             with progress._lock:
@@ -88,6 +92,7 @@ def sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> dic
             progress.state.update(upstream_records=total, selected=len(kept))
         progress.step(4)
         plan = _plan(env, m, channel, kept)
+        ms._report_conflicts(progress, plan.conflicts)
         ms._fetch_active(env, upstream, plan, progress)
         for row in plan.add + plan.update:  # hashes learnt by downloading go into the index too
             rec = orjson.loads(row["record"])
@@ -198,6 +203,7 @@ def _plan(env: MirrorEnv, m: Mirror, channel: Channel, kept: list[cu.UpstreamPac
     for p in kept:
         ckey = f"{p.partition}/{p.filename}"
         if ckey in others:  # uploaded, or another mirror's: never overwritten by this one
+            plan.conflicts.append(ckey)
             continue
         old = mine.pop(ckey, None)
         rec = dict(p.record)
@@ -218,7 +224,7 @@ def _plan(env: MirrorEnv, m: Mirror, channel: Channel, kept: list[cu.UpstreamPac
                "name": p.name, "version": p.version, "subdir": p.partition, "filename": p.filename, "ckey": ckey,
                "sha256": sha, "md5": str(rec.get("MD5sum") or ""), "size": int(rec.get("size") or 0),
                "record": text, "meta": {"DESCRIPTION": {k: v for k, v in rec.items() if k != "size"}},
-               "state": state, "mirror_id": m.id, "updated_at": now, "source_url": p.url}
+               "state": state, "mirror_id": m.id, "updated_at": now, "source_url": redact_url(p.url)}
         needs_fetch = m.mode == "active" and state != "active"
         if needs_fetch:
             plan.fetch.append(row)

@@ -21,15 +21,19 @@ from taipan.domain import filters as flt
 from taipan.domain import python_simple as ps
 from taipan.domain.families.python import PARTITION
 from taipan.domain.repodata import record_bytes
+from taipan.domain.urls import redact_url
 from taipan.errors import UpstreamError
 from taipan.services import mirror_sync as ms
 from taipan.services.mirror_runs import MirrorEnv, Progress
 
 
-def sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> dict[str, Any]:
+def sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress, source: str,
+         proxy: str | None) -> dict[str, Any]:
+    """``source`` and ``proxy`` are the real URLs (credentials included); ``m.source_root`` is the
+    masked form for messages."""
     filters = m.filters or {}
-    root = m.source_root.rstrip("/") + "/"
-    with env.upstream_factory(m.source_root, proxy=m.proxy) as upstream:
+    root = source.rstrip("/") + "/"
+    with env.upstream_factory(source, proxy=proxy) as upstream:
         progress.step(1)
         projects = [str(p) for p in filters.get("projects") or []]
         if not projects and filters.get("only_specs"):  # only these projects can match
@@ -38,6 +42,7 @@ def sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> dic
             projects = sorted({str(canonicalize_name(p)) for p in projects})
         else:
             got = upstream.get_bytes(root, headers={"Accept": ps.JSON_ACCEPT})
+            progress.contacted()
             if got.status_code == 404:
                 raise UpstreamError(f"No simple index at {m.source_root}", "Give the index URL, e.g. "
                                     "https://pypi.org/simple", code="upstream_not_found")
@@ -74,6 +79,7 @@ def sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress) -> dic
             kept = _by_license(env, upstream, kept, filters, licenses, progress)
         progress.step(4)
         plan = _plan(env, m, channel, kept)
+        ms._report_conflicts(progress, plan.conflicts)
         ms._fetch_active(env, upstream, plan, progress)
         for row in plan.add + plan.update:  # a hash learnt by downloading goes into the page too
             rec = orjson.loads(row["record"])
@@ -99,6 +105,7 @@ def _fetch_pages(env: MirrorEnv, upstream: Any, root: str, projects: list[str], 
         if known.get(project):
             headers["If-None-Match"] = known[project]
         got = upstream.get_bytes(f"{root}{project}/", headers=headers)
+        progress.contacted()
         files = None if got.status_code == 304 else [] if got.status_code == 404 else ps.parse_project(
             project, got.content, got.headers.get("content-type"), str(got.url))
         with lock:
@@ -233,6 +240,7 @@ def _plan(env: MirrorEnv, m: Mirror, channel: Channel, kept: list[ps.UpstreamFil
     for f in kept:
         ckey = f"{PARTITION}/{f.project}/{f.filename}"
         if ckey in others:  # uploaded, or another mirror's: never overwritten by this one
+            plan.conflicts.append(ckey)
             continue
         rec: dict[str, Any] = {"name": f.project, "version": f.version, "filename": f.filename,
                                "packagetype": "bdist_wheel" if f.filename.endswith(".whl") else "sdist",
@@ -252,7 +260,8 @@ def _plan(env: MirrorEnv, m: Mirror, channel: Channel, kept: list[ps.UpstreamFil
                "name": f.project, "version": f.version, "subdir": PARTITION, "filename": f.filename, "ckey": ckey,
                "sha256": rec["sha256"], "md5": "", "size": int(rec["size"] or 0), "record": text,
                "meta": {"name": f.project, "version": f.version, "requires_python": f.requires_python},
-               "state": state, "mirror_id": m.id, "updated_at": now, "source_url": f.url}
+               "state": state, "mirror_id": m.id, "updated_at": now,
+               "source_url": redact_url(f.url)}  # without credentials: the run puts them back
         needs_fetch = (m.mode == "active" or not row["sha256"]) and state != "active"
         if needs_fetch:
             plan.fetch.append(row)

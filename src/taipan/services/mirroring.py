@@ -22,14 +22,18 @@ from sqlalchemy.orm import Session
 from taipan.db.mirrors import Mirror
 from taipan.db.models import Channel, File, utcnow
 from taipan.domain import filters as flt
+from taipan.domain.egress import EgressPolicy
 from taipan.domain.names import KNOWN_SUBDIRS
 from taipan.domain.permissions import Principal
-from taipan.errors import Conflict, Forbidden, InvalidInput, NotFound, UpstreamError
+from taipan.domain.urls import MASK, has_credentials, redact_url, scrub, secrets_of, unmask
+from taipan.errors import Conflict, Forbidden, InvalidInput, NotFound, TaipanError, UpstreamError
 from taipan.jobs import DueRun, JobRegistry
 from taipan.services import channels as channel_service
 from taipan.services.indexing import log_changes
-from taipan.services.mirror_runs import JOB_SYNC, MirrorEnv, initial_sync_state, is_stale
+from taipan.services.mirror_runs import JOB_SYNC, MirrorEnv, error_category, initial_sync_state, is_stale
 from taipan.services.mirror_sync import run_mirror
+from taipan.storage.secrets import SecretBox
+from taipan.upstreams.egress import check_url
 
 log = logging.getLogger(__name__)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -53,7 +57,8 @@ def _url(value: Any, what: str = "source", *, allow_empty: bool = False) -> str 
     if parts.scheme not in ("http", "https") or not parts.netloc:
         hint = ("Give the channel's root URL, e.g. https://conda.anaconda.org/conda-forge"
                 if what == "source" else "Give an http:// proxy URL, e.g. http://user:pass@proxy:3128")
-        raise InvalidInput(f"Invalid {what} URL {str(value)[:200]!r}", hint, code=f"invalid_{what}")
+        raise InvalidInput(f"Invalid {what} URL {redact_url(str(value or ''))[:200]!r}", hint,
+                           code=f"invalid_{what}")
     if what != "source":
         return str(value)
     url = str(value).rstrip("/")
@@ -108,12 +113,14 @@ def next_run(cron: str, after: datetime | None = None) -> datetime:
 # --- access -------------------------------------------------------------------------------------
 
 def _require_manage(p: Principal, channel: Channel) -> None:
-    channel_service.require_write(p, channel, "mirror:manage")
-    # A mirror makes the server fetch from any URL it is given (internal hosts included), so
-    # managing mirrors is an admin's job, as in Anaconda Server, not every channel owner's.
-    if not p.is_admin:
+    # A mirror makes the server fetch from the URLs it is given, so managing mirrors is an admin's
+    # job, as in Anaconda Server, not every channel owner's. That is the real reason a user is
+    # refused, so it is said before any missing scope (which no token of theirs could ever carry).
+    channel_service.require_read(p, channel)
+    if p.authenticated and not p.is_admin:
         raise Forbidden("Only administrators can manage mirrors",
                         "Ask an administrator to create or change the mirror", code="admin_required")
+    channel_service.require_write(p, channel, "mirror:manage")
 
 
 def _require_view(p: Principal, channel: Channel) -> None:
@@ -132,8 +139,55 @@ def get_mirror(db: Session, channel: Channel, mirror_id: str) -> Mirror:
 
 # --- create / update / delete -------------------------------------------------------------------
 
-def create_mirror(db: Session, p: Principal, channel: Channel, body: dict[str, Any]) -> tuple[Mirror, bool]:
-    """Create a mirror from the API body; return it and whether to enqueue a run after commit."""
+def _check_egress(url: str | None, egress: EgressPolicy | None) -> None:
+    if url and egress is not None:
+        check_url(egress, url)
+
+
+def _box(env: MirrorEnv | None) -> SecretBox:
+    if env is None or env.secrets is None:
+        raise TaipanError("This server cannot store upstream credentials (no secrets key)",
+                          "Set TAIPAN_SECRETS__KEY or make $TAIPAN_HOME writable", code="no_secrets_key",
+                          status=500)
+    return env.secrets
+
+
+def _set_source(m: Mirror, url: str, env: MirrorEnv | None) -> None:
+    """The source as shown (credentials masked) in ``source_root``; the real URL, encrypted, apart.
+    The masked form sent back unchanged (a client that PUTs the whole mirror) keeps the secret."""
+    if m.source_root and url == m.source_root and m.source_secret:
+        return
+    m.source_root = redact_url(url) or url
+    m.source_secret = _box(env).seal(url) if has_credentials(url) else None
+
+
+def _set_proxy(m: Mirror, url: str | None, env: MirrorEnv | None) -> None:
+    if url and m.proxy and url == m.proxy and m.proxy_secret:
+        return
+    m.proxy = redact_url(url) if url else None
+    m.proxy_secret = _box(env).seal(url) if url and has_credentials(url) else None
+
+
+def real_source(m: Mirror, box: SecretBox | None) -> str:
+    """The URL to fetch from: the decrypted one when the source has credentials."""
+    if m.source_secret:
+        if box is None:
+            raise UpstreamError("The mirror's credentials cannot be read (no secrets key)",
+                                "Set TAIPAN_SECRETS__KEY as on the server", code="secret_unreadable")
+        return box.open(m.source_secret)
+    return m.source_root
+
+
+def real_proxy(m: Mirror, box: SecretBox | None) -> str | None:
+    if m.proxy_secret and box is not None:
+        return box.open(m.proxy_secret)
+    return m.proxy
+
+
+def create_mirror(db: Session, p: Principal, channel: Channel, body: dict[str, Any], *,
+                  env: MirrorEnv | None = None) -> tuple[Mirror, bool]:
+    """Create a mirror from the API body; return it and whether to enqueue a run after commit.
+    A source that resolves outside the egress policy is refused here already."""
     _require_manage(p, channel)
     name = _name(body.get("mirror_name") or body.get("name"))
     if db.scalar(select(Mirror.id).where(Mirror.channel_id == channel.id, Mirror.name == name)):
@@ -141,20 +195,24 @@ def create_mirror(db: Session, p: Principal, channel: Channel, body: dict[str, A
                        "Choose another name, or change it with --update", code="mirror_exists")
     mtype = _type(body.get("mirror_type") or body.get("type"))
     cron = flt.validate_cron(body.get("cron") or flt.DEFAULT_CRON)
+    source = _url(body.get("source_root") or body.get("source"))
+    assert source is not None
     m = Mirror(channel_id=channel.id, name=name, mirror_type=mtype,
                mode=_mode(body.get("mirror_mode") or body.get("mode")),
-               source_root=_url(body.get("source_root") or body.get("source")),
-               cron=cron, proxy=_url(body.get("proxy"), "proxy", allow_empty=True),
-               filters=flt.normalize_mirror_filters(body.get("filters"), mtype),
+               cron=cron, filters=flt.normalize_mirror_filters(body.get("filters"), mtype),
                state="pending", sync_state=initial_sync_state(), next_run_at=next_run(cron),
                created_by=p.username)
+    _set_proxy(m, _url(body.get("proxy"), "proxy", allow_empty=True), env)
+    _check_egress(source, env.egress if env else None)  # last: it resolves the host name
+    _set_source(m, source, env)
     db.add(m)
     db.flush()
-    channel_service.add_event(db, channel, "mirror_created", p, mirror=name, source=redact_url(m.source_root))
+    channel_service.add_event(db, channel, "mirror_created", p, mirror=name, source=m.source_root)
     return m, bool(body.get("run_now")) and request_run(db, m)
 
 
-def update_mirror(db: Session, p: Principal, channel: Channel, m: Mirror, body: dict[str, Any]) -> bool:
+def update_mirror(db: Session, p: Principal, channel: Channel, m: Mirror, body: dict[str, Any], *,
+                  env: MirrorEnv | None = None) -> bool:
     """Apply the fields present in ``body``; the next run replaces the mirror's contents.
     Return True when a run must be enqueued after commit (``run_now``)."""
     _require_manage(p, channel)
@@ -169,15 +227,19 @@ def update_mirror(db: Session, p: Principal, channel: Channel, m: Mirror, body: 
         m.mirror_type = _type(body.get("mirror_type") or body.get("type"))
     if body.get("mirror_mode") or body.get("mode"):
         m.mode = _mode(body.get("mirror_mode") or body.get("mode"))
-    if body.get("source_root") or body.get("source"):
-        m.source_root = _url(body.get("source_root") or body.get("source")) or m.source_root
+    source = _url(body.get("source_root") or body.get("source")) if (
+        body.get("source_root") or body.get("source")) else None
     if body.get("cron"):
         m.cron = flt.validate_cron(body["cron"])
         m.next_run_at = next_run(m.cron)
     if "proxy" in body:
-        m.proxy = _url(body.get("proxy"), "proxy", allow_empty=True)
+        _set_proxy(m, _url(body.get("proxy"), "proxy", allow_empty=True), env)
     if "filters" in body:
         m.filters = flt.normalize_mirror_filters(body.get("filters"), m.mirror_type)
+    if source is not None:
+        if source != m.source_root:
+            _check_egress(source, env.egress if env else None)  # last: it resolves the host name
+        _set_source(m, source, env)
     m.updated_at = utcnow()
     channel_service.add_event(db, channel, "mirror_updated", p, mirror=m.name)
     return bool(body.get("run_now")) and request_run(db, m)
@@ -307,45 +369,49 @@ def recover_local(env: MirrorEnv) -> list[str]:
 
 # --- JSON ---------------------------------------------------------------------------------------
 
-_TOKEN_IN_PATH = re.compile(r"/t/[^/]+(?=/|$)")
-_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^/@:]*):[^/@]*@")
-
-
-def redact_url(url: str | None) -> str | None:
-    """A source or proxy URL without its secrets (``/t/<token>/``, ``user:password@``): the mirror
-    JSON is readable by everyone who may read the channel, anonymous users included."""
-    if not url:
-        return url
-    return _USERINFO.sub(r"\1:***@", _TOKEN_IN_PATH.sub("/t/***", url))
-
-
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def mirror_json(m: Mirror, channel: Channel) -> dict[str, Any]:
+def public_sync_state(state: dict[str, Any] | None, p: Principal | None) -> dict[str, Any]:
+    """The sync state as ``p`` may see it: administrators get the upstream's own error texts;
+    everybody else only their category ("upstream unreachable", "HTTP 404"), so that neither
+    credentials nor the answers of internal hosts reach readers of a public channel."""
+    out = dict(state or initial_sync_state())
+    if p is not None and p.is_admin:
+        return out
+    if out.get("last_exception"):
+        out["last_exception"] = out.get("last_error_category") or error_category(None, out["last_exception"])
+    if isinstance(out.get("previous"), dict) and out["previous"].get("last_exception"):
+        prev = dict(out["previous"])
+        prev["last_exception"] = prev.get("last_error_category") or error_category(None, prev["last_exception"])
+        out["previous"] = prev
+    return out
+
+
+def mirror_json(m: Mirror, channel: Channel, p: Principal | None = None) -> dict[str, Any]:
     """The per-channel form (mirror_* keys, as conda-repo-cli reads them)."""
     return {
         "mirror_id": m.id, "mirror_name": m.name, "source_root": redact_url(m.source_root),
         "mirror_mode": m.mode, "mirror_type": m.mirror_type, "cron": m.cron, "proxy": redact_url(m.proxy),
-        "filters": m.filters or {},
+        "source_has_credentials": bool(m.source_secret), "filters": m.filters or {},
         "state": m.state, "last_run_at": _iso(m.last_run_at), "created_at": _iso(m.created_at),
         "updated_at": _iso(m.updated_at), "created": _iso(m.created_at), "next_run_at": _iso(m.next_run_at),
-        "channel": channel.path, "sync_state": m.sync_state or initial_sync_state(),
+        "channel": channel.path, "sync_state": public_sync_state(m.sync_state, p),
     }
 
 
-def global_mirror_json(m: Mirror, channel: Channel) -> dict[str, Any]:
+def global_mirror_json(m: Mirror, channel: Channel, p: Principal | None = None) -> dict[str, Any]:
     """The global-list form (/api/mirrors uses plain keys and nests the channel)."""
     top = channel.parent if channel.parent is not None else channel
     out = {
         "id": m.id, "name": m.name, "source_root": redact_url(m.source_root), "type": m.mirror_type,
         "mode": m.mode, "state": m.state, "proxy": redact_url(m.proxy), "cron": m.cron,
-        "filters": m.filters or {},
+        "source_has_credentials": bool(m.source_secret), "filters": m.filters or {},
         "last_run_at": _iso(m.last_run_at), "created_at": _iso(m.created_at),
         "updated_at": _iso(m.updated_at), "next_run_at": _iso(m.next_run_at),
         "channel": {"name": top.name, "privacy": top.privacy},
-        "sync_state": m.sync_state or initial_sync_state(),
+        "sync_state": public_sync_state(m.sync_state, p),
     }
     if channel.parent is not None:
         out["subchannel"] = {"name": channel.name}
@@ -380,8 +446,12 @@ def passive_stream(env: MirrorEnv, file_id: str) -> Iterator[bytes]:
         if f is None:
             raise NotFound("The file is gone", "Fetch repodata.json again", code="file_not_found")
         m = db.get(Mirror, f.mirror_id) if f.mirror_id else None
-        url, sha, size, proxy = f.source_url, f.sha256 or None, f.size or None, m.proxy if m else None
-        md5 = f.md5 or None
+        if m is None and f.source_url and MASK in f.source_url:
+            m = _mirror_for_masked(db, f.source_url)  # a copy of a mirrored file in another channel
+        url, sha, size, md5 = f.source_url, f.sha256 or None, f.size or None, f.md5 or None
+        proxy = None
+        if m is not None and url:
+            url, proxy = unmask(url, real_source(m, env.secrets)), real_proxy(m, env.secrets)
     if not url:
         raise NotFound(f"{f.filename} has no upstream source", "Run the mirror again",
                        code="file_not_available")
@@ -397,11 +467,18 @@ def passive_stream(env: MirrorEnv, file_id: str) -> Iterator[bytes]:
         actual = sha or _sha256_of(tmp)
         env.blobs.put_file(actual, tmp, move=True)
         _mark_active(env, file_id, actual)
-    except UpstreamError:
-        log.warning("passive fetch of %s failed", url, exc_info=True)
+    except UpstreamError as exc:
+        log.warning("passive fetch of %s failed: %s", redact_url(url), scrub(exc.message, secrets_of(url)))
         raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _mirror_for_masked(db: Session, url: str) -> Mirror | None:
+    for m in db.scalars(select(Mirror).where(Mirror.source_secret.is_not(None))):
+        if url.startswith(m.source_root.rstrip("/") + "/"):
+            return m
+    return None
 
 
 def _sha256_of(path: Any) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -24,13 +23,15 @@ import ijson
 import zstandard
 
 from taipan import __version__
+from taipan.domain.egress import EgressPolicy
 from taipan.domain.names import KNOWN_SUBDIRS
+from taipan.domain.urls import redact_url, unmask
 from taipan.errors import UpstreamError
+from taipan.upstreams.egress import guarded_transport, request_hook
 
 log = logging.getLogger(__name__)
 CHUNK = 256 * 1024
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-_TOKEN_RE = re.compile(r"/t/[^/]+/")
 
 
 @dataclass
@@ -77,11 +78,11 @@ class RepodataFetch:
         try:
             yield
         except zstandard.ZstdError as exc:
-            raise UpstreamError(f"{_TOKEN_RE.sub('/t/***/', self.url)} is not valid zstd data",
+            raise UpstreamError(f"{redact_url(self.url)} is not valid zstd data",
                                 "The upstream served a corrupt file; try again later",
                                 code="upstream_corrupt") from exc
         except (ijson.JSONError, UnicodeDecodeError, ValueError) as exc:
-            raise UpstreamError(f"{_TOKEN_RE.sub('/t/***/', self.url)} is not a conda repodata.json "
+            raise UpstreamError(f"{redact_url(self.url)} is not a conda repodata.json "
                                 f"(not JSON: {exc})",
                                 "Check that the source URL is the root of a conda channel",
                                 code="upstream_corrupt") from exc
@@ -92,7 +93,7 @@ class RepodataFetch:
             with self.open() as fh:
                 first = next(iter(ijson.parse(fh)), None)
             if first is None or first[1] != "start_map":
-                raise UpstreamError(f"{_TOKEN_RE.sub('/t/***/', self.url)} is not a conda repodata.json "
+                raise UpstreamError(f"{redact_url(self.url)} is not a conda repodata.json "
                                     "(not a JSON object)",
                                     "Check that the source URL is the root of a conda channel",
                                     code="upstream_corrupt")
@@ -125,16 +126,23 @@ class CondaUpstream:
 
     def __init__(self, source_root: str, *, proxy: str | None = None, timeout: float = 60.0,
                  retries: int = 4, backoff: float = 0.25,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, egress: EgressPolicy | None = None) -> None:
         self.root = source_root.rstrip("/") + "/"
         self.retries = retries
         self.backoff = backoff
         self._sleep = sleep
         self._zst_missing = False
+        # The egress policy (None: no checks, for library use): without a proxy every connection is
+        # checked when it is opened, redirect hops included; behind one, every request's host.
+        guard: dict[str, object] = {}
+        if egress is not None and proxy:
+            guard["event_hooks"] = {"request": [request_hook(egress)]}
+        elif egress is not None:
+            guard["transport"] = guarded_transport(egress)
         self.client = httpx.Client(
             proxy=proxy or None, timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
             follow_redirects=True, headers={"User-Agent": f"taipan-mirror/{__version__}"},
-            trust_env=not proxy,
+            trust_env=not proxy and egress is None, **guard,  # type: ignore[arg-type]
         )
 
     def __enter__(self) -> CondaUpstream:
@@ -149,11 +157,15 @@ class CondaUpstream:
     def url(self, path: str) -> str:
         return self.root + path.lstrip("/")
 
+    def unmask(self, url: str) -> str:
+        """A file URL stored without credentials, with this upstream's credentials again."""
+        return unmask(url, self.root)
+
     # --- requests with retries ----------------------------------------------------------------
 
     @staticmethod
     def _describe(url: str) -> str:
-        return _TOKEN_RE.sub("/t/***/", url)
+        return redact_url(url) or ""
 
     @contextmanager
     def _request(self, method: str, url: str, headers: dict[str, str] | None = None,
@@ -371,7 +383,7 @@ def _check_zstd(got: RepodataFetch) -> None:
             fh.read(1)
     except zstandard.ZstdError as exc:
         got.discard()
-        raise UpstreamError(f"{_TOKEN_RE.sub('/t/***/', got.url)} is not valid zstd data",
+        raise UpstreamError(f"{redact_url(got.url)} is not valid zstd data",
                             "The upstream served a corrupt file; try again later",
                             code="upstream_corrupt") from exc
 

@@ -69,11 +69,11 @@ class Cli:
     server: ServerProcess
     home: Path
 
-    def run(self, *args: str, rc: int | None = 0, token: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, rc: int | None = 0, token: bool | str = True) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CONDA", "REPO_CONFIG", "XDG_"))}
         env.update(HOME=str(self.home), REPO_CONFIG_DIR=str(self.home / ".conda"), NO_COLOR="1",
                    COLUMNS="200", XDG_DATA_HOME=str(self.home / "data"))
-        pre = ["-t", self.server.admin_token()] if token else []
+        pre = ["-t", token if isinstance(token, str) else self.server.admin_token()] if token else []
         proc = subprocess.run([CONDA_REPO, *pre, *args], env=env, text=True, capture_output=True, timeout=120,
                               stdin=subprocess.DEVNULL)
         if rc is not None:

@@ -95,9 +95,13 @@ def test_unreachable_source_fails_the_run_not_the_server(cli, mirror_server, cha
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cli.run("mirror", "--create", "gone", "--channel", channel, "--source", f"http://127.0.0.1:{port}/ch",
-            "--subdirs", "noarch", "--run_now")
-    m = wait_state(mirror_server, channel, "gone", ("failed",), timeout=30)
+    # --run_now waits for the first contact with the upstream, and says that it failed
+    out = cli.run("mirror", "--create", "gone", "--channel", channel, "--source",
+                  f"http://127.0.0.1:{port}/ch", "--subdirs", "noarch", "--run_now", rc=None)
+    assert out.returncode != 0, out
+    assert "Mirror gone failed" in out.stderr and "unreachable" in out.stderr, out.stderr
+    assert "kept" in out.stderr and "Traceback" not in out.stderr
+    m = wait_state(mirror_server, channel, "gone", ("failed",), timeout=30)  # the mirror stays, failed
     assert "unreachable" in m["sync_state"]["last_exception"]
     shown = cli.run("mirror", "--show", "gone", "--channel", channel).stdout
     assert "state: failed" in shown and "unreachable" in shown

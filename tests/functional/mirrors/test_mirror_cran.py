@@ -247,3 +247,36 @@ def test_binary_trees_are_mirrored_when_named(mirror_server, upstream_url, cran_
     got = httpx.get(f"{win}/tpdep_1.0.zip")
     assert got.status_code == 200
     assert got.content == (cran_tree / "bin" / "windows" / "contrib" / "4.4" / "tpdep_1.0.zip").read_bytes()
+
+
+class _Slow(_Quiet):
+    delay = 0.0
+
+    def do_GET(self) -> None:
+        if self.path.endswith(".tar.gz"):
+            import time
+
+            time.sleep(type(self).delay)
+        super().do_GET()
+
+
+def test_stop_then_restart_an_active_cran_mirror(mirror_server, cli, cran_tree) -> None:
+    handler = type("SlowCopy", (_Slow,), {"delay": 6.0})
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(cran_tree)))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        ch = _channel(mirror_server)
+        cli.run("mirror", "--create", "slow", "--channel", ch, "--source", f"http://127.0.0.1:{srv.server_address[1]}",
+                "--type", "CRAN", "--mode", "active", "--run_now")
+        wait_state(mirror_server, ch, "slow", states=("running",),
+                   pred=lambda m: m["sync_state"].get("current_step_number", 0) >= 4)
+        cli.run("mirror", "--stop", "slow", "--channel", ch)
+        wait_state(mirror_server, ch, "slow", states=("stopped",))
+        assert _files(mirror_server, ch) == {}  # a stopped run publishes nothing
+        handler.delay = 0.0
+        cli.run("mirror", "--restart", "slow", "--channel", ch)
+        wait_state(mirror_server, ch, "slow")
+        assert set(_files(mirror_server, ch).values()) == {"active"} and len(_files(mirror_server, ch)) == 3
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -22,7 +22,7 @@ def test_source_token_and_proxy_password_are_redacted(cli, mirror_server, upstre
     for text in texts:
         i = text.find("sekrit")
         assert "sekrit-token-42" not in text and "hunter2pass" not in text, text[max(0, i - 300):i + 50]
-    assert "/t/***" in texts[0] and "user:***@" in texts[0]
+    assert "/t/***" in texts[0] and "***:***@" in texts[0]
     shown = cli.run("mirror", "--show", "s", "--channel", channel).stdout
     assert "sekrit" not in shown and "hunter2" not in shown
 

@@ -36,7 +36,8 @@ def test_two_workers_run_a_scheduled_sync_exactly_once(upstream, tmp_path: Path)
     env = {"TAIPAN_JOBS__BACKEND": "redis", "TAIPAN_JOBS__REDIS_URL": REDIS_URL, "TAIPAN_JOBS__QUEUE_NAME": queue}
     home = tmp_path / "home"
     server = start_server(home, env)
-    worker_env = {**os.environ, **env, "TAIPAN_HOME": str(home)}
+    worker_env = {**os.environ, **env, "TAIPAN_HOME": str(home),
+                  "TAIPAN_MIRRORS__ALLOWED_NETWORKS": '["127.0.0.0/8"]'}  # the upstream is on loopback
     workers = [subprocess.Popen([TAIPAN, "worker", "--tick", "0.2", "--threads", "2"], env=worker_env,
                                 stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"worker{i}.log", "wb"))
                for i in range(2)]

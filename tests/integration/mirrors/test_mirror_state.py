@@ -24,7 +24,8 @@ from taipan.settings import Settings
 @pytest.fixture
 def rt(db_url: str, tmp_path: Path):
     upgrade(db_url)
-    runtime = build_runtime(Settings(home=tmp_path / "home", database={"url": db_url}))
+    runtime = build_runtime(Settings(home=tmp_path / "home", database={"url": db_url},
+                                     mirrors={"allowed_networks": ["127.0.0.0/8", "::1/128"]}))
     yield runtime
     runtime.close()
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import re
+import time
 from typing import Any
+
+import yaml
 
 from taipan.cli.context import Context
 from taipan.cli.paging import items_of
 from taipan.client import mirrors as api
-from taipan.errors import Conflict, InvalidInput, NotFound
+from taipan.errors import Conflict, Forbidden, InvalidInput, NotFound, TaipanError, UpstreamError
 
 DEFAULT_CRON = "0 0 * * *"
 TYPES = ("conda", "python_simple", "CRAN")
@@ -20,11 +23,45 @@ SHOW_PROPS = {"id": "id", "name": "name", "source": "source_root", "source_root"
               "type": "type", "mode": "mode", "state": "state", "proxy": "proxy", "cron": "cron",
               "last_run_at": "last_run_at", "created_at": "created_at", "updated_at": "updated_at",
               "filters": "filters", "sync_state": "sync_state", "channel": "channel"}
+# Quotes that survive copying a command from a web page or a word processor.
+QUOTES = "\"'\u201c\u201d\u201e\u201f\u2018\u2019\u201a\u201b\u00ab\u00bb\u2033\u2032"
+# How long `--create/--restart ... --run_now` waits for the first answer of the upstream.
+FIRST_CONTACT_SECONDS = 180.0
+EPILOG = """\
+Clearing a filter: with --update, an empty value clears that filter, the same for every filter:
+  --subdirs "" --projects "" --licenses "" --only_spec "" --exclude_spec "" --include_spec ""
+  --cve_score ""  --date_from "" (or --date_to "": clears the whole date window)
+  --exclude_uncurated_cve_packages False  --only_signed False  --include_dependencies False
+Filters not named on the command line keep their values.
+
+Yes/no options take an optional value: --only_signed, --only_signed True, --only_signed False
+(also yes/no, 1/0, on/off).
+"""
+
+
+def parse_bool(text: str) -> bool:
+    value = text.strip().strip(QUOTES).strip().lower()
+    if value in ("true", "yes", "y", "1", "on"):
+        return True
+    if value in ("false", "no", "n", "0", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False (or yes/no, 1/0), got {text!r}")
+
+
+def parse_score(text: str) -> float | None:
+    value = text.strip().strip(QUOTES).strip()
+    if not value:
+        return None  # "": clear the filter
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a CVE score between 0 and 10, got {text!r}") from None
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("mirror", help="mirror upstream channels into a channel",
-                              description="Create and manage mirrors of upstream conda channels.")
+                              description="Create and manage mirrors of upstream conda channels.",
+                              epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     act = p.add_mutually_exclusive_group(required=True)
     act.add_argument("--create", metavar="NAME", help="create a mirror (needs --channel and --source)")
     act.add_argument("--update", metavar="NAME", help="change a mirror; its next run replaces its contents")
@@ -46,7 +83,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cron", default=DEFAULT_CRON, help=f"when to sync, in cron syntax (default '{DEFAULT_CRON}')")
     p.add_argument("--proxy", default=None, help="an http:// proxy for the upstream ('' clears it)")
     p.add_argument("--run_now", "--run-now", dest="run_now", action="store_true",
-                   help="sync now instead of waiting for the schedule")
+                   help="sync now instead of waiting for the schedule; waits until the upstream "
+                        "answers and fails if it cannot be reached")
     f = p.add_argument_group("filters")
     f.add_argument("--subdirs", help='[conda] platforms, e.g. "noarch,linux-64,osx-arm64"; '
                    '[CRAN] trees, e.g. "src/contrib,bin/windows/contrib/4.4" (default src/contrib)')
@@ -64,15 +102,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("--include_spec", "--include-spec", dest="include_spec", action="append", default=[],
                    metavar="SPEC", help="re-admit what an --exclude_spec removed (repeatable)")
     f.add_argument("--include_dependencies", "--include-dependencies", dest="include_dependencies",
-                   action="store_true", help="also mirror the dependency closure of the --only_spec selection")
-    f.add_argument("--include_archive", "--include-archive", dest="include_archive", action="store_true",
+                   nargs="?", const=True, default=None, type=parse_bool, metavar="True|False",
+                   help="also mirror the dependency closure of the --only_spec selection")
+    f.add_argument("--include_archive", "--include-archive", dest="include_archive", nargs="?", const=True,
+                   default=None, type=parse_bool, metavar="True|False",
                    help="[CRAN] also mirror older versions from src/contrib/Archive/<pkg>/")
-    f.add_argument("--cve_score", type=float, help="only files with a CVE score at or below this (0-10)")
-    f.add_argument("--exclude_uncurated_cve_packages", action="store_true",
-                   help="leave out files with uncurated CVEs")
+    f.add_argument("--cve_score", type=parse_score, default=argparse.SUPPRESS,
+                   help="only files with a CVE score below this (0-10)")
+    f.add_argument("--exclude_uncurated_cve_packages", nargs="?", const=True, default=None, type=parse_bool,
+                   metavar="True|False", help="leave out files with uncurated CVEs")
     f.add_argument("--date_from", help="published (python: uploaded) on or after YYYY-MM-DD (window of at most a year)")
     f.add_argument("--date_to", help="published (python: uploaded) on or before YYYY-MM-DD")
-    f.add_argument("--only_signed", action="store_true", help="only signed packages")
+    f.add_argument("--only_signed", nargs="?", const=True, default=None, type=parse_bool,
+                   metavar="True|False", help="only signed packages")
     p.add_argument("--json", action="store_true", help="print JSON")
     # `--show NAME --channel CH PROPERTY...`: properties given after the other options.
     p.add_argument("properties", nargs="*", metavar="PROPERTY", help=argparse.SUPPRESS)
@@ -113,53 +155,74 @@ def _accept_dash_values(parser: argparse.ArgumentParser) -> None:
 
 # --- building the request ------------------------------------------------------------------------
 
+def strip_quotes(text: str) -> str:
+    return text.strip().strip(QUOTES).strip()
+
+
 def split_licenses(text: str) -> tuple[list[str], list[str]]:
+    """'-gpl3,mit' -> (include, exclude); typographic quotes around the list or an item are dropped,
+    and an unknown family is named as it was typed."""
     include, exclude = [], []
-    for raw in text.split(","):
-        item = raw.strip()
+    for raw in strip_quotes(text).split(","):
+        item = strip_quotes(raw)
         if not item:
             continue
         name = item.lstrip("+-").strip().lower().replace("-", "_")
         if name not in LICENSES:
-            raise InvalidInput(f"Unknown license family {name!r}", "Use one of: " + ", ".join(LICENSES),
+            raise InvalidInput(f"Unknown license family {item.lstrip('+-').strip()!r} "
+                               f"(in --licenses {text.strip()!r})",
+                               "Use one of: " + ", ".join(LICENSES) + "; prefix '-' to exclude",
                                code="invalid_license")
         (exclude if item.startswith("-") else include).append(name)
     return include, exclude
 
 
+def _items(text: str) -> list[str]:
+    return [s for s in (strip_quotes(x) for x in strip_quotes(text).split(",")) if s]
+
+
 def filters_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """Only the filters given on the command line (so --update changes just those)."""
-    if args.only_spec and (args.exclude_spec or args.include_spec):
+    """Only the filters given on the command line (so --update changes just those). One rule for
+    every filter: an empty value ("" or False) clears it."""
+    only = [s for s in map(strip_quotes, args.only_spec) if s]
+    if only and ([s for s in args.exclude_spec if strip_quotes(s)] or [s for s in args.include_spec
+                                                                      if strip_quotes(s)]):
         raise InvalidInput("--only_spec cannot be combined with --exclude_spec or --include_spec",
                            "Use either --only_spec, or --exclude_spec with --include_spec",
                            code="invalid_filters")
     out: dict[str, Any] = {}
-    if args.subdirs:
-        out["subdirs"] = [s.strip() for s in args.subdirs.split(",") if s.strip()]
-    if args.projects:
-        out["projects"] = [s.strip() for s in args.projects.split(",") if s.strip()]
+    if args.subdirs is not None:
+        out["subdirs"] = _items(args.subdirs)
+    if args.projects is not None:
+        out["projects"] = _items(args.projects)
     for key in ("python_tags", "platform_tags"):
-        if getattr(args, key, None):
-            out[key] = [s.strip() for s in getattr(args, key).split(",") if s.strip()]
+        if getattr(args, key, None) is not None:
+            out[key] = _items(getattr(args, key))
     if args.licenses is not None:
         out["include_licenses"], out["exclude_licenses"] = split_licenses(args.licenses)
     for key, value in (("only_specs", args.only_spec), ("exclude_specs", args.exclude_spec),
                        ("include_specs", args.include_spec)):
-        if value:
-            out[key] = list(value)
+        if value:  # given at least once; `--only_spec ""` alone clears the list
+            out[key] = [s for s in map(strip_quotes, value) if s]
     # Only the dates given: `--update M --date_to D` keeps the mirror's date_from (the server
-    # still refuses a window with one end missing, on create as on update).
-    if args.date_from:
-        out["date_from"] = args.date_from
-    if args.date_to:
-        out["date_to"] = args.date_to
-    if args.cve_score is not None:
-        out["cve_score_threshold"] = args.cve_score
+    # still refuses a window with one end missing, on create as on update). An empty date clears
+    # the window (both ends: a window with one end is not a window).
+    for key in ("date_from", "date_to"):
+        value = getattr(args, key)
+        if value is not None:
+            value = strip_quotes(value)
+            if not value:
+                out["date_from"] = out["date_to"] = None
+                break
+            out[key] = value
+    if hasattr(args, "cve_score"):
+        out["cve_score_threshold"] = args.cve_score  # None clears it
     for flag, key in (("exclude_uncurated_cve_packages", "exclude_non_curated_cve"),
                       ("only_signed", "only_signed"), ("include_dependencies", "include_dependencies"),
                       ("include_archive", "include_archive")):
-        if getattr(args, flag):
-            out[key] = True
+        value = getattr(args, flag)
+        if value is not None:
+            out[key] = bool(value)
     return out
 
 
@@ -217,15 +280,57 @@ def find(ctx: Context, name: str, channel: str | None) -> dict[str, Any]:
 
 # --- actions -------------------------------------------------------------------------------------
 
+def _admin_only(ctx: Context, err: TaipanError) -> TaipanError:
+    """A manage action refused for a missing scope, by a user who is no admin: say the real reason."""
+    if not (isinstance(err, Forbidden) and err.code == "insufficient_scope"):
+        return err
+    try:
+        roles = ctx.client.account().get("roles") or []
+    except TaipanError:
+        return err
+    if "admin" in roles:
+        return err
+    return Forbidden("Only administrators can manage mirrors",
+                     "Ask an administrator to create or change the mirror", code="admin_required")
+
+
+def _find_to_manage(ctx: Context, name: str, channel: str | None) -> dict[str, Any]:
+    try:
+        return find(ctx, name, channel)
+    except TaipanError as err:
+        raise _admin_only(ctx, err) from None
+
+
+def wait_first_contact(ctx: Context, channel: str, mirror_id: str, name: str,
+                       timeout: float = FIRST_CONTACT_SECONDS) -> dict[str, Any] | None:
+    """After --run_now: wait until the run has heard from the upstream (or ended). A run that
+    could not reach it raises with the mirror's own error; the mirror itself stays (state failed)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.1
+    while True:
+        m = normalize(api.get_mirror(ctx.client, channel, mirror_id), channel)
+        s = m.get("sync_state") or {}
+        if m.get("state") in ("failed", "stopped"):
+            raise UpstreamError(
+                f"Mirror {name} {m.get('state')}: {s.get('last_exception') or 'no reason given'}",
+                f"The mirror was kept (state {m.get('state')}); fix it with `conda-repo mirror --update "
+                f"{name} --channel {channel} --source URL`, then `--restart {name}`",
+                code="mirror_run_failed")
+        if m.get("state") == "completed" or s.get("upstream_contacted"):
+            return m
+        if time.monotonic() > deadline:
+            ctx.out.warn(f"Mirror {name} has not reached its upstream after {int(timeout)} s; "
+                         f"follow it with `conda-repo mirror --sync-state {name} --channel {channel}`")
+            return None
+        time.sleep(delay)
+        delay = min(delay * 1.5, 1.0)
+
+
 def create(ctx: Context, args: argparse.Namespace) -> None:
     channel = _need_channel(args, "create")
     if not args.source:
         raise InvalidInput("--create needs --source URL", "Give the upstream channel URL",
                            code="missing_source")
-    existing = items_of(api.list_mirrors(ctx.client, channel))
-    if any(m.get("mirror_name") == args.create for m in existing):
-        raise Conflict(f"A mirror named {args.create!r} already exists in {channel!r}",
-                       "Choose another name, or use --update", code="mirror_exists")
     body: dict[str, Any] = {"mirror_name": args.create, "source_root": args.source,
                             "mirror_mode": args.mode or "passive", "cron": args.cron,
                             "mirror_type": args.type, "filters": filters_from_args(args),
@@ -234,7 +339,12 @@ def create(ctx: Context, args: argparse.Namespace) -> None:
         body["proxy"] = args.proxy
     for warning in not_applied_warnings(args):
         ctx.out.warn(warning)
-    m = normalize(api.create_mirror(ctx.client, channel, body), channel)
+    try:
+        m = normalize(api.create_mirror(ctx.client, channel, body), channel)
+    except TaipanError as err:
+        raise _admin_only(ctx, err) from None
+    if args.run_now:
+        m = wait_first_contact(ctx, channel, m["id"], m["name"]) or m
     if args.json:
         return ctx.out.json(m)
     ctx.out.success(f"Mirror {m['name']} created in {channel}" + (" and started" if args.run_now else
@@ -243,7 +353,7 @@ def create(ctx: Context, args: argparse.Namespace) -> None:
 
 def update(ctx: Context, args: argparse.Namespace) -> None:
     channel = _need_channel(args, "update")
-    m = find(ctx, args.update, channel)
+    m = _find_to_manage(ctx, args.update, channel)
     body: dict[str, Any] = {"run_now": args.run_now}
     if args.name:
         body["mirror_name"] = args.name
@@ -260,14 +370,20 @@ def update(ctx: Context, args: argparse.Namespace) -> None:
     changes = filters_from_args(args)
     if changes:
         merged = {**(m.get("filters") or {}), **changes}
-        if "only_specs" in changes:
+        # --only_spec and --exclude/--include_spec exclude each other: setting one drops the other.
+        if changes.get("only_specs"):
             merged.pop("exclude_specs", None), merged.pop("include_specs", None)
-        if "exclude_specs" in changes or "include_specs" in changes:
+        if changes.get("exclude_specs") or changes.get("include_specs"):
             merged.pop("only_specs", None)
-        body["filters"] = merged
+        body["filters"] = {k: v for k, v in merged.items() if v is not None and v is not False and v != []}
     for warning in not_applied_warnings(args):
         ctx.out.warn(warning)
-    out = normalize(api.update_mirror(ctx.client, channel, m["id"], body), channel)
+    try:
+        out = normalize(api.update_mirror(ctx.client, channel, m["id"], body), channel)
+    except TaipanError as err:
+        raise _admin_only(ctx, err) from None
+    if args.run_now:
+        out = wait_first_contact(ctx, channel, out["id"], out["name"]) or out
     if args.json:
         return ctx.out.json(out)
     ctx.out.success(f"Mirror {out['name']} updated" + (" and started" if args.run_now else ""))
@@ -275,23 +391,32 @@ def update(ctx: Context, args: argparse.Namespace) -> None:
 
 def delete(ctx: Context, args: argparse.Namespace) -> None:
     channel = _need_channel(args, "delete")
-    m = find(ctx, args.delete, channel)
-    api.delete_mirror(ctx.client, channel, m["id"])
+    m = _find_to_manage(ctx, args.delete, channel)
+    try:
+        api.delete_mirror(ctx.client, channel, m["id"])
+    except TaipanError as err:
+        raise _admin_only(ctx, err) from None
     ctx.out.success(f"Mirror {m['name']} deleted from {channel}")
 
 
 def stop(ctx: Context, args: argparse.Namespace) -> None:
-    m = find(ctx, args.stop, args.channel)
+    m = _find_to_manage(ctx, args.stop, args.channel)
     if m.get("state") not in ("running", "pending"):
         raise Conflict(f"Mirror {m['name']} is {m.get('state')}, not running",
                        "Only a running or pending sync can be stopped", code="mirror_not_running")
-    api.stop_mirror(ctx.client, m["channel"], m["id"])
+    try:
+        api.stop_mirror(ctx.client, m["channel"], m["id"])
+    except TaipanError as err:
+        raise _admin_only(ctx, err) from None
     ctx.out.success(f"Stop requested for mirror {m['name']}")
 
 
 def restart(ctx: Context, args: argparse.Namespace) -> None:
-    m = find(ctx, args.restart, args.channel)
-    api.update_mirror(ctx.client, m["channel"], m["id"], {"run_now": True})
+    m = _find_to_manage(ctx, args.restart, args.channel)
+    try:
+        api.update_mirror(ctx.client, m["channel"], m["id"], {"run_now": True})
+    except TaipanError as err:
+        raise _admin_only(ctx, err) from None
     ctx.out.success(f"Mirror {m['name']} restarted")
 
 
@@ -306,7 +431,13 @@ def sync_state_lines(s: dict[str, Any]) -> list[tuple[str, Any]]:
     count = s.get("count") or {}
     rows: list[tuple[str, Any]] = [("step", _step_line(s)), ("last ckey", s.get("last_ckey")),
                                    ("last exception", s.get("last_exception"))]
-    rows += [(k, count.get(k, 0)) for k in ("active", "passive", "failed", "removed")]
+    rows += [(k, count.get(k, 0)) for k in ("active", "passive", "failed", "removed", "conflicts", "invalid")]
+    if s.get("conflicts"):
+        rows.append(("conflicting files", ", ".join(s["conflicts"])
+                     + (" ..." if count.get("conflicts", 0) > len(s["conflicts"]) else "")))
+    if s.get("invalid_records"):
+        rows.append(("invalid records", "; ".join(s["invalid_records"])
+                     + (" ..." if count.get("invalid", 0) > len(s["invalid_records"]) else "")))
     for level in ("mirror_filtered", "channel_filtered"):
         for k, v in (count.get(level) or {}).items():
             rows.append((f"{level}.{k}", v))
@@ -326,10 +457,11 @@ def show(ctx: Context, args: argparse.Namespace) -> None:
         if unknown:
             raise InvalidInput(f"Unknown property {unknown[0]!r}", "Use: " + ", ".join(SHOW_PROPS),
                                code="invalid_property")
+        chosen = {p: m.get(SHOW_PROPS[p]) for p in props}
         if args.json:
-            return ctx.out.json({p: m.get(SHOW_PROPS[p]) for p in props})
-        for prop in props:
-            ctx.out.line(f"{prop}: {_text(m.get(SHOW_PROPS[prop]))}")
+            return ctx.out.json(chosen)
+        ctx.out.line(yaml.safe_dump(chosen, sort_keys=False, default_flow_style=False,
+                                    allow_unicode=True).rstrip("\n"))
         return None
     if args.json:
         return ctx.out.json(m)
@@ -339,7 +471,7 @@ def show(ctx: Context, args: argparse.Namespace) -> None:
         ("state", "state"), ("source root", "source_root"), ("Last run at", "last_run_at"),
         ("Updated at", "updated_at"), ("created", "created_at"), ("cron", "cron"), ("proxy", "proxy"))]
     lines.append("filters:")
-    lines += [f"    {k:<24} | {v}" for k, v in (m.get("filters") or {}).items()]
+    lines += [f"    {k:<24} | {_text(v)}" for k, v in (m.get("filters") or {}).items()]
     lines.append("sync state:")
     rows = sync_state_lines(m.get("sync_state") or {})
     width = max(24, *(len(k) for k, _ in rows))
@@ -350,7 +482,13 @@ def show(ctx: Context, args: argparse.Namespace) -> None:
 
 
 def _text(value: Any) -> str:
-    return "" if value is None else str(value)
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return ", ".join(_text(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_text(v)}" for k, v in value.items())
+    return str(value)
 
 
 def sync_state(ctx: Context, args: argparse.Namespace) -> None:

@@ -23,6 +23,7 @@ from taipan.domain.conda import (
     sniff_conda_format,
 )
 from taipan.domain.conda_archive import package_files, read_package_info
+from taipan.domain.conda_record import check_record
 from taipan.domain.families.base import Artifact, IndexFiles, SbomDependency, SbomInfo
 from taipan.domain.names import SUBDIR_SET
 from taipan.errors import InvalidInput
@@ -145,9 +146,10 @@ class CondaFamily:
         with open(path, "rb") as fh:
             index, about = read_package_info(fh, filename)
         subdir = check_index_matches(index, fn)
+        record = make_record(index, sha256=sha256, md5=md5, size=size, subdir=subdir)
+        check_record(record)  # what rattler cannot parse would break the whole subdir's index
         return Artifact(family=self.name, name=fn.name, version=fn.version, subdir=subdir, filename=filename,
-                        ckey=f"{subdir}/{filename}",
-                        record=make_record(index, sha256=sha256, md5=md5, size=size, subdir=subdir),
+                        ckey=f"{subdir}/{filename}", record=record,
                         meta={"index.json": index, "about.json": about})
 
     def version_key(self, version: str) -> Any:

@@ -65,12 +65,12 @@ async def list_all(request: Request, p: PrincipalDep, db: SessionDep,
     if offset < 0 or limit < 0:
         raise InvalidInput("Invalid paging", "Use offset >= 0 and limit >= 0", code="invalid_paging")
     total, rows = mirroring.list_all_mirrors(db, p, offset, limit, sort)
-    return {"total_count": total, "items": [mirroring.global_mirror_json(m, c) for m, c in rows]}
+    return {"total_count": total, "items": [mirroring.global_mirror_json(m, c, p) for m, c in rows]}
 
 
 def _list(request: Request, p: PrincipalDep, db: SessionDep) -> dict[str, Any]:
     channel = _channel(request, db)
-    items = [mirroring.mirror_json(m, channel) for m in mirroring.list_channel_mirrors(db, p, channel)]
+    items = [mirroring.mirror_json(m, channel, p) for m in mirroring.list_channel_mirrors(db, p, channel)]
     return {"total_count": len(items), "items": items}
 
 
@@ -78,18 +78,18 @@ def _create(request: Request, p: UserDep, db: SessionDep, rt: RuntimeDep,
             body: Any = Body(...)) -> JSONResponse:
     channel = _channel(request, db)
     channels.require_read(p, channel)  # a hidden channel answers like a missing one
-    m, run = mirroring.create_mirror(db, p, channel, _body(body))
+    m, run = mirroring.create_mirror(db, p, channel, _body(body), env=_env(rt))
     db.commit()
     if run:
         mirroring.enqueue_runs(_env(rt), [m.id])
         db.refresh(m)  # enqueueing may have marked it (e.g. failed: the queue is down)
-    return JSONResponse(mirroring.mirror_json(m, channel), status_code=201)
+    return JSONResponse(mirroring.mirror_json(m, channel, p), status_code=201)
 
 
 def _show(request: Request, mirror_id: str, p: PrincipalDep, db: SessionDep) -> dict[str, Any]:
     channel = _channel(request, db)
     channels.require_read(p, channel, "mirror:view")
-    return mirroring.mirror_json(mirroring.get_mirror(db, channel, mirror_id), channel)
+    return mirroring.mirror_json(mirroring.get_mirror(db, channel, mirror_id), channel, p)
 
 
 def _update(request: Request, mirror_id: str, p: UserDep, db: SessionDep, rt: RuntimeDep,
@@ -97,12 +97,12 @@ def _update(request: Request, mirror_id: str, p: UserDep, db: SessionDep, rt: Ru
     channel = _channel(request, db)
     channels.require_read(p, channel)  # a hidden channel's mirror names stay hidden
     m = mirroring.get_mirror(db, channel, mirror_id)
-    run = mirroring.update_mirror(db, p, channel, m, _body(body))
+    run = mirroring.update_mirror(db, p, channel, m, _body(body), env=_env(rt))
     db.commit()
     if run:
         mirroring.enqueue_runs(_env(rt), [m.id])
         db.refresh(m)  # enqueueing may have marked it (e.g. failed: the queue is down)
-    return JSONResponse(mirroring.mirror_json(m, channel), status_code=202)
+    return JSONResponse(mirroring.mirror_json(m, channel, p), status_code=202)
 
 
 def _delete(request: Request, mirror_id: str, p: UserDep, db: SessionDep, rt: RuntimeDep) -> Response:
@@ -121,7 +121,7 @@ def _stop(request: Request, mirror_id: str, p: UserDep, db: SessionDep) -> dict[
     m = mirroring.get_mirror(db, channel, mirror_id)
     mirroring.stop_mirror(db, p, channel, m)
     db.commit()
-    return mirroring.mirror_json(m, channel)
+    return mirroring.mirror_json(m, channel, p)
 
 
 for _base in PATHS:

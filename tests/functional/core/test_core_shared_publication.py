@@ -1,0 +1,143 @@
+"""Index publications are shared by every process: a publish writes its files once to the blob store
+and a pointer row; another `taipan serve` on the same home serves that pointer without building, a
+restart serves the existing publication at once, and blob cleanup keeps the current publication's
+blobs while reclaiming replaced ones."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+HOURS = 3600
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def env(request) -> Iterator[dict[str, str]]:
+    """The servers' settings: one SQLite home, or one PostgreSQL database of their own."""
+    if request.param == "sqlite":
+        yield {}
+        return
+    name = f"taipan_pub_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield {"TAIPAN_DATABASE__URL": f"postgresql://postgres@127.0.0.1:5432/{name}"}
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _upload(server, channel: str, path: Path) -> None:
+    with server.client(server.admin_token()) as c:
+        c.post(f"/channels/{channel}/artifacts", files={"content": (path.name, path.read_bytes())},
+               data={"filetype": "conda1"}).raise_for_status()
+
+
+def _builds(server) -> float:
+    """How many index publications this server process has built (adopted ones are not counted)."""
+    r = httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {server.admin_token()}"})
+    r.raise_for_status()
+    m = re.search(r'^taipan_index_publish_seconds_count\{family="conda"\} (\S+)$', r.text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def _wait_for(url: str, filename: str) -> httpx.Response:
+    deadline = time.monotonic() + 30
+    while True:
+        r = httpx.get(url, timeout=10)
+        if r.status_code == 200 and filename in r.json()["packages.conda"]:
+            return r
+        assert time.monotonic() < deadline, f"{filename} never became visible at {url}"
+        time.sleep(0.05)
+
+
+def _blob(home: Path, sha: str) -> Path:
+    return home / "blobs" / sha[:2] / sha
+
+
+def test_two_servers_share_publications_and_a_restart_builds_nothing(server_factory, conda_packages, env):
+    a = server_factory(env)
+    b = server_factory(env, home=a.home)
+    with a.client(a.admin_token()) as c:
+        c.post("/channels", json={"name": "shared"}).raise_for_status()
+    hello, newer = conda_packages["hello"], conda_packages["hello-1.1"]
+    url_a, url_b = (f"{s.api}/repo/shared/noarch/repodata.json" for s in (a, b))
+
+    _upload(a, "shared", hello)
+    first = _wait_for(url_a, hello.name)
+    _upload(a, "shared", newer)
+    current = _wait_for(url_a, newer.name)
+    assert _builds(a) >= 1
+    # The other process sees the upload and serves the very same bytes and ETag, without a build.
+    other = _wait_for(url_b, newer.name)
+    assert other.content == current.content and other.headers["etag"] == current.headers["etag"]
+    assert _builds(b) == 0
+    # Every way of asking for a file of the adopted publication works there: encodings, 304s,
+    # content-addressed shards, and lazily derived files (made from a local build).
+    zipped = httpx.get(url_b, headers={"Accept-Encoding": "gzip"})
+    assert zipped.headers["content-encoding"] == "gzip" and zipped.content == current.content
+    assert httpx.get(url_b, headers={"If-None-Match": current.headers["etag"]}).status_code == 304
+    zst = httpx.get(url_b + ".zst")
+    assert zst.status_code == 200 and zst.content == httpx.get(url_a + ".zst").content
+    index = httpx.get(f"{b.api}/repo/shared/noarch/repodata_shards.msgpack.zst")
+    assert index.status_code == 200
+    cur = httpx.get(f"{b.api}/repo/shared/noarch/current_repodata.json")
+    assert cur.status_code == 200 and list(cur.json()["packages.conda"]) == [newer.name]
+    assert httpx.get(url_b).content == current.content
+
+    # The publication lives in the blob store, content-addressed.
+    sha_current = hashlib.sha256(current.content).hexdigest()
+    sha_first = hashlib.sha256(first.content).hexdigest()
+    assert _blob(a.home, sha_current).read_bytes() == current.content
+    assert _blob(a.home, sha_first).exists()
+
+    # A restart serves the existing publication at once: the same bytes, and no build.
+    a.stop()
+    b.stop()
+    c_srv = server_factory(env, home=a.home)
+    url_c = f"{c_srv.api}/repo/shared/noarch/repodata.json"
+    again = httpx.get(url_c)
+    assert again.status_code == 200 and again.content == current.content
+    assert again.headers["etag"] == current.headers["etag"]
+    assert _builds(c_srv) == 0
+    zipped = httpx.get(url_c, headers={"Accept-Encoding": "gzip"})  # httpx decodes it
+    assert zipped.headers["content-encoding"] == "gzip" and zipped.content == current.content
+
+    # Blob cleanup: once everything is old, the replaced publication's blobs are reclaimed and the
+    # current publication's are kept (and still served).
+    for p in (a.home / "blobs").rglob("*"):
+        if p.is_file() and p.parent.name != "tmp":
+            t = time.time() - 2 * HOURS
+            os.utime(p, (t, t))
+    with c_srv.client(c_srv.admin_token()) as c:
+        report = c.post("/diagnose/blobs", json={"download_as": "json"}).json()
+        assert report["orphan_count"] >= 1
+        c.post("/system/blob_cleanup").raise_for_status()
+        found = _wait_state(c, "found")
+        assert sha_first in found["orphans"] and sha_current not in found["orphans"]
+        assert hashlib.sha256(hello.read_bytes()).hexdigest() not in found["orphans"]
+        c.delete("/system/blob_cleanup").raise_for_status()
+        _wait_state(c, "done")
+    assert not _blob(a.home, sha_first).exists()
+    assert _blob(a.home, sha_current).exists()
+    fresh = httpx.get(url_c, headers={"Cache-Control": "no-cache"})
+    assert fresh.status_code == 200 and json.loads(fresh.content) == json.loads(current.content)
+
+
+def _wait_state(c: httpx.Client, state: str) -> dict:
+    deadline = time.monotonic() + 60
+    while True:
+        body = c.get("/system/blob_cleanup").json()
+        if body["state"] == state:
+            return body
+        assert time.monotonic() < deadline and body["state"] not in ("failed", "cancelled"), body
+        time.sleep(0.1)
