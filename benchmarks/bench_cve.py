@@ -5,9 +5,10 @@ with `taipan cve import`, then matched against 1,000,000 files with `taipan cve 
 
 The feed is written as one .json.gz (records like NVD's: descriptions, v3.1 and v2 metrics, 1-3
 configurations of application CPEs with version ranges or exact versions, some OS CPEs and AND
-nodes). The files are inserted directly into one SQLite database: 60% carry names of affected
-products (through the fallback product name), the rest names no CVE mentions. Import and match each run
-in their own process; wall time and peak RSS of each are reported as JSON.
+nodes). The files are inserted directly into one SQLite database: a share of them (default 30%) carry
+names of affected products (through the fallback product name), the rest names no CVE mentions.
+Import and match each run in their own process; wall time, CPU time and peak RSS of each are
+reported as JSON.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import emit  # noqa: E402
 
 CHILD = ("import resource, sys\nfrom taipan.admin.main import main\nrc = main(sys.argv[1:])\n"
-         "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\nsys.exit(rc)\n")
+         "u = resource.getrusage(resource.RUSAGE_SELF)\n"
+         "print('MAXRSS', u.ru_maxrss, u.ru_utime + u.ru_stime, file=sys.stderr)\nsys.exit(rc)\n")
 
 
 def version(rng: random.Random) -> str:
@@ -94,7 +96,7 @@ def write_feed(path: Path, n: int, products: int) -> None:
         out.write("]}")
 
 
-def seed_files(db_url: str, n: int, products: int) -> None:
+def seed_files(db_url: str, n: int, products: int, share: float = 0.3) -> None:
     from sqlalchemy import create_engine, insert
 
     from taipan.db.migrate import upgrade
@@ -109,7 +111,7 @@ def seed_files(db_url: str, n: int, products: int) -> None:
                                         "description": "", "frozen": False, "filters": {}, "download_count": 0}])
         batch = []
         for i in range(n):
-            name = f"prod{rng.randrange(products)}" if rng.random() < 0.6 else f"other{rng.randrange(products)}"
+            name = f"prod{rng.randrange(products)}" if rng.random() < share else f"other{rng.randrange(products)}"
             ver, subdir = version(rng), subdirs[i % 4]
             fn = f"{name}-{ver}-{i}.conda"
             batch.append({"id": f"f{i:09d}", "channel_id": "bench", "family": "conda", "name": name, "version": ver,
@@ -131,9 +133,10 @@ def run_child(home: Path, *args: str) -> dict:
     seconds = time.perf_counter() - t0
     if proc.returncode:
         raise SystemExit(proc.stderr)
-    rss = int(next(line.split()[1] for line in proc.stderr.splitlines() if line.startswith("MAXRSS")))
+    _, rss, cpu = next(line.split() for line in proc.stderr.splitlines() if line.startswith("MAXRSS"))
     out = json.loads(proc.stdout) if proc.stdout.strip() else {}
-    return {"seconds": round(seconds, 1), "peak_rss_mb": round(rss / 1024), "result": out}
+    return {"seconds": round(seconds, 1), "cpu_seconds": round(float(cpu), 1), "peak_rss_mb": round(int(rss) / 1024),
+            "result": out}
 
 
 def main() -> None:
@@ -141,6 +144,8 @@ def main() -> None:
     ap.add_argument("--cves", type=int, default=300_000)
     ap.add_argument("--files", type=int, default=1_000_000)
     ap.add_argument("--products", type=int, default=40_000)
+    ap.add_argument("--affected-share", type=float, default=0.3,
+                    help="the share of files named like a product some CVE affects")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-cve-") as tmp:
         home = Path(tmp) / "home"
@@ -149,12 +154,13 @@ def main() -> None:
         t0 = time.perf_counter()
         write_feed(feed, args.cves, args.products)
         t1 = time.perf_counter()
-        seed_files(f"sqlite:///{home / 'taipan.db'}", args.files, args.products)
+        seed_files(f"sqlite:///{home / 'taipan.db'}", args.files, args.products, args.affected_share)
         t2 = time.perf_counter()
         imported = run_child(home, "cve", "import", str(feed), "--no-match", "--json")
         reimported = run_child(home, "cve", "import", str(feed), "--no-match", "--json")
         matched = run_child(home, "cve", "match", "--json")
         emit({"cves": args.cves, "files": args.files, "products": args.products,
+              "affected_share": args.affected_share,
               "feed_mb": round(feed.stat().st_size / 2**20), "feed_seconds": round(t1 - t0, 1),
               "seed_files_seconds": round(t2 - t1, 1), "import": imported, "reimport": reimported,
               "match": matched})

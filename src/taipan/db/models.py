@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -156,6 +157,9 @@ class File(Base):
     # status among them (see taipan.domain.cve); null when no CVE matches.
     cve_score: Mapped[float | None] = mapped_column(Float, nullable=True)
     cve_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # Kept out of the channel's index because it breaks the channel's CVE filters (not deleted; it
+    # comes back when it no longer does).
+    withheld: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     source_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     mirror_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     download_count: Mapped[int] = mapped_column(BigInteger, default=0)

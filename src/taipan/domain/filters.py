@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import calendar
 import importlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -27,7 +27,8 @@ _LIST_KEYS = ("subdirs", "projects", "include_licenses", "exclude_licenses", "on
 MIRROR_FILTER_KEYS = _LIST_KEYS + ("date_from", "date_to", "cve_score_threshold",
                                    "exclude_non_curated_cve", "only_signed", "include_dependencies",
                                    "include_archive")
-CHANNEL_FILTER_KEYS = ("include_licenses", "exclude_licenses", "exclude_specs")
+CHANNEL_FILTER_KEYS = ("include_licenses", "exclude_licenses", "exclude_specs", "cve_score_threshold",
+                       "exclude_non_curated_cve")
 
 Records = Mapping[str, Mapping[str, Any]]  # filename -> repodata record
 
@@ -152,7 +153,40 @@ def normalize_channel_filters(raw: Mapping[str, Any] | None) -> dict[str, Any]:
     for text in specs:
         parse_spec(text)
     _set(out, "exclude_specs", specs)
+    out.update(_cve_filters(raw))
     return out
+
+
+def _cve_filters(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """``cve_score_threshold`` (files scoring at or above it are dropped; 0-10, one decimal) and
+    ``exclude_non_curated_cve`` (files with any uncurated, i.e. ``reported``, CVE are dropped)."""
+    out: dict[str, Any] = {}
+    score = raw.get("cve_score_threshold")
+    if score not in (None, ""):
+        try:
+            value = round(float(score), 1)
+        except (TypeError, ValueError):
+            value = -1.0
+        if isinstance(score, bool) or not 0.0 <= value <= 10.0:
+            raise InvalidInput(f"cve_score_threshold {score!r} is out of range",
+                               "Give a CVE score between 0.0 and 10.0", code="invalid_filters")
+        out["cve_score_threshold"] = value
+    flag = raw.get("exclude_non_curated_cve")
+    if isinstance(flag, str):
+        if flag.strip().lower() not in ("true", "false", "1", "0", "yes", "no", ""):
+            raise InvalidInput(f"exclude_non_curated_cve {flag!r} is not true or false", "Give True or False",
+                               code="invalid_filters")
+        flag = flag.strip().lower() in ("true", "1", "yes")
+    if flag:
+        out["exclude_non_curated_cve"] = True
+    return out
+
+
+def cve_breach(score: float | None, status: str | None, threshold: float | None, exclude_uncurated: bool) -> bool:
+    """Does a file with this CVE score and status break these CVE filters?"""
+    if threshold is not None and score is not None and score >= threshold:
+        return True
+    return bool(exclude_uncurated and status == "reported")
 
 
 def _set(out: dict[str, Any], key: str, value: list[str]) -> None:
@@ -166,7 +200,7 @@ def empty_counts() -> dict[str, Any]:
     return {
         "mirror_filtered": {"cve": 0, "date": 0, "license": 0, "only_specs": 0, "exclude_specs": 0,
                             "duplicated_legacy_conda": 0},
-        "channel_filtered": {"license": 0, "exclude_specs": 0},
+        "channel_filtered": {"license": 0, "exclude_specs": 0},  # "cve" too, once a channel CVE filter drops
     }
 
 
@@ -218,6 +252,15 @@ class CompiledFilters:
     ch_include_licenses: frozenset[str]
     ch_exclude_licenses: frozenset[str]
     ch_exclude: SpecSet
+    cve_threshold: float | None = None
+    exclude_uncurated: bool = False
+    ch_cve_threshold: float | None = None
+    ch_exclude_uncurated: bool = False
+
+    @property
+    def uses_cves(self) -> bool:
+        return (self.cve_threshold is not None or self.exclude_uncurated or self.ch_cve_threshold is not None
+                or self.ch_exclude_uncurated)
 
 
 def compile_filters(mirror: Mapping[str, Any], channel: Mapping[str, Any] | None = None) -> CompiledFilters:
@@ -240,6 +283,8 @@ def compile_filters(mirror: Mapping[str, Any], channel: Mapping[str, Any] | None
         ch_include_licenses=frozenset(c.get("include_licenses", [])),
         ch_exclude_licenses=frozenset(c.get("exclude_licenses", [])),
         ch_exclude=SpecSet(parse_spec(t) for t in c.get("exclude_specs", [])),
+        cve_threshold=m.get("cve_score_threshold"), exclude_uncurated=bool(m.get("exclude_non_curated_cve")),
+        ch_cve_threshold=c.get("cve_score_threshold"), ch_exclude_uncurated=bool(c.get("exclude_non_curated_cve")),
     )
 
 
@@ -277,8 +322,23 @@ def _first_drop(rec: Mapping[str, Any], f: CompiledFilters) -> tuple[str, str] |
     return None
 
 
-def select(upstream: Mapping[str, Records], filters: CompiledFilters) -> Selection:
-    """Apply the filters to the records of every mirrored subdir (``subdir -> filename -> record``)."""
+CveOf = Callable[[str, Mapping[str, Any]], tuple[float | None, str | None]]
+
+
+def _cve_drop(subdir: str, rec: Mapping[str, Any], f: CompiledFilters, cve_of: CveOf) -> tuple[str, str] | None:
+    score, status = cve_of(subdir, rec)
+    if cve_breach(score, status, f.ch_cve_threshold, f.ch_exclude_uncurated):
+        return "channel_filtered", "cve"
+    if cve_breach(score, status, f.cve_threshold, f.exclude_uncurated):
+        return "mirror_filtered", "cve"
+    return None
+
+
+def select(upstream: Mapping[str, Records], filters: CompiledFilters, cve_of: CveOf | None = None) -> Selection:
+    """Apply the filters to the records of every mirrored subdir (``subdir -> filename -> record``).
+    ``cve_of(subdir, record)`` gives a record's CVE score and status, for the CVE filters."""
+    if not filters.uses_cves:
+        cve_of = None
     sel = Selection(kept={})
     counts = sel.counts
     pool: dict[str, dict[str, Mapping[str, Any]]] = {}
@@ -289,10 +349,12 @@ def select(upstream: Mapping[str, Records], filters: CompiledFilters) -> Selecti
         kept = pool.setdefault(subdir, {})
         for fn, rec in records.items():
             drop = _first_drop(rec, filters)
+            if drop is None and cve_of is not None:
+                drop = _cve_drop(subdir, rec, filters, cve_of)
             if drop is None:
                 kept[fn] = rec
             else:
-                counts[drop[0]][drop[1]] += 1
+                counts[drop[0]][drop[1]] = counts[drop[0]].get(drop[1], 0) + 1
     if filters.only:
         chosen = {sd: {fn: r for fn, r in recs.items()
                        if filters.only.could_match(str(r.get("name", ""))) and filters.only.any_match(r)}

@@ -15,7 +15,7 @@ from taipan.domain import families
 from taipan.domain.families import Family
 from taipan.domain.permissions import Principal
 from taipan.errors import ChannelFrozen, Conflict, InvalidInput, NotFound
-from taipan.services import cve_matching
+from taipan.services import cve_enforcement, cve_matching
 from taipan.services.channels import (
     add_event,
     can_read,
@@ -258,6 +258,9 @@ def _copy_into(db: Session, files: list[File], target: Channel) -> None:
     if clash:
         raise Conflict(f"{', '.join(clash[:5])} already exist(s) in {target.path!r}",
                        "Remove them from the destination first", code="file_exists")
+    for f in files:  # the destination's filters apply to copies as to uploads
+        cve_enforcement.check_channel_filters(db, target, f.family, {**json.loads(f.record), "name": f.name,
+                                                                     "version": f.version}, f.subdir)
     now = utcnow()
     for f in files:  # a copy shares the stored blob: same sha256, new row
         db.add(File(channel_id=target.id, family=f.family, name=f.name, version=f.version, subdir=f.subdir,

@@ -180,6 +180,11 @@ def update_channel(db: Session, p: Principal, channel: Channel, changes: dict[st
     channel.updated = utcnow()
     if applied:
         add_event(db, channel, f"{kind_of(channel)}_updated", p, **applied)
+    if "filters" in applied:
+        from taipan.services import cve_enforcement  # it records events through this module
+
+        db.flush()
+        cve_enforcement.enforce(db, [channel.id])
     return channel
 
 

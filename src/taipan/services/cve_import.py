@@ -141,50 +141,78 @@ def _apply(db: Session, batch: list[rules.CveRecord], table: dict[str, list[str]
         if k not in newest or rec.modified > newest[k].modified:
             newest[k] = rec
     ids = sorted({k[0] for k in newest})
-    existing = {c.id: c for c in db.scalars(select(Cve).where(Cve.id.in_(ids)))}
+    known = dict(db.execute(select(Cve.id, Cve.sources).where(Cve.id.in_(ids))).all())
     changed: list[rules.CveRecord] = []
     for (cve_id, source), rec in newest.items():
-        row = existing.get(cve_id)
-        stored = (row.sources or {}).get(source) if row is not None else None
+        stored = (known[cve_id] or {}).get(source) if cve_id in known else None
         if stored is not None and rules.parse_time(stored, "stored date") >= rec.modified:
             counts["unchanged"] += 1
-            continue
-        changed.append(rec)
-        if row is None:
-            row = existing[cve_id] = Cve(id=cve_id, description="", sources={}, aliases=[], status="reported",
-                                         status_note="", modified_at=rec.modified, updated_at=utcnow())
-            db.add(row)
-            counts["added"] += 1
         else:
-            counts["updated"] += 1
-        sources = dict(row.sources or {})
-        sources[source] = rec.modified.isoformat()
-        row.sources = sources
-        row.aliases = sorted(set(row.aliases or []) | set(rec.aliases) - {cve_id})
-        row.modified_at = max(row.modified_at, rec.modified) if row.modified_at else rec.modified
-        row.updated_at = utcnow()
-        if source == "nvd":
-            row.description = rec.description
-            row.published_at = rec.published or row.published_at
-            row.cvss2, row.cvss3, row.cvss4 = rec.cvss2, rec.cvss3, rec.cvss4
-            row.score, row.score_type = rec.score, rec.score_type
-        elif "nvd" not in sources:  # OSV fills in only what NVD does not say
-            row.description = row.description or rec.description
-            row.published_at = row.published_at or rec.published
+            changed.append(rec)
     if not changed:
         return
+    # New CVEs go in through the driver; CVEs that exist are updated as objects (fewer, and merged).
+    again = sorted({r.id for r in changed} & set(known))
+    existing = {c.id: c for c in db.scalars(select(Cve).where(Cve.id.in_(again)))} if again else {}
+    fresh: dict[str, dict[str, Any]] = {}
+    now = utcnow()
+    for rec in changed:
+        row: Any = existing.get(rec.id)
+        if row is None and rec.id not in fresh:
+            counts["added"] += 1
+            fresh[rec.id] = {"id": rec.id, "description": "", "published_at": None, "modified_at": rec.modified,
+                             "score": None, "score_type": None, "cvss2": None, "cvss3": None, "cvss4": None,
+                             "sources": {}, "aliases": [], "status": "reported", "status_note": "",
+                             "status_by": None, "status_at": None, "updated_at": now}
+        elif row is not None:
+            counts["updated"] += 1
+        _merge(row if row is not None else fresh[rec.id], rec, now)
+    if fresh:
+        db.execute(insert(Cve.__table__), list(fresh.values()))
     db.flush()
     keys = [(r.id, r.source) for r in changed]
-    touched.update(db.execute(select(CveAffect.ecosystem, CveAffect.package).where(
-        tuple_(CveAffect.cve_id, CveAffect.source).in_(keys))).all())
-    db.execute(delete(CveAffect).where(tuple_(CveAffect.cve_id, CveAffect.source).in_(keys)))
+    conn = db.connection()
+    if existing:
+        touched.update(conn.execute(select(CveAffect.ecosystem, CveAffect.package).where(
+            tuple_(CveAffect.cve_id, CveAffect.source).in_(keys))).all())
+        conn.execute(delete(CveAffect).where(tuple_(CveAffect.cve_id, CveAffect.source).in_(keys)))
     rows = [row for rec in changed for row in _affect_rows(rec, table)]
     if rows:
-        db.execute(insert(CveAffect), rows)
+        conn.execute(insert(CveAffect.__table__), rows)
     touched.update((r["ecosystem"], r["package"]) for r in rows)
-    db.flush()
-    for row in existing.values():
-        db.expunge(row)
+    for obj in existing.values():
+        db.expunge(obj)
+
+
+class _Dict:
+    """Attribute access over a row dict, so new rows and ORM objects merge alike."""
+
+    def __init__(self, d: dict[str, Any]) -> None:
+        object.__setattr__(self, "d", d)
+
+    def __getattr__(self, name: str) -> Any:
+        return self.d[name]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self.d[name] = value
+
+
+def _merge(target: Any, rec: rules.CveRecord, now: Any) -> None:
+    row = _Dict(target) if isinstance(target, dict) else target
+    sources = dict(row.sources or {})
+    sources[rec.source] = rec.modified.isoformat()
+    row.sources = sources
+    row.aliases = sorted(set(row.aliases or []) | set(rec.aliases) - {rec.id})
+    row.modified_at = max(row.modified_at, rec.modified) if row.modified_at else rec.modified
+    row.updated_at = now
+    if rec.source == "nvd":
+        row.description = rec.description
+        row.published_at = rec.published or row.published_at
+        row.cvss2, row.cvss3, row.cvss4 = rec.cvss2, rec.cvss3, rec.cvss4
+        row.score, row.score_type = rec.score, rec.score_type
+    elif "nvd" not in sources:  # OSV fills in only what NVD does not say
+        row.description = row.description or rec.description
+        row.published_at = row.published_at or rec.published
 
 
 def import_records(db: Session, records: Iterable[rules.CveRecord], *, match: bool = True) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from importlib import resources
+from string import ascii_letters
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, or_, select, tuple_, update
@@ -97,54 +98,106 @@ def _version_key(family: str) -> Any:
 
 
 FileRow = tuple[str, str, str, str, str, float | None, str | None]  # id, family, name, version, subdir, score, status
+FLUSH = 20_000
 
 
 def _rows(db: Session, where: Any | None) -> Iterator[FileRow]:
     q = select(File.id, File.family, File.name, File.version, File.subdir, File.cve_score, File.cve_status)
     if where is not None:
         q = q.where(where)
-    yield from db.execute(q.execution_options(yield_per=20_000))
+    else:
+        q = q.order_by(File.name)  # the name index: one package's files arrive together
+    yield from db.execute(q.execution_options(yield_per=FLUSH))
+
+
+class _Writer:
+    """Buffered writes of match rows and file summaries, through the driver (no ORM per row)."""
+
+    def __init__(self, db: Session) -> None:
+        self.conn = db.connection()
+        mark = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        self.insert_sql = f"INSERT INTO cve_files (cve_id, file_id) VALUES ({mark}, {mark})"
+        self.update_sql = f"UPDATE files SET cve_score = {mark}, cve_status = {mark} WHERE id = {mark}"
+        self.pairs: list[tuple[str, str]] = []
+        self.updates: list[tuple[float | None, str | None, str]] = []
+        self.matches = self.changed = 0
+
+    def add(self, pairs: list[tuple[str, str]], update: tuple[float | None, str | None, str] | None) -> None:
+        self.pairs += pairs
+        self.matches += len(pairs)
+        if update is not None:
+            self.updates.append(update)
+            self.changed += 1
+        if len(self.pairs) >= FLUSH or len(self.updates) >= FLUSH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pairs:
+            self.conn.exec_driver_sql(self.insert_sql, self.pairs)
+            self.pairs = []
+        if self.updates:
+            self.conn.exec_driver_sql(self.update_sql, self.updates)
+            self.updates = []
+
+
+def _by_name(rows: Iterable[FileRow]) -> Iterator[list[FileRow]]:
+    group: list[FileRow] = []
+    for row in rows:
+        if group and row[2] != group[0][2]:
+            yield group
+            group = []
+        group.append(row)
+    if group:
+        yield group
 
 
 def match_files(db: Session, where: Any | None = None, *, index: Index | None = None) -> dict[str, int]:
     """Rematch the files ``where`` selects (all files when None): replace their ``cve_files`` rows and
-    set their score and status. Returns counts (files seen, files with CVEs, matches, files changed)."""
-    rows = list(_rows(db, where)) if where is not None else None
+    set their score and status. Files are taken one package name at a time, so memory holds the index
+    and one package's files, whatever the number of files. Returns counts."""
+    rows = sorted(_rows(db, where), key=lambda r: r[2]) if where is not None else None
     if index is None:
-        index = Index.load(db, None if rows is None else
-                           {k for r in rows for k in file_keys(r[1], r[2])})
-    # Files grouped by the package key they are matched under, and each group's distinct versions.
-    groups: dict[tuple[str, str, str], dict[str, list[tuple[str, str]]]] = defaultdict(lambda: defaultdict(list))
-    seen = 0
-    old: dict[str, tuple[float | None, str | None]] = {}
-    for fid, family, name, version, subdir, score, status in (rows if rows is not None else _rows(db, None)):
-        seen += 1
-        if score is not None or status is not None:
-            old[fid] = (score, status)
-        for k in file_keys(family, name):
-            if k in index.by_key:
-                groups[(family, *k)][version].append((fid, subdir))
-    keys: dict[str, Any] = {}
-    matches: dict[str, set[str]] = defaultdict(set)
-    for (family, eco, package), by_version in groups.items():
-        if family not in keys:
-            keys[family] = _version_key(family)
-        if keys[family] is not None:
-            _match_group(eco, index.by_key[(eco, package)], by_version, keys[family], matches)
-    # Replace the match rows of these files.
-    conn = db.connection()
+        index = Index.load(db, None if rows is None else {k for r in rows for k in file_keys(r[1], r[2])})
+    states = _cve_states(db, None if rows is None else {c for specs in index.by_key.values() for c, _ in specs})
+    writer = _Writer(db)
     if rows is None:
-        conn.execute(delete(CveFile))
+        writer.conn.execute(delete(CveFile))
     else:
         ids = [r[0] for r in rows]
         for i in range(0, len(ids), CHUNK):
-            conn.execute(delete(CveFile).where(CveFile.file_id.in_(ids[i:i + CHUNK])))
-    pairs = [{"cve_id": c, "file_id": f} for f, cs in matches.items() for c in cs]
-    table = CveFile.__table__
-    for i in range(0, len(pairs), 20_000):
-        conn.execute(table.insert(), pairs[i:i + 20_000])
-    changed = _write_summaries(db, matches, old)
-    return {"files": seen, "files_with_cves": len(matches), "matches": len(pairs), "changed": changed}
+            writer.conn.execute(delete(CveFile).where(CveFile.file_id.in_(ids[i:i + CHUNK])))
+    keys: dict[str, Any] = {}
+    seen = with_cves = 0
+    for group in _by_name(rows if rows is not None else _rows(db, None)):
+        seen += len(group)
+        found: dict[str, set[str]] = defaultdict(set)
+        by_key: dict[tuple[str, str, str], dict[str, list[tuple[str, str]]]] = defaultdict(lambda: defaultdict(list))
+        for fid, family, name, version, subdir, _, _ in group:
+            for k in file_keys(family, name):
+                if k in index.by_key:
+                    by_key[(family, *k)][version].append((fid, subdir))
+        for (family, eco, package), by_version in by_key.items():
+            if family not in keys:
+                keys[family] = _version_key(family)
+            if keys[family] is not None:
+                _match_group(eco, index.by_key[(eco, package)], by_version, keys[family], found)
+        for fid, _, _, _, _, score, status in group:
+            cves = found.get(fid)
+            new = rules.file_summary(states[c] for c in cves if c in states) if cves else (None, None)
+            if cves:
+                with_cves += 1
+            writer.add([(c, fid) for c in cves] if cves else [],
+                       (new[0], new[1], fid) if new != (score, status) else None)
+    writer.flush()
+    return {"files": seen, "files_with_cves": with_cves, "matches": writer.matches, "changed": writer.changed,
+            **_enforce(db)}
+
+
+def _enforce(db: Session) -> dict[str, int]:
+    """Channel CVE filters hold again after scores changed (see cve_enforcement)."""
+    from taipan.services import cve_enforcement
+
+    return cve_enforcement.enforce(db, cve_enforcement.channels_with_cve_filters(db))
 
 
 def _match_group(eco: str, specs: list[tuple[str, dict[str, Any]]], by_version: dict[str, list[tuple[str, str]]],
@@ -158,12 +211,13 @@ def _match_group(eco: str, specs: list[tuple[str, dict[str, Any]]], by_version: 
         vks = [vk for vk, _ in ordered]
     except TypeError:  # incomparable keys: decide every version on its own
         ordered = []
+    texts = (set(versions), sorted(versions))
     for cve_id, spec in specs:
         if eco != "cpe" or not ordered:
             # Platforms are checked per file below, so any partition will do here.
             hits = [v for v in versions if rules.affected(eco, spec, v, key, "noarch")]
         else:
-            hits = _cpe_hits(spec, ordered, vks, versions, key)
+            hits = _cpe_hits(spec, ordered, vks, versions, key, texts)
         platforms = spec.get("platforms") if eco == "cpe" else None
         for v in hits:
             for fid, subdir in by_version[v]:
@@ -174,8 +228,25 @@ def _match_group(eco: str, specs: list[tuple[str, dict[str, Any]]], by_version: 
                 matches[fid].add(cve_id)
 
 
+def _letter_neighbours(bounds: list[str], texts: tuple[set[str], list[str]]) -> set[str]:
+    """The versions where NVD's letter rule may disagree with the family's order: a bound plus letters
+    (1.1.1t for 1.1.1), or a bound without its trailing letters."""
+    present, in_order = texts
+    out: set[str] = set()
+    for b in bounds:
+        stem = b.rstrip(ascii_letters)
+        if stem != b and stem in present:
+            out.add(stem)
+        i = bisect_left(in_order, b)
+        while i < len(in_order) and in_order[i].startswith(b):
+            if in_order[i] != b and in_order[i][len(b):].isalpha():
+                out.add(in_order[i])
+            i += 1
+    return out
+
+
 def _cpe_hits(spec: dict[str, Any], ordered: list[tuple[Any, str]], vks: list[Any], versions: list[str],
-              key: Any) -> list[str]:
+              key: Any, texts: tuple[set[str], list[str]]) -> list[str]:
     bounds = [spec[b] for b in ("exact", "start_incl", "start_excl", "end_incl", "end_excl") if b in spec]
     try:
         lo, hi = 0, len(ordered)
@@ -192,15 +263,21 @@ def _cpe_hits(spec: dict[str, Any], ordered: list[tuple[Any, str]], vks: list[An
             hi = min(hi, bisect_left(vks, key(spec["end_excl"])))
     except TypeError:
         return [v for v in versions if rules.cpe_affected(spec, v, key, None)]
-    special = {v for v in versions if any(v != b and (v.startswith(b) or b.startswith(v)) for b in bounds)}
+    special = _letter_neighbours(bounds, texts)
     hits = [v for _, v in ordered[lo:hi] if v not in special]
     hits += [v for v in special if rules.cpe_affected(spec, v, key, None)]
     return hits
 
 
-def _cve_states(db: Session, cve_ids: Iterable[str]) -> dict[str, tuple[float | None, str]]:
-    ids = sorted(set(cve_ids))
+def _cve_states(db: Session, cve_ids: Iterable[str] | None) -> dict[str, tuple[float | None, str]]:
+    """{CVE id: (score, status)} of these CVEs (of all when None)."""
     out: dict[str, tuple[float | None, str]] = {}
+    if cve_ids is None:
+        for cid, score, status in db.execute(select(Cve.id, Cve.score, Cve.status)
+                                             .execution_options(yield_per=FLUSH)):
+            out[cid] = (score, status)
+        return out
+    ids = sorted(set(cve_ids))
     for i in range(0, len(ids), CHUNK):
         for cid, score, status in db.execute(select(Cve.id, Cve.score, Cve.status).where(
                 Cve.id.in_(ids[i:i + CHUNK]))):
@@ -242,6 +319,7 @@ def refresh_summaries(db: Session, cve_ids: Iterable[str]) -> list[str]:
         for fid, s, st in db.execute(select(File.id, File.cve_score, File.cve_status).where(File.id.in_(part))):
             old[fid] = (s, st)
     _write_summaries(db, dict(matches), old)
+    _enforce(db)
     return fids
 
 

@@ -294,6 +294,11 @@ class Indexer:
         row = db.get(IndexPublication, (state.channel_id, state.subdir))
         if row is None or row.family != state.family or row.manifest.get("format") != FORMAT_VERSION:
             return None
+        # A pointer whose main files are gone (e.g. a database restored without its blobs) is
+        # rebuilt rather than adopted; content-addressed files (shards) are not checked one by one.
+        etags = row.manifest.get("etags", {})
+        if not all(self._blobs.exists(v[0]) for k, v in row.manifest.get("files", {}).items() if k not in etags):
+            return None
         return row
 
     def _load(self, state: _PartitionState, *, frozen: bool = False) -> None:
@@ -316,7 +321,7 @@ class Indexer:
             state.seq = self._max_seq(db, state)
             rows = db.execute(select(File.filename, File.name, File.record)
                               .where(File.channel_id == state.channel_id, File.subdir == state.subdir,
-                                     File.family == state.family))
+                                     File.family == state.family, File.withheld.is_(False)))
             state.apply({fn: (name, record.encode()) for fn, name, record in rows})
         state.index_seq = state.seq
         self._publish(state)
@@ -353,7 +358,7 @@ class Indexer:
                 with self._sessions() as db:
                     rows = db.execute(select(File.filename, File.name, File.record).where(
                         File.channel_id == state.channel_id, File.subdir == state.subdir,
-                        File.family == state.family))
+                        File.family == state.family, File.withheld.is_(False)))
                     index.apply({fn: (name, record.encode()) for fn, name, record in rows})
                 adopted._local = Publication(state.family, state.subdir, adopted.seq, index.build(None),
                                              adopted.etag_base, adopted.last_modified, time.time())
@@ -394,7 +399,8 @@ class Indexer:
                     for fn, name, record in db.execute(
                             select(File.filename, File.name, File.record).where(
                                 File.channel_id == state.channel_id, File.subdir == state.subdir,
-                                File.family == state.family, File.filename.in_(chunk))):
+                                File.family == state.family, File.filename.in_(chunk),
+                                File.withheld.is_(False))):
                         rows[fn] = (name, record.encode())
                 state.seq = state.index_seq = changes[-1][0]
         if state.index_seq < 0:
@@ -448,7 +454,7 @@ class Indexer:
                 row = db.get(IndexPublication, (state.channel_id, state.subdir), with_for_update=True)
                 if row is None:
                     db.add(IndexPublication(channel_id=state.channel_id, subdir=state.subdir, **values))
-                elif row.seq < pub.seq or (row.seq == pub.seq and row.etag_base == pub.etag_base):
+                elif row.seq <= pub.seq:
                     for k, v in values.items():
                         setattr(row, k, v)
                 else:

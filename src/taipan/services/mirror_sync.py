@@ -33,6 +33,7 @@ from taipan.domain.conda_record import record_problem
 from taipan.domain.repodata import record_bytes
 from taipan.domain.urls import redact_url, scrub, secrets_of
 from taipan.errors import TaipanError, UpstreamError
+from taipan.services import cve_enforcement, cve_matching
 from taipan.services.indexing import lock_channel
 from taipan.services.mirror_runs import (
     JOB_SYNC,
@@ -218,7 +219,20 @@ def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress, sourc
             _publish(env, m, channel, plan, progress)
         finally:
             plan.close()
+    with env.sessions() as db:  # the mirrored files get their CVE scores, as uploads do
+        cve_matching.match_files(db, File.mirror_id == m.id)
+        db.commit()
     return seen
+
+
+def _cve_assessor(env: MirrorEnv, compiled: flt.CompiledFilters,
+                  records: Mapping[str, Mapping[str, Any]]) -> flt.CveOf | None:
+    """What the CVE filters ask of each upstream record: its score and status in the CVE store."""
+    if not compiled.uses_cves:
+        return None
+    names = {str(rec.get("name", "")) for recs in records.values() for rec in recs.values()}
+    with env.sessions() as db:
+        return cve_enforcement.assessor(db, "conda", names)
 
 
 def _select_and_plan(env: MirrorEnv, m: Mirror, channel: Channel, compiled: flt.CompiledFilters,
@@ -231,6 +245,8 @@ def _select_and_plan(env: MirrorEnv, m: Mirror, channel: Channel, compiled: flt.
     plan = _Planner(env, m, channel, upstream, {sd: _base_url(got.info()) for sd, got in present.items()})
     invalid: list[tuple[str, str]] = []
     try:
+        # The CVE filters look up every upstream name at once: those runs use the in-memory engine.
+        selector.streams = selector.streams and not compiled.uses_cves
         if selector.streams:
             for subdir, got in present.items():
                 if not selector.wants(subdir):
@@ -242,7 +258,9 @@ def _select_and_plan(env: MirrorEnv, m: Mirror, channel: Channel, compiled: flt.
                 progress.check()
             counts, evaluated, kept = selector.counts, selector.evaluated, selector.kept_count
         else:  # the dependency closure needs every candidate at once: the in-memory engine
-            sel = flt.select({sd: dict(_valid_records(got, invalid)) for sd, got in present.items()}, compiled)
+            records = {sd: dict(_valid_records(got, invalid)) for sd, got in present.items()}
+            sel = flt.select(records, compiled, _cve_assessor(env, compiled, records))
+            del records
             for subdir, recs in sel.kept.items():
                 for fn, rec in recs.items():
                     plan.record(subdir, fn, rec)

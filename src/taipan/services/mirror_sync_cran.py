@@ -26,6 +26,7 @@ from taipan.domain import filters as flt
 from taipan.domain.repodata import record_bytes
 from taipan.domain.urls import redact_url
 from taipan.errors import InvalidInput, UpstreamError
+from taipan.services import cve_enforcement, cve_matching
 from taipan.services import mirror_sync as ms
 from taipan.services.mirror_runs import MirrorEnv, Progress
 
@@ -88,6 +89,8 @@ def sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress, source
             raise UpstreamError(f"No {'/PACKAGES, '.join(partitions)}/PACKAGES under {upstream._describe(root)}",
                                 "Give the root of a CRAN-like repository, e.g. https://cloud.r-project.org, "
                                 "and trees it has with --subdirs", code="upstream_not_found")
+        kept = cve_enforcement.mirror_keep(env.sessions, "cran", PARTITION, kept, lambda p: p.name,
+                                           lambda p: p.version, filters, channel, progress)
         with progress._lock:
             progress.state.update(upstream_records=total, selected=len(kept))
         progress.step(4)
@@ -101,6 +104,9 @@ def sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress, source
                 row["record"] = record_bytes(rec).decode()
     progress.step(5)
     ms._publish(env, m, channel, plan, progress)
+    with env.sessions() as db:  # the mirrored files get their CVE scores, as uploads do
+        cve_matching.match_files(db, File.mirror_id == m.id)
+        db.commit()
     return seen
 
 

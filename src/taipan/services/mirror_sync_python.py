@@ -23,6 +23,7 @@ from taipan.domain.families.python import PARTITION
 from taipan.domain.repodata import record_bytes
 from taipan.domain.urls import redact_url
 from taipan.errors import UpstreamError
+from taipan.services import cve_enforcement, cve_matching
 from taipan.services import mirror_sync as ms
 from taipan.services.mirror_runs import MirrorEnv, Progress
 
@@ -72,9 +73,11 @@ def sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress, source
         progress.step(3)
         files = [f for fs in pages.values() for f in fs or ()]
         kept = _select(files, filters, progress)
+        kept = _cve_select(env, kept, filters, channel, progress)
         if filters.get("include_dependencies"):
             kept = _with_dependencies(env, upstream, root, pages, kept, filters, progress, etags)
-        licenses = flt.normalize_channel_filters(ms._channel_filters(channel))
+        licenses = {k: v for k, v in flt.normalize_channel_filters(ms._channel_filters(channel)).items()
+                    if k.endswith("_licenses")}  # the channel's CVE filters were applied above
         if any(filters.get(k) for k in ("include_licenses", "exclude_licenses")) or licenses:
             kept = _by_license(env, upstream, kept, filters, licenses, progress)
         progress.step(4)
@@ -88,6 +91,9 @@ def sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress, source
                 row["record"] = record_bytes(rec).decode()
     progress.step(5)
     ms._publish(env, m, channel, plan, progress)
+    with env.sessions() as db:  # the mirrored files get their CVE scores, as uploads do
+        cve_matching.match_files(db, File.mirror_id == m.id)
+        db.commit()
     return {"digest": digest, "validators": etags}
 
 
@@ -159,6 +165,13 @@ def _with_dependencies(env: MirrorEnv, upstream: Any, root: str, pages: dict[str
     with progress._lock:
         progress.state["dependencies_added"] = added
     return list(chosen.values())
+
+
+def _cve_select(env: MirrorEnv, files: list[ps.UpstreamFile], filters: dict[str, Any], channel: Channel,
+                progress: Progress) -> list[ps.UpstreamFile]:
+    """The mirror's and the channel's CVE filters, by what the CVE store knows of each file's version."""
+    return cve_enforcement.mirror_keep(env.sessions, "python", PARTITION, files, lambda f: f.project,
+                                       lambda f: f.version, filters, channel, progress)
 
 
 def _by_license(env: MirrorEnv, upstream: Any, kept: list[ps.UpstreamFile], filters: dict[str, Any],

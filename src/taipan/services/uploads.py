@@ -20,7 +20,7 @@ from taipan.domain.names import validate_filename
 from taipan.domain.permissions import Principal
 from taipan.domain.repodata import record_bytes
 from taipan.errors import Conflict, InvalidInput, TooLarge
-from taipan.services import cve_matching
+from taipan.services import cve_enforcement, cve_matching
 from taipan.services.channels import add_event, require_write
 from taipan.services.indexing import lock_channel, log_changes
 from taipan.storage.base import BlobStore
@@ -140,6 +140,8 @@ def upload(db: Session, blobs: BlobStore, p: Principal, channel: Channel, spoole
                              subdir=subdir or None)
     if checks is not None:
         checks.verify(spooled, art, family)
+    cve_enforcement.check_channel_filters(db, channel, art.family, {**art.record, "name": art.name,
+                                                                    "version": art.version}, art.subdir)
     record = record_bytes(art.record).decode()
     lock_channel(db, channel.id)  # makes the duplicate check and the insert one step (PostgreSQL)
     if db.scalar(select(File.id).where(File.channel_id == channel.id, File.ckey == art.ckey)):

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -96,3 +97,31 @@ def test_cves_end_to_end(server_factory, package_builder, tmp_path: Path) -> Non
     assert server.client(viewer).put("/cves/CVE-2023-0286", json={"status": "cleared"}).status_code == 403
     assert admin.put("/cves/CVE-2023-0286", json={"status": "cleared", "extra": 1}).status_code == 400
     assert admin.get("/cves/CVE-2023-0286").json()["status"] == "reported"
+
+    # Channel filters: a file that breaks them leaves the index (not the channel) and comes back when
+    # its CVE is cleared; uploads that break them are refused.
+    def indexed() -> set[str]:
+        repodata = admin.get(f"/repo/{chan}/linux-64/repodata.json").json()
+        return {r["name"] for r in {**repodata["packages"], **repodata["packages.conda"]}.values()}
+
+    assert "openssl" in indexed()
+    cli.run("channel", "--set-filters", chan, "--cve_score", "7", "--exclude_uncurated_cve_packages", "False")
+    assert "cve_score_threshold=7.0" in cli.run("channel", "--show", chan).stdout
+    deadline = time.monotonic() + 10
+    while "openssl" in indexed() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "openssl" not in indexed() and "libcurl" in indexed()
+    assert admin.get(f"/channels/{chan}/artifacts/conda/openssl/files").json()["total_count"] == 1
+    history = json.loads(cli.run("channel", "--history", chan, "--json").stdout)["items"]
+    assert any(e["event_type"] == "artifacts_withheld" for e in history)
+    refused = cli.run("upload", "-c", chan, str(package_builder("openssl", "1.1.1s", "linux-64", build="1")), rc=None)
+    assert refused.returncode != 0 and "CVE filter" in refused.stderr + refused.stdout
+    cli.run("cves", "--curate", "CVE-2023-0286", "--status", "cleared")
+    deadline = time.monotonic() + 10
+    while "openssl" not in indexed() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "openssl" in indexed()
+    history = json.loads(cli.run("channel", "--history", chan, "--json").stdout)["items"]
+    assert any(e["event_type"] == "artifacts_restored" for e in history)
+    cli.run("channel", "--clear-filters", chan)
+    assert "Filters" in cli.run("channel", "--show", chan).stdout

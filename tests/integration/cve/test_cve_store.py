@@ -56,7 +56,7 @@ def add_files(db, channel_path: str = "cvechan", specs=EXPECTED) -> dict[tuple[s
         digest = hashlib.sha256(f"{channel_path}{subdir}{fn}".encode()).hexdigest()
         f = File(channel_id=channel.id, family="conda", name=name, version=version, subdir=subdir, filename=fn,
                  ckey=f"{subdir}/{fn}", sha256=digest, md5=digest[:32], size=1,
-                 record=json.dumps({"name": name, "version": version}))
+                 record=json.dumps({"name": name, "version": version, "build": "0", "build_number": 0}))
         db.add(f)
         db.flush()
         ids[(name, version, subdir)] = f.id

@@ -37,6 +37,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     act.add_argument("--list-files", nargs="+", metavar="SPEC",
                      help="list files: CHANNEL[/SUB][::PACKAGE[/VERSION[/FILENAME]]]")
     act.add_argument("--history", metavar="CHANNEL", help="show a channel's event history")
+    act.add_argument("--set-filters", metavar="CHANNEL",
+                     help="set the channel-level filters applied to uploads, copies and mirror syncs into it "
+                          "(with --licenses, --exclude_spec, --cve_score, --exclude_uncurated_cve_packages; "
+                          "filters not given are kept)")
+    act.add_argument("--clear-filters", metavar="CHANNEL", help="remove every channel-level filter")
+    flt = p.add_argument_group("channel filters (with --set-filters)")
+    flt.add_argument("--licenses", help="comma list; -X excludes a license family, +X or X allows only those "
+                     "(agpl, gpl2, gpl3, lgpl, bsd, mit, apache, psf, public_domain, proprietary, other, none)")
+    flt.add_argument("--exclude_spec", "--exclude-spec", action="append", dest="exclude_spec",
+                     help="a MatchSpec of conda files to keep out (repeatable)")
+    flt.add_argument("--cve_score", "--cve-score", dest="cve_score",
+                     help="keep out files whose CVE score is at or above this (0-10; '' removes it)")
+    flt.add_argument("--exclude_uncurated_cve_packages", "--exclude-uncurated-cve-packages",
+                     dest="exclude_uncurated", choices=("True", "False", "true", "false"),
+                     help="keep out files with uncurated (reported) CVEs")
     p.add_argument("--family", default="conda", choices=FAMILIES, help="artifact family (default: conda)")
     p.add_argument("--full-details", action="store_true",
                    help="with --list-files: every file as JSON; with --show: include subchannels")
@@ -89,9 +104,50 @@ def show_channel(ctx: Context, args: argparse.Namespace) -> None:
             ("Updated", "updated"), ("Parent", "parent")]
     pairs = [(label, channel.get(key)) for label, key in keys if key in channel]
     pairs.append(("Owners", _owners(channel)))
+    pairs.append(("Filters", _filters_text(channel.get("filters") or {})))
     if "subchannels" in channel:
         pairs.append(("Subchannel list", ", ".join(str(s.get("name")) for s in channel["subchannels"])))
     ctx.out.fields(pairs)
+
+
+def _filters_text(filters: dict[str, Any]) -> str:
+    if not filters:
+        return "none"
+    return "; ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in filters.items())
+
+
+def set_filters(ctx: Context, args: argparse.Namespace) -> None:
+    path = args.set_filters or args.clear_filters
+    if args.clear_filters:
+        new: dict[str, Any] = {}
+    else:
+        new = dict(ctx.client.channel(path).get("filters") or {})
+        given = False
+        if args.licenses is not None:
+            new.pop("include_licenses", None)
+            new.pop("exclude_licenses", None)
+            new["licenses"] = args.licenses
+            given = True
+        if args.exclude_spec:
+            new["exclude_specs"] = args.exclude_spec
+            given = True
+        if args.cve_score is not None:
+            if args.cve_score == "":
+                new.pop("cve_score_threshold", None)
+            else:
+                try:
+                    new["cve_score_threshold"] = float(args.cve_score)
+                except ValueError as exc:
+                    raise InvalidInput(f"--cve_score {args.cve_score!r} is not a number", "Give 0 to 10, e.g. 7.0",
+                                       code="usage") from exc
+            given = True
+        if args.exclude_uncurated is not None:
+            new["exclude_non_curated_cve"] = args.exclude_uncurated.lower() == "true"
+            given = True
+        if not given:
+            raise InvalidInput("--set-filters needs at least one filter", "Give --licenses, --exclude_spec, "
+                               "--cve_score or --exclude_uncurated_cve_packages", code="usage")
+    _update(ctx, path, {"filters": new}, f"Filters of {path}: {_filters_text(new)}")
 
 
 def _version(pkg: dict[str, Any]) -> Any:
@@ -228,6 +284,8 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         list_files(ctx, args)
     elif args.history:
         history(ctx, args)
+    elif args.set_filters or args.clear_filters:
+        set_filters(ctx, args)
     elif args.freeze or args.unfreeze:
         path = args.freeze or args.unfreeze
         state = "frozen" if args.freeze else "unfrozen"

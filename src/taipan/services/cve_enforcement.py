@@ -1,0 +1,156 @@
+"""Channel filters applied to what enters a channel, and CVE filters kept true as CVE data changes.
+
+- ``assessor``: the CVE score and status a file *would* have (for mirror selection, uploads, copies).
+- ``check_channel_filters``: refuse an upload or a copy that the channel's filters exclude (licenses,
+  exclude specs, CVE score and uncurated CVEs).
+- ``enforce``: after CVE data changed (import, sync, curation, mapping edits, rematches), files that now
+  break their channel's CVE filters are withheld from the channel's index (not deleted) with a history
+  event, and withheld files that no longer break them come back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from taipan.db.models import Channel, File
+from taipan.domain import cve as rules
+from taipan.domain import filters as flt
+from taipan.errors import InvalidInput
+from taipan.services import cve_matching
+from taipan.services.channels import add_event
+from taipan.services.indexing import log_changes
+
+
+def assessor(db: Session, family: str, names: set[str]) -> flt.CveOf:
+    """``(subdir, record) -> (score, status)`` for files of ``family`` named in ``names``, from the
+    CVE store as it is now (one index load for all of them)."""
+    keys = {k for n in names for k in cve_matching.file_keys(family, n)}
+    index = cve_matching.Index.load(db, keys)
+    states = cve_matching._cve_states(db, {c for specs in index.by_key.values() for c, _ in specs})
+    version_key = cve_matching._version_key(family)
+
+    def cve_of(subdir: str, rec: Mapping[str, Any]) -> tuple[float | None, str | None]:
+        name, version = str(rec.get("name", "")), str(rec.get("version", ""))
+        if version_key is None:
+            return None, None
+        found: set[str] = set()
+        for eco, key in cve_matching.file_keys(family, name):
+            for cve_id, spec in index.by_key.get((eco, key), ()):
+                if cve_id not in found and rules.affected(eco, spec, version, version_key, subdir):
+                    found.add(cve_id)
+        return rules.file_summary(states[c] for c in found if c in states)
+    return cve_of
+
+
+def mirror_keep(sessions: Any, family: str, partition: str, items: list[Any], name_of: Callable[[Any], str],
+                version_of: Callable[[Any], str], filters: Mapping[str, Any], channel: Channel,
+                progress: Any) -> list[Any]:
+    """A mirror's and its channel's CVE filters over upstream files of any family; what each drops is
+    counted in the sync state (``mirror_filtered.cve``, ``channel_filtered.cve``)."""
+    threshold, uncurated = filters.get("cve_score_threshold"), bool(filters.get("exclude_non_curated_cve"))
+    ch_threshold, ch_uncurated = _cve_rules(channel)
+    if threshold is None and not uncurated and ch_threshold is None and not ch_uncurated:
+        return items
+    with sessions() as db:
+        cve_of = assessor(db, family, {name_of(i) for i in items})
+    kept, mirror_cut, channel_cut = [], 0, 0
+    for item in items:
+        score, status = cve_of(partition, {"name": name_of(item), "version": version_of(item)})
+        if flt.cve_breach(score, status, ch_threshold, ch_uncurated):
+            channel_cut += 1
+        elif flt.cve_breach(score, status, threshold, uncurated):
+            mirror_cut += 1
+        else:
+            kept.append(item)
+    with progress._lock:
+        count = progress.state["count"]
+        for level, n in (("mirror_filtered", mirror_cut), ("channel_filtered", channel_cut)):
+            bucket = count.setdefault(level, {})
+            bucket["cve"] = bucket.get("cve", 0) + n
+        progress.state.update(selected=len(kept))
+    return kept
+
+
+def _cve_rules(channel: Channel) -> tuple[float | None, bool]:
+    f = flt.normalize_channel_filters({k: v for k, v in (channel.filters or {}).items()
+                                       if k in (*flt.CHANNEL_FILTER_KEYS, "licenses")})
+    return f.get("cve_score_threshold"), bool(f.get("exclude_non_curated_cve"))
+
+
+def check_channel_filters(db: Session, channel: Channel, family: str, record: Mapping[str, Any], subdir: str,
+                          *, cve: tuple[float | None, str | None] | None = None) -> None:
+    """Refuse a file the channel's filters exclude (uploads and copies)."""
+    raw = {k: v for k, v in (channel.filters or {}).items() if k in (*flt.CHANNEL_FILTER_KEYS, "licenses")}
+    if not raw:
+        return
+    compiled = flt.compile_filters({}, raw)
+    hint = f"The filters of channel {channel.path!r} exclude it (see `conda-repo channel --show {channel.path}`)"
+    if family == "conda":  # licenses and MatchSpecs are conda's notions
+        sel = flt.select({subdir: {"x": record}}, compiled)
+        if not sel.kept.get(subdir):
+            counts = sel.counts["channel_filtered"]
+            which = next((k for k, v in counts.items() if v), "filter")
+            raise InvalidInput(f"{record.get('name')} {record.get('version')} is excluded by the channel's "
+                               f"{which.replace('_', ' ')} filter", hint, code="blocked_by_channel_filter")
+    if compiled.uses_cves:
+        score, status = cve if cve is not None else assessor(db, family, {str(record.get("name", ""))})(
+            subdir, record)
+        if flt.cve_breach(score, status, compiled.ch_cve_threshold, compiled.ch_exclude_uncurated):
+            what = f"CVE score {score}" if score is not None and compiled.ch_cve_threshold is not None and \
+                score >= compiled.ch_cve_threshold else "uncurated CVEs"
+            raise InvalidInput(f"{record.get('name')} {record.get('version')} is excluded by the channel's CVE "
+                               f"filter ({what})", hint, code="blocked_by_channel_filter")
+
+
+def _breach(threshold: float | None, uncurated: bool) -> Any:
+    conds = []
+    if threshold is not None:
+        conds.append(and_(File.cve_score.is_not(None), File.cve_score >= threshold))
+    if uncurated:
+        conds.append(File.cve_status == "reported")
+    return or_(*conds)
+
+
+def enforce(db: Session, channel_ids: list[str] | None = None) -> dict[str, int]:
+    """Withhold the files that break their channel's CVE filters; bring back those that no longer do."""
+    withheld = restored = 0
+    q = select(Channel)
+    if channel_ids is not None:
+        q = q.where(Channel.id.in_(channel_ids))
+    for channel in db.scalars(q):
+        threshold, uncurated = _cve_rules(channel)
+        breach = _breach(threshold, uncurated) if threshold is not None or uncurated else None
+        hide = [] if breach is None else db.execute(
+            select(File.id, File.ckey, File.subdir, File.filename, File.cve_score, File.cve_status)
+            .where(File.channel_id == channel.id, File.withheld.is_(False), breach)).all()
+        show_q = select(File.id, File.ckey, File.subdir, File.filename).where(
+            File.channel_id == channel.id, File.withheld.is_(True))
+        if breach is not None:
+            show_q = show_q.where(~breach)
+        show = db.execute(show_q).all()
+        if hide:
+            db.execute(update(File).where(File.id.in_([r.id for r in hide])).values(withheld=True))
+            log_changes(db, channel.id, [(r.subdir, r.filename) for r in hide])
+            add_event(db, channel, "artifacts_withheld", None, reason="cve_filter",
+                      cve_score_threshold=threshold, exclude_non_curated_cve=uncurated,
+                      files=[{"ckey": r.ckey, "cve_score": r.cve_score, "cve_status": r.cve_status}
+                             for r in hide[:1000]], count=len(hide))
+            withheld += len(hide)
+        if show:
+            db.execute(update(File).where(File.id.in_([r.id for r in show])).values(withheld=False))
+            log_changes(db, channel.id, [(r.subdir, r.filename) for r in show])
+            add_event(db, channel, "artifacts_restored", None, reason="cve_filter",
+                      ckeys=[r.ckey for r in show[:1000]], count=len(show))
+            restored += len(show)
+    return {"withheld": withheld, "restored": restored}
+
+
+def channels_with_cve_filters(db: Session) -> list[str]:
+    """Channels with CVE filters, and channels holding withheld files (their filters may be gone)."""
+    ids = {c.id for c in db.scalars(select(Channel)) if any(_cve_rules(c))}
+    ids.update(db.scalars(select(File.channel_id).where(File.withheld.is_(True)).distinct()))
+    return sorted(ids)

@@ -1,0 +1,107 @@
+"""Channel CVE filters kept true as CVE data changes: withheld from the index (not deleted), a history
+event, and back when curation clears the CVE; uploads and copies refused by channel filters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from test_cve_store import ADMIN, add_files
+
+from taipan.db.models import Channel, ChannelEvent, File, IndexChange
+from taipan.domain import filters as flt
+from taipan.domain.permissions import Principal
+from taipan.errors import InvalidInput
+from taipan.services import channels, cve_enforcement, cve_import, cves
+
+DATA = Path(__file__).parents[2] / "data" / "cve"
+OWNER = Principal(user_id="a", username="root", role="admin", scopes=frozenset({"*"}), kind="session")
+
+
+def events(db, channel_id: str, kind: str) -> list[ChannelEvent]:
+    return list(db.scalars(select(ChannelEvent).where(ChannelEvent.channel_id == channel_id,
+                                                      ChannelEvent.event_type == kind).order_by(ChannelEvent.id)))
+
+
+def test_withheld_then_restored(runtime):
+    with runtime.sessions() as db:
+        ids = add_files(db, "guarded", [("openssl", "1.1.1s", "linux-64"), ("zlib", "1.2.13", "win-64"),
+                                        ("django", "4.1.8", "noarch")])
+        channel = db.scalar(select(Channel).where(Channel.path == "guarded"))
+        channel.filters = {"cve_score_threshold": 7.0}
+        db.commit()
+        before = db.scalar(select(func.count()).select_from(IndexChange))
+        cve_import.import_paths(db, [DATA])
+        db.commit()
+        openssl = db.get(File, ids[("openssl", "1.1.1s", "linux-64")])
+        assert openssl.withheld and openssl.cve_score == 7.4
+        assert not db.get(File, ids[("django", "4.1.8", "noarch")]).withheld   # no score: under any threshold
+        assert not db.get(File, ids[("zlib", "1.2.13", "win-64")]).withheld
+        (ev,) = events(db, channel.id, "artifacts_withheld")
+        assert ev.data["files"] == [{"ckey": "linux-64/openssl-1.1.1s-0.conda", "cve_score": 7.4,
+                                     "cve_status": "reported"}]
+        assert db.scalar(select(func.count()).select_from(IndexChange)) > before  # the index hears of it
+        # Curation clears it: the file comes back.
+        cves.curate(db, ADMIN, "CVE-2023-0286", "cleared", "not affected")
+        db.commit()
+        assert not db.get(File, openssl.id).withheld
+        assert len(events(db, channel.id, "artifacts_restored")) == 1
+        # Stricter filters set on the channel apply at once: uncurated CVEs are out.
+        channels.update_channel(db, OWNER, channel, {"filters": {"exclude_non_curated_cve": True}})
+        db.commit()
+        assert db.get(File, ids[("django", "4.1.8", "noarch")]).withheld          # CVE-2023-31047 is reported
+        assert not db.get(File, openssl.id).withheld                             # its CVE is curated now
+        channels.update_channel(db, OWNER, channel, {"filters": {}})
+        db.commit()
+        assert not db.get(File, ids[("django", "4.1.8", "noarch")]).withheld
+        assert db.scalar(select(func.count()).select_from(File).where(File.channel_id == channel.id)) == 3
+
+
+def rec(name: str, version: str, **more: str) -> dict[str, str]:
+    return {"name": name, "version": version, "build": "0", **more}
+
+
+def test_channel_filters_refuse_uploads_and_copies(runtime):
+    with runtime.sessions() as db:
+        add_files(db, "plain", [("openssl", "1.1.1s", "linux-64")])
+        cve_import.import_paths(db, [DATA])
+        strict = Channel(name="strict", path="strict", filters={"cve_score_threshold": "7", "exclude_specs":
+                                                                 ["zlib <1.3"], "licenses": "-gpl3"})
+        db.add(strict)
+        db.flush()
+        with pytest.raises(InvalidInput) as err:
+            cve_enforcement.check_channel_filters(db, strict, "conda", rec("openssl", "1.1.1s"),
+                                                  "linux-64")
+        assert err.value.code == "blocked_by_channel_filter" and "CVE score 7.4" in err.value.message
+        with pytest.raises(InvalidInput) as err:
+            cve_enforcement.check_channel_filters(db, strict, "conda", rec("zlib", "1.2.13"), "noarch")
+        assert "exclude specs" in err.value.message
+        with pytest.raises(InvalidInput) as err:
+            cve_enforcement.check_channel_filters(db, strict, "conda", rec("x", "1", license="GPL-3.0-only"), "noarch")
+        assert "license" in err.value.message
+        cve_enforcement.check_channel_filters(db, strict, "conda", rec("openssl", "1.1.1t"),
+                                              "linux-64")
+        from taipan.services import artifacts
+
+        plain = db.scalar(select(Channel).where(Channel.path == "plain"))
+        with pytest.raises(InvalidInput):
+            artifacts.bulk(db, OWNER, plain, "copy", [{"name": "openssl", "family": "conda"}], "strict", None)
+
+
+def test_mirror_selection_counts_cve_filters_per_level():
+    records = {"linux-64": {"a-1.conda": {"name": "a", "version": "1"}, "b-1.conda": {"name": "b", "version": "1"},
+                            "c-1.conda": {"name": "c", "version": "1"}}}
+    known = {"a": (9.8, "active"), "b": (5.0, "reported"), "c": (None, None)}
+    cve_of = lambda subdir, rec: known[rec["name"]]  # noqa: E731
+    sel = flt.select(records, flt.compile_filters({"cve_score_threshold": 9.0}, {"exclude_non_curated_cve": True}),
+                     cve_of)
+    assert set(sel.kept["linux-64"]) == {"c-1.conda"}
+    assert sel.counts["channel_filtered"]["cve"] == 1 and sel.counts["mirror_filtered"]["cve"] == 1
+    sel = flt.select(records, flt.compile_filters({"cve_score_threshold": 9.9}, {}), cve_of)
+    assert len(sel.kept["linux-64"]) == 3
+    with pytest.raises(InvalidInput):
+        flt.normalize_channel_filters({"cve_score_threshold": 11})
+    with pytest.raises(InvalidInput):
+        flt.normalize_channel_filters({"exclude_non_curated_cve": "maybe"})
+    assert flt.normalize_channel_filters({"exclude_non_curated_cve": "False"}) == {}
