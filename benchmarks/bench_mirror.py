@@ -2,6 +2,7 @@
 evaluation rate.
 
     .venv/bin/python benchmarks/bench_mirror.py [--records 100000] [--runs 3]
+    .venv/bin/python benchmarks/bench_mirror.py --records 1500000 --peak-rss
 
 Builds a synthetic upstream channel (linux-64 with N records, noarch empty; repodata.json and .zst),
 serves it on 127.0.0.1 with a threaded http.server, starts `taipan serve` on a free port with a fresh
@@ -35,29 +36,38 @@ ONLY_SPECS = ["pkg42", "pkg7 >=1.5", "pkg12*", "pkg9999 1.*"]
 LICENSES = ["MIT", "BSD-3-Clause", "Apache-2.0", "GPL-3.0-or-later", "LGPL-2.1", "PSF-2.0", ""]
 
 
-def synthetic_records(n: int) -> dict[str, dict[str, Any]]:
+def iter_records(n: int) -> Any:
+    """The records of ``synthetic_records``, one at a time (1.5M of them do not fit in memory here)."""
     names = max(1, n // 10)
-    out = {}
     for i in range(n):
         name, minor = f"pkg{i % names}", i // names
         fn = f"{name}-1.{minor}-h{i:08x}_0.conda"
         digest = hashlib.sha256(fn.encode()).hexdigest()
-        out[fn] = {
+        yield fn, {
             "name": name, "version": f"1.{minor}", "build": f"h{i:08x}_0", "build_number": 0,
             "subdir": "linux-64", "depends": [f"pkg{(i * 7) % names} >=1.0", "libgcc >=12", "__glibc >=2.17"],
             "license": LICENSES[i % len(LICENSES)], "timestamp": 1700000000000 + i * 1000,
             "sha256": digest, "md5": digest[:32], "size": 1000 + i % 5000,
         }
-    return out
+
+
+def synthetic_records(n: int) -> dict[str, dict[str, Any]]:
+    return dict(iter_records(n))
 
 
 def write_channel(root: Path, n: int) -> None:
-    for sd, recs in (("linux-64", synthetic_records(n)), ("noarch", {})):
+    """repodata.json and .zst of linux-64 (n records) and an empty noarch, written as a stream."""
+    for sd, count in (("linux-64", n), ("noarch", 0)):
         (root / sd).mkdir(parents=True, exist_ok=True)
-        raw = orjson.dumps({"info": {"subdir": sd}, "packages": {}, "packages.conda": recs,
-                            "repodata_version": 1})
-        (root / sd / "repodata.json").write_bytes(raw)
-        (root / sd / "repodata.json.zst").write_bytes(zstandard.ZstdCompressor(level=3).compress(raw))
+        with open(root / sd / "repodata.json", "wb") as raw, open(root / sd / "repodata.json.zst", "wb") as zf, \
+                zstandard.ZstdCompressor(level=3).stream_writer(zf) as zst:
+            def out(b: bytes) -> None:
+                raw.write(b)
+                zst.write(b)
+            out(b'{"info":' + orjson.dumps({"subdir": sd}) + b',"packages":{},"packages.conda":{')
+            for i, (fn, rec) in enumerate(iter_records(count)):
+                out((b"," if i else b"") + orjson.dumps(fn) + b":" + orjson.dumps(rec))
+            out(b'},"repodata_version":1}')
     (root / "channeldata.json").write_text(json.dumps({"subdirs": ["linux-64", "noarch"], "packages": {}}))
 
 
@@ -70,6 +80,59 @@ def serve_dir(root: Path) -> tuple[ThreadingHTTPServer, str]:
     srv = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(root)))
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv, f"http://127.0.0.1:{srv.server_address[1]}"
+
+
+def peak_rss_mb(pid: int) -> tuple[float, float]:
+    """(current RSS, peak RSS) in MB of a process and its children, from /proc (Linux)."""
+    cur = peak = 0.0
+    pids = [pid]
+    try:
+        pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            fields = dict(line.split(":", 1) for line in Path(f"/proc/{p}/status").read_text().splitlines()
+                          if ":" in line)
+        except OSError:
+            continue
+        cur += int(fields["VmRSS"].split()[0]) / 1024
+        peak += int(fields["VmHWM"].split()[0]) / 1024
+    return cur, peak
+
+
+def big_sync(root: Path, upstream: str, label: str, filters: dict[str, Any]) -> None:
+    """One passive sync in a fresh server: time to completed and the server's peak RSS (VmHWM, which
+    covers the whole sync: nothing else runs in that process, and the index is built only on a GET)."""
+    home = root / f"home-{label.replace(' ', '')}"
+    home.mkdir()
+    proc, url = start_taipan(home)
+    try:
+        with admin_client(url) as c:
+            idle = peak_rss_mb(proc.pid)[0]
+            assert c.post("/channels", json={"name": "big"}).status_code == 201
+            start = time.perf_counter()
+            r = c.post("/channels/big/mirrors", json={"mirror_name": "bench", "source_root": upstream,
+                                                      "run_now": True, "filters": filters})
+            assert r.status_code == 201, r.text
+            peak_seen = 0.0
+            while True:
+                m = c.get("/channels/big/mirrors/bench").json()
+                peak_seen = max(peak_seen, peak_rss_mb(proc.pid)[0])
+                if m["state"] in ("completed", "failed", "stopped"):
+                    break
+                time.sleep(0.2)
+            took = time.perf_counter() - start
+            assert m["state"] == "completed", m
+            s = m["sync_state"]
+            hwm = peak_rss_mb(proc.pid)[1]
+            print(f"passive sync, {label:<10}: {took:.1f} s to completed; server RSS idle {idle:.0f} MB, "
+                  f"peak {hwm:.0f} MB (VmHWM; highest sampled {peak_seen:.0f} MB); index parsed: "
+                  f"{s.get('index_parse')}; {s['upstream_records']:,} upstream records, "
+                  f"{s['count']['passive']:,} published; filter+plan {s['filter_seconds']:.1f} s")
+    finally:
+        proc.terminate()
+        proc.wait(60)
 
 
 def start_taipan(home: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -156,6 +219,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=100_000)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--peak-rss", action="store_true",
+                    help="one sync per scenario, each in a fresh server, reporting its peak RSS "
+                         "(for big upstreams, e.g. --records 1500000)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -166,6 +232,13 @@ def main() -> None:
               f"{(root / 'upstream/linux-64/repodata.json.zst').stat().st_size / 1e6:.1f} MB zst), "
               f"built in {time.perf_counter() - t:.1f} s")
         httpd, upstream = serve_dir(root / "upstream")
+        if args.peak_rss:
+            try:
+                for label, filters in (("only_spec", {"only_specs": ONLY_SPECS}), ("no filter", {})):
+                    big_sync(root, upstream, label, filters)
+            finally:
+                httpd.shutdown()
+            return
         (root / "home").mkdir()
         proc, url = start_taipan(root / "home")
         try:

@@ -369,6 +369,49 @@ def select(upstream: Mapping[str, Records], filters: CompiledFilters, cve_of: Cv
     return sel
 
 
+class StreamSelector:
+    """``select`` one record at a time, for upstreams too big to hold in memory.
+
+    Give it a subdir's ``packages.conda`` records first, then its ``packages`` (.tar.bz2) records:
+    a .tar.bz2 is dropped when the .conda of the same build was kept, as in ``select``. The counts,
+    ``evaluated`` and the records kept are the same as ``select``'s over the same records. With
+    ``only_specs`` + ``include_dependencies`` the whole pool is needed (``streams`` is False): use
+    ``select``.
+    """
+
+    def __init__(self, filters: CompiledFilters) -> None:
+        self.filters = filters
+        self.counts = empty_counts()
+        self.evaluated = 0
+        self.kept_count = 0
+        self.streams = not (filters.only and filters.include_dependencies)
+        self._stems: set[str] = set()
+
+    def wants(self, subdir: str) -> bool:
+        return self.filters.subdirs is None or subdir in self.filters.subdirs
+
+    def start_subdir(self) -> None:
+        self._stems = set()
+
+    def keep(self, fn: str, rec: Mapping[str, Any]) -> bool:
+        f, counts = self.filters, self.counts
+        self.evaluated += 1
+        drop = _first_drop(rec, f)
+        if drop is not None:
+            counts[drop[0]][drop[1]] += 1
+            return False
+        if f.only and not (f.only.could_match(str(rec.get("name", ""))) and f.only.any_match(rec)):
+            counts["mirror_filtered"]["only_specs"] += 1
+            return False
+        if fn.endswith(".conda"):
+            self._stems.add(fn[:-6])
+        elif fn.endswith(".tar.bz2") and fn[:-8] in self._stems:
+            counts["mirror_filtered"]["duplicated_legacy_conda"] += 1
+            return False
+        self.kept_count += 1
+        return True
+
+
 def drop_legacy_duplicates(records: Records, counts: dict[str, Any]) -> dict[str, Mapping[str, Any]]:
     """Drop ``X.tar.bz2`` when ``X.conda`` is kept: same build, newer format, every client reads it."""
     stems = {fn[:-6] for fn in records if fn.endswith(".conda")}

@@ -12,12 +12,14 @@ import hashlib
 import importlib
 import logging
 import os
+import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import orjson
 from sqlalchemy import delete, func, insert, select, update
@@ -32,7 +34,7 @@ from taipan.domain.repodata import record_bytes
 from taipan.domain.urls import redact_url, scrub, secrets_of
 from taipan.errors import TaipanError, UpstreamError
 from taipan.services import cve_enforcement, cve_matching
-from taipan.services.indexing import log_changes
+from taipan.services.indexing import lock_channel
 from taipan.services.mirror_runs import (
     JOB_SYNC,
     STEPS,
@@ -43,7 +45,7 @@ from taipan.services.mirror_runs import (
     error_category,
     initial_sync_state,
 )
-from taipan.upstreams.conda import CondaUpstream, partial_path, remove_quietly
+from taipan.upstreams.conda import CondaUpstream, RepodataFetch, partial_path, remove_quietly
 
 log = logging.getLogger(__name__)
 # What the artifact listings and channeldata.json read from File.meta["index.json"].
@@ -56,9 +58,17 @@ class Plan:
     add: list[dict[str, Any]]
     update: list[dict[str, Any]]
     remove: list[tuple[str, str, str]]  # (file id, subdir, filename)
-    fetch: list[dict[str, Any]]  # rows to make active: download first
+    fetch: list[dict[str, Any]]  # rows to make active: download first (they are in add or update too)
+    # A big conda upstream: the rows that need no download, on disk, read back in batches by the publish.
+    spooled_add: _RowSpool | None = None
     # Selected files whose ckey another source (an upload, another mirror) already holds.
     conflicts: list[str] = field(default_factory=list)
+    spooled_update: _RowSpool | None = None
+
+    def close(self) -> None:
+        for spool in (self.spooled_add, self.spooled_update):
+            if spool is not None:
+                spool.close()
 
 
 def run_mirror(env: MirrorEnv, mirror_id: str) -> str | None:
@@ -170,54 +180,45 @@ def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress, sourc
         # file removed by hand since): ask conditionally, and stop early if nothing changed upstream.
         same = prev.get("digest") == digest and prev.get("clean") and _files_intact(env, m, prev)
         known = prev.get("validators", {}) if same else {}
-        fetched = {}
-        for i, subdir in enumerate(subdirs):
-            v = known.get(subdir) or {}
-            fetched[subdir] = upstream.fetch_repodata(subdir, etag=v.get("etag"),
-                                                      last_modified=v.get("last_modified"))
-            progress.contacted()
-            progress.percent(100 * (i + 1) / len(subdirs))
-            progress.check()
-        validators = {sd: {"etag": f.etag, "last_modified": f.last_modified} for sd, f in fetched.items()
-                      if not f.missing}
-        seen = {"digest": digest, "validators": validators}
-        if known and any(f.not_modified for f in fetched.values()) and all(
-                f.not_modified or f.missing for f in fetched.values()):
-            with progress._lock:
-                progress.state["count"] = prev.get("count", progress.state["count"])
-                progress.state["upstream_unchanged"] = True
-            return seen
-        upstream_records: dict[str, dict[str, Any]] = {}
-        base_urls: dict[str, str | None] = {}
-        invalid: list[tuple[str, str]] = []
-        for subdir, got in fetched.items():
-            if got.not_modified:  # others changed: this one is needed in full after all
-                got = upstream.fetch_repodata(subdir)
-            if got.missing or got.content is None:
-                continue
-            upstream_records[subdir], base_urls[subdir], bad = _parse_repodata(got.content,
-                                                                               redact_url(got.url) or "")
-            invalid += [(f"{subdir}/{fn}", why) for fn, why in bad]
-        _report_invalid(progress, invalid)
-        if not upstream_records:
-            raise UpstreamError(f"The upstream has none of the subdirs {', '.join(subdirs)}",
-                                "Check --subdirs against the upstream channel", code="upstream_no_subdirs")
-        progress.step(3)
-        started = time.perf_counter()
-        sel = flt.select(upstream_records, compiled, _cve_assessor(env, compiled, upstream_records))
-        elapsed = time.perf_counter() - started
-        with progress._lock:
-            progress.state["count"].update(sel.counts)
-            progress.state.update(upstream_records=sel.evaluated, selected=sel.kept_count,
-                                  filter_seconds=round(elapsed, 4),
-                                  filter_rate=round(sel.evaluated / elapsed) if elapsed > 0 else None)
-        del upstream_records
-        progress.step(4)
-        plan = _plan(env, m, channel, sel.kept, upstream, base_urls)
-        _report_conflicts(progress, plan.conflicts)
-        _fetch_active(env, upstream, plan, progress)
-    progress.step(5)
-    _publish(env, m, channel, plan, progress)
+        fetched: dict[str, RepodataFetch] = {}
+        spool = env.blobs.tempdir()
+        try:
+            for i, subdir in enumerate(subdirs):
+                v = known.get(subdir) or {}
+                fetched[subdir] = upstream.fetch_repodata(subdir, etag=v.get("etag"), spool_dir=spool,
+                                                          last_modified=v.get("last_modified"))
+                progress.contacted()
+                progress.percent(100 * (i + 1) / len(subdirs))
+                progress.check()
+            validators = {sd: {"etag": f.etag, "last_modified": f.last_modified}
+                          for sd, f in fetched.items() if not f.missing}
+            seen = {"digest": digest, "validators": validators}
+            if known and any(f.not_modified for f in fetched.values()) and all(
+                    f.not_modified or f.missing for f in fetched.values()):
+                with progress._lock:
+                    progress.state["count"] = prev.get("count", progress.state["count"])
+                    progress.state["upstream_unchanged"] = True
+                return seen
+            for subdir, got in list(fetched.items()):
+                if got.not_modified:  # others changed: this one is needed in full after all
+                    fetched[subdir] = upstream.fetch_repodata(subdir, spool_dir=spool)
+            present = {sd: got for sd, got in fetched.items() if not got.missing and got.path is not None}
+            if not present:
+                raise UpstreamError(f"The upstream has none of the subdirs {', '.join(subdirs)}",
+                                    "Check --subdirs against the upstream channel",
+                                    code="upstream_no_subdirs")
+            progress.step(3)
+            plan = _select_and_plan(env, m, channel, compiled, present, upstream, progress)
+        finally:
+            for got in fetched.values():
+                got.discard()
+        try:
+            progress.step(4)
+            _fetch_active(env, upstream, plan, progress)
+            progress.step(5)
+            _publish(env, m, channel, plan, progress)
+        finally:
+            plan.close()
     with env.sessions() as db:  # the mirrored files get their CVE scores, as uploads do
         cve_matching.match_files(db, File.mirror_id == m.id)
         db.commit()
@@ -232,6 +233,84 @@ def _cve_assessor(env: MirrorEnv, compiled: flt.CompiledFilters,
     names = {str(rec.get("name", "")) for recs in records.values() for rec in recs.values()}
     with env.sessions() as db:
         return cve_enforcement.assessor(db, "conda", names)
+
+
+def _select_and_plan(env: MirrorEnv, m: Mirror, channel: Channel, compiled: flt.CompiledFilters,
+                     present: Mapping[str, RepodataFetch], upstream: CondaUpstream,
+                     progress: Progress) -> Plan:
+    """Filter the upstream records and plan the changes, streaming: one record in memory at a time
+    (what the channel holds already is kept as compact digests), planned rows spooled to disk."""
+    started = time.perf_counter()
+    selector = flt.StreamSelector(compiled)
+    plan = _Planner(env, m, channel, upstream, {sd: _base_url(got.info()) for sd, got in present.items()})
+    invalid: list[tuple[str, str]] = []
+    try:
+        # The CVE filters look up every upstream name at once: those runs use the in-memory engine.
+        selector.streams = selector.streams and not compiled.uses_cves
+        if selector.streams:
+            for subdir, got in present.items():
+                if not selector.wants(subdir):
+                    continue
+                selector.start_subdir()
+                for fn, rec in _valid_records(got, invalid):
+                    if selector.keep(fn, rec):
+                        plan.record(subdir, fn, rec)
+                progress.check()
+            counts, evaluated, kept = selector.counts, selector.evaluated, selector.kept_count
+        else:  # the dependency closure needs every candidate at once: the in-memory engine
+            records = {sd: dict(_valid_records(got, invalid)) for sd, got in present.items()}
+            sel = flt.select(records, compiled, _cve_assessor(env, compiled, records))
+            del records
+            for subdir, recs in sel.kept.items():
+                for fn, rec in recs.items():
+                    plan.record(subdir, fn, rec)
+            counts, evaluated, kept = sel.counts, sel.evaluated, sel.kept_count
+        result = plan.finish()
+        _report_invalid(progress, invalid)
+        _report_conflicts(progress, result.conflicts)
+    except BaseException:
+        plan.close()
+        raise
+    elapsed = time.perf_counter() - started
+    with progress._lock:
+        progress.state["count"].update(counts)
+        progress.state.update(upstream_records=evaluated, selected=kept, filter_seconds=round(elapsed, 4),
+                              filter_rate=round(evaluated / elapsed) if elapsed > 0 else None,
+                              index_parse="stream" if selector.streams else "memory")
+    return result
+
+
+def _base_url(info: Mapping[str, Any]) -> str | None:
+    base_url = info.get("base_url")
+    return base_url if isinstance(base_url, str) and base_url else None
+
+
+def _valid_records(got: RepodataFetch, invalid: list[tuple[str, str]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A subdir's records, ``packages.conda`` first. Records left out go to ``invalid`` with the
+    reason: a file name that is not a conda package's, or a record against the repodata schema
+    (one such record would make the published repodata.json unreadable for every client)."""
+    bad = len(invalid)
+    for section in ("packages.conda", "packages"):
+        for fn, rec in got.records(section):
+            problem = _filename_problem(fn, section) or record_problem(rec)
+            if problem is None:
+                yield fn, rec
+            else:
+                invalid.append((f"{got.subdir}/{fn}", problem))
+    if len(invalid) > bad:
+        log.warning("skipped %d invalid upstream record(s) in %s, e.g. %s: %s", len(invalid) - bad,
+                    redact_url(got.url), *invalid[bad])
+
+
+def _filename_problem(fn: str, section: str) -> str | None:
+    want = ".conda" if section == "packages.conda" else ".tar.bz2"
+    try:
+        parse_conda_filename(fn)
+    except TaipanError:
+        return "not a conda package file name"
+    if not fn.endswith(want):
+        return f"a {section!r} entry must end in {want}"
+    return None
 
 
 CONFLICTS_SHOWN = 20
@@ -274,88 +353,117 @@ def _channel_filters(channel: Channel) -> dict[str, Any]:
     return {k: raw[k] for k in (*flt.CHANNEL_FILTER_KEYS, "licenses") if k in raw}
 
 
-def _parse_repodata(content: bytes, url: str = "repodata.json"
-                    ) -> tuple[dict[str, Any], str | None, list[tuple[str, str]]]:
-    """The records of an upstream repodata.json, its base_url, and the records left out with the
-    reason: a file name that is not a conda package's, or a record against the repodata schema
-    (one such record would make the published repodata.json unreadable for every client)."""
-    try:
-        data = orjson.loads(content)
-    except orjson.JSONDecodeError as exc:
-        raise UpstreamError(f"{url} is not a conda repodata.json (not JSON: {exc})",
-                            "Check that the source URL is the root of a conda channel",
-                            code="upstream_corrupt") from exc
-    if not isinstance(data, dict):
-        raise UpstreamError(f"{url} is not a conda repodata.json (not a JSON object)",
-                            "Check that the source URL is the root of a conda channel", code="upstream_corrupt")
-    records: dict[str, Any] = {}
-    invalid: list[tuple[str, str]] = []
-    for key in ("packages", "packages.conda"):
-        section = data.get(key) or {}
-        if not isinstance(section, dict):
-            continue
-        for fn, rec in section.items():
-            problem = _filename_problem(fn, key) or record_problem(rec)
-            if problem is None:
-                records[fn] = rec
-            else:
-                invalid.append((fn, problem))
-    if invalid:
-        log.warning("skipped %d invalid upstream record(s) in %s, e.g. %s: %s", len(invalid), url, *invalid[0])
-    info = data.get("info") if isinstance(data.get("info"), dict) else {}
-    base_url = info.get("base_url") if isinstance(info.get("base_url"), str) else None
-    return records, base_url or None, invalid
+class _Planner:
+    """Builds the Plan one kept record at a time.
+
+    What the channel holds already is read once, as compact bytes per file (id, state, sha256 and a
+    digest of the record text), so a re-sync of 1.5M records does not hold 1.5M record texts. Rows to
+    add or update are spooled to files in the blob store's temp dir and read back in batches by the
+    publish; only rows that need a download (active mode) stay in memory.
+    """
+
+    def __init__(self, env: MirrorEnv, m: Mirror, channel: Channel, upstream: CondaUpstream,
+                 base_urls: Mapping[str, str | None]) -> None:
+        self.m, self.channel, self.upstream, self.base_urls = m, channel, upstream, base_urls
+        self.mine: dict[str, bytes] = {}
+        self.others: set[str] = set()
+        with env.sessions() as db:
+            rows = db.execute(select(File.ckey, File.mirror_id, File.id, File.state, File.sha256, File.record)
+                              .where(File.channel_id == channel.id).execution_options(yield_per=5000))
+            for r in rows:
+                if r.mirror_id == m.id:
+                    self.mine[r.ckey] = _digest_record((r.record or "").encode()) + \
+                        f"{r.state}\0{r.sha256}\0{r.id}".encode()
+                else:
+                    self.others.add(r.ckey)
+        self.plan = Plan([], [], [], [], spooled_add=_RowSpool(env.blobs.tempdir()),
+                         spooled_update=_RowSpool(env.blobs.tempdir()))
+
+    def record(self, subdir: str, fn: str, rec: Mapping[str, Any]) -> None:
+        ckey = f"{subdir}/{fn}"
+        if ckey in self.others:  # uploaded, or another mirror's: never overwritten by this one
+            self.plan.conflicts.append(ckey)
+            return
+        raw = record_bytes(rec)
+        packed = self.mine.pop(ckey, None)
+        if packed is not None:
+            old_state, old_sha, old_id = packed[16:].decode().split("\0")
+        sha = rec.get("sha256") or (old_sha if packed is not None else "")
+        same_bytes = packed is not None and old_sha == sha
+        state = old_state if same_bytes else "passive"
+        row = {"id": old_id if packed is not None else _new_id(), "family": "conda",
+               "name": str(rec.get("name", "")), "version": str(rec.get("version", "")),
+               "subdir": subdir, "filename": fn, "ckey": ckey, "sha256": sha,
+               "md5": rec.get("md5") or "", "size": int(rec.get("size") or 0), "record": raw.decode(),
+               "meta": {"index.json": {k: rec[k] for k in _META_KEYS if k in rec}},
+               "state": state, "mirror_id": self.m.id,
+               # stored without credentials: the run (or a passive fetch) puts them back
+               "source_url": redact_url(self.upstream.file_url(subdir, fn, self.base_urls.get(subdir)))}
+        needs_fetch = (self.m.mode == "active" or not row["sha256"]) and state != "active"
+        if packed is None:
+            kind = "add"
+        elif packed[:16] != _digest_record(raw) or not same_bytes or needs_fetch:
+            kind = "update"
+        else:
+            return
+        if needs_fetch:  # downloads change the row: it stays in memory
+            self.plan.fetch.append(row)
+            (self.plan.add if kind == "add" else self.plan.update).append(row)
+        else:
+            spool = self.plan.spooled_add if kind == "add" else self.plan.spooled_update
+            assert spool is not None
+            spool.write(row)
+
+    def finish(self) -> Plan:
+        self.plan.remove = [(packed[16:].decode().rsplit("\0", 1)[1], *ckey.split("/", 1))
+                            for ckey, packed in self.mine.items()]
+        self.mine.clear()
+        for spool in (self.plan.spooled_add, self.plan.spooled_update):
+            if spool is not None:
+                spool.finish()
+        return self.plan
+
+    def close(self) -> None:
+        self.plan.close()
 
 
-def _filename_problem(fn: str, section: str) -> str | None:
-    want = ".conda" if section == "packages.conda" else ".tar.bz2"
-    try:
-        parse_conda_filename(fn)
-    except TaipanError:
-        return "not a conda package file name"
-    if not fn.endswith(want):
-        return f"a {section!r} entry must end in {want}"
-    return None
+def _digest_record(raw: bytes) -> bytes:
+    return hashlib.blake2b(raw, digest_size=16).digest()
 
 
-def _plan(env: MirrorEnv, m: Mirror, channel: Channel, kept: Mapping[str, Mapping[str, Any]],
-          upstream: CondaUpstream, base_urls: Mapping[str, str | None]) -> Plan:
-    with env.sessions() as db:
-        rows = db.execute(select(File.id, File.ckey, File.mirror_id, File.record, File.state, File.sha256)
-                          .where(File.channel_id == channel.id)).all()
-    mine = {r.ckey: r for r in rows if r.mirror_id == m.id}
-    others = {r.ckey for r in rows if r.mirror_id != m.id}
-    plan = Plan([], [], [], [])
-    now = utcnow()
-    for subdir, records in kept.items():
-        for fn, rec in records.items():
-            ckey = f"{subdir}/{fn}"
-            if ckey in others:  # uploaded, or another mirror's: never overwritten by this one
-                plan.conflicts.append(ckey)
-                continue
-            text = record_bytes(rec).decode()
-            old = mine.pop(ckey, None)
-            same_bytes = old is not None and old.sha256 == (rec.get("sha256") or old.sha256)
-            state = old.state if same_bytes else "passive"
-            row = {"id": old.id if old else _new_id(), "channel_id": channel.id, "family": "conda",
-                   "name": str(rec.get("name", "")), "version": str(rec.get("version", "")),
-                   "subdir": subdir, "filename": fn, "ckey": ckey,
-                   "sha256": rec.get("sha256") or (old.sha256 if old else ""),
-                   "md5": rec.get("md5") or "", "size": int(rec.get("size") or 0), "record": text,
-                   "meta": {"index.json": {k: rec[k] for k in _META_KEYS if k in rec}},
-                   "state": state, "mirror_id": m.id, "updated_at": now,
-                   # stored without credentials: the run (or a passive fetch) puts them back
-                   "source_url": redact_url(upstream.file_url(subdir, fn, base_urls.get(subdir)))}
-            needs_fetch = (m.mode == "active" or not row["sha256"]) and state != "active"
-            if needs_fetch:
-                plan.fetch.append(row)
-            if old is None:
-                row["created_at"] = now
-                plan.add.append(row)
-            elif old.record != text or not same_bytes or needs_fetch:
-                plan.update.append(row)
-    plan.remove = [(r.id, *r.ckey.split("/", 1)) for r in mine.values()]
-    return plan
+class _RowSpool:
+    """Planned rows on disk (one JSON line each), read back in batches."""
+
+    def __init__(self, tmpdir: Any) -> None:
+        fd, name = tempfile.mkstemp(prefix="mirror-plan-", suffix=".jsonl", dir=tmpdir)
+        self.path = Path(name)
+        self._out: BinaryIO | None = os.fdopen(fd, "wb")
+        self.count = 0
+
+    def write(self, row: dict[str, Any]) -> None:
+        assert self._out is not None
+        self._out.write(orjson.dumps(row) + b"\n")
+        self.count += 1
+
+    def finish(self) -> None:
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+    def batches(self, size: int) -> Iterator[list[dict[str, Any]]]:
+        batch: list[dict[str, Any]] = []
+        with open(self.path, "rb") as fh:
+            for line in fh:
+                batch.append(orjson.loads(line))
+                if len(batch) >= size:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
+
+    def close(self) -> None:
+        self.finish()
+        self.path.unlink(missing_ok=True)
 
 
 def _fetch_active(env: MirrorEnv, upstream: CondaUpstream, plan: Plan, progress: Progress) -> None:
@@ -410,34 +518,51 @@ def _download(env: MirrorEnv, upstream: CondaUpstream, row: dict[str, Any]) -> N
 
 
 def _publish(env: MirrorEnv, m: Mirror, channel: Channel, plan: Plan, progress: Progress) -> None:
+    """One transaction; the planned rows are read back from their spools in batches."""
     progress.check()
-    changes = [(r["subdir"], r["filename"]) for r in plan.add + plan.update]
-    changes += [(sd, fn) for _, sd, fn in plan.remove]
+    n_changes = len(plan.add) + len(plan.update) + len(plan.remove) + sum(
+        s.count for s in (plan.spooled_add, plan.spooled_update) if s is not None)
+    subdirs: set[str] = set()
+    now = utcnow()
+
+    def batches(spool: _RowSpool | None, rows: list[dict[str, Any]],
+                size: int) -> Iterator[list[dict[str, Any]]]:
+        if spool is not None:
+            yield from spool.batches(size)
+        yield from _chunks(rows, size)
+
     with env.sessions() as db:
+        if n_changes:
+            # Writers of one channel commit in the order of their change log (see log_changes).
+            lock_channel(db, channel.id)
         # Core inserts: the ORM's per-object bookkeeping costs seconds at 100,000 rows.
-        for chunk in _chunks(plan.add, 5000):
-            db.execute(insert(File.__table__), chunk)
-        for chunk in _chunks(plan.update, 2000):
-            db.execute(update(File), [{k: v for k, v in r.items() if k != "channel_id"} for r in chunk])
-        for chunk in _chunks([r[0] for r in plan.remove], 500):
-            db.execute(delete(File).where(File.id.in_(chunk)))
-        _log_changes(db, channel.id, changes)
+        for chunk in batches(plan.spooled_add, plan.add, 5000):
+            db.execute(insert(File.__table__), [{"channel_id": channel.id, "created_at": now,
+                                                 "updated_at": now, **r} for r in chunk])
+            _log_changes(db, channel.id, [(r["subdir"], r["filename"]) for r in chunk], now)
+            subdirs.update(r["subdir"] for r in chunk)
+            progress.check()
+        for chunk in batches(plan.spooled_update, plan.update, 2000):
+            db.execute(update(File), [{"updated_at": now, **{k: v for k, v in r.items() if k != "channel_id"}}
+                                      for r in chunk])
+            _log_changes(db, channel.id, [(r["subdir"], r["filename"]) for r in chunk], now)
+            subdirs.update(r["subdir"] for r in chunk)
+            progress.check()
+        for removed in _chunks(plan.remove, 500):
+            db.execute(delete(File).where(File.id.in_([r[0] for r in removed])))
+            _log_changes(db, channel.id, [(sd, fn) for _, sd, fn in removed], now)
+            subdirs.update(sd for _, sd, _ in removed)
         counts = dict(db.execute(select(File.state, func.count()).where(File.mirror_id == m.id)
                                  .group_by(File.state)).all())
         with progress._lock:
             progress.state["count"].update(active=counts.get("active", 0), passive=counts.get("passive", 0),
                                            removed=len(plan.remove))
         db.commit()
-    env.notify(channel.id, {sd for sd, _ in changes})
+    env.notify(channel.id, subdirs)
 
 
-def _log_changes(db: Session, channel_id: str, changes: list[tuple[str, str]]) -> None:
-    """``indexing.log_changes`` for big batches: the same channel-row lock, then Core inserts."""
-    if len(changes) < 500:
-        log_changes(db, channel_id, changes)
-        return
-    db.execute(select(Channel.id).where(Channel.id == channel_id).with_for_update())
-    now = utcnow()
+def _log_changes(db: Session, channel_id: str, changes: list[tuple[str, str]], now: Any) -> None:
+    """``indexing.log_changes`` for big batches: Core inserts (the channel row is locked already)."""
     rows = [{"channel_id": channel_id, "subdir": sd, "filename": fn, "created": now} for sd, fn in changes]
     for chunk in _chunks(rows, 5000):
         db.execute(insert(IndexChange.__table__), chunk)

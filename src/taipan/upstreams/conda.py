@@ -10,14 +10,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import httpx
+import ijson
 import zstandard
 
 from taipan import __version__
@@ -34,13 +36,82 @@ RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 @dataclass
 class RepodataFetch:
+    """An upstream ``repodata.json`` spooled to a local file as it came (zstd-compressed for .zst).
+
+    A big upstream (conda-forge's linux-64 is about 300 MB of JSON, 1.5M records) is never held in
+    memory: ``records`` stream-parses the spooled file with ijson, decompressing on the fly.
+    """
+
     subdir: str
     url: str
-    content: bytes | None  # decompressed repodata.json; None when not modified or absent
+    path: Path | None = None  # the body as received; None when not modified or absent
     etag: str | None = None
     last_modified: str | None = None
     not_modified: bool = False
     missing: bool = False
+
+    @property
+    def compressed(self) -> bool:
+        return self.url.endswith(".zst")
+
+    @contextmanager
+    def open(self) -> Iterator[BinaryIO]:
+        """The decompressed JSON as a binary stream."""
+        assert self.path is not None
+        with open(self.path, "rb") as fh:
+            if self.compressed:
+                with zstandard.ZstdDecompressor().stream_reader(fh, read_size=CHUNK) as reader:
+                    yield reader  # type: ignore[misc]
+            else:
+                yield fh
+
+    @property
+    def content(self) -> bytes | None:
+        """The whole decompressed JSON (small channels and tests; the mirror streams ``records``)."""
+        if self.path is None:
+            return None
+        with self._corrupt_as_upstream_error(), self.open() as fh:
+            return fh.read()
+
+    @contextmanager
+    def _corrupt_as_upstream_error(self) -> Iterator[None]:
+        try:
+            yield
+        except zstandard.ZstdError as exc:
+            raise UpstreamError(f"{redact_url(self.url)} is not valid zstd data",
+                                "The upstream served a corrupt file; try again later",
+                                code="upstream_corrupt") from exc
+        except (ijson.JSONError, UnicodeDecodeError, ValueError) as exc:
+            raise UpstreamError(f"{redact_url(self.url)} is not a conda repodata.json "
+                                f"(not JSON: {exc})",
+                                "Check that the source URL is the root of a conda channel",
+                                code="upstream_corrupt") from exc
+
+    def info(self) -> dict[str, Any]:
+        """The ``info`` object (empty when absent); raises when the file is not a JSON object."""
+        with self._corrupt_as_upstream_error():
+            with self.open() as fh:
+                first = next(iter(ijson.parse(fh)), None)
+            if first is None or first[1] != "start_map":
+                raise UpstreamError(f"{redact_url(self.url)} is not a conda repodata.json "
+                                    "(not a JSON object)",
+                                    "Check that the source URL is the root of a conda channel",
+                                    code="upstream_corrupt")
+            with self.open() as fh:
+                for obj in ijson.items(fh, "info", use_float=True):
+                    return obj if isinstance(obj, dict) else {}
+        return {}
+
+    def records(self, section: str) -> Iterator[tuple[str, Any]]:
+        """(filename, record) of one section (``packages.conda`` or ``packages``), one at a time."""
+        with self._corrupt_as_upstream_error(), self.open() as fh:
+            # ijson joins prefixes with "." -- "packages.conda" is the top-level key of that name.
+            yield from ijson.kvitems(fh, section, use_float=True)
+
+    def discard(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+            self.path = None
 
 
 @dataclass(frozen=True)
@@ -166,33 +237,43 @@ class CondaUpstream:
                                 "(it has noarch/repodata.json)", code="upstream_not_a_channel")
         return sorted(found)
 
-    def fetch_repodata(self, subdir: str, *, etag: str | None = None,
-                       last_modified: str | None = None) -> RepodataFetch:
-        """GET ``<subdir>/repodata.json.zst`` (or ``.json`` when there is no .zst), conditionally."""
+    def fetch_repodata(self, subdir: str, *, etag: str | None = None, last_modified: str | None = None,
+                       spool_dir: Path | None = None) -> RepodataFetch:
+        """GET ``<subdir>/repodata.json.zst`` (or ``.json`` when there is no .zst), conditionally,
+        streamed to a file in ``spool_dir`` (the system's temp dir by default): the caller parses
+        it from there and calls ``discard()``."""
         headers = {"If-None-Match": etag} if etag else {}
         if last_modified:
             headers["If-Modified-Since"] = last_modified
         names = ["repodata.json"] if self._zst_missing else ["repodata.json.zst", "repodata.json"]
         for name in names:
             url = self.url(f"{subdir}/{name}")
-            resp = self.get_bytes(url, headers)
-            if resp.status_code == 404:
-                if name.endswith(".zst"):
-                    self._zst_missing = True
-                continue
-            tag, modified = resp.headers.get("etag"), resp.headers.get("last-modified")
-            if resp.status_code == 304:
-                return RepodataFetch(subdir, url, None, etag=etag, last_modified=last_modified,
-                                     not_modified=True)
-            content = resp.content
-            if name.endswith(".zst"):
+            with self._request("GET", url, headers) as resp:
+                if resp.status_code == 404:
+                    if name.endswith(".zst"):
+                        self._zst_missing = True
+                    continue
+                tag, modified = resp.headers.get("etag"), resp.headers.get("last-modified")
+                if resp.status_code == 304:
+                    return RepodataFetch(subdir, url, None, etag=etag, last_modified=last_modified,
+                                         not_modified=True)
+                fd, tmp = tempfile.mkstemp(prefix="repodata-", suffix=".part", dir=spool_dir)
                 try:
-                    content = zstandard.ZstdDecompressor().decompressobj().decompress(content)
-                except zstandard.ZstdError as exc:
-                    raise UpstreamError(f"{self._describe(url)} is not valid zstd data",
-                                        "The upstream served a corrupt file; try again later",
-                                        code="upstream_corrupt") from exc
-            return RepodataFetch(subdir, url, content, etag=tag, last_modified=modified)
+                    with os.fdopen(fd, "wb") as out:
+                        for chunk in resp.iter_bytes(CHUNK):
+                            out.write(chunk)
+                except httpx.TransportError as exc:
+                    remove_quietly(Path(tmp))
+                    raise UpstreamError(f"The transfer from {self._describe(url)} broke off: {exc}",
+                                        "Try again; the next run fetches it again",
+                                        code="upstream_unreachable") from exc
+                except BaseException:
+                    remove_quietly(Path(tmp))
+                    raise
+            got = RepodataFetch(subdir, url, Path(tmp), etag=tag, last_modified=modified)
+            if got.compressed:
+                _check_zstd(got)
+            return got
         return RepodataFetch(subdir, self.url(f"{subdir}/repodata.json"), None, missing=True)
 
     # --- files ----------------------------------------------------------------------------------
@@ -292,6 +373,19 @@ def check(got: Verified, sha256: str | None, size: int | None, url: str, md5: st
     if not sha256 and md5 and got.md5 != md5.lower():
         raise UpstreamError(f"{url.rsplit('/', 1)[-1]} has md5 {got.md5}, the index says {md5}",
                             "The upstream file and its index disagree", code="upstream_checksum")
+
+
+def _check_zstd(got: RepodataFetch) -> None:
+    """Fail at fetch time (as before streaming) when the .zst is not a zstd frame at all."""
+    assert got.path is not None
+    try:
+        with got.open() as fh:
+            fh.read(1)
+    except zstandard.ZstdError as exc:
+        got.discard()
+        raise UpstreamError(f"{redact_url(got.url)} is not valid zstd data",
+                            "The upstream served a corrupt file; try again later",
+                            code="upstream_corrupt") from exc
 
 
 def _hash_existing(path: Path, *hashes: hashlib._Hash) -> None:
