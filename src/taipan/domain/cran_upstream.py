@@ -217,6 +217,12 @@ def select(packages: list[UpstreamPackage], filters: Mapping[str, Any],
     date_from, date_to = filters.get("date_from"), filters.get("date_to")
     counts = {"only_specs": 0, "exclude_specs": 0, "license": 0, "date": 0, "channel_license": 0,
               "channel_exclude_specs": 0}
+    if date_from and not any(published_day(p.record) for p in packages if not p.archived):
+        # CRAN's own PACKAGES carries no dates: a window would silently drop every package.
+        raise InvalidInput("The upstream's PACKAGES index lists no Date/Publication (nor Packaged) field, "
+                           "so the date window cannot be applied",
+                           "Clear it with --date_from \"\" (CRAN's own index has no dates), or mirror from a "
+                           "repository whose PACKAGES lists Date/Publication", code="upstream_has_no_dates")
     kept = []
     for p in packages:
         if (ch_inc or ch_exc) and not p.archived and not licensed(

@@ -123,3 +123,13 @@ def test_channel_filters_come_first_and_are_counted_apart() -> None:
     assert [p.name for p in sel.kept] == ["AA"]
     counts = sel.counts
     assert (counts["channel_license"], counts["channel_exclude_specs"], counts["exclude_specs"]) == (1, 1, 1)
+
+
+def test_a_date_window_over_an_index_without_dates_is_refused_not_silently_empty() -> None:
+    # CRAN's own PACKAGES has no Date/Publication: every package would be dropped without a word.
+    pkgs = [cu.UpstreamPackage(n, "1.0", f"{n}_1.0.tar.gz", "u", {"Package": n, "Version": "1.0"})
+            for n in ("AA", "BB")]
+    with pytest.raises(cu.InvalidInput) as exc:
+        cu.select(pkgs, {"date_from": "2023-01-01", "date_to": "2023-12-31"})
+    assert exc.value.code == "upstream_has_no_dates" and "date_from" in exc.value.hint
+    assert [p.name for p in cu.select(pkgs, {}).kept] == ["AA", "BB"]
