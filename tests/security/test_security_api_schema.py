@@ -31,6 +31,9 @@ CHECKED_PATHS = (
     r"/api/channels/\{ch\}/\{sub\}/artifacts",
     r"/api/repo/\{ch\}(/\{sub\})?/?",
     r"/api/system/(settings|blob_cleanup|version)", r"/api/diagnose/blobs",
+    r"/api/cves(/(mappings(/\{product\})?|\{cve_id\}(/files)?))?",
+    r"/api/channels/\{ch\}(/subchannels/\{sub\})?/artifacts/\{family\}/\{package\}/yank",
+    r"/api/reports/artifact_downloads",
 )
 
 

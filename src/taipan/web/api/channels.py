@@ -9,10 +9,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from taipan.domain.families import KNOWN as KNOWN_FAMILIES
+from taipan.domain.families import implemented as implemented_families
 from taipan.domain.names import CHANNEL_NAME_RE, MAX_CHANNEL_NAME, RESERVED_CHANNEL_NAMES, RESERVED_SUBCHANNEL_NAMES
 from taipan.domain.permissions import PRIVACY_LEVELS
 from taipan.services import artifacts, channels, yanking
@@ -221,10 +223,15 @@ def bulk(request: Request, body: BulkBody, p: UserDep, db: SessionDep, rt: Runti
                         status_code=202)
 
 
+# Families whose files PEP 592 yanking applies to (the others answer 400).
+YANKABLE = [f.name for f in implemented_families() if f.yankable]
+
+
 @router.put(CH + "/artifacts/{family}/{package}/yank")
 @router.put(SUB + "/artifacts/{family}/{package}/yank")
-def yank(request: Request, family: str, package: str, body: YankBody, p: UserDep, db: SessionDep,
-         rt: RuntimeDep) -> dict[str, Any]:
+def yank(request: Request, package: str, body: YankBody, p: UserDep, db: SessionDep, rt: RuntimeDep,
+         family: str = PathParam(..., description="A family whose files can be yanked",
+                                 json_schema_extra={"enum": YANKABLE})) -> dict[str, Any]:
     """PEP 592: yank (``yanked: true``, with a ``reason``) or unyank files of a package: all of
     them, those of one ``version``, or the given ``ckeys``."""
     channel = channels.get_channel(db, _path(request))

@@ -25,7 +25,24 @@ def _query(rt: Runtime, p: Principal, body: Any) -> reports.ReportQuery:
         return reports.parse(db, p, body)
 
 
-@router.post("/reports/artifact_downloads")
+# Names as a list, or one comma-separated string (as conda-repo-cli's --user_names a,b); null or
+# empty: no restriction.
+_NAMES = {"anyOf": [
+    {"type": "array", "maxItems": reports.MAX_NAMES, "items": {"type": "string", "maxLength": 64}},
+    {"type": "string"}, {"type": "null"}]}
+# What the handler reads (it parses the raw body itself, to stream the answer): published so that
+# clients and schema tools know it. A range longer than a year or a channel the caller does not own
+# is refused with a hint (400/403/404), which a schema cannot say.
+REPORT_BODY = {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["from_date"],
+    "properties": {"from_date": {"type": "string", "format": "date"},
+                   "to_date": {"anyOf": [{"type": "string", "format": "date"}, {"enum": ["", None]}],
+                               "description": "default: today"},
+                   "download_as": {"enum": [*reports.FORMATS, "", None], "description": "default: json"},
+                   "user_names": _NAMES, "channel_names": _NAMES}}}}}
+
+
+@router.post("/reports/artifact_downloads", openapi_extra={"requestBody": REPORT_BODY})
 async def artifact_downloads(request: Request, p: UserDep, rt: RuntimeDep) -> StreamingResponse:
     raw = await request.body()
     if len(raw) > MAX_BODY:
