@@ -37,6 +37,18 @@ def files_on_page(url: str, token: str) -> dict[str, Any]:
     return {f["filename"]: f for f in doc.get("files", [])}
 
 
+def until_on_page(url: str, token: str, filename: str, pred: Any = None, timeout: float = 30) -> None:
+    """A change is published shortly after its request returns: wait until the upstream's page shows
+    it, so that a mirror run started next is sure to see it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        files = files_on_page(url, token)
+        if filename in files and (pred is None or pred(files[filename])):
+            return
+        assert time.monotonic() < deadline, f"{filename} not as expected on {url}: {files}"
+        time.sleep(0.1)
+
+
 def test_mirror_another_taipan_passive_then_active(taipan_server, api, pychannel, token, clean_env,
                                                   python_dists, tmp_path: Path) -> None:
     up = pychannel("upstream")
@@ -44,6 +56,7 @@ def test_mirror_another_taipan_passive_then_active(taipan_server, api, pychannel
           ("hello-wheel", "hello-sdist", "hello-1.1-wheel", "world-wheel", "world-sdist")], token, "x-auth-token")
     api.put(f"/channels/{up}/artifacts/python/pyhello/yank", json={"version": "1.1", "reason": "upstream yank"})
     source = f"{taipan_server.url}/api/repo/{up}/simple/"
+    until_on_page(source + "pyhello/", token, python_dists["hello-1.1-wheel"].name, lambda f: f.get("yanked"))
     added: list[str] = []
     for mode in ("passive", "active"):
         ch = pychannel(f"mirror-{mode}")
@@ -79,6 +92,7 @@ def test_mirror_another_taipan_passive_then_active(taipan_server, api, pychannel
             assert again["state"] == "completed" and again["sync_state"].get("upstream_unchanged"), again
             newer = build_wheel(tmp_path, "pyworld", "2.1")
             twine(clean_env, f"{taipan_server.url}/api/repo/{up}", [newer], token, "x-auth-token")
+            until_on_page(source + "pyworld/", token, newer.name)
             assert api.put(f"/channels/{ch}/mirrors/pypi", json={"run_now": True}).status_code == 202
             third = wait_done(api, ch, "pypi")
             assert third["state"] == "completed" and not third["sync_state"].get("upstream_unchanged"), third
