@@ -96,7 +96,10 @@ def parse(db: Session, p: Principal, body: Any, *, today: date | None = None) ->
         raise InvalidInput(f"The date range {from_date} to {to_date} is longer than one year",
                            f"Ask for at most one year at a time (to_date up to {one_year_after(from_date)}), "
                            "and run several reports for longer periods", code="date_range_too_long")
-    fmt = str(body.get("download_as") or "json").strip().lower()
+    raw_fmt = body.get("download_as")
+    if raw_fmt is not None and not isinstance(raw_fmt, str):  # {} or false must not mean "json"
+        raise InvalidInput("download_as must be the text json or csv", HINT, code="invalid_report")
+    fmt = (raw_fmt or "json").strip().lower()
     if fmt not in FORMATS:
         raise InvalidInput(f"Unknown report format {fmt[:20]!r}", "download_as is json or csv", code="invalid_report")
     users = _names(body.get("user_names"), "user_names", 64)

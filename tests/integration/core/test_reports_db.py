@@ -71,6 +71,9 @@ def test_report_rows_filters_and_stats(db_url: str) -> None:
             with pytest.raises(InvalidInput, match="longer than one year"):
                 reports.parse(db, ADMIN, {"from_date": "2024-02-29", "to_date": "2025-03-02"})
             reports.parse(db, ADMIN, {"from_date": "2024-02-29", "to_date": "2025-03-01"})
+            for bad in ({}, [], False, 0):  # found by schemathesis: these once meant "json"
+                with pytest.raises(InvalidInput, match="download_as"):
+                    reports.parse(db, ADMIN, {"from_date": "2024-06-01", "to_date": "2024-06-02", "download_as": bad})
             top_row = db.scalar(select(Channel).where(Channel.path == "top"))
             assert top_row is not None
             stats = reports.download_stats(db, top_row, today=date(2024, 6, 2))
