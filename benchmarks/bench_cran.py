@@ -20,12 +20,13 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import ADMIN_PASSWORD, Nginx, Server, emit, have, wrk  # noqa: E402
+from common import Nginx, Server, emit, have, seed_rows, wrk  # noqa: E402
 
 from taipan.domain import cran  # noqa: E402
 from taipan.domain.families.cran import PackagesIndex  # noqa: E402
@@ -44,40 +45,16 @@ def record(i: int) -> tuple[str, str, dict]:
 
 
 def seed(home: Path, channel: str, n: int) -> None:
-    from sqlalchemy import insert
-
-    from taipan.db.migrate import upgrade
-    from taipan.db.models import File
-    from taipan.domain.permissions import Principal
-    from taipan.runtime import build_runtime
-    from taipan.services import accounts, channels
-    from taipan.settings import Settings
-
-    settings = Settings(home=home, admin_password=ADMIN_PASSWORD)
-    upgrade(settings.database_url)
-    rt = build_runtime(settings)
-    with rt.sessions() as db:
-        accounts.bootstrap_admin(db, "admin", ADMIN_PASSWORD)
-        admin = accounts.get_user(db, "admin")
-        p = Principal(admin.id, "admin", "admin", frozenset({"*"}), kind="session")
-        ch = channels.create_channel(db, p, channel)
-        db.commit()
-        rows = []
+    def rows(channel_id: str) -> Iterator[dict]:
         for i in range(n):
             name, version, rec = record(i)
             fn = f"{name}_{version}.tar.gz"
-            rows.append({"id": f"{i:08d}-0000-0000-0000-000000000000", "channel_id": ch.id, "family": "cran",
-                         "name": name, "version": version, "subdir": cran.SOURCE_PARTITION, "filename": fn,
-                         "ckey": f"src/contrib/{fn}", "sha256": rec["SHA256"], "md5": rec["MD5sum"],
-                         "size": rec["size"], "record": record_bytes(rec).decode(), "meta": {}, "state": "active",
-                         "download_count": 0})
-            if len(rows) == 5000:
-                db.execute(insert(File), rows)
-                rows = []
-        if rows:
-            db.execute(insert(File), rows)
-        db.commit()
-    rt.close()
+            yield {"id": f"{i:08d}-0000-0000-0000-000000000000", "channel_id": channel_id, "family": "cran",
+                   "name": name, "version": version, "subdir": cran.SOURCE_PARTITION, "filename": fn,
+                   "ckey": f"src/contrib/{fn}", "sha256": rec["SHA256"], "md5": rec["MD5sum"],
+                   "size": rec["size"], "record": record_bytes(rec).decode()}
+
+    seed_rows(home, channel, rows)
 
 
 def index_rebuild(n: int) -> dict:

@@ -19,13 +19,14 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
-from common import ADMIN_PASSWORD, Nginx, Server, emit, have, wrk  # noqa: E402
+from common import Nginx, Server, emit, have, seed_rows, wrk  # noqa: E402
 
 from pydists import build_wheel  # noqa: E402
 from taipan.domain.families.python import SimpleIndex  # noqa: E402
@@ -98,39 +99,15 @@ def all_records(projects: int, files: int) -> list[tuple[str, str, dict]]:
 
 
 def seed(home: Path, channel: str, rows_in: list[tuple[str, str, dict]]) -> None:
-    from sqlalchemy import insert
-
-    from taipan.db.migrate import upgrade
-    from taipan.db.models import File
-    from taipan.domain.permissions import Principal
-    from taipan.runtime import build_runtime
-    from taipan.services import accounts, channels
-    from taipan.settings import Settings
-
-    settings = Settings(home=home, admin_password=ADMIN_PASSWORD)
-    upgrade(settings.database_url)
-    rt = build_runtime(settings)
-    with rt.sessions() as db:
-        accounts.bootstrap_admin(db, "admin", ADMIN_PASSWORD)
-        admin = accounts.get_user(db, "admin")
-        p = Principal(admin.id, "admin", "admin", frozenset({"*"}), kind="session")
-        ch = channels.create_channel(db, p, channel)
-        db.commit()
-        rows = []
+    def rows(channel_id: str) -> Iterator[dict]:
         for i, (name, fn, rec) in enumerate(rows_in):
-            rows.append({"id": f"{i:08d}-0000-0000-0000-000000000000", "channel_id": ch.id, "family": "python",
-                         "name": name, "version": rec["version"], "subdir": "simple", "filename": fn,
-                         "ckey": f"simple/{name}/{fn}", "sha256": rec["sha256"], "md5": rec["md5"],
-                         "size": rec["size"], "record": record_bytes(rec).decode(),
-                         "meta": {"METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {rec['version']}\n"},
-                         "state": "active", "download_count": 0})
-            if len(rows) == 5000:
-                db.execute(insert(File), rows)
-                rows = []
-        if rows:
-            db.execute(insert(File), rows)
-        db.commit()
-    rt.close()
+            yield {"id": f"{i:08d}-0000-0000-0000-000000000000", "channel_id": channel_id, "family": "python",
+                   "name": name, "version": rec["version"], "subdir": "simple", "filename": fn,
+                   "ckey": f"simple/{name}/{fn}", "sha256": rec["sha256"], "md5": rec["md5"],
+                   "size": rec["size"], "record": record_bytes(rec).decode(),
+                   "meta": {"METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {rec['version']}\n"}}
+
+    seed_rows(home, channel, rows)
 
 
 def index_rebuild(records: list[tuple[str, str, dict]]) -> dict:

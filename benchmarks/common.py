@@ -11,7 +11,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -24,14 +26,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def seed_channel(home: Path, channel: str, subdir: str, n: int, *, names: int = 10000) -> str:
-    """A Taipan home with `channel` holding n synthetic records in `subdir` (inserted directly)."""
+def seed_rows(home: Path, channel: str, rows_for: Callable[[str], Iterable[dict[str, Any]]]) -> str:
+    """A Taipan home (migrated, with the admin account) whose new ``channel`` holds the file rows that
+    ``rows_for(channel_id)`` yields, inserted directly in batches; returns the channel's id."""
     from sqlalchemy import insert
 
     from taipan.db.migrate import upgrade
     from taipan.db.models import File
     from taipan.domain.permissions import Principal
-    from taipan.domain.repodata import record_bytes
     from taipan.runtime import build_runtime
     from taipan.services import accounts, channels
     from taipan.settings import Settings
@@ -46,18 +48,8 @@ def seed_channel(home: Path, channel: str, subdir: str, n: int, *, names: int = 
         ch = channels.create_channel(db, p, channel)
         db.commit()
         rows = []
-        for i in range(n):
-            name, version = f"pkg{i % names:05d}", f"{i // names}.{i % 7}.0"
-            fn = f"{name}-{version}-py_0.conda"
-            rec = {"build": "py_0", "build_number": 0, "depends": [f"pkg{(i + 1) % names:05d} >=0.1", "python >=3.8"],
-                   "license": "MIT", "license_family": "MIT", "md5": f"{i:032x}", "name": name,
-                   "sha256": f"{i:064x}", "size": 1000 + i, "subdir": subdir, "timestamp": 1700000000000 + i,
-                   "version": version, "noarch": "python"}
-            rows.append({"id": f"{i:08d}-0000-0000-0000-000000000000", "channel_id": ch.id, "family": "conda",
-                         "name": name, "version": version, "subdir": subdir, "filename": fn,
-                         "ckey": f"{subdir}/{fn}", "sha256": rec["sha256"], "md5": rec["md5"], "size": rec["size"],
-                         "record": record_bytes(rec).decode(), "meta": {}, "state": "active",
-                         "download_count": 0})
+        for row in rows_for(ch.id):
+            rows.append({"meta": {}, "state": "active", "download_count": 0, **row})
             if len(rows) == 5000:
                 db.execute(insert(File), rows)
                 rows = []
@@ -66,6 +58,26 @@ def seed_channel(home: Path, channel: str, subdir: str, n: int, *, names: int = 
         db.commit()
     rt.close()
     return ch.id
+
+
+def seed_channel(home: Path, channel: str, subdir: str, n: int, *, names: int = 10000) -> str:
+    """A Taipan home with `channel` holding n synthetic records in `subdir` (inserted directly)."""
+    from taipan.domain.repodata import record_bytes
+
+    def rows(channel_id: str) -> Iterator[dict[str, Any]]:
+        for i in range(n):
+            name, version = f"pkg{i % names:05d}", f"{i // names}.{i % 7}.0"
+            fn = f"{name}-{version}-py_0.conda"
+            rec = {"build": "py_0", "build_number": 0, "depends": [f"pkg{(i + 1) % names:05d} >=0.1", "python >=3.8"],
+                   "license": "MIT", "license_family": "MIT", "md5": f"{i:032x}", "name": name,
+                   "sha256": f"{i:064x}", "size": 1000 + i, "subdir": subdir, "timestamp": 1700000000000 + i,
+                   "version": version, "noarch": "python"}
+            yield {"id": f"{i:08d}-0000-0000-0000-000000000000", "channel_id": channel_id, "family": "conda",
+                   "name": name, "version": version, "subdir": subdir, "filename": fn,
+                   "ckey": f"{subdir}/{fn}", "sha256": rec["sha256"], "md5": rec["md5"], "size": rec["size"],
+                   "record": record_bytes(rec).decode()}
+
+    return seed_rows(home, channel, rows)
 
 
 class Server:
