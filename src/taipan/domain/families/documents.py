@@ -19,7 +19,7 @@ from packageurl import PackageURL
 
 from taipan.domain import repodata as rd
 from taipan.domain.detect import MAX_TEXT, detect
-from taipan.domain.families.base import SbomDependency
+from taipan.domain.families.base import SbomDependency, SbomInfo
 from taipan.errors import InvalidInput
 
 # Documents are read whole; this bounds the memory one upload can take.
@@ -119,6 +119,14 @@ def environment_dependencies(deps: Any) -> tuple[SbomDependency, ...]:
 def generic_purl(family: str, name: str, version: str, channel_url: str) -> str:
     return PackageURL("generic", namespace=family, name=name, version=version,
                       qualifiers={"download_url": channel_url}).to_string()
+
+
+def environment_sbom(family: str, record: Mapping[str, Any], meta: Mapping[str, Any], channel_url: str) -> SbomInfo:
+    """The SBOM package of an environment file or a project: its conda and pip dependencies."""
+    name, version = str(record.get("name")), str(record.get("version"))
+    deps = environment_dependencies([*(record.get("dependencies") or []), {"pip": record.get("pip") or []}])
+    return SbomInfo(name=name, version=version, purl=generic_purl(family, name, version, channel_url),
+                    summary=meta.get("summary") or None, dependencies=deps)
 
 
 class DocumentFamily:

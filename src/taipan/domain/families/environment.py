@@ -12,8 +12,7 @@ from taipan.domain.families.base import Artifact, SbomInfo
 from taipan.domain.families.documents import (
     DocumentFamily,
     check_name,
-    environment_dependencies,
-    generic_purl,
+    environment_sbom,
     load_yaml,
     read_text,
     version_of,
@@ -81,10 +80,7 @@ class EnvironmentFamily(DocumentFamily):
 
     def sbom_info(self, record: Mapping[str, Any], meta: Mapping[str, Any], *, channel_url: str,
                   subdir: str) -> SbomInfo | None:
-        name, version = str(record.get("name")), str(record.get("version"))
-        deps = environment_dependencies([*(record.get("dependencies") or []), {"pip": record.get("pip") or []}])
-        return SbomInfo(name=name, version=version, purl=generic_purl(self.name, name, version, channel_url),
-                        summary=meta.get("summary") or None, dependencies=deps)
+        return environment_sbom(self.name, record, meta, channel_url)
 
 
 ENVIRONMENT = EnvironmentFamily()
