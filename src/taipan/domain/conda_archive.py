@@ -18,6 +18,7 @@ import tarfile
 import zipfile
 from typing import Any, BinaryIO
 
+from taipan.domain.member_digests import MemberDigests
 from taipan.errors import InvalidInput
 
 # Bytes of the info tar of a .conda (or of a .tar.bz2 up to the end of its info/ files) that are
@@ -182,29 +183,19 @@ MAX_SBOM_BYTES = 16 * 1024**3
 def package_files(fileobj: BinaryIO, filename: str) -> list[tuple[str, str, str]]:
     """The files a stored package installs (what its info/paths.json lists): ``(path, sha1,
     sha256)`` each, hashed from the archive itself (SPDX wants SHA-1, paths.json has SHA-256 only)."""
-    import hashlib
-
     from conda_package_streaming.package_streaming import stream_conda_component
 
-    out: list[tuple[str, str, str]] = []
-    total = 0
+    found = MemberDigests(MAX_SBOM_BYTES, lambda: too_large(filename, "more than 16 GiB of files"))
     # A .conda's pkg component holds the installed files; a .tar.bz2 yields every member (info/ skipped).
     stream = stream_conda_component(filename, fileobj, "pkg")
     try:
         for tar, member in stream:
             if not member.isfile() or member.name.startswith("info/"):
                 continue
-            sha1, sha256 = hashlib.sha1(usedforsecurity=False), hashlib.sha256()
             extracted = tar.extractfile(member)
-            while extracted is not None and (chunk := extracted.read(1024 * 1024)):
-                total += len(chunk)
-                if total > MAX_SBOM_BYTES:
-                    raise too_large(filename, "more than 16 GiB of files")
-                sha1.update(chunk)
-                sha256.update(chunk)
-            out.append((member.name, sha1.hexdigest(), sha256.hexdigest()))
-            if len(out) >= MAX_SBOM_FILES:
+            found.add(member.name, extracted if extracted is not None else io.BytesIO())
+            if len(found.files) >= MAX_SBOM_FILES:
                 break
     finally:
         stream.close()
-    return out
+    return found.files

@@ -7,7 +7,6 @@ stanzas of ``PACKAGES``. Pure: no I/O beyond reading the archive it is given.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import re
 import tarfile
 import zipfile
@@ -19,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from taipan.domain import rds
+from taipan.domain.member_digests import MemberDigests
 from taipan.errors import InvalidInput
 
 # The fields tools::write_PACKAGES writes (tools:::.get_standard_repository_db_fields), in its order;
@@ -372,36 +372,23 @@ def read_package(path: Path, filename: str, *, subdir: str | None = None,
 def package_files(path: Path, filename: str, *, max_unpacked: int = MAX_UNPACKED) -> list[tuple[str, str, str]]:
     """The files inside a stored R package as ``(path, sha1, sha256)``, for its SBOM (bounded like
     an upload: at most MAX_MEMBERS files and ``max_unpacked`` bytes are read)."""
-    out: list[tuple[str, str, str]] = []
-    total = 0
-
-    def digest(name: str, fh: Any) -> None:
-        nonlocal total
-        sha1, sha256 = hashlib.sha1(usedforsecurity=False), hashlib.sha256()
-        while chunk := fh.read(1024 * 1024):
-            total += len(chunk)
-            if total > max_unpacked:
-                raise _too_big(filename, "unpacks to too much data")
-            sha1.update(chunk)
-            sha256.update(chunk)
-        out.append((name, sha1.hexdigest(), sha256.hexdigest()))
-
+    found = MemberDigests(max_unpacked, lambda: _too_big(filename, "unpacks to too much data"))
     if filename.endswith(WINDOWS_EXT):
         with zipfile.ZipFile(path) as zf:
             for info in zf.infolist()[:MAX_MEMBERS]:
                 if not info.is_dir():
                     with zf.open(info) as fh:
-                        digest(info.filename, fh)
-        return out
+                        found.add(info.filename, fh)
+        return found.files
     with tarfile.open(path, mode="r:gz") as tar:
         for member in tar:
             if member.isfile():
                 extracted = tar.extractfile(member)
                 if extracted is not None:
-                    digest(member.name, extracted)
-            if len(out) >= MAX_MEMBERS:
+                    found.add(member.name, extracted)
+            if len(found.files) >= MAX_MEMBERS:
                 break
-    return out
+    return found.files
 
 
 # -- records and PACKAGES ----------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from packaging.utils import (
 from packaging.version import InvalidVersion, Version
 
 from taipan.domain.families.base import Artifact, IndexFiles, SbomDependency, SbomInfo
+from taipan.domain.member_digests import MemberDigests
 from taipan.errors import InvalidInput
 
 PARTITION = "simple"
@@ -402,35 +403,22 @@ class PythonFamily:
 
     def sbom_files(self, path: Path, filename: str) -> list[tuple[str, str, str]]:
         """The files inside a wheel (zip) or sdist (tarball): (path, sha1, sha256), bounded."""
-        out: list[tuple[str, str, str]] = []
-        total = 0
-
-        def add(name: str, fh: Any) -> None:
-            nonlocal total
-            sha1, sha256 = hashlib.sha1(usedforsecurity=False), hashlib.sha256()
-            while chunk := fh.read(1024 * 1024):
-                total += len(chunk)
-                if total > MAX_UNPACKED:
-                    raise InvalidInput(f"{filename} unpacks to more than {MAX_UNPACKED} bytes", "",
-                                       code="too_large_decompressed")
-                sha1.update(chunk)
-                sha256.update(chunk)
-            out.append((name, sha1.hexdigest(), sha256.hexdigest()))
-
+        found = MemberDigests(MAX_UNPACKED, lambda: InvalidInput(
+            f"{filename} unpacks to more than {MAX_UNPACKED} bytes", "", code="too_large_decompressed"))
         if filename.endswith(".whl"):
             with zipfile.ZipFile(path) as zf:
                 for info in zf.infolist()[:MAX_MEMBERS]:
                     if not info.is_dir():
                         with zf.open(info) as fh:
-                            add(info.filename, fh)
+                            found.add(info.filename, fh)
         else:
             with tarfile.open(path, mode="r:*") as tar:
                 for n, member in enumerate(tar):
                     if n >= MAX_MEMBERS:
                         break
                     if member.isfile() and (fh := tar.extractfile(member)) is not None:
-                        add(member.name, fh)
-        return out
+                        found.add(member.name, fh)
+        return found.files
 
     def partition_index(self, subdir: str) -> SimpleIndex | None:
         return SimpleIndex(subdir) if subdir == PARTITION else None
