@@ -23,7 +23,7 @@ from taipan.domain import families
 from taipan.domain.permissions import Principal, can_read_channel
 from taipan.errors import Forbidden, NotFound, TaipanError, Unauthenticated
 from taipan.runtime import Runtime
-from taipan.services.indexing import Publication
+from taipan.services.publication import Publication, body_size
 from taipan.web.errors import error_response, taipan_error_response
 from taipan.web.repo import conda, cran, files, python, sbom
 from taipan.web.repo.common import (
@@ -35,6 +35,7 @@ from taipan.web.repo.common import (
     choose_coding,
     etag_matches,
     principal_for,
+    stream_response,
 )
 
 PREFIX = "/api/repo/"
@@ -242,10 +243,14 @@ async def published(request: Request, rt: Runtime, view: ChannelView, located: L
         headers = [*((k, v) for k, v in headers if k.lower() != "vary"), ("Vary", vary)]
     if coding is not None:
         headers.append(("Content-Encoding", coding))
-    data = pub.encoded(located.name, coding) if pub.is_ready(located.name, coding) else await run_in_threadpool(
+    body = pub.encoded(located.name, coding) if pub.is_ready(located.name, coding) else await run_in_threadpool(
         pub.encoded, located.name, coding)
-    return bytes_response(request, data, pub.etag_for(located.name, coding), pub.last_modified,
-                          pub.media_type(located.name), view.privacy == "public", extra_headers=headers)
+    etag, media_type = pub.etag_for(located.name, coding), pub.media_type(located.name)
+    if isinstance(body, bytes):
+        return bytes_response(request, body, etag, pub.last_modified, media_type, view.privacy == "public",
+                              extra_headers=headers)
+    return stream_response(request, lambda: pub.stream(body), body_size(body), etag, pub.last_modified,
+                           media_type, view.privacy == "public", extra_headers=headers)
 
 
 # The URLs of a channel that both serve (GET/HEAD, answered by RepoApp before any routing) and take

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, Response, StreamingResponse
 
 from taipan.db.models import File
 from taipan.domain.permissions import Principal
@@ -140,6 +140,20 @@ def bytes_response(request: Request, data: bytes, etag: str, last_modified: str,
     if not_modified(request, etag, last_modified):
         return Response(status_code=304, headers=headers)
     return Response(data, media_type=media_type, headers=headers)
+
+
+def stream_response(request: Request, chunks: Callable[[], Iterator[bytes]], size: int, etag: str,
+                    last_modified: str, media_type: str, public: bool,
+                    extra_headers: Iterable[tuple[str, str]] = ()) -> Response:
+    """Like ``bytes_response``, for a body streamed from the blob store (``size`` bytes)."""
+    headers = {"ETag": etag, "Last-Modified": last_modified, "Cache-Control": CACHE_CONTROL[public].decode(),
+               **dict(extra_headers)}
+    if not_modified(request, etag, last_modified):
+        return Response(status_code=304, headers=headers)
+    headers["Content-Length"] = str(size)
+    if request.method == "HEAD":
+        return Response(b"", media_type=media_type, headers=headers)
+    return StreamingResponse(chunks(), media_type=media_type, headers=headers)
 
 
 def record_download(rt: Runtime, request: Request, p: Principal, view: ChannelView, f: File) -> None:
