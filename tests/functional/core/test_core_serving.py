@@ -152,6 +152,30 @@ def test_channeldata(channel):
     assert data["packages"]["world"]["subdirs"] == ["linux-64"]
 
 
+def test_channeldata_is_a_publication_with_codings(taipan_server, channel, package_builder):
+    """Built once per change (not per request), offered in gzip and zstd with an ETag per coding,
+    and rebuilt as soon as this server takes an upload to the channel."""
+    url = f"{channel}/channeldata.json"
+    plain = httpx.get(url, headers={"Accept-Encoding": "identity"})
+    assert plain.headers["vary"] == "Accept-Encoding" and "content-encoding" not in plain.headers
+    gz = httpx.get(url, headers={"Accept-Encoding": "gzip"})
+    zst = httpx.get(url, headers={"Accept-Encoding": "zstd"})
+    assert gz.headers["content-encoding"] == "gzip" and zst.headers["content-encoding"] == "zstd"
+    assert json.loads(gz.content) == json.loads(zst.content) == plain.json()  # httpx decodes both
+    etags = {plain.headers["etag"], gz.headers["etag"], zst.headers["etag"]}
+    assert len(etags) == 3
+    for r, coding in ((plain, "identity"), (gz, "gzip"), (zst, "zstd")):
+        again = httpx.get(url, headers={"Accept-Encoding": coding, "If-None-Match": r.headers["etag"]})
+        assert again.status_code == 304 and again.headers["etag"] == r.headers["etag"]
+    pkg = package_builder("cdnew", "2.0", "linux-64")
+    with taipan_server.client(taipan_server.admin_token()) as c:
+        c.post(f"/channels/{channel.rsplit('/', 1)[1]}/artifacts",
+               files={"content": (pkg.name, pkg.read_bytes())}).raise_for_status()
+    after = httpx.get(url, headers={"Accept-Encoding": "identity", "If-None-Match": plain.headers["etag"]})
+    assert after.status_code == 200 and after.json()["packages"]["cdnew"]["version"] == "2.0"
+    assert after.headers["etag"] != plain.headers["etag"]
+
+
 def test_missing_files_404(channel):
     assert httpx.get(f"{channel}/noarch/nothere-1-0.conda").status_code == 404
     assert httpx.get(f"{channel}/noarch/shards/{'0' * 64}.msgpack.zst").status_code == 404

@@ -30,11 +30,11 @@ from taipan.web.repo.common import (
     CACHE_CONTROL,
     ChannelView,
     Located,
-    bytes_response,
     channel_cache,
     choose_coding,
     etag_matches,
     principal_for,
+    send_published,
 )
 
 PREFIX = "/api/repo/"
@@ -230,22 +230,7 @@ async def published(request: Request, rt: Runtime, view: ChannelView, located: L
     """One file of a partition's current publication, with ETag/304 and HEAD."""
     pub: Publication = rt.indexer.peek(view.id, located.subdir, frozen=view.frozen) or await run_in_threadpool(
         rt.indexer.publication, view.id, located.subdir, family=located.family, frozen=view.frozen)
-    if not pub.has(located.name):
-        raise NotFound(f"No {located.name} in {view.path}/{located.subdir}", located.missing_hint,
-                       code=located.missing_code)
-    offered = pub.encodings(located.name)
-    coding = choose_coding(request.headers.get("accept-encoding"), offered)
-    headers = list(located.headers)
-    if offered:
-        # One Vary header naming every request header the answer depends on.
-        vary = ", ".join([*(v for k, v in headers if k.lower() == "vary"), "Accept-Encoding"])
-        headers = [*((k, v) for k, v in headers if k.lower() != "vary"), ("Vary", vary)]
-    if coding is not None:
-        headers.append(("Content-Encoding", coding))
-    data = pub.encoded(located.name, coding) if pub.is_ready(located.name, coding) else await run_in_threadpool(
-        pub.encoded, located.name, coding)
-    return bytes_response(request, data, pub.etag_for(located.name, coding), pub.last_modified,
-                          pub.media_type(located.name), view.privacy == "public", extra_headers=headers)
+    return await send_published(request, view, pub, located)
 
 
 # The URLs of a channel that both serve (GET/HEAD, answered by RepoApp before any routing) and take
