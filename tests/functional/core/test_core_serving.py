@@ -72,6 +72,27 @@ def test_conditional_requests_return_304(channel):
         assert other.status_code == 200 and other.content == first.content
 
 
+@pytest.mark.parametrize("coding", ["identity", "gzip", "zstd"])
+def test_answers_from_memory_equal_the_full_path(channel, coding):
+    """Once a publication is built, GETs and HEADs are answered from memory before any routing; a
+    request with only If-Modified-Since (an old date) takes the full path: both must agree on the
+    status, bytes and headers, in every coding."""
+    keep = ("content-type", "content-length", "content-encoding", "etag", "last-modified", "vary",
+            "cache-control")
+    for name in ("repodata.json", "repodata_shards.msgpack.zst", "current_repodata.json"):
+        url = f"{channel}/linux-64/{name}"
+        with httpx.Client(headers={"Accept-Encoding": coding}) as c:
+            c.get(url)
+            full = c.get(url, headers={"If-Modified-Since": "Mon, 01 Jan 1990 00:00:00 GMT"})
+            answers = [full, c.get(url), c.head(url)]
+        first = answers[0]
+        assert first.status_code == 200
+        for r in answers[1:]:
+            assert r.status_code == 200
+            assert {k: r.headers.get(k) for k in keep} == {k: first.headers.get(k) for k in keep}
+        assert answers[1].content == first.content and answers[2].content == b""
+
+
 def test_etag_changes_when_the_index_changes(taipan_server, channel, package_builder):
     before = httpx.get(f"{channel}/noarch/repodata.json")
     pkg = package_builder("extra", "0.1", "noarch")
