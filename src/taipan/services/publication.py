@@ -62,7 +62,8 @@ class Publication:
     etag_base: str
     last_modified: str
     created: float
-    blobs: BlobStore = field(repr=False)
+    # Where stored files are read (None: every file is bytes in memory, e.g. a channel document).
+    blobs: BlobStore | None = field(default=None, repr=False)
     # name -> (sha256, size) of every whole file stored in the blob store.
     manifest: dict[str, tuple[str, int]] = field(default_factory=dict)
     # Names derived on demand whose builders this process does not hold (an adopted publication).
@@ -78,6 +79,11 @@ class Publication:
     _lazy: dict[str, Body] = field(default_factory=dict, repr=False)
     _locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
     _guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def store(self) -> BlobStore:
+        assert self.blobs is not None, "a publication without a blob store has only bytes"
+        return self.blobs
 
     def has(self, name: str) -> bool:
         return (name in self.index.files or name in self.index.lazy or name in self.manifest
@@ -118,10 +124,9 @@ class Publication:
         return etag if coding is None else f'{etag[:-1]}-{coding}"'
 
     def is_ready(self, name: str, coding: str | None) -> bool:
-        """True when the body can be had without I/O or a build (no thread needed)."""
+        """True when the body is bytes in memory already (no thread, no I/O, no build)."""
         key = name if coding is None else (name + ".zst" if coding == "zstd" else f"{name}|gzip")
-        prepared = self.index.files.get(key)
-        return key in self._lazy or isinstance(prepared, bytes | Segmented)
+        return isinstance(self.index.files.get(key), bytes) or isinstance(self._lazy.get(key), bytes)
 
     def encoded(self, name: str, coding: str | None) -> Body:
         """The body of ``name`` in a content coding (None: identity); gzip is made once per
@@ -142,11 +147,11 @@ class Publication:
         stored = Chunk(*self.manifest[name]) if name in self.manifest else prepared
         if isinstance(stored, Chunk):
             if stored.size <= CACHE_FILE_LIMIT:
-                return self._derive(name, lambda pub: read_blob(pub.blobs, stored))
+                return self._derive(name, lambda pub: read_blob(pub.store, stored))
             return stored
         digest = self._addressed(name)
         if digest is not None:
-            return _read_addressed(self.blobs, digest)
+            return _read_addressed(self.store, digest)
         build = self.index.lazy.get(name)
         if build is None and name in self.lazy_names and self._materialize is not None:
             materialize = self._materialize
@@ -171,7 +176,7 @@ class Publication:
             if isinstance(part, bytes):
                 yield part
             else:
-                yield from self.blobs.iter_bytes(part.sha256)
+                yield from self.store.iter_bytes(part.sha256)
 
     def _derive(self, name: str, build: Callable[[Publication], Body]) -> Body:
         data = self._lazy.get(name)
@@ -199,7 +204,7 @@ def _gzip(pub: Publication, body: Body) -> Body:
     segmented file's member is its chunks' deflate streams (stored with them) and its literals',
     between a header and a trailer whose CRC-32 is combined from the parts' CRCs."""
     if isinstance(body, Chunk):
-        body = read_blob(pub.blobs, body)
+        body = read_blob(pub.store, body)
     if isinstance(body, bytes):
         return gzip.compress(body, GZIP_LEVEL, mtime=0)
     parts: list[bytes | Chunk] = [GZIP_HEADER]
@@ -286,7 +291,7 @@ def compress(pub: Publication, spec: Compressed) -> Chunk:
         else:
             raise ValueError(f"unknown codec {spec.codec}")
 
-    return put_stream(pub.blobs, write)
+    return put_stream(pub.store, write)
 
 
 def put_stream(blobs: BlobStore, write: Callable[[_HashingWriter], None]) -> Chunk:
