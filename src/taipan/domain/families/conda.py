@@ -138,7 +138,7 @@ class _Bucket:
                 continue
             data = rd.encode_shard(by_name[name])
             digest = hashlib.sha256(data).digest()
-            store.put(digest.hex(), data)
+            store.put(digest.hex(), data, later=True)
             shard_digest[name] = digest
         self.touched.clear()
 
