@@ -79,9 +79,11 @@ class _PartitionState:
         sizes = ",".join(str(body_size(v)) for _, v in sorted(files.files.items()) if not isinstance(v, Compressed))
         base = hashlib.sha256(f"{FORMAT_VERSION}:{self.channel_id}:{self.family}:{self.subdir}:{self.seq}:"
                               f"{sizes}".encode()).hexdigest()[:24]
+        manifest = {name: (hashlib.sha256(v).hexdigest(), len(v)) for name, v in files.files.items()
+                    if isinstance(v, bytes)}
         pub = Publication(self.family, self.subdir, self.seq, files, base,
                           format_datetime(now.replace(microsecond=0), usegmt=True), time.time(), blobs,
-                          addressed=self.index.addressed, pending=sink.deferred)
+                          manifest=manifest, addressed=self.index.addressed, pending=sink.deferred)
         addressed = self.index.addressed
         if addressed is not None:
             listing = files.files[addressed.listing]
@@ -176,9 +178,10 @@ class Indexer:
         row = db.get(IndexPublication, (state.channel_id, state.subdir))
         if row is None or row.family != state.family or row.manifest.get("format") != FORMAT_VERSION:
             return None
-        # A pointer whose files are gone (e.g. a database restored without its blobs) is rebuilt
-        # rather than adopted; content-addressed files (shards) are not checked one by one.
-        if not all(self._blobs.exists(sha) for sha in manifest_blobs(row.manifest)):
+        # A pointer whose whole files are gone (e.g. a database restored without its blobs) is
+        # rebuilt rather than adopted. Segmented files' parts (hundreds; .zst is made from them)
+        # and addressed files (thousands) are not checked one by one.
+        if not all(self._blobs.exists(v[0]) for v in row.manifest.get("files", {}).values()):
             return None
         return row
 
@@ -228,7 +231,7 @@ class Indexer:
         if pub.addressed is not None:
             pub.addressed_digests = pub.addressed.digests(pub.file(pub.addressed.listing))
             previous = m.get("previous_listing")
-            if previous:
+            if previous and self._blobs.exists(previous[0]):
                 pub.previous_listing = (previous[0], int(previous[1]))
                 pub.previous_digests = pub.addressed.digests(read_blob(self._blobs, Chunk(*pub.previous_listing)))
         pub._materialize = lambda: self._materialized(state, pub)
@@ -349,9 +352,7 @@ class Indexer:
                 chunk = pub.stored(name)
                 pub.manifest[name] = (chunk.sha256, chunk.size)
             elif isinstance(data, bytes):
-                sha = hashlib.sha256(data).hexdigest()
-                put_bytes(self._blobs, sha, data)
-                pub.manifest[name] = (sha, len(data))
+                put_bytes(self._blobs, pub.manifest[name][0], data)
         manifest = {"format": FORMAT_VERSION,
                     "files": {k: [v[0], v[1]] for k, v in pub.manifest.items()},
                     "segmented": {k: [_manifest_part(p) for p in v.parts]
