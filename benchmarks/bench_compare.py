@@ -452,7 +452,8 @@ def measure_loads(targets: list[Any], package: str, args: argparse.Namespace,
                     figures[key][t.name] = req
                     continue
                 log(f"{res['records']}: wrk {key} {t.name} run {run + 1}")
-                rates.setdefault(t.name, []).append(wrk(req[0], seconds=args.seconds, headers=req[1]))
+                rates.setdefault(t.name, []).append(wrk(req[0], seconds=args.seconds, headers=req[1],
+                                                            timeout=60))
         for name, values in rates.items():
             figures[key][name] = values
 
@@ -493,6 +494,8 @@ def summarise(figures: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def number(v: float, unit: str) -> str:
+    if unit == "req/s" and v == 0:
+        return "0 (no answer completed within a run)"
     return f"{v:,.0f}" if unit in ("req/s", "records") else f"{v:,.1f}" if unit == "MB" else f"{v:.3f}"
 
 

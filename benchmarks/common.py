@@ -139,9 +139,10 @@ def tree_rss_mb(pid: int) -> float:
     return total / 1024
 
 
-def wrk(url: str, *, seconds: int = 10, connections: int = 32, headers: dict[str, str] | None = None) -> float:
-    """Requests per second measured by wrk (-t2)."""
-    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s"]
+def wrk(url: str, *, seconds: int = 10, connections: int = 32, headers: dict[str, str] | None = None,
+        timeout: int | None = None) -> float:
+    """Requests per second measured by wrk (-t2); `timeout`: seconds before wrk gives up on an answer (2)."""
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", *([f"--timeout={timeout}s"] if timeout else [])]
     for k, v in (headers or {}).items():
         cmd += ["-H", f"{k}: {v}"]
     out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
