@@ -12,8 +12,8 @@ same real packages (a 1 MiB package, a chain for py-rattler, three newcomers) go
   WARNING: real packages through its upload endpoint while the channel is small, then the N rows
   inserted into its SQLite database with its own models; the newcomers' uploads then regenerate its
   whole index (repodata.json, .gz, .bz2), which is what every quetz upload does;
-- nginx (sendfile, gzip_static): a static tree of the records Taipan serves, written with Taipan's
-  own encoder (`SubdirIndex`: repodata.json, .zst, CEP-16 shards) and gzip at Taipan's level.
+- nginx (sendfile, gzip_static): a static tree of what Taipan serves (its repodata.json and .zst bytes,
+  gzip at its level, CEP-16 shards written with its encoder, `taipan.domain.repodata`).
 
 Then every figure that applies: wrk -t2 -c32 rates (medians of --runs, the three servers interleaved
 run by run), upload -> visible in repodata.json, py-rattler solve + install (bench_install's), server
@@ -290,22 +290,31 @@ def upload_visible(target: Any, pkg: Path, timeout: float) -> float:
     return round(time.perf_counter() - t0, 3)
 
 
-def write_static(noarch: Path, served: bytes) -> None:
-    """The records Taipan serves, as a static tree written with Taipan's encoder."""
-    from taipan.domain.families.conda import SubdirIndex
-    from taipan.domain.repodata import record_bytes
-    from taipan.services.indexing import GZIP_LEVEL
+def write_static(noarch: Path, taipan: Taipan) -> None:
+    """The records Taipan serves as a static tree: its repodata.json and .zst bytes, gzip at its level,
+    and CEP-16 shards written with its encoder (`taipan.domain.repodata`)."""
+    from taipan.domain import repodata as rd
+    from taipan.services.publication import GZIP_LEVEL
 
+    base = f"{taipan.channel_url}/noarch"
+    served = httpx.get(f"{base}/repodata.json", headers={"Accept-Encoding": "identity"}, timeout=600).content
+    (noarch / "shards").mkdir(parents=True)
+    (noarch / "repodata.json").write_bytes(served)
+    (noarch / "repodata.json.gz").write_bytes(gzip.compress(served, GZIP_LEVEL, mtime=0))
+    (noarch / "repodata.json.zst").write_bytes(httpx.get(f"{base}/repodata.json.zst", timeout=600).content)
+    by_name: dict[str, dict[str, Any]] = {}
     data = orjson.loads(served)
-    index = SubdirIndex("noarch")
-    index.apply({fn: (rec["name"], record_bytes(rec)) for key in ("packages", "packages.conda")
-                 for fn, rec in data[key].items()})
-    del data
-    for name, content in index.build(None).files.items():
-        (noarch / name).parent.mkdir(parents=True, exist_ok=True)
-        (noarch / name).write_bytes(content)
-    (noarch / "repodata.json.gz").write_bytes(gzip.compress((noarch / "repodata.json").read_bytes(), GZIP_LEVEL,
-                                                            mtime=0))
+    for key in ("packages", "packages.conda"):
+        for fn, rec in data[key].items():
+            by_name.setdefault(rec["name"], {})[fn] = rec
+    del data, served
+    digests = {}
+    for name, records in by_name.items():
+        shard = rd.encode_shard(records)
+        digests[name] = hashlib.sha256(shard).digest()
+        (noarch / "shards" / f"{digests[name].hex()}.msgpack.zst").write_bytes(shard)
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    (noarch / "repodata_shards.msgpack.zst").write_bytes(rd.encode_shard_index("noarch", digests, created))
 
 
 # figure -> (label, unit); Taipan / other is a ratio of rates for req/s (higher is better), of seconds
@@ -378,8 +387,7 @@ def measure_size(n: int, args: argparse.Namespace, venv: Path | None, work: Path
             taipan.upload(pkg)
         figures["upload_visible"]["taipan"] = [upload_visible(taipan, p, args.step_timeout) for p in newcomers]
         log(f"{n}: static tree for nginx")
-        served = repodata(taipan)
-        write_static(root / "static" / CHANNEL / "noarch", served)
+        write_static(root / "static" / CHANNEL / "noarch", taipan)
         for pkg in [big, *chain]:
             shutil.copy(pkg, root / "static" / CHANNEL / "noarch" / pkg.name)
         targets: list[Any] = [taipan, StaticNginx(root / "static")]
@@ -487,7 +495,7 @@ def summarise(figures: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
                 row[name] = v
         for other in ("nginx", "quetz"):
             a, b = row.get("taipan"), row.get(other)
-            if isinstance(a, int | float) and isinstance(b, int | float) and b:
+            if isinstance(a, int | float) and isinstance(b, int | float) and a and b:
                 row[f"taipan_per_{other}"] = round(a / b, 3)
         out[key] = row
     return out
