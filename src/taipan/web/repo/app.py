@@ -30,11 +30,11 @@ from taipan.web.repo.common import (
     CACHE_CONTROL,
     ChannelView,
     Located,
-    bytes_response,
     channel_cache,
     choose_coding,
     etag_matches,
     principal_for,
+    send_published,
 )
 
 PREFIX = "/api/repo/"
@@ -123,12 +123,13 @@ def _routes_for(rest: list[str]) -> FamilyRoutes | None:
     return HANDLERS.get(family.name) if family is not None else None
 
 
-def revalidated(request: Request, repo_path: str) -> list[tuple[bytes, bytes]] | None:
-    """The 304 headers for a conditional GET of an index file, when everything needed is already
-    in memory (credentials, channel, publication); None sends the request down the full path."""
-    inm = request.headers.get("if-none-match")
-    if not inm:
-        return None
+def from_memory(request: Request, repo_path: str) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+    """The answer to a GET or HEAD of an index file when everything needed is already in memory
+    (credentials, channel, publication, the file's bytes in the coding asked for): a 304 for a
+    matching If-None-Match, else the bytes. None sends the request down the full path."""
+    headers = request.headers
+    if "if-modified-since" in headers and "if-none-match" not in headers:
+        return None  # dates are compared on the full path
     try:
         token, path, rest = parse_repo_path(repo_path)
     except TaipanError:
@@ -148,13 +149,29 @@ def revalidated(request: Request, repo_path: str) -> list[tuple[bytes, bytes]] |
     if pub is None or not pub.has(located.name):
         return None
     offered = pub.encodings(located.name)
-    coding = choose_coding(request.headers.get("accept-encoding"), offered)
-    if not etag_matches(inm, etag := pub.etag_for(located.name, coding)):
+    coding = choose_coding(headers.get("accept-encoding"), offered)
+    etag = pub.etag_for(located.name, coding)
+    inm = headers.get("if-none-match")
+    matched = inm is not None and etag_matches(inm, etag)
+    if not matched and not pub.is_ready(located.name, coding):
         return None
-    vary = ((b"vary", b"Accept-Encoding"),) if offered else ()
-    return [(b"etag", etag.encode()), (b"last-modified", pub.last_modified.encode()),
-            (b"cache-control", CACHE_CONTROL[view.privacy == "public"]), *vary,
-            *((k.lower().encode(), v.encode()) for k, v in located.headers)]
+    vary = [v for k, v in located.headers if k.lower() == "vary"]
+    if offered:
+        vary.append("Accept-Encoding")
+    answer = [(b"etag", etag.encode()), (b"last-modified", pub.last_modified.encode()),
+              (b"cache-control", CACHE_CONTROL[view.privacy == "public"]),
+              *((b"vary", ", ".join(vary).encode()),) * bool(vary),
+              *((k.lower().encode(), v.encode()) for k, v in located.headers if k.lower() != "vary")]
+    if matched:
+        return 304, answer, b""
+    data = pub.encoded(located.name, coding)
+    media = pub.media_type(located.name)
+    if media.startswith("text/") and "charset=" not in media:
+        media += "; charset=utf-8"  # as Starlette's Response says it on the full path
+    answer += [(b"content-type", media.encode()),
+               (b"content-length", str(len(data)).encode()),
+               *(((b"content-encoding", coding.encode()),) if coding else ())]
+    return 200, answer, data
 
 
 class RepoApp:
@@ -169,9 +186,10 @@ class RepoApp:
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
-        if scope["method"] in ("GET", "HEAD") and (headers := revalidated(request, repo_path)):
-            await send({"type": "http.response.start", "status": 304, "headers": headers})
-            await send({"type": "http.response.body", "body": b""})
+        if scope["method"] in ("GET", "HEAD") and (answer := from_memory(request, repo_path)):
+            status, headers, body = answer
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body if scope["method"] == "GET" else b""})
             return
         if scope["method"] == "POST":
             # Uploads to a channel URL (twine, the documented form post) are API routes.
@@ -230,22 +248,7 @@ async def published(request: Request, rt: Runtime, view: ChannelView, located: L
     """One file of a partition's current publication, with ETag/304 and HEAD."""
     pub: Publication = rt.indexer.peek(view.id, located.subdir, frozen=view.frozen) or await run_in_threadpool(
         rt.indexer.publication, view.id, located.subdir, family=located.family, frozen=view.frozen)
-    if not pub.has(located.name):
-        raise NotFound(f"No {located.name} in {view.path}/{located.subdir}", located.missing_hint,
-                       code=located.missing_code)
-    offered = pub.encodings(located.name)
-    coding = choose_coding(request.headers.get("accept-encoding"), offered)
-    headers = list(located.headers)
-    if offered:
-        # One Vary header naming every request header the answer depends on.
-        vary = ", ".join([*(v for k, v in headers if k.lower() == "vary"), "Accept-Encoding"])
-        headers = [*((k, v) for k, v in headers if k.lower() != "vary"), ("Vary", vary)]
-    if coding is not None:
-        headers.append(("Content-Encoding", coding))
-    data = pub.encoded(located.name, coding) if pub.is_ready(located.name, coding) else await run_in_threadpool(
-        pub.encoded, located.name, coding)
-    return bytes_response(request, data, pub.etag_for(located.name, coding), pub.last_modified,
-                          pub.media_type(located.name), view.privacy == "public", extra_headers=headers)
+    return await send_published(request, view, pub, located)
 
 
 # The URLs of a channel that both serve (GET/HEAD, answered by RepoApp before any routing) and take
