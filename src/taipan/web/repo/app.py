@@ -23,7 +23,7 @@ from taipan.domain import families
 from taipan.domain.permissions import Principal, can_read_channel
 from taipan.errors import Forbidden, NotFound, TaipanError, Unauthenticated
 from taipan.runtime import Runtime
-from taipan.services.indexing import Publication
+from taipan.services.publication import Publication
 from taipan.web.errors import error_response, taipan_error_response
 from taipan.web.repo import conda, cran, files, python, sbom
 from taipan.web.repo.common import (
@@ -165,6 +165,7 @@ def from_memory(request: Request, repo_path: str) -> tuple[int, list[tuple[bytes
     if matched:
         return 304, answer, b""
     data = pub.encoded(located.name, coding)
+    assert isinstance(data, bytes)  # is_ready: bytes in memory
     media = pub.media_type(located.name)
     if media.startswith("text/") and "charset=" not in media:
         media += "; charset=utf-8"  # as Starlette's Response says it on the full path

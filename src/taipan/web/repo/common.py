@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, Response, StreamingResponse
 
 from taipan.db.models import File
 from taipan.domain.permissions import Principal
@@ -19,7 +19,7 @@ from taipan.errors import NotFound
 from taipan.runtime import Runtime
 from taipan.services import channels as channel_service
 from taipan.services import serving
-from taipan.services.indexing import Publication
+from taipan.services.publication import Publication, body_size
 from taipan.web.deps import client_address, credentials, resolve_principal
 from taipan.web.repo import sbom
 
@@ -159,10 +159,28 @@ async def send_published(request: Request, view: ChannelView, pub: Publication, 
         headers = [*((k, v) for k, v in headers if k.lower() != "vary"), ("Vary", vary)]
     if coding is not None:
         headers.append(("Content-Encoding", coding))
-    data = pub.encoded(located.name, coding) if pub.is_ready(located.name, coding) else await run_in_threadpool(
+    body = pub.encoded(located.name, coding) if pub.is_ready(located.name, coding) else await run_in_threadpool(
         pub.encoded, located.name, coding)
-    return bytes_response(request, data, pub.etag_for(located.name, coding), pub.last_modified,
-                          pub.media_type(located.name), view.privacy == "public", extra_headers=headers)
+    etag, media_type = pub.etag_for(located.name, coding), pub.media_type(located.name)
+    public = view.privacy == "public"
+    if isinstance(body, bytes):
+        return bytes_response(request, body, etag, pub.last_modified, media_type, public, extra_headers=headers)
+    return stream_response(request, lambda: pub.stream(body), body_size(body), etag, pub.last_modified,
+                           media_type, public, extra_headers=headers)
+
+
+def stream_response(request: Request, chunks: Callable[[], Iterator[bytes]], size: int, etag: str,
+                    last_modified: str, media_type: str, public: bool,
+                    extra_headers: Iterable[tuple[str, str]] = ()) -> Response:
+    """Like ``bytes_response``, for a body streamed from the blob store (``size`` bytes)."""
+    headers = {"ETag": etag, "Last-Modified": last_modified, "Cache-Control": CACHE_CONTROL[public].decode(),
+               **dict(extra_headers)}
+    if not_modified(request, etag, last_modified):
+        return Response(status_code=304, headers=headers)
+    headers["Content-Length"] = str(size)
+    if request.method == "HEAD":
+        return Response(b"", media_type=media_type, headers=headers)
+    return StreamingResponse(chunks(), media_type=media_type, headers=headers)
 
 
 def record_download(rt: Runtime, request: Request, p: Principal, view: ChannelView, f: File) -> None:
