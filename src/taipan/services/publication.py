@@ -359,3 +359,7 @@ class BlobSink:
             self.deferred_size += len(data)
             return
         put_bytes(self.blobs, sha256, data)
+
+    def get(self, sha256: str) -> bytes:
+        with self.blobs.open(sha256) as f:
+            return f.read()

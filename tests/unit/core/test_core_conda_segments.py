@@ -29,6 +29,9 @@ class DictStore:
         self.blobs[sha256] = data
         self.puts += 1
 
+    def get(self, sha256: str) -> bytes:
+        return self.blobs[sha256]
+
     def assemble(self, seg: Segmented, *, deflated: bool = False) -> bytes:
         out = []
         for p in seg.parts:

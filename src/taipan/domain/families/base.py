@@ -100,6 +100,9 @@ class ContentStore(Protocol):
 
     def put(self, sha256: str, data: bytes, *, later: bool = False) -> None: ...
 
+    def get(self, sha256: str) -> bytes:
+        """Bytes put before (not ``later``)."""
+
 
 @dataclass
 class IndexFiles:

@@ -51,8 +51,7 @@ MEDIA_TYPES = {
 BUCKETS = 256
 # Changes waiting for a build are kept compressed in blocks of about this size (a first load).
 PENDING_BLOCK = 32 * 1024
-# Each stored part has a deflate stream too (served inside one gzip member for Accept-Encoding:
-# gzip); the bucket keeps its members in memory in that form, to patch them.
+# Each stored part has a deflate stream too (served inside one gzip member for Accept-Encoding: gzip).
 PART_DEFLATE_LEVEL = 1
 SHARDS = Addressed(prefix="shards/", suffix=".msgpack.zst", listing="repodata_shards.msgpack.zst",
                    media_type="application/octet-stream", digests=rd.shard_index_digests)
@@ -72,48 +71,48 @@ def _split(records: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return tar, conda
 
 
-def _store_part(store: ContentStore, data: bytes, old: Chunk | None) -> tuple[Chunk | None, bytes | None]:
-    """The stored chunk of one part and its deflate stream (None when the part is unchanged)."""
+def _store_part(store: ContentStore, data: bytes, old: Chunk | None) -> Chunk | None:
+    """The stored chunk of one part, with its deflate stream (the old chunk when unchanged)."""
     if not data:
-        return None, b""
+        return None
     sha = hashlib.sha256(data).hexdigest()
     if old is not None and old.sha256 == sha:
-        return old, None
+        return old
     member = deflate(data, PART_DEFLATE_LEVEL)
     member_sha = hashlib.sha256(member).hexdigest()
     store.put(sha, data)
     store.put(member_sha, member)
-    return Chunk(sha, len(data), (member_sha, len(member), zlib.crc32(data))), member
+    return Chunk(sha, len(data), (member_sha, len(member), zlib.crc32(data)))
 
 
 class _Bucket:
-    """The files of the package names of one bucket: the members of ``packages`` and
-    ``packages.conda`` as deflate streams in memory, the four parts it contributes as stored chunks, per name
-    the shard digest, and the changes not built yet (``"fn":record`` or ``"fn":null``)."""
+    """The files of the package names of one bucket: the four parts it contributes as stored
+    chunks (its records are read back from the store when it changes), and the changes not built
+    yet (``"fn":record`` or ``"fn":null``, compressed in blocks) with the names they touch."""
 
-    __slots__ = ("members", "chunks", "blocks", "raw", "raw_size", "touched")
+    __slots__ = ("chunks", "blocks", "raw", "raw_size", "touched")
 
     def __init__(self) -> None:
-        self.members: list[bytes] = [b"", b""]
         self.chunks: list[Chunk | None] = [None] * _PARTS
         self.blocks: list[bytes] = []
         self.raw: list[bytes] = []
         self.raw_size = 0
         self.touched: set[str] = set()
 
-    def add(self, fn: str, record: bytes | None) -> None:
+    def add(self, fn: str, record: bytes | None, pack: zstandard.ZstdCompressor) -> None:
         member = orjson.dumps(fn) + b":" + (b"null" if record is None else record)
         self.raw.append(member)
         self.raw_size += len(member)
         self.touched.add(rd.package_name(fn))
         if self.raw_size >= PENDING_BLOCK:
-            self.blocks.append(zstandard.ZstdCompressor(level=1).compress(b",".join(self.raw)))
+            self.blocks.append(pack.compress(b",".join(self.raw)))
             self.raw, self.raw_size = [], 0
 
-    def _records(self) -> dict[str, Any]:
+    def _records(self, store: ContentStore) -> dict[str, Any]:
         """The bucket's records with the pending changes applied (a later member wins)."""
-        pieces = [zlib.decompressobj(-15).decompress(m) for m in self.members if m]
-        pieces += [zstandard.ZstdDecompressor().decompress(b) for b in self.blocks]
+        pieces = [store.get(c.sha256) for c in self.chunks[:2] if c is not None]
+        unpack = zstandard.ZstdDecompressor()
+        pieces += [unpack.decompress(b) for b in self.blocks]
         if self.raw:
             pieces.append(b",".join(self.raw))
         self.blocks, self.raw, self.raw_size = [], [], 0
@@ -121,13 +120,10 @@ class _Bucket:
         return {fn: rec for fn, rec in merged.items() if rec is not None}
 
     def build(self, store: ContentStore, shard_digest: dict[str, bytes]) -> None:
-        records = self._records()
+        records = self._records(store)
         parts = (*_split(records), *_split(rd.current_subset(records)))
         for i, part in enumerate(parts):
-            chunk, member = _store_part(store, rd.members(part), self.chunks[i])
-            self.chunks[i] = chunk
-            if i < 2 and member is not None:
-                self.members[i] = member
+            self.chunks[i] = _store_part(store, rd.members(part), self.chunks[i])
         by_name: dict[str, dict[str, Any]] = {}
         for fn, rec in records.items():
             if (name := rd.package_name(fn)) in self.touched:
@@ -159,11 +155,12 @@ class SubdirIndex:
         self.buckets = [_Bucket() for _ in range(BUCKETS)]
         self.shard_digest: dict[str, bytes] = {}
         self._dirty: set[int] = set()
+        self._pack = zstandard.ZstdCompressor(level=1)  # pending blocks (one context, reused)
 
     def apply(self, rows: Mapping[str, tuple[str, bytes] | None]) -> None:
         for fn, row in rows.items():
             b = bucket_of(fn)
-            self.buckets[b].add(fn, None if row is None else row[1])
+            self.buckets[b].add(fn, None if row is None else row[1], self._pack)
             self._dirty.add(b)
 
     def build(self, store: ContentStore) -> IndexFiles:
