@@ -6,6 +6,7 @@ repodata.json is published in segments (see ``families.conda.SubdirIndex``): a h
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -28,8 +29,9 @@ def is_conda_v2(filename: str) -> bool:
 
 
 def package_name(filename: str) -> str:
-    """The package name in a conda file name (``<name>-<version>-<build><ext>``)."""
-    return strip_ext(filename).rsplit("-", 2)[0]
+    """The package name in a conda file name (``<name>-<version>-<build><ext>``; no extension has
+    a dash)."""
+    return filename.rsplit("-", 2)[0]
 
 
 def repodata_head(subdir: str) -> bytes:
@@ -47,7 +49,10 @@ def members(records: Mapping[str, Mapping[str, Any]]) -> bytes:
     return orjson.dumps(records, option=orjson.OPT_SORT_KEYS)[1:-1]
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def version_key(version: str) -> Any:
+    """A version's conda order (rattler's ``Version``), cached: a bucket's newest versions are
+    compared again each time one of its names changes."""
     from rattler import Version
 
     try:
