@@ -14,8 +14,6 @@ import msgpack
 import orjson
 import zstandard
 
-from taipan.domain.conda import CONDA_EXTS
-
 REPODATA_VERSION = 1
 
 
@@ -117,10 +115,3 @@ def channeldata(channel: str, subdirs: Iterable[str],
                                 "dev_url", "timestamp", "subdirs") if rec.get(k) is not None
         }
     return {"channeldata_version": 1, "packages": packages, "subdirs": sorted(set(subdirs))}
-
-
-def strip_ext(filename: str) -> str:
-    for ext in CONDA_EXTS:
-        if filename.endswith(ext):
-            return filename[: -len(ext)]
-    return filename
