@@ -1,6 +1,6 @@
 """Upload -> visible latency at scale, and warm/304 serving of repodata.json.zst against nginx.
 
-    .venv/bin/python benchmarks/bench_index.py [--records 100000] [--seconds 10]
+    .venv/bin/python benchmarks/bench_index.py [--records 100000] [--seconds 10] [--home DIR]
 
 Seeds a channel with N records in noarch, starts `taipan serve`, uploads one real package and
 times the first request of the shard index, repodata.json and repodata.json.zst after it (the first
@@ -28,6 +28,10 @@ import zstandard
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import Nginx, Server, emit, have, seed_channel, wrk  # noqa: E402
+
+
+# Names of this run's uploads, so that a reused home takes them as new packages.
+RUN = int(time.time())
 
 
 def build_pkg(out: Path, name: str) -> Path:
@@ -67,13 +71,17 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--shared", action="store_true", help="measure a second process and a restart only")
+    ap.add_argument("--home", type=Path, help="reuse a home seeded by an earlier run (its channel 'big'); "
+                    "seeding a million records takes minutes")
     args = ap.parse_args()
-    if args.shared:
-        shared(args.records)
-        return
-    home = Path(tempfile.mkdtemp(prefix="taipan-bench-"))
+    home = args.home or Path(tempfile.mkdtemp(prefix="taipan-bench-"))
     t0 = time.perf_counter()
-    seed_channel(home, "big", "noarch", args.records)
+    if args.home is None:
+        seed_channel(home, "big", "noarch", args.records)
+    print(f"home: {home}", file=sys.stderr)
+    if args.shared:
+        shared(home, args.records)
+        return
     results: dict = {"records": args.records, "seed_s": round(time.perf_counter() - t0, 2), "workers": args.workers}
     server = Server(home, workers=args.workers)
     try:
@@ -84,11 +92,10 @@ def main() -> None:
         results["cold_first_zst_s"] = round(time.perf_counter() - t0, 3)
         results["repodata_json_mb"] = round(len(unzst(cold.content)) / 1e6, 1)
         results["repodata_zst_mb"] = round(len(cold.content) / 1e6, 2)
-        pkg = build_pkg(home / "pkg", "newcomer")
         latencies = []
         for attempt in range(3):
-            name = f"newcomer{attempt}"
-            pkg = build_pkg(home / f"pkg{attempt}", name)
+            name = f"newcomer{RUN}x{attempt}"
+            pkg = build_pkg(home / f"pkg{RUN}x{attempt}", name)
             t0 = time.perf_counter()
             r = httpx.post(f"{server.url}/api/channels/big/artifacts", headers={"X-Auth": token},
                            files={"content": (pkg.name, pkg.read_bytes())}, data={"filetype": "conda1"})
@@ -153,9 +160,7 @@ def wait_for_pointer(home: Path, timeout: float = 600) -> float:
         engine.dispose()
 
 
-def shared(records: int) -> None:
-    home = Path(tempfile.mkdtemp(prefix="taipan-bench-"))
-    seed_channel(home, "big", "noarch", records)
+def shared(home: Path, records: int) -> None:
     results: dict = {"records": records}
     a = Server(home)
     b = Server(home)
@@ -171,8 +176,8 @@ def shared(records: int) -> None:
         results["first_zst_second_process_s"] = round(time.perf_counter() - t0, 3)
         firsts = []
         for attempt in range(3):
-            name = f"shared{attempt}"
-            pkg = build_pkg(home / f"pkg{attempt}", name)
+            name = f"shared{RUN}x{attempt}"
+            pkg = build_pkg(home / f"pkg{RUN}x{attempt}", name)
             httpx.post(f"{a.url}/api/channels/big/artifacts", headers={"X-Auth": token},
                        files={"content": (pkg.name, pkg.read_bytes())}, data={"filetype": "conda1"}).raise_for_status()
             t0 = time.perf_counter()
