@@ -29,7 +29,6 @@ import zstandard
 sys.path.insert(0, str(Path(__file__).parent))
 from common import Nginx, Server, emit, have, seed_channel, wrk  # noqa: E402
 
-
 # Names of this run's uploads, so that a reused home takes them as new packages.
 RUN = int(time.time())
 
