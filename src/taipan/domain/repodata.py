@@ -76,8 +76,9 @@ def current_subset(records: Mapping[str, Mapping[str, Any]]) -> dict[str, Mappin
     return {fn: rec for fn, rec in records.items() if str(rec["version"]) in keep[rec["name"]]}
 
 
-def encode_shard(records: Mapping[str, Mapping[str, Any]]) -> bytes:
-    """One CEP-16 shard (all files of one package name), msgpack + zstd; hashes as raw bytes."""
+def encode_shard(records: Mapping[str, Mapping[str, Any]], pack: zstandard.ZstdCompressor | None = None) -> bytes:
+    """One CEP-16 shard (all files of one package name), msgpack + zstd; hashes as raw bytes.
+    ``pack``: a level-3 compressor to reuse (one zstd context per shard fragments the heap)."""
     shard: dict[str, Any] = {"packages": {}, "packages.conda": {}, "removed": []}
     for fn in sorted(records):
         rec = dict(records[fn])
@@ -85,7 +86,7 @@ def encode_shard(records: Mapping[str, Mapping[str, Any]]) -> bytes:
             if isinstance(rec.get(key), str):
                 rec[key] = bytes.fromhex(rec[key])
         shard["packages.conda" if is_conda_v2(fn) else "packages"][fn] = rec
-    return zstandard.ZstdCompressor(level=3).compress(msgpack.packb(shard, use_bin_type=True))
+    return (pack or zstandard.ZstdCompressor(level=3)).compress(msgpack.packb(shard, use_bin_type=True))
 
 
 def shard_index_digests(data: bytes) -> frozenset[str]:

@@ -119,7 +119,7 @@ class _Bucket:
         merged = orjson.loads(b"{" + b",".join(pieces) + b"}")
         return {fn: rec for fn, rec in merged.items() if rec is not None}
 
-    def build(self, store: ContentStore, shard_digest: dict[str, bytes]) -> None:
+    def build(self, store: ContentStore, shard_digest: dict[str, bytes], pack: zstandard.ZstdCompressor) -> None:
         records = self._records(store)
         parts = (*_split(records), *_split(rd.current_subset(records)))
         for i, part in enumerate(parts):
@@ -132,7 +132,7 @@ class _Bucket:
             if name not in by_name:
                 shard_digest.pop(name, None)
                 continue
-            data = rd.encode_shard(by_name[name])
+            data = rd.encode_shard(by_name[name], pack)
             digest = hashlib.sha256(data).digest()
             store.put(digest.hex(), data, later=True)
             shard_digest[name] = digest
@@ -155,7 +155,9 @@ class SubdirIndex:
         self.buckets = [_Bucket() for _ in range(BUCKETS)]
         self.shard_digest: dict[str, bytes] = {}
         self._dirty: set[int] = set()
-        self._pack = zstandard.ZstdCompressor(level=1)  # pending blocks (one context, reused)
+        # One zstd context each, reused: a fresh one per block or shard fragments the heap.
+        self._pack = zstandard.ZstdCompressor(level=1)  # pending blocks
+        self._shard_pack = zstandard.ZstdCompressor(level=3)
 
     def apply(self, rows: Mapping[str, tuple[str, bytes] | None]) -> None:
         for fn, row in rows.items():
@@ -165,7 +167,7 @@ class SubdirIndex:
 
     def build(self, store: ContentStore) -> IndexFiles:
         for b in sorted(self._dirty):
-            self.buckets[b].build(store, self.shard_digest)
+            self.buckets[b].build(store, self.shard_digest, self._shard_pack)
         self._dirty.clear()
         created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         files: dict[str, bytes | Segmented | Compressed | Chunk] = {
