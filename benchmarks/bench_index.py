@@ -77,6 +77,8 @@ def main() -> None:
     t0 = time.perf_counter()
     if args.home is None:
         seed_channel(home, "big", "noarch", args.records)
+    else:
+        forget_publications(home)
     print(f"home: {home}", file=sys.stderr)
     if args.shared:
         shared(home, args.records)
@@ -135,6 +137,18 @@ def main() -> None:
     finally:
         server.stop()
     emit(results)
+
+
+def forget_publications(home: Path) -> None:
+    """Drop a reused home's publication pointers, so that the first process builds again."""
+    from sqlalchemy import create_engine, text
+
+    from taipan.settings import Settings
+
+    engine = create_engine(Settings(home=home).database_url)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM index_publications"))
+    engine.dispose()
 
 
 def wait_for_pointer(home: Path, timeout: float = 600) -> float:
