@@ -89,7 +89,7 @@ def main() -> None:
         token = server.token()
         base = f"{server.url}/api/repo/big/noarch"
         t0 = time.perf_counter()
-        cold = httpx.get(f"{base}/repodata.json.zst", timeout=120)
+        cold = httpx.get(f"{base}/repodata.json.zst", timeout=900)
         results["cold_first_zst_s"] = round(time.perf_counter() - t0, 3)
         results["repodata_json_mb"] = round(len(unzst(cold.content)) / 1e6, 1)
         results["repodata_zst_mb"] = round(len(cold.content) / 1e6, 2)

@@ -43,8 +43,8 @@ COMPRESSIBLE = ("application/json", "text/", "application/vnd.pypi.simple")
 GZIP_LEVEL = 6
 # How long a request waits for another request's build of the same lazily derived file.
 LAZY_BUILD_WAIT = 30.0
-# Stored whole files up to this size stay in memory once read; larger ones are streamed from the
-# blob store on each request.
+# Stored whole files and segmented ones up to this size stay in memory once read; larger ones are
+# streamed from the blob store on each request.
 CACHE_FILE_LIMIT = 4 << 20
 # Bytes of addressed files (shards) a build may leave to be written after it (a first build of a
 # large subdir writes thousands of them).
@@ -140,15 +140,18 @@ class Publication:
             return self.body(name)
         if coding == "zstd":
             return self.body(name + ".zst")
-        return self._derive(f"{name}|gzip", lambda pub: _gzip(pub, pub.body(name)))
+        return self._in_memory_if_small(f"{name}|gzip", self._derive(f"{name}|gzip|parts",
+                                                                     lambda pub: _gzip(pub, pub.body(name))))
 
     def body(self, name: str) -> Body:
         """One file, as bytes or as stored chunks to stream; derived files are built on first use,
         once per publication. One lock per file, so that a derived file may build from another
         without waiting on itself; and a bounded wait, so that no request thread is held for ever."""
         prepared = self.index.files.get(name)
-        if isinstance(prepared, bytes | Segmented):
+        if isinstance(prepared, bytes):
             return prepared
+        if isinstance(prepared, Segmented):
+            return self._in_memory_if_small(name, prepared)
         stored = self.stored(name) if prepared is not None or name in self.manifest else None
         if stored is not None:
             if stored.size <= CACHE_FILE_LIMIT:
@@ -168,6 +171,12 @@ class Publication:
         if build is None:
             raise KeyError(name)
         return self._derive(name, build)
+
+    def _in_memory_if_small(self, key: str, body: Body) -> Body:
+        """A segmented body up to CACHE_FILE_LIMIT is joined once and kept (served from memory)."""
+        if isinstance(body, Segmented) and body.size <= CACHE_FILE_LIMIT:
+            return self._derive(key, lambda pub: b"".join(pub.stream(body)))
+        return body
 
     def stored(self, name: str) -> Chunk:
         """The stored chunk of a whole file; one made by compression is made now (once)."""
