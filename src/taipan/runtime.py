@@ -74,7 +74,8 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     blobs = _blob_store(settings)
     hooks = Hooks()
     rt = Runtime(settings=settings, engine=engine, sessions=sessions, blobs=blobs,
-                 indexer=Indexer(sessions, blobs=blobs, on_publish=hooks.on_publish),
+                 indexer=Indexer(sessions, blobs=blobs, on_publish=hooks.on_publish,
+                                 memory_limit=settings.server.index_memory_limit),
                  downloads=DownloadRecorder(sessions, on_record=hooks.on_download), hooks=hooks)
     _add_jobs(rt)
     return rt

@@ -40,7 +40,14 @@ from taipan.db.models import Channel, File, IndexChange, IndexPublication, utcno
 from taipan.domain import families
 from taipan.domain.families import IndexFiles, PartitionIndex
 from taipan.domain.families.base import Chunk, Compressed, Segmented
-from taipan.services.publication import BlobSink, Publication, body_size, put_bytes, read_blob
+from taipan.services.publication import (
+    MEMORY_LIMIT,
+    BlobSink,
+    Publication,
+    body_size,
+    put_bytes,
+    read_blob,
+)
 from taipan.storage.base import BlobStore
 
 log = logging.getLogger(__name__)
@@ -69,7 +76,7 @@ class _PartitionState:
         self.dirty = True
         self.lock = threading.Lock()
 
-    def publish(self, blobs: BlobStore) -> Publication:
+    def publish(self, blobs: BlobStore, memory_limit: int) -> Publication:
         previous = self.publication
         sink = BlobSink(blobs)
         files = self.index.build(sink)
@@ -83,7 +90,8 @@ class _PartitionState:
                     if isinstance(v, bytes)}
         pub = Publication(self.family, self.subdir, self.seq, files, base,
                           format_datetime(now.replace(microsecond=0), usegmt=True), time.time(), blobs,
-                          manifest=manifest, addressed=self.index.addressed, pending=sink.deferred)
+                          manifest=manifest, addressed=self.index.addressed, pending=sink.deferred,
+                          memory_limit=memory_limit)
         addressed = self.index.addressed
         if addressed is not None:
             listing = files.files[addressed.listing]
@@ -105,6 +113,7 @@ class Indexer:
 
     def __init__(self, sessions: sessionmaker[Session], *, blobs: BlobStore,
                  poll_interval: float = 1.0, background_above: int = BACKGROUND_ABOVE,
+                 memory_limit: int = MEMORY_LIMIT,
                  on_publish: list[Callable[[str, float, int], None]] | None = None) -> None:
         self._sessions = sessions
         self._blobs = blobs
@@ -113,6 +122,7 @@ class Indexer:
         self._guard = threading.Lock()
         self.poll_interval = poll_interval
         self.background_above = background_above
+        self.memory_limit = memory_limit
         self.documents = ChannelDocuments(sessions, poll_interval)
         self.builds = 0  # publications built by this process (adopted ones are not counted)
         self.adoptions = 0
@@ -227,7 +237,8 @@ class Indexer:
         pub = Publication(state.family, state.subdir, row.seq, files, row.etag_base, row.last_modified,
                           time.time(), self._blobs,
                           manifest={k: (v[0], int(v[1])) for k, v in m.get("files", {}).items()},
-                          lazy_names=frozenset(m.get("lazy", ())), adopted=True, addressed=state.index.addressed)
+                          lazy_names=frozenset(m.get("lazy", ())), adopted=True, addressed=state.index.addressed,
+                          memory_limit=self.memory_limit)
         if pub.addressed is not None:
             pub.addressed_digests = pub.addressed.digests(pub.file(pub.addressed.listing))
             previous = m.get("previous_listing")
@@ -314,7 +325,7 @@ class Indexer:
         on first request or by the sharing thread, whichever comes first; addressed files not
         stored yet from memory). Others adopt it once everything is stored and the pointer moved."""
         started = time.perf_counter()
-        pub = state.publish(self._blobs)
+        pub = state.publish(self._blobs, self.memory_limit)
         large = len(pub.pending) > BACKGROUND_PENDING or sum(
             body_size(v) for v in pub.index.files.values() if isinstance(v, Segmented)) > self.background_above
         if large:

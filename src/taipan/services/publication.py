@@ -44,8 +44,8 @@ GZIP_LEVEL = 6
 # How long a request waits for another request's build of the same lazily derived file.
 LAZY_BUILD_WAIT = 30.0
 # Stored whole files and segmented ones up to this size stay in memory once read; larger ones are
-# streamed from the blob store on each request.
-CACHE_FILE_LIMIT = 4 << 20
+# streamed from the blob store on each request (the default of ``Publication.memory_limit``).
+MEMORY_LIMIT = 4 << 20
 # Bytes of addressed files (shards) a build may leave to be written after it (a first build of a
 # large subdir writes thousands of them).
 DEFER_LIMIT = 64 << 20
@@ -77,6 +77,7 @@ class Publication:
     addressed_digests: frozenset[str] = frozenset()
     previous_digests: frozenset[str] = frozenset()
     previous_listing: tuple[str, int] | None = None
+    memory_limit: int = MEMORY_LIMIT
     # Addressed files built with this publication and not stored yet (digest -> bytes).
     pending: dict[str, bytes] = field(default_factory=dict, repr=False)
     _materialize: Callable[[], Publication] | None = field(default=None, repr=False)
@@ -154,7 +155,7 @@ class Publication:
             return self._in_memory_if_small(name, prepared)
         stored = self.stored(name) if prepared is not None or name in self.manifest else None
         if stored is not None:
-            if stored.size <= CACHE_FILE_LIMIT:
+            if stored.size <= self.memory_limit:
                 return self._derive(name, lambda pub: read_blob(pub.store, stored))
             return stored
         digest = self._addressed(name)
@@ -173,8 +174,8 @@ class Publication:
         return self._derive(name, build)
 
     def _in_memory_if_small(self, key: str, body: Body) -> Body:
-        """A segmented body up to CACHE_FILE_LIMIT is joined once and kept (served from memory)."""
-        if isinstance(body, Segmented) and body.size <= CACHE_FILE_LIMIT:
+        """A segmented body up to ``memory_limit`` is joined once and kept (served from memory)."""
+        if isinstance(body, Segmented) and body.size <= self.memory_limit:
             return self._derive(key, lambda pub: b"".join(pub.stream(body)))
         return body
 

@@ -10,11 +10,21 @@ import json
 import uuid
 
 import httpx
+import pytest
 import rattler
 import requests
 import urllib3
 
 NAMES = [f"seg{i}" for i in range(6)]
+
+
+@pytest.fixture(params=["in-memory", "streamed"])
+def server(request, taipan_server, server_factory):
+    """The shared server (small index files are served from memory), and one that streams every
+    index file from the blob store (as a large subdir's are)."""
+    if request.param == "in-memory":
+        return taipan_server
+    return server_factory({"TAIPAN_SERVER__INDEX_MEMORY_LIMIT": "0"})
 
 
 def _channel(taipan_server, package_builder, conda_packages) -> str:
@@ -29,8 +39,8 @@ def _channel(taipan_server, package_builder, conda_packages) -> str:
     return f"{taipan_server.api}/repo/{name}"
 
 
-def test_requests_and_urllib3_read_the_gzip_coded_repodata(taipan_server, package_builder, conda_packages):
-    channel = _channel(taipan_server, package_builder, conda_packages)
+def test_requests_and_urllib3_read_the_gzip_coded_repodata(server, package_builder, conda_packages):
+    channel = _channel(server, package_builder, conda_packages)
     url = f"{channel}/noarch/repodata.json"
     plain = httpx.get(url, headers={"Accept-Encoding": "identity"})
     assert plain.status_code == 200 and "content-encoding" not in plain.headers
@@ -54,9 +64,9 @@ def test_requests_and_urllib3_read_the_gzip_coded_repodata(taipan_server, packag
     assert current.headers["content-encoding"] == "gzip" and current.json()["packages"] == doc["packages"]
 
 
-def test_rattler_reads_the_segmented_repodata_without_zstd_or_shards(taipan_server, package_builder,
-                                                                      conda_packages, tmp_path):
-    channel = _channel(taipan_server, package_builder, conda_packages)
+def test_rattler_reads_the_segmented_repodata_without_zstd_or_shards(server, package_builder, conda_packages,
+                                                                      tmp_path):
+    channel = _channel(server, package_builder, conda_packages)
     # What reqwest asks for: the gzip-coded stream.
     assert httpx.get(f"{channel}/noarch/repodata.json",
                      headers={"Accept-Encoding": "gzip, br"}).headers["content-encoding"] == "gzip"
