@@ -36,6 +36,7 @@ from taipan.web.repo.common import (
     etag_matches,
     principal_for,
 )
+from taipan.web.repo.stored import StoredFileResponse, stored_files
 
 PREFIX = "/api/repo/"
 
@@ -43,18 +44,21 @@ PREFIX = "/api/repo/"
 @dataclass(frozen=True)
 class FamilyRoutes:
     """How a family answers its paths: ``locate`` maps a path to a published index file (cheap, no
-    I/O: used for the in-memory 304 answer too); ``serve`` answers everything else."""
+    I/O: used for the in-memory 304 answer too); ``stored`` maps a path to the ckey of a stored file
+    that may be answered from memory (cheap, no I/O), None for paths that need ``serve``; ``serve``
+    answers everything else."""
 
     locate: Callable[[list[str], Request], Located | None]
+    stored: Callable[[list[str]], str | None]
     serve: Callable[[Request, Runtime, Principal, ChannelView, list[str]], Awaitable[Response]]
 
 
 HANDLERS: dict[str, FamilyRoutes] = {
-    "conda": FamilyRoutes(conda.locate, conda.serve),
-    "python": FamilyRoutes(python.locate, python.serve),
-    "cran": FamilyRoutes(cran.locate, cran.serve),
-    **{name: FamilyRoutes(files.locate, files.serve) for name in ("notebook", "anaconda_env", "anaconda_project",
-                                                                  "sbom")},
+    "conda": FamilyRoutes(conda.locate, conda.stored, conda.serve),
+    "python": FamilyRoutes(python.locate, python.stored, python.serve),
+    "cran": FamilyRoutes(cran.locate, cran.stored, cran.serve),
+    **{name: FamilyRoutes(files.locate, files.stored, files.serve)
+       for name in ("notebook", "anaconda_env", "anaconda_project", "sbom")},
 }
 
 
@@ -123,27 +127,59 @@ def _routes_for(rest: list[str]) -> FamilyRoutes | None:
     return HANDLERS.get(family.name) if family is not None else None
 
 
+@dataclass(frozen=True)
+class Caller:
+    """A request whose caller and channel are known without I/O, and who may read the channel."""
+
+    rt: Runtime
+    p: Principal
+    view: ChannelView
+    rest: list[str]
+    routes: FamilyRoutes
+
+
+def cached_caller(request: Request, repo_path: str) -> Caller | None:
+    """Who asks for what, when the credentials and the channel are in memory and the caller may
+    fetch from the channel; None sends the request down the full path (which says why not)."""
+    try:
+        token, path, rest = parse_repo_path(repo_path)
+        routes = _routes_for(rest)
+        if routes is None:
+            return None
+        rt: Runtime = request.app.state.runtime
+        p = principal_for(rt, request, token, cached_only=True)
+    except TaipanError:
+        return None
+    hit = channel_cache(rt).peek(path)
+    if p is None or hit is None or hit[0] is None or access_error(p, hit[0], path) is not None:
+        return None
+    return Caller(rt, p, hit[0], rest, routes)
+
+
+def stored_file(request: Request, repo_path: str) -> StoredFileResponse | None:
+    """The answer for a stored file (package, wheel...) when what it is, who asks and the channel
+    are all in memory; None sends the request down the full path."""
+    if request.scope["query_string"]:
+        return None  # e.g. ?sbom: not the file's bytes
+    caller = cached_caller(request, repo_path)
+    ckey = caller.routes.stored(caller.rest) if caller is not None else None
+    if caller is None or ckey is None:
+        return None
+    f = stored_files(caller.rt).peek(caller.rt, caller.view.id, ckey, frozen=caller.view.frozen)
+    return None if f is None else StoredFileResponse(caller.rt, caller.p, caller.view, f)
+
+
 def revalidated(request: Request, repo_path: str) -> list[tuple[bytes, bytes]] | None:
     """The 304 headers for a conditional GET of an index file, when everything needed is already
     in memory (credentials, channel, publication); None sends the request down the full path."""
     inm = request.headers.get("if-none-match")
     if not inm:
         return None
-    try:
-        token, path, rest = parse_repo_path(repo_path)
-    except TaipanError:
+    caller = cached_caller(request, repo_path)
+    located = caller.routes.locate(caller.rest, request) if caller is not None else None
+    if caller is None or located is None:
         return None
-    routes = _routes_for(rest)
-    located = routes.locate(rest, request) if routes is not None else None
-    if located is None:
-        return None
-    rt: Runtime = request.app.state.runtime
-    p = principal_for(rt, request, token, cached_only=True)
-    hit = channel_cache(rt).peek(path)
-    if p is None or hit is None or access_error(p, hit[0], path) is not None:
-        return None
-    view = hit[0]
-    assert view is not None
+    rt, view = caller.rt, caller.view
     pub = rt.indexer.peek(view.id, located.subdir, frozen=view.frozen)
     if pub is None or not pub.has(located.name):
         return None
@@ -169,10 +205,14 @@ class RepoApp:
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
-        if scope["method"] in ("GET", "HEAD") and (headers := revalidated(request, repo_path)):
-            await send({"type": "http.response.start", "status": 304, "headers": headers})
-            await send({"type": "http.response.body", "body": b""})
-            return
+        if scope["method"] in ("GET", "HEAD"):
+            if headers := revalidated(request, repo_path):
+                await send({"type": "http.response.start", "status": 304, "headers": headers})
+                await send({"type": "http.response.body", "body": b""})
+                return
+            if fast := stored_file(request, repo_path):
+                await fast(scope, receive, send)
+                return
         if scope["method"] == "POST":
             # Uploads to a channel URL (twine, the documented form post) are API routes.
             await self.app(_upload_scope(scope, repo_path), receive, send)

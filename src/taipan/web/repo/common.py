@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
 
 from taipan.db.models import File
 from taipan.domain.permissions import Principal
@@ -19,7 +19,7 @@ from taipan.runtime import Runtime
 from taipan.services import channels as channel_service
 from taipan.services import serving
 from taipan.web.deps import client_address, credentials, resolve_principal
-from taipan.web.repo import sbom
+from taipan.web.repo import sbom, stored
 
 CHANNEL_TTL = 1.0
 
@@ -143,25 +143,27 @@ def bytes_response(request: Request, data: bytes, etag: str, last_modified: str,
 
 
 def record_download(rt: Runtime, request: Request, p: Principal, view: ChannelView, f: File) -> None:
-    client = request.client
-    rt.downloads.record(
-        channel_id=view.id, channel_path=view.path, file_id=f.id, family=f.family, package=f.name,
-        version=f.version, ckey=f.ckey, subdir=f.subdir, filename=f.filename, size=f.size,
-        user_id=p.user_id, username=p.username, token_id=p.token_id,
-        remote_addr=client.host if client else None,
-        user_agent=(request.headers.get("user-agent") or "")[:300] or None)
+    stored.record_download(rt, request.scope, p, view, f)
 
 
-def send_stored_file(request: Request, rt: Runtime, p: Principal, view: ChannelView, ckey: str) -> Response:
+def send_stored_file(request: Request, rt: Runtime, p: Principal, view: ChannelView, ckey: str,
+                     index: tuple[str, str] | None = None) -> Response:
     """A stored artifact file by ckey: immutable, Range-capable; a download is recorded once (a
-    resumed or partial transfer, Range not starting at 0, does not count). Runs in a thread."""
+    resumed or partial transfer, Range not starting at 0, does not count). ``index`` is the (family,
+    partition) whose publication lists the file, None for families without an index: what the file
+    is is then remembered as long as that index is current (see stored.py). Runs in a thread."""
     if "sbom" in request.query_params:
         # conda-repo-cli's `sbom --ckey` asks the package URL for its SBOM; never the package itself.
         return sbom.respond(request, rt, view.id, view.path, ckey)
+    # The publication is looked at before the database: a file removed after this look moves the
+    # log past it, so an entry made now cannot outlive the removal's publication.
+    pub = None if index is None else stored.current_publication(rt, view.id, index, frozen=view.frozen)
+    cache = stored.stored_files(rt)
+    known = cache.get(view.id, ckey, pub)
+    if known is not None:
+        return stored.StoredFileResponse(rt, p, view, known)
     f = serving.find_file(rt.sessions, view.id, ckey)
     filename = ckey.rsplit("/", 1)[-1]
-    headers = {"ETag": f'"{f.sha256}"', "Cache-Control": ("public" if view.privacy == "public"
-                                                          else "private") + ", max-age=31536000, immutable"}
     if f.state != "active":
         fetch = rt.extras.get("passive_fetch")
         if fetch is None:
@@ -174,21 +176,12 @@ def send_stored_file(request: Request, rt: Runtime, p: Principal, view: ChannelV
         # An object store sends the bytes itself: the client follows a short-lived signed URL.
         if request.method == "GET" and request.headers.get("range", "bytes=0-").startswith("bytes=0-"):
             record_download(rt, request, p, view, f)
-        return Response(status_code=307, headers={**headers, "Location": presign(f.sha256, filename=filename),
-                                                  "Cache-Control": "no-store"})
+        return Response(status_code=307, headers={"ETag": f'"{f.sha256}"', "Cache-Control": "no-store",
+                                                  "Location": presign(f.sha256, filename=filename)})
     if path is None or not path.exists():
         raise NotFound(f"The stored file for {filename} is missing", "Ask an admin to check the blob store",
                        code="blob_missing")
-    if request.method == "GET" and request.headers.get("range", "bytes=0-").startswith("bytes=0-"):
-        record_download(rt, request, p, view, f)
-    offload = rt.settings.server.offload
-    if offload == "x-accel-redirect":
-        # nginx sends the bytes (sendfile, Range) from its internal location aliasing the blob store.
-        inside = path.relative_to(rt.settings.blob_path).as_posix()
-        headers["X-Accel-Redirect"] = rt.settings.server.offload_prefix + inside
-        return Response(b"", media_type="application/octet-stream", headers=headers)
-    if offload == "x-sendfile":
-        headers["X-Sendfile"] = str(path)
-        return Response(b"", media_type="application/octet-stream", headers=headers)
-    return FileResponse(path, headers=headers, media_type="application/octet-stream",
-                        filename=None, stat_result=None)
+    found = stored.StoredFile.of(f, path, rt.settings.blob_path)
+    if index is None or pub is not None:
+        cache.put(view.id, found, pub)
+    return stored.StoredFileResponse(rt, p, view, found)
