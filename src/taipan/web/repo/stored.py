@@ -41,7 +41,7 @@ MAX_ENTRIES = 50_000
 # one read in a thread, beyond that CHUNK at a time (bounded memory per download). See
 # benchmarks/README.md for the measurements behind these bounds.
 PREAD_LIMIT = 64 * 1024
-WHOLE_LIMIT = 4 * 1024 * 1024
+WHOLE_LIMIT = 2 * 1024 * 1024
 CHUNK = 1024 * 1024
 OCTET_STREAM = b"application/octet-stream"
 CACHE_CONTROL = {True: b"public, max-age=31536000, immutable", False: b"private, max-age=31536000, immutable"}
