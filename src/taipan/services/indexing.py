@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 
+import zstandard
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -231,11 +232,13 @@ class Indexer:
         self._states: dict[tuple[str, str], _PartitionState] = {}
         self._guard = threading.Lock()
         self.poll_interval = poll_interval
+        self.documents = ChannelDocuments(sessions, poll_interval)
         self.builds = 0  # publications built by this process (adopted ones are not counted)
         self.adoptions = 0
 
     def notify(self, channel_id: str, subdirs: set[str] | list[str]) -> None:
         """Called after a commit in this process that changed files of these subdirs."""
+        self.documents.touch(channel_id)
         for subdir in subdirs:
             state = self._states.get((channel_id, subdir))
             if state is not None:
@@ -243,11 +246,13 @@ class Indexer:
 
     def invalidate(self, channel_id: str) -> None:
         """Make every loaded subdir of a channel replay its log on the next read (e.g. on unfreeze)."""
+        self.documents.touch(channel_id)
         for (cid, _), state in list(self._states.items()):
             if cid == channel_id:
                 state.dirty = True
 
     def forget(self, channel_ids: list[str]) -> None:
+        self.documents.forget(channel_ids)
         with self._guard:
             for key in [k for k in self._states if k[0] in channel_ids]:
                 del self._states[key]
@@ -502,3 +507,64 @@ def lock_channel(db: Session, channel_id: str) -> None:
     """Serialize writers of one channel until commit. FOR NO KEY UPDATE, so that it does not
     conflict with the key-share locks that inserting rows referencing the channel takes."""
     db.execute(select(Channel.id).where(Channel.id == channel_id).with_for_update(key_share=True))
+
+
+class ChannelDocuments:
+    """Channel-wide index documents (conda's ``channeldata.json``) as publications: built once per
+    change of the channel's index log, not per request, and served like every index file (ETag,
+    304, gzip and zstd content codings). The document's state is the highest log position of the
+    partitions it summarises; it is checked at most once per poll interval unless this process
+    wrote to the channel (``Indexer.notify``)."""
+
+    def __init__(self, sessions: sessionmaker[Session], poll_interval: float) -> None:
+        self._sessions = sessions
+        self.poll_interval = poll_interval
+        self._items: dict[tuple[str, str], tuple[float, int, Publication]] = {}
+        self._dirty: set[str] = set()
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def touch(self, channel_id: str) -> None:
+        self._dirty.add(channel_id)
+
+    def forget(self, channel_ids: list[str]) -> None:
+        with self._guard:
+            for key in [k for k in self._items if k[0] in channel_ids]:
+                del self._items[key]
+
+    def peek(self, channel_id: str, name: str) -> Publication | None:
+        hit = self._items.get((channel_id, name))
+        if hit is None or channel_id in self._dirty or time.monotonic() - hit[0] >= self.poll_interval:
+            return None
+        return hit[2]
+
+    def publication(self, channel_id: str, name: str, partitions: frozenset[str], media_type: str,
+                    build: Callable[[], bytes]) -> Publication:
+        """The current publication of document ``name``, summarising ``partitions`` of the channel;
+        ``build`` makes its bytes (in this thread, once per change)."""
+        pub = self.peek(channel_id, name)
+        if pub is not None:
+            return pub
+        key = (channel_id, name)
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            self._dirty.discard(channel_id)
+            with self._sessions() as db:
+                # One index seek per partition: max(seq) over the whole channel would scan its log.
+                seq = max((db.scalar(select(func.max(IndexChange.seq)).where(
+                    IndexChange.channel_id == channel_id, IndexChange.subdir == p)) or 0 for p in sorted(partitions)),
+                    default=0)
+            hit = self._items.get(key)
+            if hit is not None and hit[1] == seq:
+                pub = hit[2]
+            else:
+                data = build()
+                zst = zstandard.ZstdCompressor(level=3).compress(data)
+                files = IndexFiles(files={name: data, name + ".zst": zst},
+                                   media_types={name: media_type, name + ".zst": "application/zstd"})
+                now = datetime.now(UTC).replace(microsecond=0)
+                pub = Publication("channel", name, seq, files, hashlib.sha256(data).hexdigest()[:24],
+                                  format_datetime(now, usegmt=True), time.time())
+            self._items[key] = (time.monotonic(), seq, pub)
+            return pub

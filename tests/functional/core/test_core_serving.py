@@ -72,6 +72,27 @@ def test_conditional_requests_return_304(channel):
         assert other.status_code == 200 and other.content == first.content
 
 
+@pytest.mark.parametrize("coding", ["identity", "gzip", "zstd"])
+def test_answers_from_memory_equal_the_full_path(channel, coding):
+    """Once a publication is built, GETs and HEADs are answered from memory before any routing; a
+    request with only If-Modified-Since (an old date) takes the full path: both must agree on the
+    status, bytes and headers, in every coding."""
+    keep = ("content-type", "content-length", "content-encoding", "etag", "last-modified", "vary",
+            "cache-control")
+    for name in ("repodata.json", "repodata_shards.msgpack.zst", "current_repodata.json"):
+        url = f"{channel}/linux-64/{name}"
+        with httpx.Client(headers={"Accept-Encoding": coding}) as c:
+            c.get(url)
+            full = c.get(url, headers={"If-Modified-Since": "Mon, 01 Jan 1990 00:00:00 GMT"})
+            answers = [full, c.get(url), c.head(url)]
+        first = answers[0]
+        assert first.status_code == 200
+        for r in answers[1:]:
+            assert r.status_code == 200
+            assert {k: r.headers.get(k) for k in keep} == {k: first.headers.get(k) for k in keep}
+        assert answers[1].content == first.content and answers[2].content == b""
+
+
 def test_etag_changes_when_the_index_changes(taipan_server, channel, package_builder):
     before = httpx.get(f"{channel}/noarch/repodata.json")
     pkg = package_builder("extra", "0.1", "noarch")
@@ -150,6 +171,30 @@ def test_channeldata(channel):
     assert data["packages"]["hello"]["version"] == "1.1"
     assert set(data["subdirs"]) == {"noarch", "linux-64"}
     assert data["packages"]["world"]["subdirs"] == ["linux-64"]
+
+
+def test_channeldata_is_a_publication_with_codings(taipan_server, channel, package_builder):
+    """Built once per change (not per request), offered in gzip and zstd with an ETag per coding,
+    and rebuilt as soon as this server takes an upload to the channel."""
+    url = f"{channel}/channeldata.json"
+    plain = httpx.get(url, headers={"Accept-Encoding": "identity"})
+    assert plain.headers["vary"] == "Accept-Encoding" and "content-encoding" not in plain.headers
+    gz = httpx.get(url, headers={"Accept-Encoding": "gzip"})
+    zst = httpx.get(url, headers={"Accept-Encoding": "zstd"})
+    assert gz.headers["content-encoding"] == "gzip" and zst.headers["content-encoding"] == "zstd"
+    assert json.loads(gz.content) == json.loads(zst.content) == plain.json()  # httpx decodes both
+    etags = {plain.headers["etag"], gz.headers["etag"], zst.headers["etag"]}
+    assert len(etags) == 3
+    for r, coding in ((plain, "identity"), (gz, "gzip"), (zst, "zstd")):
+        again = httpx.get(url, headers={"Accept-Encoding": coding, "If-None-Match": r.headers["etag"]})
+        assert again.status_code == 304 and again.headers["etag"] == r.headers["etag"]
+    pkg = package_builder("cdnew", "2.0", "linux-64")
+    with taipan_server.client(taipan_server.admin_token()) as c:
+        c.post(f"/channels/{channel.rsplit('/', 1)[1]}/artifacts",
+               files={"content": (pkg.name, pkg.read_bytes())}).raise_for_status()
+    after = httpx.get(url, headers={"Accept-Encoding": "identity", "If-None-Match": plain.headers["etag"]})
+    assert after.status_code == 200 and after.json()["packages"]["cdnew"]["version"] == "2.0"
+    assert after.headers["etag"] != plain.headers["etag"]
 
 
 def test_missing_files_404(channel):

@@ -30,11 +30,11 @@ from taipan.web.repo.common import (
     CACHE_CONTROL,
     ChannelView,
     Located,
-    bytes_response,
     channel_cache,
     choose_coding,
     etag_matches,
     principal_for,
+    send_published,
 )
 from taipan.web.repo.stored import StoredFileResponse, stored_files
 
@@ -156,41 +156,56 @@ def cached_caller(request: Request, repo_path: str) -> Caller | None:
     return Caller(rt, p, hit[0], rest, routes)
 
 
-def stored_file(request: Request, repo_path: str) -> StoredFileResponse | None:
-    """The answer for a stored file (package, wheel...) when what it is, who asks and the channel
-    are all in memory; None sends the request down the full path."""
+def stored_file(request: Request, caller: Caller) -> StoredFileResponse | None:
+    """The answer for a stored file (package, wheel...) when what it is is in memory too; None
+    sends the request down the full path."""
     if request.scope["query_string"]:
         return None  # e.g. ?sbom: not the file's bytes
-    caller = cached_caller(request, repo_path)
-    ckey = caller.routes.stored(caller.rest) if caller is not None else None
-    if caller is None or ckey is None:
+    ckey = caller.routes.stored(caller.rest)
+    if ckey is None:
         return None
     f = stored_files(caller.rt).peek(caller.rt, caller.view.id, ckey, frozen=caller.view.frozen)
     return None if f is None else StoredFileResponse(caller.rt, caller.p, caller.view, f)
 
 
-def revalidated(request: Request, repo_path: str) -> list[tuple[bytes, bytes]] | None:
-    """The 304 headers for a conditional GET of an index file, when everything needed is already
-    in memory (credentials, channel, publication); None sends the request down the full path."""
-    inm = request.headers.get("if-none-match")
-    if not inm:
-        return None
-    caller = cached_caller(request, repo_path)
-    located = caller.routes.locate(caller.rest, request) if caller is not None else None
-    if caller is None or located is None:
+def from_memory(request: Request, caller: Caller) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+    """The answer to a GET or HEAD of an index file when everything needed is already in memory
+    (credentials, channel, publication, the file's bytes in the coding asked for): a 304 for a
+    matching If-None-Match, else the bytes. None sends the request down the full path."""
+    headers = request.headers
+    if "if-modified-since" in headers and "if-none-match" not in headers:
+        return None  # dates are compared on the full path
+    located = caller.routes.locate(caller.rest, request)
+    if located is None:
         return None
     rt, view = caller.rt, caller.view
     pub = rt.indexer.peek(view.id, located.subdir, frozen=view.frozen)
     if pub is None or not pub.has(located.name):
         return None
     offered = pub.encodings(located.name)
-    coding = choose_coding(request.headers.get("accept-encoding"), offered)
-    if not etag_matches(inm, etag := pub.etag_for(located.name, coding)):
+    coding = choose_coding(headers.get("accept-encoding"), offered)
+    etag = pub.etag_for(located.name, coding)
+    inm = headers.get("if-none-match")
+    matched = inm is not None and etag_matches(inm, etag)
+    if not matched and not pub.is_ready(located.name, coding):
         return None
-    vary = ((b"vary", b"Accept-Encoding"),) if offered else ()
-    return [(b"etag", etag.encode()), (b"last-modified", pub.last_modified.encode()),
-            (b"cache-control", CACHE_CONTROL[view.privacy == "public"]), *vary,
-            *((k.lower().encode(), v.encode()) for k, v in located.headers)]
+    vary = [v for k, v in located.headers if k.lower() == "vary"]
+    if offered:
+        vary.append("Accept-Encoding")
+    answer = [(b"etag", etag.encode()), (b"last-modified", pub.last_modified.encode()),
+              (b"cache-control", CACHE_CONTROL[view.privacy == "public"]),
+              *((b"vary", ", ".join(vary).encode()),) * bool(vary),
+              *((k.lower().encode(), v.encode()) for k, v in located.headers if k.lower() != "vary")]
+    if matched:
+        return 304, answer, b""
+    data = pub.encoded(located.name, coding)
+    media = pub.media_type(located.name)
+    if media.startswith("text/") and "charset=" not in media:
+        media += "; charset=utf-8"  # as Starlette's Response says it on the full path
+    answer += [(b"content-type", media.encode()),
+               (b"content-length", str(len(data)).encode()),
+               *(((b"content-encoding", coding.encode()),) if coding else ())]
+    return 200, answer, data
 
 
 class RepoApp:
@@ -205,12 +220,14 @@ class RepoApp:
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
-        if scope["method"] in ("GET", "HEAD"):
-            if headers := revalidated(request, repo_path):
-                await send({"type": "http.response.start", "status": 304, "headers": headers})
-                await send({"type": "http.response.body", "body": b""})
+        caller = cached_caller(request, repo_path) if scope["method"] in ("GET", "HEAD") else None
+        if caller is not None:
+            if answer := from_memory(request, caller):
+                status, headers, body = answer
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": body if scope["method"] == "GET" else b""})
                 return
-            if fast := stored_file(request, repo_path):
+            if fast := stored_file(request, caller):
                 await fast(scope, receive, send)
                 return
         if scope["method"] == "POST":
@@ -270,22 +287,7 @@ async def published(request: Request, rt: Runtime, view: ChannelView, located: L
     """One file of a partition's current publication, with ETag/304 and HEAD."""
     pub: Publication = rt.indexer.peek(view.id, located.subdir, frozen=view.frozen) or await run_in_threadpool(
         rt.indexer.publication, view.id, located.subdir, family=located.family, frozen=view.frozen)
-    if not pub.has(located.name):
-        raise NotFound(f"No {located.name} in {view.path}/{located.subdir}", located.missing_hint,
-                       code=located.missing_code)
-    offered = pub.encodings(located.name)
-    coding = choose_coding(request.headers.get("accept-encoding"), offered)
-    headers = list(located.headers)
-    if offered:
-        # One Vary header naming every request header the answer depends on.
-        vary = ", ".join([*(v for k, v in headers if k.lower() == "vary"), "Accept-Encoding"])
-        headers = [*((k, v) for k, v in headers if k.lower() != "vary"), ("Vary", vary)]
-    if coding is not None:
-        headers.append(("Content-Encoding", coding))
-    data = pub.encoded(located.name, coding) if pub.is_ready(located.name, coding) else await run_in_threadpool(
-        pub.encoded, located.name, coding)
-    return bytes_response(request, data, pub.etag_for(located.name, coding), pub.last_modified,
-                          pub.media_type(located.name), view.privacy == "public", extra_headers=headers)
+    return await send_published(request, view, pub, located)
 
 
 # The URLs of a channel that both serve (GET/HEAD, answered by RepoApp before any routing) and take

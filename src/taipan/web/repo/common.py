@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -18,6 +19,7 @@ from taipan.errors import NotFound
 from taipan.runtime import Runtime
 from taipan.services import channels as channel_service
 from taipan.services import serving
+from taipan.services.indexing import Publication
 from taipan.web.deps import client_address, credentials, resolve_principal
 from taipan.web.repo import sbom, stored
 
@@ -140,6 +142,27 @@ def bytes_response(request: Request, data: bytes, etag: str, last_modified: str,
     if not_modified(request, etag, last_modified):
         return Response(status_code=304, headers=headers)
     return Response(data, media_type=media_type, headers=headers)
+
+
+async def send_published(request: Request, view: ChannelView, pub: Publication, located: Located) -> Response:
+    """One file of a publication (an index file of any family, or a channel document), with ETag/304,
+    HEAD and the content codings the publication offers for it."""
+    if not pub.has(located.name):
+        raise NotFound(f"No {located.name} in {view.path}/{located.subdir}", located.missing_hint,
+                       code=located.missing_code)
+    offered = pub.encodings(located.name)
+    coding = choose_coding(request.headers.get("accept-encoding"), offered)
+    headers = list(located.headers)
+    if offered:
+        # One Vary header naming every request header the answer depends on.
+        vary = ", ".join([*(v for k, v in headers if k.lower() == "vary"), "Accept-Encoding"])
+        headers = [*((k, v) for k, v in headers if k.lower() != "vary"), ("Vary", vary)]
+    if coding is not None:
+        headers.append(("Content-Encoding", coding))
+    data = pub.encoded(located.name, coding) if pub.is_ready(located.name, coding) else await run_in_threadpool(
+        pub.encoded, located.name, coding)
+    return bytes_response(request, data, pub.etag_for(located.name, coding), pub.last_modified,
+                          pub.media_type(located.name), view.privacy == "public", extra_headers=headers)
 
 
 def record_download(rt: Runtime, request: Request, p: Principal, view: ChannelView, f: File) -> None:

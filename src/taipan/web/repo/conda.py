@@ -6,8 +6,6 @@ are sent from the blob store with Range support, and each download is recorded.
 
 from __future__ import annotations
 
-import hashlib
-
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -18,9 +16,10 @@ from taipan.domain.permissions import Principal
 from taipan.errors import NotFound
 from taipan.runtime import Runtime
 from taipan.services import serving
-from taipan.web.repo.common import ChannelView, Located, bytes_response, send_stored_file
+from taipan.web.repo.common import ChannelView, Located, send_published, send_stored_file
 
 INDEX_FILES = frozenset(MEDIA_TYPES)
+CHANNELDATA = "channeldata.json"
 
 
 def locate(rest: list[str], request: Request) -> Located | None:
@@ -46,10 +45,11 @@ def stored(rest: list[str]) -> str | None:
 
 async def serve(request: Request, rt: Runtime, p: Principal, view: ChannelView, rest: list[str]) -> Response:
     if rest == ["channeldata.json"]:
-        data = await run_in_threadpool(serving.channeldata, rt.sessions, view.id, view.path)
-        etag = '"' + hashlib.sha256(data).hexdigest()[:24] + '"'
-        return bytes_response(request, data, etag, serving.http_now(), "application/json",
-                              view.privacy == "public")
+        # Built once per change of the channel's conda subdirs, not per request.
+        pub = rt.indexer.documents.peek(view.id, CHANNELDATA) or await run_in_threadpool(
+            rt.indexer.documents.publication, view.id, CHANNELDATA, SUBDIR_SET, "application/json",
+            lambda: serving.channeldata(rt.sessions, view.id, view.path))
+        return await send_published(request, view, pub, Located("conda", "", CHANNELDATA))
     if len(rest) < 2 or rest[0] not in SUBDIR_SET:
         raise NotFound(f"Nothing at {request.url.path}",
                        "Subdirs are platform names such as noarch or linux-64", code="not_found")
