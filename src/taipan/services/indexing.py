@@ -125,6 +125,14 @@ class Publication:
         key = name if coding is None else (name + ".zst" if coding == "zstd" else f"{name}|gzip")
         return self.is_prepared(key)
 
+    def blob(self, name: str, coding: str | None) -> str | None:
+        """The digest of the one stored blob that holds ``name`` exactly as sent in ``coding``
+        (identity, or zstd from ``<name>.zst``); None for a file made on demand or not stored whole
+        (what a front server may then not send itself)."""
+        key = {None: name, "zstd": name + ".zst"}.get(coding)
+        stored = self.manifest.get(key) if key is not None else None
+        return stored[0] if stored is not None else None
+
     def file(self, name: str) -> bytes:
         """The bytes of one file; derived files are built on first use, once per publication.
 

@@ -154,3 +154,22 @@ def test_downloads_are_counted_once_per_get_from_byte_zero(server, conda_package
     wait_for(lambda: count() >= 3, "the downloads were not counted")
     time.sleep(1.5)  # later batches add nothing
     assert count() == 3
+
+
+def test_offload_hands_packages_and_whole_index_files_to_the_front_server(server_factory, conda_packages):
+    server = server_factory({"TAIPAN_SERVER__OFFLOAD": "x-sendfile"})
+    p = conda_packages["hello"]
+    url = upload(server, server.admin_token(), "handed", p)
+    blobs = server.home / "blobs"
+    for _ in range(2):
+        got = httpx.get(url)
+        assert got.status_code == 200 and got.content == b"" and got.headers["etag"].strip('"') in got.headers[
+            "x-sendfile"]
+        assert open(got.headers["x-sendfile"], "rb").read() == p.read_bytes()
+        assert httpx.get(url, headers={"If-None-Match": got.headers["etag"]}).status_code == 304
+    index = url.rsplit("/", 1)[0] + "/repodata.json"
+    for coding in ("identity", "zstd"):
+        handed = httpx.get(index, headers={"Accept-Encoding": coding})
+        assert handed.content == b"" and handed.headers["x-sendfile"].startswith(str(blobs))
+    made = httpx.get(index, headers={"Accept-Encoding": "gzip"})  # made on demand: sent by Taipan
+    assert "x-sendfile" not in made.headers and p.name in made.json()["packages.conda"]

@@ -34,6 +34,7 @@ from taipan.web.repo.common import (
     choose_coding,
     etag_matches,
     principal_for,
+    published_offload,
     send_published,
 )
 from taipan.web.repo.stored import StoredFileResponse, stored_files
@@ -171,7 +172,8 @@ def stored_file(request: Request, caller: Caller) -> StoredFileResponse | None:
 def from_memory(request: Request, caller: Caller) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
     """The answer to a GET or HEAD of an index file when everything needed is already in memory
     (credentials, channel, publication, the file's bytes in the coding asked for): a 304 for a
-    matching If-None-Match, else the bytes. None sends the request down the full path."""
+    matching If-None-Match, else the bytes, or with offload (a file stored as one blob) the header
+    by which the front server sends them. None sends the request down the full path."""
     headers = request.headers
     if "if-modified-since" in headers and "if-none-match" not in headers:
         return None  # dates are compared on the full path
@@ -187,7 +189,9 @@ def from_memory(request: Request, caller: Caller) -> tuple[int, list[tuple[bytes
     etag = pub.etag_for(located.name, coding)
     inm = headers.get("if-none-match")
     matched = inm is not None and etag_matches(inm, etag)
-    if not matched and not pub.is_ready(located.name, coding):
+    # A front server sends a file stored as one blob (offload); else the bytes must be in memory.
+    offload = None if matched else published_offload(rt, pub, located.name, coding)
+    if not matched and offload is None and not pub.is_ready(located.name, coding):
         return None
     vary = [v for k, v in located.headers if k.lower() == "vary"]
     if offered:
@@ -198,14 +202,14 @@ def from_memory(request: Request, caller: Caller) -> tuple[int, list[tuple[bytes
               *((k.lower().encode(), v.encode()) for k, v in located.headers if k.lower() != "vary")]
     if matched:
         return 304, answer, b""
-    data = pub.encoded(located.name, coding)
     media = pub.media_type(located.name)
     if media.startswith("text/") and "charset=" not in media:
         media += "; charset=utf-8"  # as Starlette's Response says it on the full path
-    answer += [(b"content-type", media.encode()),
-               (b"content-length", str(len(data)).encode()),
-               *(((b"content-encoding", coding.encode()),) if coding else ())]
-    return 200, answer, data
+    answer += [(b"content-type", media.encode()), *(((b"content-encoding", coding.encode()),) if coding else ())]
+    if offload is not None:
+        return 200, [*answer, offload, (b"content-length", b"0")], b""
+    data = pub.encoded(located.name, coding)
+    return 200, [*answer, (b"content-length", str(len(data)).encode())], data
 
 
 class RepoApp:

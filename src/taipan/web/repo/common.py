@@ -159,10 +159,24 @@ async def send_published(request: Request, view: ChannelView, pub: Publication, 
         headers = [*((k, v) for k, v in headers if k.lower() != "vary"), ("Vary", vary)]
     if coding is not None:
         headers.append(("Content-Encoding", coding))
+    etag = pub.etag_for(located.name, coding)
+    offload = published_offload(request.app.state.runtime, pub, located.name, coding)
+    if offload is not None and not not_modified(request, etag, pub.last_modified):
+        headers.append((offload[0].decode(), offload[1].decode()))
+        return bytes_response(request, b"", etag, pub.last_modified, pub.media_type(located.name),
+                              view.privacy == "public", extra_headers=headers)
     data = pub.encoded(located.name, coding) if pub.is_ready(located.name, coding) else await run_in_threadpool(
         pub.encoded, located.name, coding)
-    return bytes_response(request, data, pub.etag_for(located.name, coding), pub.last_modified,
+    return bytes_response(request, data, etag, pub.last_modified,
                           pub.media_type(located.name), view.privacy == "public", extra_headers=headers)
+
+
+def published_offload(rt: Runtime, pub: Publication, name: str, coding: str | None) -> tuple[bytes, bytes] | None:
+    """The offload header for a file of a publication that is stored as one blob, exactly as sent
+    (so a front server sends index files too); None when offload is off or the file is not."""
+    sha = pub.blob(name, coding) if rt.settings.server.offload else None
+    path = rt.blobs.local_path(sha) if sha is not None else None
+    return stored.offload_header(rt, path) if path is not None else None
 
 
 def record_download(rt: Runtime, request: Request, p: Principal, view: ChannelView, f: File) -> None:
@@ -204,7 +218,7 @@ def send_stored_file(request: Request, rt: Runtime, p: Principal, view: ChannelV
     if path is None or not path.exists():
         raise NotFound(f"The stored file for {filename} is missing", "Ask an admin to check the blob store",
                        code="blob_missing")
-    found = stored.StoredFile.of(f, path, rt.settings.blob_path)
+    found = stored.StoredFile.of(rt, f, path)
     if index is None or pub is not None:
         cache.put(view.id, found, pub)
     return stored.StoredFileResponse(rt, p, view, found)

@@ -62,14 +62,26 @@ class StoredFile:
     path: str
     etag: bytes
     last_modified: bytes
-    offload_path: str  # the blob's path under the blob directory, for X-Accel-Redirect
+    offload: tuple[bytes, bytes] | None  # the header that hands the sending to a front server
 
     @classmethod
-    def of(cls, f: File, path: Path, blob_root: Path) -> StoredFile:
+    def of(cls, rt: Runtime, f: File, path: Path) -> StoredFile:
         stat = path.stat()
-        inside = path.relative_to(blob_root).as_posix() if path.is_relative_to(blob_root) else ""
         return cls(f.id, f.family, f.name, f.version, f.subdir, f.filename, f.ckey, stat.st_size, str(path),
-                   f'"{f.sha256}"'.encode(), formatdate(stat.st_mtime, usegmt=True).encode(), inside)
+                   f'"{f.sha256}"'.encode(), formatdate(stat.st_mtime, usegmt=True).encode(),
+                   offload_header(rt, path))
+
+
+def offload_header(rt: Runtime, path: Path) -> tuple[bytes, bytes] | None:
+    """The header by which a front server sends the blob at ``path`` itself (server.offload):
+    nginx's X-Accel-Redirect names it under an internal location aliasing the blob directory,
+    X-Sendfile by its path. None when offload is off (or the blob is outside that directory)."""
+    mode, root = rt.settings.server.offload, rt.settings.blob_path
+    if mode == "x-sendfile":
+        return b"x-sendfile", str(path).encode()
+    if mode == "x-accel-redirect" and path.is_relative_to(root):
+        return b"x-accel-redirect", (rt.settings.server.offload_prefix + path.relative_to(root).as_posix()).encode()
+    return None
 
 
 class StoredFiles:
@@ -159,13 +171,12 @@ async def answer(scope: Scope, send: Send, rt: Runtime, p: Principal, view: Any,
     rng = _header(scope, b"range")
     if get and (not rng or rng.startswith(b"bytes=0-")):
         record_download(rt, scope, p, view, f)
-    headers += [(b"content-type", OCTET_STREAM), (b"accept-ranges", b"bytes")]
-    offload = rt.settings.server.offload
-    if offload:
+    headers.append((b"content-type", OCTET_STREAM))
+    if f.offload is not None:
         # The front server sends the bytes (and answers Range itself) after this authorisation.
-        target = rt.settings.server.offload_prefix + f.offload_path if offload == "x-accel-redirect" else f.path
-        await _finish(send, 200, [*headers, (offload.encode(), target.encode())])
+        await _finish(send, 200, [*headers, f.offload])
         return
+    headers.append((b"accept-ranges", b"bytes"))
     span = _range(rng, f.size) if rng and _if_range_holds(_header(scope, b"if-range"), f) else None
     if span == ():
         await _finish(send, 416, [*headers, (b"content-range", f"bytes */{f.size}".encode())])
