@@ -80,7 +80,8 @@ class ChannelCache:
 
 
 def channel_cache(rt: Runtime) -> ChannelCache:
-    return rt.extras.setdefault("channel_cache", ChannelCache())
+    cache = rt.extras.get("channel_cache")  # made once: this runs on every request
+    return cache if cache is not None else rt.extras.setdefault("channel_cache", ChannelCache())
 
 
 CACHE_CONTROL = {True: b"public, max-age=0, must-revalidate", False: b"private, max-age=0, must-revalidate"}

@@ -120,7 +120,8 @@ class StoredFiles:
 
 
 def stored_files(rt: Runtime) -> StoredFiles:
-    return rt.extras.setdefault("stored_files", StoredFiles())
+    cache = rt.extras.get("stored_files")  # made once: this runs on every download
+    return cache if cache is not None else rt.extras.setdefault("stored_files", StoredFiles())
 
 
 def current_publication(rt: Runtime, channel_id: str, index: tuple[str, str], *,
