@@ -181,7 +181,7 @@ def published_offload(rt: Runtime, pub: Publication, name: str, coding: str | No
 
 
 def record_download(rt: Runtime, request: Request, p: Principal, view: ChannelView, f: File) -> None:
-    stored.record_download(rt, request.scope, p, view, f)
+    stored.record_download(rt, request.scope, p, view, stored.file_identity(f))
 
 
 def send_stored_file(request: Request, rt: Runtime, p: Principal, view: ChannelView, ckey: str,

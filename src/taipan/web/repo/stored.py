@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
@@ -51,13 +52,9 @@ CACHE_CONTROL = {True: b"public, max-age=31536000, immutable", False: b"private,
 class StoredFile:
     """What answering a download of one stored file needs, without the database."""
 
-    id: str
-    family: str
-    name: str
-    version: str
-    subdir: str
-    filename: str
     ckey: str
+    subdir: str  # the partition whose publication lists the file
+    identity: Mapping[str, Any]  # the file as a download record names it
     size: int
     path: str
     etag: bytes
@@ -67,9 +64,13 @@ class StoredFile:
     @classmethod
     def of(cls, rt: Runtime, f: File, path: Path) -> StoredFile:
         stat = path.stat()
-        return cls(f.id, f.family, f.name, f.version, f.subdir, f.filename, f.ckey, stat.st_size, str(path),
-                   f'"{f.sha256}"'.encode(), formatdate(stat.st_mtime, usegmt=True).encode(),
-                   offload_header(rt, path))
+        return cls(f.ckey, f.subdir, file_identity(f), stat.st_size, str(path), f'"{f.sha256}"'.encode(),
+                   formatdate(stat.st_mtime, usegmt=True).encode(), offload_header(rt, path))
+
+
+def file_identity(f: File) -> dict[str, Any]:
+    return {"file_id": f.id, "family": f.family, "package": f.name, "version": f.version, "ckey": f.ckey,
+            "subdir": f.subdir, "filename": f.filename, "size": f.size}
 
 
 def offload_header(rt: Runtime, path: Path) -> tuple[bytes, bytes] | None:
@@ -139,15 +140,13 @@ def current_publication(rt: Runtime, channel_id: str, index: tuple[str, str], *,
         return None
 
 
-def record_download(rt: Runtime, scope: Scope, p: Principal, view: Any, f: Any) -> None:
-    """One download of ``f`` (a File or a StoredFile) by ``p``, batched by the recorder."""
+def record_download(rt: Runtime, scope: Scope, p: Principal, view: Any, identity: Mapping[str, Any]) -> None:
+    """One download of a file (``identity``: see file_identity) by ``p``, batched by the recorder."""
     client = scope.get("client")
     agent = _header(scope, b"user-agent").decode("latin-1")[:300]
     rt.downloads.record(
-        channel_id=view.id, channel_path=view.path, file_id=f.id, family=f.family, package=f.name,
-        version=f.version, ckey=f.ckey, subdir=f.subdir, filename=f.filename, size=f.size,
-        user_id=p.user_id, username=p.username, token_id=p.token_id,
-        remote_addr=client[0] if client else None, user_agent=agent or None)
+        channel_id=view.id, channel_path=view.path, **identity, user_id=p.user_id, username=p.username,
+        token_id=p.token_id, remote_addr=client[0] if client else None, user_agent=agent or None)
 
 
 class StoredFileResponse(Response):
@@ -171,7 +170,7 @@ async def answer(scope: Scope, send: Send, rt: Runtime, p: Principal, view: Any,
     get = scope["method"] == "GET"
     rng = _header(scope, b"range")
     if get and (not rng or rng.startswith(b"bytes=0-")):
-        record_download(rt, scope, p, view, f)
+        record_download(rt, scope, p, view, f.identity)
     headers.append((b"content-type", OCTET_STREAM))
     if f.offload is not None:
         # The front server sends the bytes (and answers Range itself) after this authorisation.
