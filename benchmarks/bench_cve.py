@@ -40,11 +40,11 @@ def cpe(vendor: str, product: str, ver: str = "*", part: str = "a") -> str:
     return f"cpe:2.3:{part}:{vendor}:{product}:{ver}:*:*:*:*:*:*:*"
 
 
-def nvd_record(i: int, rng: random.Random, products: int) -> dict:
+def nvd_record(i: int, rng: random.Random, products: int, prefix: str = "prod") -> dict:
     configs = []
     for _ in range(rng.choice((1, 1, 2, 3))):
         p = rng.randrange(products)
-        vendor, product = f"vendor{p}", f"prod{p}"
+        vendor, product = f"vendor{p}", f"{prefix}{p}"
         matches = []
         for _ in range(rng.choice((1, 1, 2))):
             kind = rng.random()
@@ -83,7 +83,8 @@ def nvd_record(i: int, rng: random.Random, products: int) -> dict:
         "weaknesses": [], "configurations": configs}}
 
 
-def write_feed(path: Path, n: int, products: int) -> None:
+def write_feed(path: Path, n: int, products: int, prefix: str = "prod") -> None:
+    """``n`` CVEs of products ``<prefix>0`` .. ``<prefix><products - 1>`` (also their package names)."""
     rng = random.Random(1)
     with gzip.open(path, "wt", compresslevel=1) as out:
         head = {"resultsPerPage": n, "startIndex": 0, "totalResults": n, "format": "NVD_CVE", "version": "2.0",
@@ -92,7 +93,7 @@ def write_feed(path: Path, n: int, products: int) -> None:
         for i in range(n):
             if i:
                 out.write(",")
-            out.write(json.dumps(nvd_record(i, rng, products)))
+            out.write(json.dumps(nvd_record(i, rng, products, prefix)))
         out.write("]}")
 
 

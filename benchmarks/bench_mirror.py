@@ -2,13 +2,15 @@
 evaluation rate.
 
     .venv/bin/python benchmarks/bench_mirror.py [--records 100000] [--runs 3]
-    .venv/bin/python benchmarks/bench_mirror.py --records 1500000 --peak-rss
+    .venv/bin/python benchmarks/bench_mirror.py --records 1500000 --peak-rss [--scenarios deps,cve]
 
 Builds a synthetic upstream channel (linux-64 with N records, noarch empty; repodata.json and .zst),
 serves it on 127.0.0.1 with a threaded http.server, starts `taipan serve` on a free port with a fresh
 home, and times `POST /api/channels/<ch>/mirrors` (run_now) until the mirror is `completed` and its
 repodata.json is served. Scenarios: only_spec filter (the target: < 10 s) and no filter (all records
-published as passive files). Then it times the filter engine alone over the same records.
+published as passive files); with --peak-rss also only_spec + include_dependencies and only_spec + a
+CVE filter (over a CVE store of 20,000 synthetic CVEs of the upstream's package names). Then it times
+the filter engine alone over the same records.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ import httpx
 import orjson
 import zstandard
 
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_cve import write_feed  # noqa: E402
+
 ONLY_SPECS = ["pkg42", "pkg7 >=1.5", "pkg12*", "pkg9999 1.*"]
 LICENSES = ["MIT", "BSD-3-Clause", "Apache-2.0", "GPL-3.0-or-later", "LGPL-2.1", "PSF-2.0", ""]
 
@@ -45,7 +50,8 @@ def iter_records(n: int) -> Any:
         digest = hashlib.sha256(fn.encode()).hexdigest()
         yield fn, {
             "name": name, "version": f"1.{minor}", "build": f"h{i:08x}_0", "build_number": 0,
-            "subdir": "linux-64", "depends": [f"pkg{(i * 7) % names} >=1.0", "libgcc >=12", "__glibc >=2.17"],
+            # each name depends on its "parent" (pkg0 <- pkg1, pkg2 <- pkg3 ...): a closure of a few levels
+            "subdir": "linux-64", "depends": [f"pkg{(i % names) // 2} >=1.0", "libgcc >=12", "__glibc >=2.17"],
             "license": LICENSES[i % len(LICENSES)], "timestamp": 1700000000000 + i * 1000,
             "sha256": digest, "md5": digest[:32], "size": 1000 + i % 5000,
         }
@@ -101,13 +107,33 @@ def peak_rss_mb(pid: int) -> tuple[float, float]:
     return cur, peak
 
 
-def big_sync(root: Path, upstream: str, label: str, filters: dict[str, Any]) -> None:
+# --peak-rss scenarios: name -> (label, mirror filters); "cve" runs over a store of synthetic CVEs.
+BIG_SCENARIOS = {
+    "only": ("only_spec", {"only_specs": ONLY_SPECS}),
+    "none": ("no filter", {}),
+    "deps": ("only_spec + include_dependencies", {"only_specs": ONLY_SPECS, "include_dependencies": True}),
+    "cve": ("only_spec + cve_score_threshold 7", {"only_specs": ONLY_SPECS, "cve_score_threshold": 7.0}),
+}
+CVES = 20_000
+
+
+def import_cves(home: Path, names: int) -> None:
+    """20,000 synthetic NVD records about the upstream's package names, imported into the server's store."""
+    feed = home / "nvd.json.gz"
+    write_feed(feed, CVES, names, prefix="pkg")
+    subprocess.run([sys.executable, "-m", "taipan.admin.main", "cve", "import", "--no-match", str(feed)],
+                   env={**os.environ, "TAIPAN_HOME": str(home)}, check=True, capture_output=True)
+
+
+def big_sync(root: Path, upstream: str, label: str, filters: dict[str, Any], names: int) -> None:
     """One passive sync in a fresh server: time to completed and the server's peak RSS (VmHWM, which
     covers the whole sync: nothing else runs in that process, and the index is built only on a GET)."""
-    home = root / f"home-{label.replace(' ', '')}"
+    home = root / f"home-{label.replace(' ', '').replace('+', '')}"
     home.mkdir()
     proc, url = start_taipan(home)
     try:
+        if "cve_score_threshold" in filters:
+            import_cves(home, names)
         with admin_client(url) as c:
             idle = peak_rss_mb(proc.pid)[0]
             assert c.post("/channels", json={"name": "big"}).status_code == 201
@@ -126,10 +152,13 @@ def big_sync(root: Path, upstream: str, label: str, filters: dict[str, Any]) -> 
             assert m["state"] == "completed", m
             s = m["sync_state"]
             hwm = peak_rss_mb(proc.pid)[1]
+            dropped = {k: v for level in ("mirror_filtered", "channel_filtered")
+                       for k, v in s["count"][level].items() if v}
             print(f"passive sync, {label:<10}: {took:.1f} s to completed; server RSS idle {idle:.0f} MB, "
                   f"peak {hwm:.0f} MB (VmHWM; highest sampled {peak_seen:.0f} MB); index parsed: "
                   f"{s.get('index_parse')}; {s['upstream_records']:,} upstream records, "
-                  f"{s['count']['passive']:,} published; filter+plan {s['filter_seconds']:.1f} s")
+                  f"{s['count']['passive']:,} published; filter+plan {s['filter_seconds']:.1f} s; "
+                  f"dropped {dropped}", flush=True)
     finally:
         proc.terminate()
         proc.wait(60)
@@ -141,7 +170,9 @@ def start_taipan(home: Path) -> tuple[subprocess.Popen[bytes], str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "TAIPAN_HOME": str(home), "TAIPAN_ADMIN_PASSWORD": "bench-password-1"}
+    # The upstream runs on loopback, which mirrors may not reach by default (the egress policy).
+    env = {**os.environ, "TAIPAN_HOME": str(home), "TAIPAN_ADMIN_PASSWORD": "bench-password-1",
+           "TAIPAN_MIRRORS__ALLOWED_NETWORKS": '["127.0.0.0/8"]'}
     log = open(home / "server.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "taipan.admin.main", "serve", "--host", "127.0.0.1",
                              "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -222,6 +253,8 @@ def main() -> None:
     ap.add_argument("--peak-rss", action="store_true",
                     help="one sync per scenario, each in a fresh server, reporting its peak RSS "
                          "(for big upstreams, e.g. --records 1500000)")
+    ap.add_argument("--scenarios", default=",".join(BIG_SCENARIOS),
+                    help=f"with --peak-rss: which of {', '.join(BIG_SCENARIOS)} to run (comma-separated)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -234,8 +267,9 @@ def main() -> None:
         httpd, upstream = serve_dir(root / "upstream")
         if args.peak_rss:
             try:
-                for label, filters in (("only_spec", {"only_specs": ONLY_SPECS}), ("no filter", {})):
-                    big_sync(root, upstream, label, filters)
+                for key in args.scenarios.split(","):
+                    label, filters = BIG_SCENARIOS[key.strip()]
+                    big_sync(root, upstream, label, filters, max(1, args.records // 10))
             finally:
                 httpd.shutdown()
             return

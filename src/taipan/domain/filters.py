@@ -258,6 +258,11 @@ class CompiledFilters:
     ch_exclude_uncurated: bool = False
 
     @property
+    def closes_dependencies(self) -> bool:
+        """Only specs with their dependencies: the selection needs every candidate at once."""
+        return bool(self.only) and self.include_dependencies
+
+    @property
     def uses_cves(self) -> bool:
         return (self.cve_threshold is not None or self.exclude_uncurated or self.ch_cve_threshold is not None
                 or self.ch_exclude_uncurated)
@@ -300,7 +305,7 @@ def _license_ok(fam: str, include: frozenset[str], exclude: frozenset[str]) -> b
     return (not include or fam in include) and fam not in exclude
 
 
-def _first_drop(rec: Mapping[str, Any], f: CompiledFilters) -> tuple[str, str] | None:
+def first_drop(rec: Mapping[str, Any], f: CompiledFilters) -> tuple[str, str] | None:
     """Which non-spec filter drops the record, if any, as (level, counter)."""
     if f.ch_include_licenses or f.ch_exclude_licenses or f.include_licenses or f.exclude_licenses:
         fam = license_family(rec)
@@ -325,7 +330,7 @@ def _first_drop(rec: Mapping[str, Any], f: CompiledFilters) -> tuple[str, str] |
 CveOf = Callable[[str, Mapping[str, Any]], tuple[float | None, str | None]]
 
 
-def _cve_drop(subdir: str, rec: Mapping[str, Any], f: CompiledFilters, cve_of: CveOf) -> tuple[str, str] | None:
+def cve_drop(subdir: str, rec: Mapping[str, Any], f: CompiledFilters, cve_of: CveOf) -> tuple[str, str] | None:
     score, status = cve_of(subdir, rec)
     if cve_breach(score, status, f.ch_cve_threshold, f.ch_exclude_uncurated):
         return "channel_filtered", "cve"
@@ -336,7 +341,10 @@ def _cve_drop(subdir: str, rec: Mapping[str, Any], f: CompiledFilters, cve_of: C
 
 def select(upstream: Mapping[str, Records], filters: CompiledFilters, cve_of: CveOf | None = None) -> Selection:
     """Apply the filters to the records of every mirrored subdir (``subdir -> filename -> record``).
-    ``cve_of(subdir, record)`` gives a record's CVE score and status, for the CVE filters."""
+    ``cve_of(subdir, record)`` gives a record's CVE score and status, for the CVE filters.
+
+    Every record in memory: the engine of the one-record channel checks (uploads, copies), and the
+    reference that ``stream_filters.StreamSelector`` (what mirror runs use) is tested against."""
     if not filters.uses_cves:
         cve_of = None
     sel = Selection(kept={})
@@ -348,9 +356,9 @@ def select(upstream: Mapping[str, Records], filters: CompiledFilters, cve_of: Cv
         sel.evaluated += len(records)
         kept = pool.setdefault(subdir, {})
         for fn, rec in records.items():
-            drop = _first_drop(rec, filters)
+            drop = first_drop(rec, filters)
             if drop is None and cve_of is not None:
-                drop = _cve_drop(subdir, rec, filters, cve_of)
+                drop = cve_drop(subdir, rec, filters, cve_of)
             if drop is None:
                 kept[fn] = rec
             else:
@@ -367,49 +375,6 @@ def select(upstream: Mapping[str, Records], filters: CompiledFilters, cve_of: Cv
     for subdir, recs in chosen.items():
         sel.kept[subdir] = drop_legacy_duplicates(recs, counts)
     return sel
-
-
-class StreamSelector:
-    """``select`` one record at a time, for upstreams too big to hold in memory.
-
-    Give it a subdir's ``packages.conda`` records first, then its ``packages`` (.tar.bz2) records:
-    a .tar.bz2 is dropped when the .conda of the same build was kept, as in ``select``. The counts,
-    ``evaluated`` and the records kept are the same as ``select``'s over the same records. With
-    ``only_specs`` + ``include_dependencies`` the whole pool is needed (``streams`` is False): use
-    ``select``.
-    """
-
-    def __init__(self, filters: CompiledFilters) -> None:
-        self.filters = filters
-        self.counts = empty_counts()
-        self.evaluated = 0
-        self.kept_count = 0
-        self.streams = not (filters.only and filters.include_dependencies)
-        self._stems: set[str] = set()
-
-    def wants(self, subdir: str) -> bool:
-        return self.filters.subdirs is None or subdir in self.filters.subdirs
-
-    def start_subdir(self) -> None:
-        self._stems = set()
-
-    def keep(self, fn: str, rec: Mapping[str, Any]) -> bool:
-        f, counts = self.filters, self.counts
-        self.evaluated += 1
-        drop = _first_drop(rec, f)
-        if drop is not None:
-            counts[drop[0]][drop[1]] += 1
-            return False
-        if f.only and not (f.only.could_match(str(rec.get("name", ""))) and f.only.any_match(rec)):
-            counts["mirror_filtered"]["only_specs"] += 1
-            return False
-        if fn.endswith(".conda"):
-            self._stems.add(fn[:-6])
-        elif fn.endswith(".tar.bz2") and fn[:-8] in self._stems:
-            counts["mirror_filtered"]["duplicated_legacy_conda"] += 1
-            return False
-        self.kept_count += 1
-        return True
 
 
 def drop_legacy_duplicates(records: Records, counts: dict[str, Any]) -> dict[str, Mapping[str, Any]]:
@@ -449,7 +414,7 @@ def dependency_closure(chosen: Mapping[str, Records],
             seen_deps.add((scope, dep))
             spec = specs.get(dep, False)
             if spec is False:
-                spec = specs[dep] = _dep_spec(dep)
+                spec = specs[dep] = dep_spec(dep)
             if spec is None or spec.name is None:
                 continue
             for cand_sd, fn, cand in by_name.get(spec.name, []):
@@ -461,14 +426,13 @@ def dependency_closure(chosen: Mapping[str, Records],
     return out
 
 
-def _dep_spec(text: str) -> Spec | None:
+def dep_spec(text: str) -> Spec | None:
     if text.startswith("__"):  # virtual packages are provided by the client machine
         return None
     try:
         return parse_spec(text)
     except InvalidInput:
         return None
-
 
 
 def validate_cron(expr: Any) -> str:

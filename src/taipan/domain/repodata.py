@@ -1,7 +1,7 @@
 """Build repodata.json, current_repodata.json, channeldata.json and CEP-16 shards from records.
 
-Records arrive as pre-serialized JSON fragments (bytes), so that a subdir of 100,000 records is
-re-assembled by joining bytes rather than re-encoding dicts.
+repodata.json is published in segments (see ``families.conda.SubdirIndex``): a head, the members of
+``packages`` of every bucket of package names, a middle, the members of ``packages.conda``, a tail.
 """
 
 from __future__ import annotations
@@ -23,30 +23,28 @@ def record_bytes(record: Mapping[str, Any]) -> bytes:
     return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
 
 
-def fragment(filename: str, record_json: bytes) -> bytes:
-    return orjson.dumps(filename) + b":" + record_json
-
-
 def is_conda_v2(filename: str) -> bool:
     return filename.endswith(".conda")
 
 
-def assemble_repodata(subdir: str, fragments: Mapping[str, bytes], *, base_url: str | None = None,
-                      removed: Iterable[str] = ()) -> bytes:
-    """Join the fragments of one subdir into repodata.json bytes, ordered by file name."""
-    tar, conda = [], []
-    for fn in sorted(fragments):
-        (conda if is_conda_v2(fn) else tar).append(fragments[fn])
-    info: dict[str, Any] = {"subdir": subdir}
-    if base_url is not None:
-        info["base_url"] = base_url
-    head = b'{"info":' + orjson.dumps(info)
-    return b"".join((
-        head,
-        b',"packages":{', b",".join(tar), b'},"packages.conda":{', b",".join(conda),
-        b'},"removed":', orjson.dumps(sorted(removed)),
-        b',"repodata_version":', str(REPODATA_VERSION).encode(), b"}",
-    ))
+def package_name(filename: str) -> str:
+    """The package name in a conda file name (``<name>-<version>-<build><ext>``)."""
+    return strip_ext(filename).rsplit("-", 2)[0]
+
+
+def repodata_head(subdir: str) -> bytes:
+    """What precedes the members of ``packages`` in repodata.json."""
+    return b'{"info":' + orjson.dumps({"subdir": subdir}) + b',"packages":{'
+
+
+# Between the members of ``packages`` and those of ``packages.conda``; after those.
+REPODATA_MIDDLE = b'},"packages.conda":{'
+REPODATA_TAIL = b'},"removed":[],"repodata_version":' + str(REPODATA_VERSION).encode() + b"}"
+
+
+def members(records: Mapping[str, Mapping[str, Any]]) -> bytes:
+    """``"fn":{record},...`` ordered by file name, records in their canonical encoding."""
+    return orjson.dumps(records, option=orjson.OPT_SORT_KEYS)[1:-1]
 
 
 def version_key(version: str) -> Any:
@@ -59,14 +57,20 @@ def version_key(version: str) -> Any:
 
 
 def current_subset(records: Mapping[str, Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
-    """For current_repodata.json: per package name, the files of its newest version."""
-    newest: dict[str, Any] = {}
+    """For current_repodata.json: per package name, the files of its newest version (each version
+    string is parsed once; a name with a single version string needs no parsing)."""
+    versions: dict[str, set[str]] = {}
     for rec in records.values():
-        name, key = rec["name"], version_key(str(rec["version"]))
-        if name not in newest or key > newest[name]:
-            newest[name] = key
-    return {fn: rec for fn, rec in records.items()
-            if version_key(str(rec["version"])) == newest[rec["name"]]}
+        versions.setdefault(rec["name"], set()).add(str(rec["version"]))
+    keep: dict[str, set[str]] = {}
+    for name, strings in versions.items():
+        if len(strings) == 1:
+            keep[name] = strings
+            continue
+        keys = {v: version_key(v) for v in strings}
+        newest = max(keys.values())
+        keep[name] = {v for v, k in keys.items() if k == newest}
+    return {fn: rec for fn, rec in records.items() if str(rec["version"]) in keep[rec["name"]]}
 
 
 def encode_shard(records: Mapping[str, Mapping[str, Any]]) -> bytes:
@@ -79,6 +83,12 @@ def encode_shard(records: Mapping[str, Mapping[str, Any]]) -> bytes:
                 rec[key] = bytes.fromhex(rec[key])
         shard["packages.conda" if is_conda_v2(fn) else "packages"][fn] = rec
     return zstandard.ZstdCompressor(level=3).compress(msgpack.packb(shard, use_bin_type=True))
+
+
+def shard_index_digests(data: bytes) -> frozenset[str]:
+    """The shard digests (hex) a shard index names."""
+    index = msgpack.unpackb(zstandard.ZstdDecompressor().decompressobj().decompress(data), raw=False)
+    return frozenset(d.hex() for d in index["shards"].values())
 
 
 def encode_shard_index(subdir: str, digests: Mapping[str, bytes], created_at: str) -> bytes:

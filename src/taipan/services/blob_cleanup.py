@@ -28,9 +28,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from taipan.db.maintenance import BlobCleanup
 from taipan.db.mirrors import Mirror
-from taipan.db.models import Channel, File, IndexPublication
+from taipan.db.models import Channel, File
 from taipan.domain.permissions import Principal
 from taipan.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
+from taipan.services.indexing import published_blobs
 from taipan.storage.base import BlobStore, StoredItem
 
 GRACE = timedelta(hours=1)
@@ -162,20 +163,10 @@ def _batches(items: Iterable[StoredItem | None], size: int) -> Iterator[list[Sto
         yield batch
 
 
-def referenced(db: Session, digests: list[str], published: set[str] | None = None) -> set[str]:
-    """The digests that a file or a current index publication refers to."""
+def referenced(db: Session, digests: list[str], published: set[str]) -> set[str]:
+    """The digests that a file or a current index publication (``published``) refers to."""
     used = set(db.scalars(select(File.sha256).where(File.sha256.in_(digests)).distinct()))
-    return used | (published_blobs(db) if published is None else published).intersection(digests)
-
-
-def published_blobs(db: Session) -> set[str]:
-    """Every blob that a current index publication pointer names (its files in the blob store).
-    Blobs of replaced publications are not in it: they are reclaimed like any other orphan. A
-    publish that reuses a blob touches it, so a cleanup that started before keeps it."""
-    used: set[str] = set()
-    for manifest in db.scalars(select(IndexPublication.manifest)):
-        used.update(v[0] for v in (manifest or {}).get("files", {}).values())
-    return used
+    return used | published.intersection(digests)
 
 
 def scan(sessions: sessionmaker[Session], blobs: BlobStore, cid: str) -> None:
@@ -187,7 +178,7 @@ def scan(sessions: sessionmaker[Session], blobs: BlobStore, cid: str) -> None:
         with sessions() as db:
             limit = protected_since(db, started)
             candidates = db.scalar(select(BlobCleanup.candidates).where(BlobCleanup.id == cid))
-            published = published_blobs(db)
+            published = published_blobs(db, blobs)
         items: Iterable[StoredItem | None] = (
             blobs.iter_blobs() if candidates is None else (blobs.stat(s) for s in candidates))
         orphans: list[list[Any]] = []
@@ -223,7 +214,7 @@ def delete(sessions: sessionmaker[Session], blobs: BlobStore, cid: str) -> None:
             return
         orphans = list(row.orphans or [])
         limit = protected_since(db, started)
-        published = published_blobs(db)
+        published = published_blobs(db, blobs)
 
     def unused(sha: str) -> bool:
         if sha in published:
@@ -274,7 +265,7 @@ def diagnose(db: Session, blobs: BlobStore, channel_names: list[str] | None) -> 
     stored: dict[str, StoredItem] = {b.name: b for b in blobs.iter_blobs()}
     digests = list(stored)
     used: set[str] = set()
-    published = published_blobs(db)
+    published = published_blobs(db, blobs)
     for i in range(0, len(digests), BATCH):
         used |= referenced(db, digests[i:i + BATCH], published)
     orphans = [b for sha, b in stored.items() if sha not in used]

@@ -1,6 +1,7 @@
 """Channel filters applied to what enters a channel, and CVE filters kept true as CVE data changes.
 
-- ``assessor``: the CVE score and status a file *would* have (for mirror selection, uploads, copies).
+- ``Assessor``, ``assessor``: the CVE score and status a file *would* have (for mirror selection,
+  uploads, copies), loading the CVE store's affects by name, in batches, with a bounded cache.
 - ``check_channel_filters``: refuse an upload or a copy that the channel's filters exclude (licenses,
   exclude specs, CVE score and uncurated CVEs).
 - ``enforce``: after CVE data changed (import, sync, curation, mapping edits, rematches), files that now
@@ -10,7 +11,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
@@ -24,25 +26,60 @@ from taipan.services import cve_matching
 from taipan.services.channels import add_event
 from taipan.services.indexing import log_changes
 
+# How many package keys (name x ecosystem) an Assessor keeps loaded: a cache, emptied when full.
+KEYS_CACHED = 50_000
+
+
+class Assessor:
+    """``(subdir, record) -> (score, status)`` for files of one family, from the CVE store as it is now.
+
+    The affects of a name are loaded on first use, or ahead for a batch of names (``prime``, one query
+    per 500 keys), through ``sessions`` (a context manager factory of database sessions); at most
+    about ``limit`` keys stay loaded, so a mirror run over 1.5M upstream records holds a bounded part
+    of the CVE store whatever the number of names it meets.
+    """
+
+    def __init__(self, sessions: Callable[[], AbstractContextManager[Session]], family: str,
+                 limit: int = KEYS_CACHED) -> None:
+        self.sessions, self.family, self.limit = sessions, family, limit
+        self.version_key = cve_matching._version_key(family)
+        self.loaded: set[tuple[str, str]] = set()
+        self.by_key: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
+        self.states: dict[str, tuple[float | None, str]] = {}
+
+    def prime(self, names: Iterable[str]) -> None:
+        """Load the affects of these names (those not loaded yet) at once."""
+        keys = {k for n in names for k in cve_matching.file_keys(self.family, n)} - self.loaded
+        if not keys:
+            return
+        if len(self.loaded) + len(keys) > self.limit:
+            self.loaded, self.by_key, self.states = set(), {}, {}
+        with self.sessions() as db:
+            index = cve_matching.Index.load(db, keys)
+            cve_ids = {c for specs in index.by_key.values() for c, _ in specs} - self.states.keys()
+            self.states.update(cve_matching._cve_states(db, cve_ids))
+        self.by_key.update(index.by_key)
+        self.loaded |= keys
+
+    def __call__(self, subdir: str, rec: Mapping[str, Any]) -> tuple[float | None, str | None]:
+        if self.version_key is None:
+            return None, None
+        name, version = str(rec.get("name", "")), str(rec.get("version", ""))
+        keys = cve_matching.file_keys(self.family, name)
+        if not self.loaded.issuperset(keys):
+            self.prime([name])
+        found: set[str] = set()
+        for eco, key in keys:
+            for cve_id, spec in self.by_key.get((eco, key), ()):
+                if cve_id not in found and rules.affected(eco, spec, version, self.version_key, subdir):
+                    found.add(cve_id)
+        return rules.file_summary(self.states[c] for c in found if c in self.states)
+
 
 def assessor(db: Session, family: str, names: set[str]) -> flt.CveOf:
-    """``(subdir, record) -> (score, status)`` for files of ``family`` named in ``names``, from the
-    CVE store as it is now (one index load for all of them)."""
-    keys = {k for n in names for k in cve_matching.file_keys(family, n)}
-    index = cve_matching.Index.load(db, keys)
-    states = cve_matching._cve_states(db, {c for specs in index.by_key.values() for c, _ in specs})
-    version_key = cve_matching._version_key(family)
-
-    def cve_of(subdir: str, rec: Mapping[str, Any]) -> tuple[float | None, str | None]:
-        name, version = str(rec.get("name", "")), str(rec.get("version", ""))
-        if version_key is None:
-            return None, None
-        found: set[str] = set()
-        for eco, key in cve_matching.file_keys(family, name):
-            for cve_id, spec in index.by_key.get((eco, key), ()):
-                if cve_id not in found and rules.affected(eco, spec, version, version_key, subdir):
-                    found.add(cve_id)
-        return rules.file_summary(states[c] for c in found if c in states)
+    """An ``Assessor`` on this session with the affects of ``names`` loaded at once."""
+    cve_of = Assessor(lambda: nullcontext(db), family, limit=max(KEYS_CACHED, 4 * len(names)))
+    cve_of.prime(names)
     return cve_of
 
 

@@ -10,29 +10,26 @@ changes are new since the last look (all of them at once, so bursts are coalesce
 Other processes' writes are noticed by polling the log at most once per ``poll_interval``.
 
 Publications are shared by every process and node: a build writes each file once to the blob store
-(content-addressed by sha256) and points the partition's ``IndexPublication`` row at them. A process
-that finds a pointer as new as the log adopts it instead of building: it keeps only the manifest in
-memory and reads files from the blob store when asked (small ones are then cached with the
-publication). Lazily derived files of an adopted publication are made from a local build of the
-same log position, on first request, once per publication.
+(content-addressed by sha256; a segmented file's changed parts are written while the index builds)
+and points the partition's ``IndexPublication`` row at them. A process that finds a pointer as new
+as the log adopts it instead of building: it keeps only the manifest in memory and reads files from
+the blob store when asked (small ones are then cached with the publication). Lazily derived files of
+an adopted publication are compressed from its stored files (``Compressed``) or made from a local
+build of the same log position, on first request, once per publication.
 
 This is the one mechanism by which every family publishes an index and every serving route reads it.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import logging
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from pathlib import Path
+from typing import Any
 
 import zstandard
 from sqlalchemy import func, select
@@ -42,147 +39,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from taipan.db.models import Channel, File, IndexChange, IndexPublication, utcnow
 from taipan.domain import families
 from taipan.domain.families import IndexFiles, PartitionIndex
-from taipan.errors import ServiceUnavailable
+from taipan.domain.families.base import Chunk, Compressed, Segmented
+from taipan.services.publication import BlobSink, Publication, body_size, compress, put_bytes, read_blob
 from taipan.storage.base import BlobStore
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = "2"
-# Media types worth compressing on the fly for clients that accept it (once per publication).
-COMPRESSIBLE = ("application/json", "text/", "application/vnd.pypi.simple")
-GZIP_LEVEL = 6
-# How long a request waits for another request's build of the same lazily derived file.
-LAZY_BUILD_WAIT = 30.0
-# Files of an adopted publication up to this size stay in memory once read; larger ones are read from
-# the blob store on each request (derived encodings of them are cached, and are small).
-CACHE_FILE_LIMIT = 1 << 20
-
-
-@dataclass
-class Publication:
-    """One immutable, consistent set of a partition's index files."""
-
-    family: str
-    subdir: str
-    seq: int
-    index: IndexFiles
-    etag_base: str
-    last_modified: str
-    created: float
-    # name -> (sha256, size) of every file stored in the blob store (empty when not shared).
-    manifest: dict[str, tuple[str, int]] = field(default_factory=dict)
-    # Names derived on demand whose builders this process does not hold (an adopted publication).
-    lazy_names: frozenset[str] = frozenset()
-    adopted: bool = False
-    _blobs: BlobStore | None = field(default=None, repr=False)
-    _materialize: Callable[[], Publication] | None = field(default=None, repr=False)
-    _local: Publication | None = field(default=None, repr=False)
-    _lazy: dict[str, bytes] = field(default_factory=dict, repr=False)
-    _locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
-    _guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def has(self, name: str) -> bool:
-        return (name in self.index.files or name in self.index.lazy or name in self.manifest
-                or name in self.lazy_names)
-
-    def is_prepared(self, name: str) -> bool:
-        """True when the file's bytes are in memory already (no build or read on first request)."""
-        return name in self.index.files or name in self._lazy
-
-    def etag(self, name: str) -> str:
-        override = self.index.etags.get(name)
-        if override is not None:
-            return override
-        return f'"{self.etag_base}-{name.replace(".", "-").replace("/", "-")}"'
-
-    def media_type(self, name: str) -> str:
-        return self.index.media_types.get(name, "application/octet-stream")
-
-    def encodings(self, name: str) -> tuple[str, ...]:
-        """The content codings this file is offered in besides identity, best first: zstd when the
-        partition publishes ``<name>.zst`` (the same bytes, compressed), gzip for text-like files."""
-        offered = []
-        if self.has(name + ".zst"):
-            offered.append("zstd")
-        if self.media_type(name).startswith(COMPRESSIBLE):
-            offered.append("gzip")
-        return tuple(offered)
-
-    def encoded(self, name: str, coding: str | None) -> bytes:
-        """The bytes of ``name`` in a content coding (None: identity); gzip is made once per
-        publication, on first request, deterministically (no timestamp in the header)."""
-        if coding is None:
-            return self.file(name)
-        if coding == "zstd":
-            return self.file(name + ".zst")
-        return self._derive(f"{name}|gzip", lambda pub: gzip.compress(pub.file(name), GZIP_LEVEL, mtime=0))
-
-    def etag_for(self, name: str, coding: str | None) -> str:
-        etag = self.etag(name)
-        return etag if coding is None else f'{etag[:-1]}-{coding}"'
-
-    def is_ready(self, name: str, coding: str | None) -> bool:
-        key = name if coding is None else (name + ".zst" if coding == "zstd" else f"{name}|gzip")
-        return self.is_prepared(key)
-
-    def blob(self, name: str, coding: str | None) -> str | None:
-        """The digest of the one stored blob that holds ``name`` exactly as sent in ``coding``
-        (identity, or zstd from ``<name>.zst``); None for a file made on demand or not stored whole
-        (what a front server may then not send itself)."""
-        key = {None: name, "zstd": name + ".zst"}.get(coding)
-        stored = self.manifest.get(key) if key is not None else None
-        return stored[0] if stored is not None else None
-
-    def file(self, name: str) -> bytes:
-        """The bytes of one file; derived files are built on first use, once per publication.
-
-        One lock per file, so that a derived file may build from another derived file without
-        waiting on itself; and a bounded wait, so that no request thread is held for ever.
-        """
-        data = self.index.files.get(name)
-        if data is not None:
-            return data
-        stored = self.manifest.get(name)
-        if stored is not None and self._blobs is not None:
-            cached = self._lazy.get(name)
-            if cached is not None:
-                return cached
-            if stored[1] <= CACHE_FILE_LIMIT:
-                return self._derive(name, lambda pub: pub._read(name))
-            return self._read(name)
-        build = self.index.lazy.get(name)
-        if build is None and name in self.lazy_names and self._materialize is not None:
-            materialize = self._materialize
-            build = lambda pub: materialize().file(name)  # noqa: E731
-        if build is None:
-            raise KeyError(name)
-        return self._derive(name, build)
-
-    def _read(self, name: str) -> bytes:
-        assert self._blobs is not None
-        sha, size = self.manifest[name]
-        with self._blobs.open(sha) as f:
-            data = f.read()
-        if len(data) != size:
-            raise ServiceUnavailable(f"{name} of {self.subdir} is being replaced", "Retry in a few seconds",
-                                     code="index_building", retry_after=1)
-        return data
-
-    def _derive(self, name: str, build: Callable[[Publication], bytes]) -> bytes:
-        data = self._lazy.get(name)
-        if data is not None:
-            return data
-        with self._guard:
-            lock = self._locks.setdefault(name, threading.Lock())
-        if not lock.acquire(timeout=LAZY_BUILD_WAIT):
-            raise ServiceUnavailable(f"{name} of {self.subdir} is still being prepared",
-                                     "Retry in a few seconds", code="index_building", retry_after=5)
-        try:
-            if name not in self._lazy:
-                self._lazy[name] = build(self)
-            return self._lazy[name]
-        finally:
-            lock.release()
+FORMAT_VERSION = "3"
+# Rows read per batch when a partition is loaded from the database.
+LOAD_BATCH = 5000
 
 
 class _PartitionState:
@@ -200,28 +65,28 @@ class _PartitionState:
         self.dirty = True
         self.lock = threading.Lock()
 
-    def apply(self, rows: dict[str, tuple[str, bytes] | None]) -> None:
-        self.index.apply(rows)
-
-    def publish(self) -> Publication:
+    def publish(self, blobs: BlobStore) -> Publication:
         previous = self.publication
-        files = self.index.build(previous.index if previous is not None and not previous.adopted else None)
+        files = self.index.build(BlobSink(blobs))
         now = datetime.now(UTC)
         # The log sequence number names the state; the sizes guard against a pruned log handing out
         # the same number again for other contents after a restart.
-        sizes = ",".join(str(len(v)) for _, v in sorted(files.files.items()) if not _.startswith("shards/"))
+        sizes = ",".join(str(body_size(v)) for _, v in sorted(files.files.items()) if not isinstance(v, Compressed))
         base = hashlib.sha256(f"{FORMAT_VERSION}:{self.channel_id}:{self.family}:{self.subdir}:{self.seq}:"
                               f"{sizes}".encode()).hexdigest()[:24]
         pub = Publication(self.family, self.subdir, self.seq, files, base,
-                          format_datetime(now.replace(microsecond=0), usegmt=True), time.time())
-        if previous is not None and previous.adopted:
-            # Content-addressed files (own ETags) of the previous publication stay for one more
-            # generation, as a local build keeps them: a client may hold the previous index of them.
-            for name, stored in previous.manifest.items():
-                if name in previous.index.etags and name not in files.files:
-                    pub.manifest[name] = stored
-                    files.etags[name] = previous.index.etags[name]
-                    files.media_types.setdefault(name, previous.media_type(name))
+                          format_datetime(now.replace(microsecond=0), usegmt=True), time.time(), blobs,
+                          addressed=self.index.addressed)
+        addressed = self.index.addressed
+        if addressed is not None:
+            listing = files.files[addressed.listing]
+            assert isinstance(listing, bytes)
+            pub.addressed_digests = addressed.digests(listing)
+            if previous is not None:
+                # Addressed files of the previous publication stay for one more generation: a
+                # client may hold the previous listing.
+                pub.previous_digests = previous.addressed_digests
+                pub.previous_listing = previous.manifest.get(addressed.listing)
         self.publication = pub
         return pub
 
@@ -229,9 +94,9 @@ class _PartitionState:
 class Indexer:
     """Holds the published index of every (channel, subdir) that has been asked for.
 
-    With a blob store, publications are shared: see the module docstring."""
+    Publications are shared through the blob store: see the module docstring."""
 
-    def __init__(self, sessions: sessionmaker[Session], *, blobs: BlobStore | None = None,
+    def __init__(self, sessions: sessionmaker[Session], *, blobs: BlobStore,
                  poll_interval: float = 1.0,
                  on_publish: list[Callable[[str, float, int], None]] | None = None) -> None:
         self._sessions = sessions
@@ -302,15 +167,12 @@ class Indexer:
         return state
 
     def _pointer(self, db: Session, state: _PartitionState) -> IndexPublication | None:
-        if self._blobs is None:
-            return None
         row = db.get(IndexPublication, (state.channel_id, state.subdir))
         if row is None or row.family != state.family or row.manifest.get("format") != FORMAT_VERSION:
             return None
-        # A pointer whose main files are gone (e.g. a database restored without its blobs) is
-        # rebuilt rather than adopted; content-addressed files (shards) are not checked one by one.
-        etags = row.manifest.get("etags", {})
-        if not all(self._blobs.exists(v[0]) for k, v in row.manifest.get("files", {}).items() if k not in etags):
+        # A pointer whose files are gone (e.g. a database restored without its blobs) is rebuilt
+        # rather than adopted; content-addressed files (shards) are not checked one by one.
+        if not all(self._blobs.exists(sha) for sha in manifest_blobs(row.manifest)):
             return None
         return row
 
@@ -325,27 +187,44 @@ class Indexer:
                 return
         self._build_all(state)
 
+    def _load_rows(self, state: _PartitionState, index: PartitionIndex) -> int:
+        """Feed every file row of the partition to ``index``, in batches; the log position read."""
+        with self._sessions() as db:
+            seq = self._max_seq(db, state)
+            result = db.execute(select(File.filename, File.name, File.record)
+                                .where(File.channel_id == state.channel_id, File.subdir == state.subdir,
+                                       File.family == state.family, File.withheld.is_(False))
+                                .execution_options(yield_per=LOAD_BATCH))
+            for rows in result.partitions():
+                index.apply({fn: (name, record.encode()) for fn, name, record in rows})
+        return seq
+
     def _build_all(self, state: _PartitionState) -> None:
         """Load the whole partition into a fresh PartitionIndex and publish it."""
         index = families.get(state.family).partition_index(state.subdir)
         assert index is not None
         state.index = index
-        with self._sessions() as db:
-            state.seq = self._max_seq(db, state)
-            rows = db.execute(select(File.filename, File.name, File.record)
-                              .where(File.channel_id == state.channel_id, File.subdir == state.subdir,
-                                     File.family == state.family, File.withheld.is_(False)))
-            state.apply({fn: (name, record.encode()) for fn, name, record in rows})
-        state.index_seq = state.seq
+        state.seq = state.index_seq = self._load_rows(state, index)
         self._publish(state)
 
     def _adopt(self, state: _PartitionState, row: IndexPublication) -> None:
-        """Serve another process's publication: only its manifest is held in memory."""
+        """Serve another process's publication: only its manifest (and the digest lists of its
+        addressed files) is held in memory."""
         m = row.manifest
-        files = IndexFiles(files={}, media_types=dict(m.get("media_types", {})), etags=dict(m.get("etags", {})))
+        files = IndexFiles(files={name: Segmented(tuple(_part(p) for p in parts))
+                                  for name, parts in m.get("segmented", {}).items()},
+                           media_types=dict(m.get("media_types", {})), etags=dict(m.get("etags", {})),
+                           lazy={name: Compressed(*spec) for name, spec in m.get("derive", {}).items()})
         pub = Publication(state.family, state.subdir, row.seq, files, row.etag_base, row.last_modified,
-                          time.time(), manifest={k: (v[0], int(v[1])) for k, v in m.get("files", {}).items()},
-                          lazy_names=frozenset(m.get("lazy", ())), adopted=True, _blobs=self._blobs)
+                          time.time(), self._blobs,
+                          manifest={k: (v[0], int(v[1])) for k, v in m.get("files", {}).items()},
+                          lazy_names=frozenset(m.get("lazy", ())), adopted=True, addressed=state.index.addressed)
+        if pub.addressed is not None:
+            pub.addressed_digests = pub.addressed.digests(pub.file(pub.addressed.listing))
+            previous = m.get("previous_listing")
+            if previous:
+                pub.previous_listing = (previous[0], int(previous[1]))
+                pub.previous_digests = pub.addressed.digests(read_blob(self._blobs, Chunk(*pub.previous_listing)))
         pub._materialize = lambda: self._materialized(state, pub)
         state.publication = pub
         state.seq = row.seq
@@ -361,20 +240,18 @@ class Indexer:
 
     def _materialized(self, state: _PartitionState, adopted: Publication) -> Publication:
         """A private local build of the partition, made once per adopted publication, from which its
-        lazily derived files are made (the adopted files themselves are still served as stored)."""
+        lazily derived files that need the records are made (the adopted files themselves are
+        still served as stored; ``Compressed`` ones are made from them)."""
         with adopted._guard:
             lock = adopted._locks.setdefault("|local", threading.Lock())
         with lock:
             if adopted._local is None:
                 index = families.get(state.family).partition_index(state.subdir)
                 assert index is not None
-                with self._sessions() as db:
-                    rows = db.execute(select(File.filename, File.name, File.record).where(
-                        File.channel_id == state.channel_id, File.subdir == state.subdir,
-                        File.family == state.family, File.withheld.is_(False)))
-                    index.apply({fn: (name, record.encode()) for fn, name, record in rows})
-                adopted._local = Publication(state.family, state.subdir, adopted.seq, index.build(None),
-                                             adopted.etag_base, adopted.last_modified, time.time())
+                self._load_rows(state, index)
+                adopted._local = Publication(state.family, state.subdir, adopted.seq,
+                                             index.build(BlobSink(self._blobs)), adopted.etag_base,
+                                             adopted.last_modified, time.time(), self._blobs)
                 log.info("built the derived files of %s/%s at %d", state.channel_id, state.subdir, adopted.seq)
             return adopted._local
 
@@ -392,7 +269,7 @@ class Indexer:
                 return
             pointer_seq = db.scalar(select(IndexPublication.seq).where(
                 IndexPublication.channel_id == state.channel_id,
-                IndexPublication.subdir == state.subdir)) if self._blobs is not None else None
+                IndexPublication.subdir == state.subdir))
             if pointer_seq is not None and pointer_seq >= max_seq:
                 row = self._pointer(db, state)
                 if row is not None:
@@ -419,22 +296,19 @@ class Indexer:
         if state.index_seq < 0:
             self._build_all(state)
             return
-        state.apply(rows)
+        state.index.apply(rows)
         self._publish(state)
 
     def _publish(self, state: _PartitionState) -> None:
         started = time.perf_counter()
-        previous = state.publication
-        pub = state.publish()
-        if self._blobs is not None:
-            pub._blobs = self._blobs
-            try:
-                self._share(state, pub, previous)
-            except Exception:  # the local publication still serves this process
-                log.exception("could not share the publication of %s/%s", state.channel_id, state.subdir)
+        pub = state.publish(self._blobs)
+        try:
+            self._share(state, pub)
+        except Exception:  # the local publication still serves this process
+            log.exception("could not share the publication of %s/%s", state.channel_id, state.subdir)
         elapsed = time.perf_counter() - started
         self.builds += 1
-        size = sum(len(v) for v in pub.index.files.values())
+        size = sum(body_size(v) for v in pub.index.files.values() if not isinstance(v, Compressed))
         log.info("built the publication of %s/%s at %d in %.3f s", state.channel_id, state.subdir, pub.seq,
                  elapsed)
         for hook in self._on_publish:
@@ -443,23 +317,28 @@ class Indexer:
             except Exception:  # an observer never breaks publishing
                 log.exception("publish hook failed")
 
-    def _share(self, state: _PartitionState, pub: Publication, previous: Publication | None) -> None:
-        """Write the publication's files to the blob store and point the partition at them."""
-        assert self._blobs is not None
-        before = previous.index.files if previous is not None else {}
-        known = previous.manifest if previous is not None else {}
-        for name, data in pub.index.files.items():
-            if before.get(name) is data and name in known:
-                pub.manifest[name] = known[name]  # the very same bytes as the previous publication's
-                continue
-            sha = hashlib.sha256(data).hexdigest()
-            if known.get(name, ("",))[0] != sha:  # else stored already, and named by the current pointer
+    def _share(self, state: _PartitionState, pub: Publication) -> None:
+        """Store the publication's whole files (segmented ones are stored as they are built),
+        compress what is made by compression, and point the partition at them."""
+        files = pub.index.files
+        for name, data in list(files.items()):
+            if isinstance(data, Compressed):
+                files[name] = chunk = compress(pub, data)
+                pub.manifest[name] = (chunk.sha256, chunk.size)
+            elif isinstance(data, bytes):
+                sha = hashlib.sha256(data).hexdigest()
                 put_bytes(self._blobs, sha, data)
-            pub.manifest[name] = (sha, len(data))
+                pub.manifest[name] = (sha, len(data))
         manifest = {"format": FORMAT_VERSION,
                     "files": {k: [v[0], v[1]] for k, v in pub.manifest.items()},
+                    "segmented": {k: [_manifest_part(p) for p in v.parts]
+                                  for k, v in files.items() if isinstance(v, Segmented)},
+                    "derive": {k: [v.source, v.codec] for k, v in pub.index.lazy.items() if isinstance(v, Compressed)},
                     "media_types": {k: v for k, v in pub.index.media_types.items() if pub.has(k)},
-                    "etags": dict(pub.index.etags), "lazy": sorted(pub.index.lazy)}
+                    "etags": dict(pub.index.etags),
+                    "lazy": sorted(k for k, v in pub.index.lazy.items() if not isinstance(v, Compressed))}
+        if pub.previous_listing is not None:
+            manifest["previous_listing"] = list(pub.previous_listing)
         values = {"family": state.family, "seq": pub.seq, "etag_base": pub.etag_base,
                   "last_modified": pub.last_modified, "manifest": manifest, "updated_at": utcnow()}
         for _ in range(2):
@@ -479,19 +358,48 @@ class Indexer:
                     db.rollback()
 
 
-def put_bytes(blobs: BlobStore, sha256: str, data: bytes) -> None:
-    """Store ``data`` (whose digest is ``sha256``) in the blob store, unless it is there already
-    (then it is touched, so that a cleanup in progress keeps it)."""
-    if blobs.touch(sha256):
-        return
-    fd, tmp = tempfile.mkstemp(dir=blobs.tempdir(), prefix="index-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        blobs.put_file(sha256, Path(tmp), move=True)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def _manifest_part(part: bytes | Chunk) -> str | list[str | int]:
+    if isinstance(part, bytes):
+        return part.decode()
+    assert part.deflate is not None
+    return [part.sha256, part.size, *part.deflate]
+
+
+def _part(entry: str | list[str | int]) -> bytes | Chunk:
+    if isinstance(entry, str):
+        return entry.encode()
+    sha, size, deflate_sha, deflate_size, crc = entry
+    return Chunk(str(sha), int(size), (str(deflate_sha), int(deflate_size), int(crc)))
+
+
+def manifest_blobs(manifest: dict[str, Any]) -> set[str]:
+    """Every blob a pointer's manifest names (not the addressed files its listings name)."""
+    used = {v[0] for v in manifest.get("files", {}).values()}
+    for parts in manifest.get("segmented", {}).values():
+        used.update(str(p[i]) for p in parts if not isinstance(p, str) for i in (0, 2))
+    if manifest.get("previous_listing"):
+        used.add(manifest["previous_listing"][0])
+    return used
+
+
+def published_blobs(db: Session, blobs: BlobStore) -> set[str]:
+    """Every blob that a current index publication pointer names: its files and parts, and the
+    addressed files (shards) its listing and the previous listing name. Blobs of replaced
+    publications are not in it: they are reclaimed like any other orphan. A publish that reuses a
+    blob touches it, so a cleanup that started before keeps it."""
+    used: set[str] = set()
+    rows = db.execute(select(IndexPublication.family, IndexPublication.subdir, IndexPublication.manifest))
+    for family, subdir, manifest in rows:
+        manifest = manifest or {}
+        used |= manifest_blobs(manifest)
+        index = families.get(family).partition_index(subdir)
+        addressed = index.addressed if index is not None else None
+        if addressed is None:
+            continue
+        for entry in (manifest.get("files", {}).get(addressed.listing), manifest.get("previous_listing")):
+            if entry and blobs.exists(entry[0]):
+                used |= addressed.digests(read_blob(blobs, Chunk(entry[0], int(entry[1]))))
+    return used
 
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -31,6 +32,7 @@ from taipan.domain import filters as flt
 from taipan.domain.conda import parse_conda_filename
 from taipan.domain.conda_record import record_problem
 from taipan.domain.repodata import record_bytes
+from taipan.domain.stream_filters import StreamSelector
 from taipan.domain.urls import redact_url, scrub, secrets_of
 from taipan.errors import TaipanError, UpstreamError
 from taipan.services import cve_enforcement, cve_matching
@@ -225,46 +227,28 @@ def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress, sourc
     return seen
 
 
-def _cve_assessor(env: MirrorEnv, compiled: flt.CompiledFilters,
-                  records: Mapping[str, Mapping[str, Any]]) -> flt.CveOf | None:
-    """What the CVE filters ask of each upstream record: its score and status in the CVE store."""
-    if not compiled.uses_cves:
-        return None
-    names = {str(rec.get("name", "")) for recs in records.values() for rec in recs.values()}
-    with env.sessions() as db:
-        return cve_enforcement.assessor(db, "conda", names)
-
-
 def _select_and_plan(env: MirrorEnv, m: Mirror, channel: Channel, compiled: flt.CompiledFilters,
                      present: Mapping[str, RepodataFetch], upstream: CondaUpstream,
                      progress: Progress) -> Plan:
-    """Filter the upstream records and plan the changes, streaming: one record in memory at a time
-    (what the channel holds already is kept as compact digests), planned rows spooled to disk."""
+    """Filter the upstream records and plan the changes, streaming in every filter mode: one record
+    in memory at a time (what the channel holds already is kept as compact digests, the candidates of
+    a dependency closure are spooled to disk), planned rows spooled to disk."""
     started = time.perf_counter()
-    selector = flt.StreamSelector(compiled)
+    cve_of = cve_enforcement.Assessor(env.sessions, "conda") if compiled.uses_cves else None
     plan = _Planner(env, m, channel, upstream, {sd: _base_url(got.info()) for sd, got in present.items()})
     invalid: list[tuple[str, str]] = []
     try:
-        # The CVE filters look up every upstream name at once: those runs use the in-memory engine.
-        selector.streams = selector.streams and not compiled.uses_cves
-        if selector.streams:
+        with _closure_spool(env, compiled) as spool:
+            selector = StreamSelector(compiled, cve_of, spool)
             for subdir, got in present.items():
                 if not selector.wants(subdir):
                     continue
-                selector.start_subdir()
-                for fn, rec in _valid_records(got, invalid):
-                    if selector.keep(fn, rec):
+                for fn, rec in _primed(_valid_records(got, invalid), cve_of):
+                    if selector.keep(subdir, fn, rec):
                         plan.record(subdir, fn, rec)
                 progress.check()
-            counts, evaluated, kept = selector.counts, selector.evaluated, selector.kept_count
-        else:  # the dependency closure needs every candidate at once: the in-memory engine
-            records = {sd: dict(_valid_records(got, invalid)) for sd, got in present.items()}
-            sel = flt.select(records, compiled, _cve_assessor(env, compiled, records))
-            del records
-            for subdir, recs in sel.kept.items():
-                for fn, rec in recs.items():
-                    plan.record(subdir, fn, rec)
-            counts, evaluated, kept = sel.counts, sel.evaluated, sel.kept_count
+            for subdir, fn, rec in selector.closure():
+                plan.record(subdir, fn, rec)
         result = plan.finish()
         _report_invalid(progress, invalid)
         _report_conflicts(progress, result.conflicts)
@@ -273,11 +257,38 @@ def _select_and_plan(env: MirrorEnv, m: Mirror, channel: Channel, compiled: flt.
         raise
     elapsed = time.perf_counter() - started
     with progress._lock:
-        progress.state["count"].update(counts)
-        progress.state.update(upstream_records=evaluated, selected=kept, filter_seconds=round(elapsed, 4),
-                              filter_rate=round(evaluated / elapsed) if elapsed > 0 else None,
-                              index_parse="stream" if selector.streams else "memory")
+        progress.state["count"].update(selector.counts)
+        progress.state.update(upstream_records=selector.evaluated, selected=selector.kept_count,
+                              filter_seconds=round(elapsed, 4), index_parse="stream",
+                              filter_rate=round(selector.evaluated / elapsed) if elapsed > 0 else None)
     return result
+
+
+def _closure_spool(env: MirrorEnv, compiled: flt.CompiledFilters) -> AbstractContextManager[BinaryIO | None]:
+    """A scratch file for the candidates of a dependency closure (removed when closed), if needed."""
+    if not compiled.closes_dependencies:
+        return nullcontext()
+    return tempfile.TemporaryFile(prefix="mirror-closure-", dir=env.blobs.tempdir())
+
+
+# Records read ahead so that the CVE assessor loads the affects of their names in one query.
+CVE_BATCH = 2000
+
+
+def _primed(records: Iterator[tuple[str, dict[str, Any]]],
+            cve_of: cve_enforcement.Assessor | None) -> Iterator[tuple[str, dict[str, Any]]]:
+    if cve_of is None:
+        yield from records
+        return
+    batch: list[tuple[str, dict[str, Any]]] = []
+    for item in records:
+        batch.append(item)
+        if len(batch) >= CVE_BATCH:
+            cve_of.prime(str(rec.get("name", "")) for _, rec in batch)
+            yield from batch
+            batch = []
+    cve_of.prime(str(rec.get("name", "")) for _, rec in batch)
+    yield from batch
 
 
 def _base_url(info: Mapping[str, Any]) -> str | None:

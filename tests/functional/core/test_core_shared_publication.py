@@ -15,8 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import msgpack
 import psycopg
 import pytest
+import zstandard
+
+from taipan.domain import repodata as rd
 
 HOURS = 3600
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -94,10 +98,12 @@ def test_two_servers_share_publications_and_a_restart_builds_nothing(server_fact
     assert cur.status_code == 200 and list(cur.json()["packages.conda"]) == [newer.name]
     assert httpx.get(url_b).content == current.content
 
-    # The publication lives in the blob store, content-addressed.
-    sha_current = hashlib.sha256(current.content).hexdigest()
-    sha_first = hashlib.sha256(first.content).hexdigest()
-    assert _blob(a.home, sha_current).read_bytes() == current.content
+    # The publication lives in the blob store, in segments: the part of hello's bucket holds its
+    # files' records (the only name here), content-addressed.
+    part_current = rd.members(current.json()["packages.conda"])
+    part_first = rd.members(first.json()["packages.conda"])
+    sha_current, sha_first = (hashlib.sha256(p).hexdigest() for p in (part_current, part_first))
+    assert _blob(a.home, sha_current).read_bytes() == part_current
     assert _blob(a.home, sha_first).exists()
 
     # A restart serves the existing publication at once: the same bytes, and no build.
@@ -141,3 +147,45 @@ def _wait_state(c: httpx.Client, state: str) -> dict:
             return body
         assert time.monotonic() < deadline and body["state"] not in ("failed", "cancelled"), body
         time.sleep(0.1)
+
+
+def _shard_url(server, channel: str, token: str | None = None) -> str:
+    """The URL of hello's shard in a channel, as its shard index names it."""
+    base = f"{server.api}/repo/{'t/' + token + '/' if token else ''}{channel}/noarch"
+    raw = httpx.get(f"{base}/repodata_shards.msgpack.zst").content
+    index = msgpack.unpackb(zstandard.ZstdDecompressor().decompressobj().decompress(raw))
+    return f"{base}/shards/{index['shards']['hello'].hex()}.msgpack.zst"
+
+
+def test_shards_are_served_by_digest_only_where_published(server_factory, conda_packages, package_builder):
+    """Shards are read from the shared blob store by digest; a channel serves only the digests its
+    current or previous shard index names, never another (private) channel's or any other blob."""
+    srv = server_factory({})
+    token = srv.admin_token()
+    with srv.client(token) as c:
+        c.post("/channels", json={"name": "open"}).raise_for_status()
+        c.post("/channels", json={"name": "secret", "privacy": "private"}).raise_for_status()
+    _upload(srv, "secret", conda_packages["hello"])
+    secret_shard = _shard_url(srv, "secret", token)
+    assert httpx.get(secret_shard).status_code == 200
+    digest = secret_shard.rsplit("/", 1)[1]
+    open_base = f"{srv.api}/repo/open/noarch"
+    assert httpx.get(f"{open_base}/shards/{digest}").status_code == 404
+    # Nor any other blob: the package file itself is stored under its sha256.
+    package_sha = hashlib.sha256(conda_packages["hello"].read_bytes()).hexdigest()
+    assert httpx.get(f"{open_base}/shards/{package_sha}.msgpack.zst").status_code == 404
+    # In the public channel: the shard of the current and of the previous publication are served,
+    # an older one no more.
+    _upload(srv, "open", conda_packages["world"])
+    _upload(srv, "open", conda_packages["hello"])
+    first = _shard_url(srv, "open")
+    _upload(srv, "open", conda_packages["hello-1.1"])
+    second = _shard_url(srv, "open")
+    assert second != first
+    assert httpx.get(first).status_code == 200 and httpx.get(second).status_code == 200
+    shard = msgpack.unpackb(zstandard.ZstdDecompressor().decompressobj().decompress(httpx.get(second).content))
+    assert set(shard["packages.conda"]) == {"hello-1.0-0.conda", "hello-1.1-0.conda"}
+    # One publication later (another name changes), the first is two generations old.
+    _upload(srv, "open", package_builder("other", "1.0", "noarch"))
+    assert _shard_url(srv, "open") == second
+    assert httpx.get(first).status_code == 404 and httpx.get(second).status_code == 200

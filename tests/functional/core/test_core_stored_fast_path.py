@@ -167,9 +167,9 @@ def test_offload_hands_packages_and_whole_index_files_to_the_front_server(server
             "x-sendfile"]
         assert open(got.headers["x-sendfile"], "rb").read() == p.read_bytes()
         assert httpx.get(url, headers={"If-None-Match": got.headers["etag"]}).status_code == 304
-    index = url.rsplit("/", 1)[0] + "/repodata.json"
-    for coding in ("identity", "zstd"):
-        handed = httpx.get(index, headers={"Accept-Encoding": coding})
+    subdir = url.rsplit("/", 1)[0]
+    for name, coding in (("repodata.json", "zstd"), ("repodata_shards.msgpack.zst", "identity")):
+        handed = httpx.get(f"{subdir}/{name}", headers={"Accept-Encoding": coding})
         assert handed.content == b"" and handed.headers["x-sendfile"].startswith(str(blobs))
-    made = httpx.get(index, headers={"Accept-Encoding": "gzip"})  # made on demand: sent by Taipan
+    made = httpx.get(f"{subdir}/repodata.json", headers={"Accept-Encoding": "gzip"})  # made on demand
     assert "x-sendfile" not in made.headers and p.name in made.json()["packages.conda"]

@@ -2,11 +2,16 @@
 twins, malformed records, ``info`` after the packages) goes through the streaming path (the upstream
 repodata is stream-parsed from a spooled file, never loaded whole) and publishes exactly what the
 in-memory filter engine (``filters.select`` over the whole JSON, as mirrors worked before) selects,
-with the same counts -- on the first run and on a re-sync after the upstream changed."""
+with the same counts -- on the first run and on a re-sync after the upstream changed, with
+``only_specs`` + ``include_dependencies`` (the closure's candidates spooled to disk), and with CVE
+filters (the CVE store asked by batches of names)."""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +20,12 @@ import zstandard
 from mirror_upstream import UpstreamServer
 
 from conftest import api, served_all, unique, wait_state
+from taipan.db.engine import make_engine, make_sessionmaker
 from taipan.domain import filters as flt
+from taipan.services import cve_enforcement
+from taipan.settings import Settings
+
+CVE_DATA = Path(__file__).parents[2] / "data" / "cve"
 
 LICENSES = ["MIT", "BSD-3-Clause", "GPL-3.0-or-later", "Apache-2.0", "LGPL-2.1", ""]
 FILTERS = {"exclude_licenses": ["gpl3"], "exclude_specs": ["pkg3"], "include_specs": ["pkg3 1.2"],
@@ -53,12 +63,33 @@ def publish(root: Path, repodata: dict[str, dict[str, Any]]) -> None:
         (root / sd / "repodata.json.zst").write_bytes(zstandard.ZstdCompressor().compress(raw))
 
 
-def oracle(repodata: dict[str, dict[str, Any]], filters: dict[str, Any]) -> flt.Selection:
+def oracle(repodata: dict[str, dict[str, Any]], filters: dict[str, Any], channel: dict[str, Any] | None = None,
+           cve_of: flt.CveOf | None = None) -> flt.Selection:
     """The in-memory engine over the whole JSON, as a mirror run selected before streaming."""
     records = {sd: {fn: r for section in ("packages", "packages.conda") for fn, r in rd[section].items()
                     if isinstance(r, dict) and isinstance(r.get("name"), str) and r.get("version") is not None}
                for sd, rd in repodata.items()}
-    return flt.select(records, flt.compile_filters(filters))
+    return flt.select(records, flt.compile_filters(filters, channel), cve_of)
+
+
+def mirror_once(server: Any, root: Path, filters: dict[str, Any], channel_filters: dict[str, Any] | None = None,
+                ) -> dict[str, Any]:
+    """A passive mirror of the upstream at ``root`` into a new channel; the mirror when completed."""
+    upstream = UpstreamServer(root).start()
+    channel = unique("big")
+    try:
+        with api(server) as c:
+            assert c.post("/channels", json={"name": channel}).status_code == 201
+            if channel_filters:
+                r = c.put(f"/channels/{channel}", json={"filters": channel_filters})
+                assert r.status_code == 200, r.text
+            r = c.post(f"/channels/{channel}/mirrors", json={
+                "mirror_name": "big", "source_root": upstream.url, "mirror_mode": "passive",
+                "run_now": True, "filters": filters})
+            assert r.status_code == 201, r.text
+        return {**wait_state(server, channel, "big", timeout=180), "channel": channel}
+    finally:
+        upstream.stop()
 
 
 def check(server: Any, channel: str, m: dict[str, Any], want: flt.Selection) -> None:
@@ -125,3 +156,53 @@ def test_large_upstream_streams_and_selects_like_the_memory_engine(mirror_server
         assert all(served[fn]["sha256"] == want[fn]["sha256"] for fn in want)
     finally:
         upstream.stop()
+
+
+def test_dependency_closure_streams_and_selects_like_the_memory_engine(mirror_server, tmp_path: Path) -> None:
+    repodata = {"linux-64": synthetic("linux-64", 8_000), "noarch": synthetic("noarch", 2_000, seed=1 << 20)}
+    publish(tmp_path / "up", repodata)
+    filters = {"only_specs": ["pkg3", "pkg17 >=1.10", "pkg2*"], "include_dependencies": True,
+               "exclude_licenses": ["gpl3"]}
+    m = mirror_once(mirror_server, tmp_path / "up", filters)
+    want = oracle(repodata, filters)
+    without = oracle(repodata, {**filters, "include_dependencies": False})
+    assert want.kept_count > 2 * without.kept_count > 0  # the closure pulls in many other packages
+    assert want.counts["mirror_filtered"]["only_specs"] > 1000
+    check(mirror_server, m["channel"], m, want)
+
+
+def cve_upstream(subdir: str) -> dict[str, Any]:
+    """Packages some of the sample CVEs affect (several versions each, inside and outside the affected
+    ranges) among thousands of others, in more than one batch of names."""
+    versions = {"openssl": ["1.1.1s", "1.1.1t", "3.0.5", "3.0.8"], "libcurl": ["7.8", "8.3.0", "8.4.0"],
+                "requests": ["2.2.1", "2.19.0", "2.31.0"], "django": ["4.1.8", "4.2.3"],
+                "sqlite": ["3.39.1", "3.40.0"], "tensorflow": ["2.3.1", "2.5.0", "2.9.0"],
+                "setuptools": ["65.0", "68.0"]}
+    conda: dict[str, Any] = {}
+    for i in range(6000):
+        name = list(versions)[i % len(versions)] if i % 3 == 0 else f"other{i % 1500}"
+        version = versions[name][(i // 3) % len(versions[name])] if name in versions else f"1.{i}"
+        build = f"h{i:06x}_0"
+        digest = hashlib.sha256(f"{subdir}{name}{build}".encode()).hexdigest()
+        conda[f"{name}-{version}-{build}.conda"] = {
+            "name": name, "version": version, "build": build, "build_number": 0, "subdir": subdir,
+            "depends": [], "license": "MIT", "timestamp": 1700000000000 + i, "sha256": digest,
+            "md5": digest[:32], "size": 100}
+    return {"packages": {}, "packages.conda": conda, "repodata_version": 1, "info": {"subdir": subdir}}
+
+
+def test_cve_filters_stream_and_select_like_the_memory_engine(server_factory, tmp_path: Path) -> None:
+    server = server_factory(home=tmp_path / "home")
+    subprocess.run([sys.executable, "-m", "taipan.admin.main", "cve", "import", str(CVE_DATA)], check=True,
+                   env={**os.environ, "TAIPAN_HOME": str(server.home)}, capture_output=True, timeout=120)
+    repodata = {"linux-64": cve_upstream("linux-64"), "noarch": cve_upstream("noarch")}
+    publish(tmp_path / "up", repodata)
+    filters, channel_filters = {"exclude_non_curated_cve": True}, {"cve_score_threshold": 9.0}
+    m = mirror_once(server, tmp_path / "up", filters, channel_filters)
+    sessions = make_sessionmaker(make_engine(Settings(home=server.home).database_url))
+    with sessions() as db:  # every upstream name at once, as mirror runs asked before streaming
+        names = {r["name"] for rd in repodata.values() for r in rd["packages.conda"].values()}
+        want = oracle(repodata, filters, channel_filters, cve_enforcement.assessor(db, "conda", names))
+    assert want.counts["mirror_filtered"]["cve"] > 0 and want.counts["channel_filtered"]["cve"] > 0
+    assert want.kept_count > 5000
+    check(server, m["channel"], m, want)

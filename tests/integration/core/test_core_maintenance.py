@@ -18,7 +18,7 @@ def test_prune_keeps_the_newest_row_and_readers_follow(runtime, conda_packages, 
     with runtime.sessions() as db:
         channels.create_channel(db, p, "pruned")
         db.commit()
-    reader = Indexer(runtime.sessions, poll_interval=0.0)
+    reader = Indexer(runtime.sessions, blobs=runtime.blobs, poll_interval=0.0)
     cid, _ = put(runtime, p, "pruned", conda_packages["hello"])
     put(runtime, p, "pruned", conda_packages["hello-1.1"])
     assert len(json.loads(reader.publication(cid, "noarch").file("repodata.json"))["packages.conda"]) == 2
@@ -34,7 +34,7 @@ def test_prune_keeps_the_newest_row_and_readers_follow(runtime, conda_packages, 
         assert db.scalar(select(func.max(IndexChange.seq))) > newest
     names = set(json.loads(reader.publication(cid, "noarch").file("repodata.json"))["packages.conda"])
     assert names == {"hello-1.0-0.conda", "hello-1.1-0.conda", "later-1.0-0.conda"}
-    fresh = Indexer(runtime.sessions)
+    fresh = Indexer(runtime.sessions, blobs=runtime.blobs)
     assert set(json.loads(fresh.publication(cid, "noarch").file("repodata.json"))["packages.conda"]) == names
 
 

@@ -102,7 +102,7 @@ def test_other_process_writes_are_polled(runtime, conda_packages):
     with runtime.sessions() as db:
         channels.create_channel(db, p, "polled")
         db.commit()
-    other = Indexer(runtime.sessions, poll_interval=0.0)
+    other = Indexer(runtime.sessions, blobs=runtime.blobs, poll_interval=0.0)
     cid, _ = put(runtime, p, "polled", conda_packages["hello"])
     assert "hello-1.0-0.conda" in json.loads(other.publication(cid, "noarch").file("repodata.json"))["packages.conda"]
     put(runtime, p, "polled", conda_packages["hello-1.1"])

@@ -105,3 +105,25 @@ def test_mirror_selection_counts_cve_filters_per_level():
     with pytest.raises(InvalidInput):
         flt.normalize_channel_filters({"exclude_non_curated_cve": "maybe"})
     assert flt.normalize_channel_filters({"exclude_non_curated_cve": "False"}) == {}
+
+
+def test_a_bounded_assessor_answers_like_one_that_loads_every_name(runtime):
+    """A mirror run asks the CVE store by batches of names, through a cache of a few keys: the answers
+    are those of one load of every name, also when the cache is emptied between records."""
+    with runtime.sessions() as db:
+        cve_import.import_paths(db, [DATA])
+        db.commit()
+    versions = {"openssl": ["1.1.1s", "1.1.1t", "3.0.5", "3.0.8"], "libcurl": ["7.8", "8.3.0", "8.4.0"],
+                "django": ["4.1.8", "4.2.3"], "requests": ["2.2.1", "2.19.0", "2.31.0"], "zlib": ["1.2.13"],
+                "sqlite": ["3.39.1", "3.40.0"], "numpy": ["1.26.4"]}
+    records = [("linux-64", {"name": n, "version": v}) for n, vs in versions.items() for v in vs]
+    with runtime.sessions() as db:
+        every = cve_enforcement.assessor(db, "conda", set(versions))
+        want = [every(sd, r) for sd, r in records]
+    assert {w for w in want if w != (None, None)} and (None, None) in want
+    bounded = cve_enforcement.Assessor(runtime.sessions, "conda", limit=3)
+    assert [bounded(sd, r) for sd, r in records] == want  # one name at a time, the cache emptied often
+    assert len(bounded.loaded) <= 3
+    batched = cve_enforcement.Assessor(runtime.sessions, "conda", limit=6)
+    batched.prime(["openssl", "libcurl", "django"])
+    assert [batched(sd, r) for sd, r in records] == want

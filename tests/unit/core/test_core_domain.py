@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import msgpack
 import pytest
 import zstandard
@@ -80,17 +78,6 @@ def _records() -> dict[str, dict]:
     out["other-1-0.tar.bz2"] = make_record({"name": "other", "version": "1", "build": "0"},
                                            sha256="ef" * 32, md5="01" * 16, size=1, subdir="noarch")
     return out
-
-
-def test_assembled_repodata_is_valid_json_with_the_records():
-    records = _records()
-    frags = {fn: rd.fragment(fn, rd.record_bytes(r)) for fn, r in records.items()}
-    data = json.loads(rd.assemble_repodata("noarch", frags))
-    assert data["info"] == {"subdir": "noarch"} and data["repodata_version"] == 1
-    assert set(data["packages.conda"]) == {fn for fn in records if fn.endswith(".conda")}
-    assert data["packages"]["other-1-0.tar.bz2"] == records["other-1-0.tar.bz2"]
-    empty = json.loads(rd.assemble_repodata("linux-64", {}))
-    assert empty["packages"] == {} and empty["packages.conda"] == {}
 
 
 def test_current_subset_uses_conda_version_order():

@@ -7,6 +7,7 @@ above keep their own small registries for what is not pure (serving routes, upst
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,18 +34,84 @@ class Artifact:
     meta: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Chunk:
+    """Bytes in the blob store: their sha256 and size; for a part of a segmented file also
+    ``deflate``: the sha256 and size of the same bytes as a raw deflate stream that ends in a sync
+    flush (so that such streams concatenate into one), and the CRC-32 of the bytes."""
+
+    sha256: str
+    size: int
+    deflate: tuple[str, int, int] | None = None
+
+
+def deflate(data: bytes, level: int) -> bytes:
+    """A raw deflate stream of ``data`` ending in a sync flush (the form of ``Chunk.deflate``):
+    such streams concatenate into one, which a final empty block ends."""
+    c = zlib.compressobj(level, zlib.DEFLATED, -15)
+    return c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+
+
+@dataclass(frozen=True)
+class Segmented:
+    """A file made of parts in order: small literal bytes and stored chunks. Large indexes are
+    published this way, so that a change rewrites only the parts it touched and nobody holds the
+    whole file in memory."""
+
+    parts: tuple[bytes | Chunk, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(len(p) if isinstance(p, bytes) else p.size for p in self.parts)
+
+
+@dataclass(frozen=True)
+class Compressed:
+    """A file that is another file of the same publication compressed (``codec``: zstd or bz2);
+    the indexer streams it into the blob store."""
+
+    source: str
+    codec: str
+
+
+@dataclass(frozen=True)
+class Addressed:
+    """Content-addressed files of a partition, ``<prefix><sha256 hex><suffix>`` (CEP-16 shards):
+    stored one by one, never listed in a manifest; a publication serves those that its ``listing``
+    file (or the previous publication's) names, as ``digests(listing bytes)`` says."""
+
+    prefix: str
+    suffix: str
+    listing: str
+    media_type: str
+    digests: Callable[[bytes], frozenset[str]]
+
+    def digest_of(self, name: str) -> str | None:
+        if not (name.startswith(self.prefix) and name.endswith(self.suffix)):
+            return None
+        digest = name[len(self.prefix):len(name) - len(self.suffix)]
+        return digest if len(digest) == 64 and all(c in "0123456789abcdef" for c in digest) else None
+
+
+class ContentStore(Protocol):
+    """Where an index writes bytes by their sha256 while it builds (the blob store)."""
+
+    def put(self, sha256: str, data: bytes) -> None: ...
+
+
 @dataclass
 class IndexFiles:
-    """The files of one published partition: prepared bytes, plus files derived only on demand.
+    """The files of one published partition: prepared bytes (or segmented files, or files compressed
+    from another one), plus files derived only on demand.
 
-    ``etags`` overrides the default per-publication ETag of a file (content-addressed files such as
-    CEP-16 shards carry their digest). ``lazy`` builders see the prepared files and may call each
-    other through the publication, never through a shared lock.
+    ``etags`` overrides the default per-publication ETag of a file. ``lazy`` builders see the
+    prepared files and may call each other through the publication, never through a shared lock; a
+    ``Compressed`` lazy entry is made from the stored files by any process, without a local build.
     """
 
-    files: dict[str, bytes]
+    files: dict[str, bytes | Segmented | Compressed | Chunk]
     media_types: dict[str, str]
-    lazy: dict[str, Callable[[Any], bytes]] = field(default_factory=dict)
+    lazy: dict[str, Callable[[Any], bytes] | Compressed] = field(default_factory=dict)
     etags: dict[str, str] = field(default_factory=dict)
 
 
@@ -73,13 +140,16 @@ class SbomInfo:
 
 
 class PartitionIndex(Protocol):
-    """The incremental index of one partition: fed file rows, builds the partition's files."""
+    """The incremental index of one partition: fed file rows, builds the partition's files.
+    ``addressed``: its content-addressed files, if any (the same for every index of a family)."""
+
+    addressed: Addressed | None
 
     def apply(self, rows: Mapping[str, tuple[str, bytes] | None]) -> None:
         """Apply ``{filename: (name, record_json) or None (removed)}`` from the change log."""
 
-    def build(self, previous: IndexFiles | None) -> IndexFiles:
-        """The partition's files now; ``previous`` is the last publication's (to keep old shards)."""
+    def build(self, store: ContentStore) -> IndexFiles:
+        """The partition's files now; large parts are written to ``store`` as they are made."""
 
 
 class Family(Protocol):

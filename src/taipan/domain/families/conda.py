@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-import bz2
 import hashlib
-from collections.abc import Mapping
+import zlib
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,12 +24,21 @@ from taipan.domain.conda import (
 )
 from taipan.domain.conda_archive import package_files, read_package_info
 from taipan.domain.conda_record import check_record
-from taipan.domain.families.base import Artifact, IndexFiles, SbomDependency, SbomInfo
+from taipan.domain.families.base import (
+    Addressed,
+    Artifact,
+    Chunk,
+    Compressed,
+    ContentStore,
+    IndexFiles,
+    SbomDependency,
+    SbomInfo,
+    Segmented,
+    deflate,
+)
 from taipan.domain.names import SUBDIR_SET
 from taipan.errors import InvalidInput
 
-# Above this size repodata.json.zst is compressed with several threads.
-_MT_THRESHOLD = 4 * 1024 * 1024
 MEDIA_TYPES = {
     "repodata.json": "application/json",
     "repodata.json.zst": "application/zstd",
@@ -38,87 +47,148 @@ MEDIA_TYPES = {
     "current_repodata.json.zst": "application/zstd",
     "repodata_shards.msgpack.zst": "application/octet-stream",
 }
+# Package names are spread over this many buckets by a stable hash; a change rebuilds its bucket.
+BUCKETS = 256
+# Changes waiting for a build are kept compressed in blocks of about this size (a first load).
+PENDING_BLOCK = 256 * 1024
+# Each stored part has a deflate stream too (served inside one gzip member for Accept-Encoding:
+# gzip); the bucket keeps its members in memory in that form, to patch them.
+PART_DEFLATE_LEVEL = 1
+SHARDS = Addressed(prefix="shards/", suffix=".msgpack.zst", listing="repodata_shards.msgpack.zst",
+                   media_type="application/octet-stream", digests=rd.shard_index_digests)
+# The parts a bucket contributes, in this order: packages and packages.conda members of
+# repodata.json, then of current_repodata.json.
+_PARTS = 4
 
 
-def zstd(data: bytes) -> bytes:
-    threads = 2 if len(data) > _MT_THRESHOLD else 0
-    return zstandard.ZstdCompressor(level=3, threads=threads, write_content_size=True).compress(data)
+def bucket_of(filename: str) -> int:
+    return zlib.crc32(rd.package_name(filename).encode()) % BUCKETS
 
 
-def _record_part(fn: str, frag: bytes) -> bytes:
-    return frag[len(orjson.dumps(fn)) + 1:]
+def _split(records: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    tar, conda = {}, {}
+    for fn, rec in records.items():
+        (conda if rd.is_conda_v2(fn) else tar)[fn] = rec
+    return tar, conda
+
+
+def _store_part(store: ContentStore, data: bytes, old: Chunk | None) -> tuple[Chunk | None, bytes | None]:
+    """The stored chunk of one part and its deflate stream (None when the part is unchanged)."""
+    if not data:
+        return None, b""
+    sha = hashlib.sha256(data).hexdigest()
+    if old is not None and old.sha256 == sha:
+        return old, None
+    member = deflate(data, PART_DEFLATE_LEVEL)
+    member_sha = hashlib.sha256(member).hexdigest()
+    store.put(sha, data)
+    store.put(member_sha, member)
+    return Chunk(sha, len(data), (member_sha, len(member), zlib.crc32(data))), member
+
+
+class _Bucket:
+    """The files of the package names of one bucket: the members of ``packages`` and
+    ``packages.conda`` as deflate streams in memory, the four parts it contributes as stored chunks, per name
+    the shard digest, and the changes not built yet (``"fn":record`` or ``"fn":null``)."""
+
+    __slots__ = ("members", "chunks", "blocks", "raw", "raw_size", "touched")
+
+    def __init__(self) -> None:
+        self.members: list[bytes] = [b"", b""]
+        self.chunks: list[Chunk | None] = [None] * _PARTS
+        self.blocks: list[bytes] = []
+        self.raw: list[bytes] = []
+        self.raw_size = 0
+        self.touched: set[str] = set()
+
+    def add(self, fn: str, record: bytes | None) -> None:
+        member = orjson.dumps(fn) + b":" + (b"null" if record is None else record)
+        self.raw.append(member)
+        self.raw_size += len(member)
+        self.touched.add(rd.package_name(fn))
+        if self.raw_size >= PENDING_BLOCK:
+            self.blocks.append(zstandard.ZstdCompressor(level=1).compress(b",".join(self.raw)))
+            self.raw, self.raw_size = [], 0
+
+    def _records(self) -> dict[str, Any]:
+        """The bucket's records with the pending changes applied (a later member wins)."""
+        pieces = [zlib.decompressobj(-15).decompress(m) for m in self.members if m]
+        pieces += [zstandard.ZstdDecompressor().decompress(b) for b in self.blocks]
+        if self.raw:
+            pieces.append(b",".join(self.raw))
+        self.blocks, self.raw, self.raw_size = [], [], 0
+        merged = orjson.loads(b"{" + b",".join(pieces) + b"}")
+        return {fn: rec for fn, rec in merged.items() if rec is not None}
+
+    def build(self, store: ContentStore, shard_digest: dict[str, bytes]) -> None:
+        records = self._records()
+        parts = (*_split(records), *_split(rd.current_subset(records)))
+        for i, part in enumerate(parts):
+            chunk, member = _store_part(store, rd.members(part), self.chunks[i])
+            self.chunks[i] = chunk
+            if i < 2 and member is not None:
+                self.members[i] = member
+        by_name: dict[str, dict[str, Any]] = {}
+        for fn, rec in records.items():
+            if (name := rd.package_name(fn)) in self.touched:
+                by_name.setdefault(name, {})[fn] = rec
+        for name in self.touched:
+            if name not in by_name:
+                shard_digest.pop(name, None)
+                continue
+            data = rd.encode_shard(by_name[name])
+            digest = hashlib.sha256(data).digest()
+            store.put(digest.hex(), data)
+            shard_digest[name] = digest
+        self.touched.clear()
 
 
 class SubdirIndex:
-    """One conda subdir: pre-serialized record fragments, per-name shards, rebuilt per change."""
+    """One conda subdir, in buckets of package names (see ``_Bucket``): a change re-encodes only its
+    buckets and the shards of the names it touched, and writes them to the store as it goes.
+
+    ``repodata.json`` and ``current_repodata.json`` are ``Segmented``: a head, every bucket's
+    ``packages`` part (comma-separated), a middle, every bucket's ``packages.conda`` part, a tail.
+    ``repodata.json.zst`` is one zstd frame over them (rattler reads one frame only), streamed by the
+    indexer; shards are content-addressed files (``SHARDS``) listed by the shard index."""
+
+    addressed = SHARDS
 
     def __init__(self, subdir: str) -> None:
         self.subdir = subdir
-        self.fragments: dict[str, bytes] = {}
-        self.name_of: dict[str, str] = {}
-        self.by_name: dict[str, set[str]] = {}
+        self.buckets = [_Bucket() for _ in range(BUCKETS)]
         self.shard_digest: dict[str, bytes] = {}
-        self.shards: dict[str, bytes] = {}
-        self._touched: set[str] = set()
+        self._dirty: set[int] = set()
 
     def apply(self, rows: Mapping[str, tuple[str, bytes] | None]) -> None:
         for fn, row in rows.items():
-            old = self.name_of.pop(fn, None)
-            if old is not None:
-                self.fragments.pop(fn, None)
-                self.by_name[old].discard(fn)
-                self._touched.add(old)
-            if row is not None:
-                name, record = row
-                self.fragments[fn] = rd.fragment(fn, record)
-                self.name_of[fn] = name
-                self.by_name.setdefault(name, set()).add(fn)
-                self._touched.add(name)
+            b = bucket_of(fn)
+            self.buckets[b].add(fn, None if row is None else row[1])
+            self._dirty.add(b)
 
-    def _rebuild_shards(self) -> None:
-        for name in self._touched:
-            fns = self.by_name.get(name)
-            if not fns:
-                self.by_name.pop(name, None)
-                self.shard_digest.pop(name, None)
-                continue
-            records = {fn: orjson.loads(_record_part(fn, self.fragments[fn])) for fn in fns}
-            data = rd.encode_shard(records)
-            digest = hashlib.sha256(data).digest()
-            self.shard_digest[name] = digest
-            self.shards[digest.hex()] = data
-        self._touched.clear()
-
-    def build(self, previous: IndexFiles | None) -> IndexFiles:
-        self._rebuild_shards()
-        repodata = rd.assemble_repodata(self.subdir, self.fragments)
+    def build(self, store: ContentStore) -> IndexFiles:
+        for b in sorted(self._dirty):
+            self.buckets[b].build(store, self.shard_digest)
+        self._dirty.clear()
         created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        live = {d.hex() for d in self.shard_digest.values()}
-        self.shards = {h: self.shards[h] for h in live}
-        files = {"repodata.json": repodata, "repodata.json.zst": zstd(repodata),
-                 "repodata_shards.msgpack.zst": rd.encode_shard_index(self.subdir, self.shard_digest, created)}
-        etags = {}
-        # Keep the previous generation's shards too: a client may hold the previous shard index.
-        old = {k: v for k, v in (previous.files if previous else {}).items() if k.startswith("shards/")}
-        for h, data in [*((k[len("shards/"):-len(".msgpack.zst")], v) for k, v in old.items()),
-                        *self.shards.items()]:
-            files[f"shards/{h}.msgpack.zst"] = data
-            etags[f"shards/{h}.msgpack.zst"] = f'"{h[:32]}"'
-        fragments = dict(self.fragments)
-        subdir = self.subdir
+        files: dict[str, bytes | Segmented | Compressed | Chunk] = {
+            "repodata.json": self._segmented(0), "current_repodata.json": self._segmented(2),
+            "repodata.json.zst": Compressed("repodata.json", "zstd"),
+            SHARDS.listing: rd.encode_shard_index(self.subdir, self.shard_digest, created)}
+        lazy: dict[str, Callable[[Any], bytes] | Compressed] = {
+            "repodata.json.bz2": Compressed("repodata.json", "bz2"),
+            "current_repodata.json.zst": Compressed("current_repodata.json", "zstd")}
+        return IndexFiles(files=files, media_types=dict(MEDIA_TYPES), lazy=lazy)
 
-        def current(pub: Any) -> bytes:
-            records = {fn: orjson.loads(_record_part(fn, frag)) for fn, frag in fragments.items()}
-            keep = rd.current_subset(records)
-            return rd.assemble_repodata(subdir, {fn: fragments[fn] for fn in keep})
-
-        lazy = {
-            "repodata.json.bz2": lambda pub: bz2.compress(pub.file("repodata.json"), 9),
-            "current_repodata.json": current,
-            "current_repodata.json.zst": lambda pub: zstd(pub.file("current_repodata.json")),
-        }
-        media = {**MEDIA_TYPES, **{k: "application/octet-stream" for k in etags}}
-        return IndexFiles(files=files, media_types=media, lazy=lazy, etags=etags)
+    def _segmented(self, first: int) -> Segmented:
+        parts: list[bytes | Chunk] = [rd.repodata_head(self.subdir)]
+        for i, after in ((first, rd.REPODATA_MIDDLE), (first + 1, rd.REPODATA_TAIL)):
+            for k, chunk in enumerate(c for b in self.buckets if (c := b.chunks[i]) is not None):
+                if k:
+                    parts.append(b",")
+                parts.append(chunk)
+            parts.append(after)
+        return Segmented(tuple(parts))
 
 
 class CondaFamily:

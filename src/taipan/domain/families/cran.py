@@ -16,7 +16,7 @@ import orjson
 from packageurl import PackageURL
 
 from taipan.domain import cran
-from taipan.domain.families.base import Artifact, IndexFiles, SbomDependency, SbomInfo
+from taipan.domain.families.base import Artifact, ContentStore, IndexFiles, SbomDependency, SbomInfo
 from taipan.errors import InvalidInput
 
 MEDIA_TYPES = {"PACKAGES": "text/plain; charset=utf-8", "PACKAGES.gz": "application/gzip",
@@ -27,6 +27,8 @@ GZIP_LEVEL = 6
 
 class PackagesIndex:
     """One partition: every file's record, and per package name its newest file's stanza."""
+
+    addressed = None
 
     def __init__(self, subdir: str) -> None:
         self.subdir = subdir
@@ -61,7 +63,7 @@ class PackagesIndex:
             return None
         return max(fns, key=lambda fn: (self.records[fn][1], self.records[fn][2]))
 
-    def build(self, previous: IndexFiles | None) -> IndexFiles:
+    def build(self, store: ContentStore) -> IndexFiles:
         for name in self._touched:
             fn = self.newest(name)
             older = [self.records[f][4] for f in self.by_name.get(name, ()) if f != fn]

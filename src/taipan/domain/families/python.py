@@ -30,7 +30,7 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-from taipan.domain.families.base import Artifact, IndexFiles, SbomDependency, SbomInfo
+from taipan.domain.families.base import Artifact, ContentStore, IndexFiles, SbomDependency, SbomInfo
 from taipan.domain.member_digests import MemberDigests
 from taipan.errors import InvalidInput
 
@@ -282,6 +282,8 @@ def _etag(data: bytes) -> str:
 class SimpleIndex:
     """The ``simple`` partition of one channel: per-project pages, rebuilt for touched projects only."""
 
+    addressed = None
+
     def __init__(self, subdir: str) -> None:
         self.subdir = subdir
         self.records: dict[str, dict[str, dict[str, Any]]] = {}  # project -> filename -> record
@@ -306,7 +308,7 @@ class SimpleIndex:
                 self.records.setdefault(project, {})[fn] = orjson.loads(record)
                 self._touched.add(project)
 
-    def build(self, previous: IndexFiles | None) -> IndexFiles:
+    def build(self, store: ContentStore) -> IndexFiles:
         for project in self._touched:
             files = self.records.get(project)
             if not files:

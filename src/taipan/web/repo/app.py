@@ -23,7 +23,7 @@ from taipan.domain import families
 from taipan.domain.permissions import Principal, can_read_channel
 from taipan.errors import Forbidden, NotFound, TaipanError, Unauthenticated
 from taipan.runtime import Runtime
-from taipan.services.indexing import Publication
+from taipan.services.publication import Publication
 from taipan.web.errors import error_response, taipan_error_response
 from taipan.web.repo import conda, cran, files, python, sbom
 from taipan.web.repo.common import (
@@ -209,6 +209,7 @@ def from_memory(request: Request, caller: Caller) -> tuple[int, list[tuple[bytes
     if offload is not None:
         return 200, [*answer, offload, (b"content-length", b"0")], b""
     data = pub.encoded(located.name, coding)
+    assert isinstance(data, bytes)  # is_ready: bytes in memory
     return 200, [*answer, (b"content-length", str(len(data)).encode())], data
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from taipan.db.models import File
 from taipan.domain.permissions import Principal
@@ -19,7 +19,7 @@ from taipan.errors import NotFound
 from taipan.runtime import Runtime
 from taipan.services import channels as channel_service
 from taipan.services import serving
-from taipan.services.indexing import Publication
+from taipan.services.publication import Publication, body_size
 from taipan.web.deps import client_address, credentials, resolve_principal
 from taipan.web.repo import sbom, stored
 
@@ -160,16 +160,32 @@ async def send_published(request: Request, view: ChannelView, pub: Publication, 
         headers = [*((k, v) for k, v in headers if k.lower() != "vary"), ("Vary", vary)]
     if coding is not None:
         headers.append(("Content-Encoding", coding))
-    etag = pub.etag_for(located.name, coding)
+    etag, media_type = pub.etag_for(located.name, coding), pub.media_type(located.name)
+    public = view.privacy == "public"
     offload = published_offload(request.app.state.runtime, pub, located.name, coding)
     if offload is not None and not not_modified(request, etag, pub.last_modified):
-        headers.append((offload[0].decode(), offload[1].decode()))
-        return bytes_response(request, b"", etag, pub.last_modified, pub.media_type(located.name),
-                              view.privacy == "public", extra_headers=headers)
-    data = pub.encoded(located.name, coding) if pub.is_ready(located.name, coding) else await run_in_threadpool(
+        headers.append((offload[0].decode(), offload[1].decode()))  # the front server sends it
+        return bytes_response(request, b"", etag, pub.last_modified, media_type, public, extra_headers=headers)
+    body = pub.encoded(located.name, coding) if pub.is_ready(located.name, coding) else await run_in_threadpool(
         pub.encoded, located.name, coding)
-    return bytes_response(request, data, etag, pub.last_modified,
-                          pub.media_type(located.name), view.privacy == "public", extra_headers=headers)
+    if isinstance(body, bytes):
+        return bytes_response(request, body, etag, pub.last_modified, media_type, public, extra_headers=headers)
+    return stream_response(request, lambda: pub.stream(body), body_size(body), etag, pub.last_modified,
+                           media_type, public, extra_headers=headers)
+
+
+def stream_response(request: Request, chunks: Callable[[], Iterator[bytes]], size: int, etag: str,
+                    last_modified: str, media_type: str, public: bool,
+                    extra_headers: Iterable[tuple[str, str]] = ()) -> Response:
+    """Like ``bytes_response``, for a body streamed from the blob store (``size`` bytes)."""
+    headers = {"ETag": etag, "Last-Modified": last_modified, "Cache-Control": CACHE_CONTROL[public].decode(),
+               **dict(extra_headers)}
+    if not_modified(request, etag, last_modified):
+        return Response(status_code=304, headers=headers)
+    headers["Content-Length"] = str(size)
+    if request.method == "HEAD":
+        return Response(b"", media_type=media_type, headers=headers)
+    return StreamingResponse(chunks(), media_type=media_type, headers=headers)
 
 
 def published_offload(rt: Runtime, pub: Publication, name: str, coding: str | None) -> tuple[bytes, bytes] | None:

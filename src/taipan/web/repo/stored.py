@@ -33,7 +33,7 @@ from taipan.db.models import File
 from taipan.domain.permissions import Principal
 from taipan.errors import TaipanError
 from taipan.runtime import Runtime
-from taipan.services.indexing import Publication
+from taipan.services.publication import Publication
 
 TTL = 1.0
 MAX_ENTRIES = 50_000

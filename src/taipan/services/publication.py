@@ -1,0 +1,349 @@
+"""One published state of a partition's index (``Publication``) and how its files reach the blob
+store and the wire, for every family.
+
+A file of a publication is one of:
+- ``bytes``: prepared in memory (Python pages, CRAN's ``PACKAGES``, the conda shard index);
+- ``Segmented``: literal bytes and stored chunks in order (conda's ``repodata.json``); served by
+  streaming the chunks from the blob store; gzip-encoded as one member made of the chunks' deflate
+  streams (see ``_gzip``);
+- ``Chunk``: one stored blob, read per request (or kept in memory when small);
+- ``Compressed``: another file of the publication compressed; made by streaming the source through
+  a compressor into a temporary file of the blob store (bounded memory), then stored as a ``Chunk``.
+Content-addressed files (``Addressed``: conda's CEP-16 shards) are served by their digest when the
+publication's listing file, or the previous publication's, names it.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import os
+import struct
+import tempfile
+import threading
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import zstandard
+
+from taipan.domain.families import IndexFiles
+from taipan.domain.families.base import Addressed, Chunk, Compressed, Segmented, deflate
+from taipan.errors import NotFound, ServiceUnavailable
+from taipan.storage.base import BlobStore
+
+# What a file is, once it can be served.
+Body = bytes | Chunk | Segmented
+
+# Media types worth compressing on the fly for clients that accept it (once per publication).
+COMPRESSIBLE = ("application/json", "text/", "application/vnd.pypi.simple")
+GZIP_LEVEL = 6
+# How long a request waits for another request's build of the same lazily derived file.
+LAZY_BUILD_WAIT = 30.0
+# Stored whole files up to this size stay in memory once read; larger ones are streamed from the
+# blob store on each request.
+CACHE_FILE_LIMIT = 4 << 20
+# zstd: level 3, or level 1 above this many bytes of input (a million records: ~400 MB of JSON),
+# always one frame: rattler reads only the first frame of repodata.json.zst.
+ZSTD_FAST_ABOVE = 64 << 20
+
+
+@dataclass
+class Publication:
+    """One immutable, consistent set of a partition's index files."""
+
+    family: str
+    subdir: str
+    seq: int
+    index: IndexFiles
+    etag_base: str
+    last_modified: str
+    created: float
+    # Where stored files are read (None: every file is bytes in memory, e.g. a channel document).
+    blobs: BlobStore | None = field(default=None, repr=False)
+    # name -> (sha256, size) of every whole file stored in the blob store.
+    manifest: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # Names derived on demand whose builders this process does not hold (an adopted publication).
+    lazy_names: frozenset[str] = frozenset()
+    adopted: bool = False
+    addressed: Addressed | None = None
+    # The digests of addressed files this publication's listing names, and the previous one's.
+    addressed_digests: frozenset[str] = frozenset()
+    previous_digests: frozenset[str] = frozenset()
+    previous_listing: tuple[str, int] | None = None
+    _materialize: Callable[[], Publication] | None = field(default=None, repr=False)
+    _local: Publication | None = field(default=None, repr=False)
+    _lazy: dict[str, Body] = field(default_factory=dict, repr=False)
+    _locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
+    _guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def store(self) -> BlobStore:
+        assert self.blobs is not None, "a publication without a blob store has only bytes"
+        return self.blobs
+
+    def has(self, name: str) -> bool:
+        return (name in self.index.files or name in self.index.lazy or name in self.manifest
+                or name in self.lazy_names or self._addressed(name) is not None)
+
+    def _addressed(self, name: str) -> str | None:
+        digest = self.addressed.digest_of(name) if self.addressed is not None else None
+        if digest is not None and (digest in self.addressed_digests or digest in self.previous_digests):
+            return digest
+        return None
+
+    def etag(self, name: str) -> str:
+        override = self.index.etags.get(name)
+        if override is not None:
+            return override
+        digest = self._addressed(name)
+        if digest is not None:
+            return f'"{digest[:32]}"'
+        return f'"{self.etag_base}-{name.replace(".", "-").replace("/", "-")}"'
+
+    def media_type(self, name: str) -> str:
+        if self.addressed is not None and self.addressed.digest_of(name) is not None:
+            return self.addressed.media_type
+        return self.index.media_types.get(name, "application/octet-stream")
+
+    def encodings(self, name: str) -> tuple[str, ...]:
+        """The content codings this file is offered in besides identity, best first: zstd when the
+        partition publishes ``<name>.zst`` (the same bytes, compressed), gzip for text-like files."""
+        offered = []
+        if self.has(name + ".zst"):
+            offered.append("zstd")
+        if self.media_type(name).startswith(COMPRESSIBLE):
+            offered.append("gzip")
+        return tuple(offered)
+
+    def etag_for(self, name: str, coding: str | None) -> str:
+        etag = self.etag(name)
+        return etag if coding is None else f'{etag[:-1]}-{coding}"'
+
+    def is_ready(self, name: str, coding: str | None) -> bool:
+        """True when the body is bytes in memory already (no thread, no I/O, no build)."""
+        key = name if coding is None else (name + ".zst" if coding == "zstd" else f"{name}|gzip")
+        return isinstance(self.index.files.get(key), bytes) or isinstance(self._lazy.get(key), bytes)
+
+    def blob(self, name: str, coding: str | None) -> str | None:
+        """The sha256 of the one stored blob that holds ``name`` exactly as sent in ``coding``
+        (identity, or zstd from ``<name>.zst``), so that a front server may send it itself; None for
+        bytes only in memory, files in segments, and codings made on demand (gzip)."""
+        key = {None: name, "zstd": name + ".zst"}.get(coding)
+        if key is None:
+            return None
+        if key in self.manifest:
+            return self.manifest[key][0]
+        body = self.index.files.get(key, self._lazy.get(key))
+        return body.sha256 if isinstance(body, Chunk) else self._addressed(key)
+
+    def encoded(self, name: str, coding: str | None) -> Body:
+        """The body of ``name`` in a content coding (None: identity); gzip is made once per
+        publication, on first request, deterministically (no timestamp in the header)."""
+        if coding is None:
+            return self.body(name)
+        if coding == "zstd":
+            return self.body(name + ".zst")
+        return self._derive(f"{name}|gzip", lambda pub: _gzip(pub, pub.body(name)))
+
+    def body(self, name: str) -> Body:
+        """One file, as bytes or as stored chunks to stream; derived files are built on first use,
+        once per publication. One lock per file, so that a derived file may build from another
+        without waiting on itself; and a bounded wait, so that no request thread is held for ever."""
+        prepared = self.index.files.get(name)
+        if isinstance(prepared, bytes | Segmented):
+            return prepared
+        stored = Chunk(*self.manifest[name]) if name in self.manifest else prepared
+        if isinstance(stored, Chunk):
+            if stored.size <= CACHE_FILE_LIMIT:
+                return self._derive(name, lambda pub: read_blob(pub.store, stored))
+            return stored
+        digest = self._addressed(name)
+        if digest is not None:
+            return _read_addressed(self.store, digest)
+        build = self.index.lazy.get(name)
+        if build is None and name in self.lazy_names and self._materialize is not None:
+            materialize = self._materialize
+            build = lambda pub: materialize().file(name)  # noqa: E731
+        if isinstance(build, Compressed):
+            spec = build
+            return self._derive(name, lambda pub: compress(pub, spec))
+        if build is None:
+            raise KeyError(name)
+        return self._derive(name, build)
+
+    def file(self, name: str) -> bytes:
+        """The whole bytes of one file (for families whose derived files are made from bytes)."""
+        body = self.body(name)
+        return body if isinstance(body, bytes) else b"".join(self.stream(body))
+
+    def stream(self, body: Body) -> Iterator[bytes]:
+        if isinstance(body, bytes):
+            yield body
+            return
+        for part in body.parts if isinstance(body, Segmented) else (body,):
+            if isinstance(part, bytes):
+                yield part
+            else:
+                yield from self.store.iter_bytes(part.sha256)
+
+    def _derive(self, name: str, build: Callable[[Publication], Body]) -> Body:
+        data = self._lazy.get(name)
+        if data is not None:
+            return data
+        with self._guard:
+            lock = self._locks.setdefault(name, threading.Lock())
+        if not lock.acquire(timeout=LAZY_BUILD_WAIT):
+            raise ServiceUnavailable(f"{name} of {self.subdir} is still being prepared",
+                                     "Retry in a few seconds", code="index_building", retry_after=5)
+        try:
+            if name not in self._lazy:
+                self._lazy[name] = build(self)
+            return self._lazy[name]
+        finally:
+            lock.release()
+
+
+def body_size(body: Body) -> int:
+    return len(body) if isinstance(body, bytes) else body.size
+
+
+def _gzip(pub: Publication, body: Body) -> Body:
+    """gzip content coding, one member (several are not read by every client, httpx for one). A
+    segmented file's member is its chunks' deflate streams (stored with them) and its literals',
+    between a header and a trailer whose CRC-32 is combined from the parts' CRCs."""
+    if isinstance(body, Chunk):
+        body = read_blob(pub.store, body)
+    if isinstance(body, bytes):
+        return gzip.compress(body, GZIP_LEVEL, mtime=0)
+    parts: list[bytes | Chunk] = [GZIP_HEADER]
+    crc = 0
+    for p in body.parts:
+        if isinstance(p, bytes):
+            parts.append(deflate(p, GZIP_LEVEL))
+            crc = crc32_combine(crc, zlib.crc32(p), len(p))
+        else:
+            assert p.deflate is not None
+            parts.append(Chunk(p.deflate[0], p.deflate[1]))
+            crc = crc32_combine(crc, p.deflate[2], p.size)
+    parts.append(DEFLATE_END + struct.pack("<II", crc, body.size & 0xFFFFFFFF))
+    return Segmented(tuple(parts))
+
+
+# A gzip header without name or time; the final empty block of a deflate stream.
+GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+DEFLATE_END = b"\x03\x00"
+_ZEROS = bytes(1 << 20)
+
+
+def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
+    """The CRC-32 of A + B from those of A and of B (``len2`` bytes): CRC-32 is affine, so it is
+    the CRC of A continued over len2 zero bytes, minus that of the zeros alone, plus B's."""
+    a, z = crc1, 0
+    while len2 > 0:
+        n = min(len2, len(_ZEROS))
+        a, z = zlib.crc32(_ZEROS[:n], a), zlib.crc32(_ZEROS[:n], z)
+        len2 -= n
+    return a ^ z ^ crc2
+
+
+def read_blob(blobs: BlobStore, chunk: Chunk) -> bytes:
+    with blobs.open(chunk.sha256) as f:
+        data = f.read()
+    if len(data) != chunk.size:
+        raise ServiceUnavailable("An index file is being replaced", "Retry in a few seconds",
+                                 code="index_building", retry_after=1)
+    return data
+
+
+def _read_addressed(blobs: BlobStore, digest: str) -> bytes:
+    try:
+        with blobs.open(digest) as f:
+            return f.read()
+    except FileNotFoundError:
+        raise NotFound("This shard is no longer published", "Fetch the shard index again",
+                       code="shard_not_found") from None
+
+
+class _HashingWriter:
+    """A file that hashes and counts what is written to it."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f, self.sha, self.size = f, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        self.f.write(data)
+        self.sha.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+def compress(pub: Publication, spec: Compressed) -> Chunk:
+    """Stream ``spec.source`` of the publication through a compressor into the blob store."""
+    source = pub.body(spec.source)
+    size = body_size(source)
+
+    def write(out: _HashingWriter) -> None:
+        if spec.codec == "zstd":
+            level = 1 if size > ZSTD_FAST_ABOVE else 3
+            with zstandard.ZstdCompressor(level=level).stream_writer(out, size=size, closefd=False) as w:
+                for piece in pub.stream(source):
+                    w.write(piece)
+        elif spec.codec == "bz2":
+            comp = bz2.BZ2Compressor(9)
+            for piece in pub.stream(source):
+                out.write(comp.compress(piece))
+            out.write(comp.flush())
+        else:
+            raise ValueError(f"unknown codec {spec.codec}")
+
+    return put_stream(pub.store, write)
+
+
+def put_stream(blobs: BlobStore, write: Callable[[_HashingWriter], None]) -> Chunk:
+    """Store what ``write`` writes, through a temporary file of the blob store; its chunk."""
+    fd, tmp = tempfile.mkstemp(dir=blobs.tempdir(), prefix="index-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            out = _HashingWriter(f)
+            write(out)
+        sha = out.sha.hexdigest()
+        if not blobs.touch(sha):
+            blobs.put_file(sha, Path(tmp), move=True)
+        return Chunk(sha, out.size)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def put_bytes(blobs: BlobStore, sha256: str, data: bytes) -> None:
+    """Store ``data`` (whose digest is ``sha256``) in the blob store, unless it is there already
+    (then it is touched, so that a cleanup in progress keeps it)."""
+    if blobs.touch(sha256):
+        return
+    fd, tmp = tempfile.mkstemp(dir=blobs.tempdir(), prefix="index-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        blobs.put_file(sha256, Path(tmp), move=True)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@dataclass
+class BlobSink:
+    """The ``ContentStore`` an index writes to while it builds: the blob store."""
+
+    blobs: BlobStore
+    written: int = 0
+
+    def put(self, sha256: str, data: bytes) -> None:
+        put_bytes(self.blobs, sha256, data)
+        self.written += 1
