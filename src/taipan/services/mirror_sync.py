@@ -185,7 +185,8 @@ def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress, sourc
         fetched: dict[str, RepodataFetch] = {}
         spool = env.blobs.tempdir()
         try:
-            for i, subdir in enumerate(subdirs):
+            fetched.update(_fetch_shards(upstream, compiled, subdirs, spool, progress))
+            for i, subdir in enumerate(() if fetched else subdirs):
                 v = known.get(subdir) or {}
                 fetched[subdir] = upstream.fetch_repodata(subdir, etag=v.get("etag"), spool_dir=spool,
                                                           last_modified=v.get("last_modified"))
@@ -225,6 +226,30 @@ def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress, sourc
         cve_matching.match_files(db, File.mirror_id == m.id)
         db.commit()
     return seen
+
+
+def _fetch_shards(upstream: CondaUpstream, compiled: flt.CompiledFilters, subdirs: list[str], spool: Path,
+                  progress: Progress) -> dict[str, RepodataFetch]:
+    """When the filters name packages exactly and the upstream offers CEP-16 shards, only the shards
+    of those names (and of their dependencies' names, with include_dependencies): a few requests
+    instead of the whole repodata.json. Empty when that does not apply."""
+    names = compiled.exact_names
+    got = None
+    if names:
+        specs: dict[str, str | None] = {}
+
+        def depends_on(dep: str) -> str | None:
+            if dep not in specs:
+                spec = flt.dep_spec(dep)
+                specs[dep] = spec.name if spec is not None else None
+            return specs[dep]
+
+        got = upstream.fetch_shards(subdirs, names, spool_dir=spool,
+                                    depends_on=depends_on if compiled.include_dependencies else None)
+        progress.contacted()
+    with progress._lock:
+        progress.state["index_source"] = "shards" if got else "repodata"
+    return got or {}
 
 
 def _select_and_plan(env: MirrorEnv, m: Mirror, channel: Channel, compiled: flt.CompiledFilters,
