@@ -42,14 +42,16 @@ def build_chain(out: Path, n: int) -> list[Path]:
     return pkgs
 
 
-def solve_install(channel: str, tmp: Path) -> float:
+def solve_install(channel: str, tmp: Path, timeout: float | None = None) -> float:
+    """Seconds to solve `chain0` from `channel` and install it into a new prefix (fresh caches in tmp)."""
+
     async def go() -> None:
         records = await rattler.solve([rattler.Channel(channel)], ["chain0"], platforms=["noarch"],
                                       virtual_packages=[], gateway=rattler.Gateway(cache_dir=tmp / "gw"))
         await rattler.install(records, target_prefix=str(tmp / "env"), cache_dir=str(tmp / "pkgs"))
 
     t0 = time.perf_counter()
-    asyncio.run(go())
+    asyncio.run(asyncio.wait_for(go(), timeout))
     return time.perf_counter() - t0
 
 

@@ -60,20 +60,25 @@ def seed_rows(home: Path, channel: str, rows_for: Callable[[str], Iterable[dict[
     return ch.id
 
 
+def synthetic_records(subdir: str, n: int, *, names: int = 10000) -> Iterator[tuple[str, dict[str, Any]]]:
+    """n synthetic conda records (file name, record) over `names` package names, the same on every call."""
+    for i in range(n):
+        name, version = f"pkg{i % names:05d}", f"{i // names}.{i % 7}.0"
+        yield f"{name}-{version}-py_0.conda", {
+            "build": "py_0", "build_number": 0, "depends": [f"pkg{(i + 1) % names:05d} >=0.1", "python >=3.8"],
+            "license": "MIT", "license_family": "MIT", "md5": f"{i:032x}", "name": name, "sha256": f"{i:064x}",
+            "size": 1000 + i, "subdir": subdir, "timestamp": 1700000000000 + i, "version": version,
+            "noarch": "python"}
+
+
 def seed_channel(home: Path, channel: str, subdir: str, n: int, *, names: int = 10000) -> str:
     """A Taipan home with `channel` holding n synthetic records in `subdir` (inserted directly)."""
     from taipan.domain.repodata import record_bytes
 
     def rows(channel_id: str) -> Iterator[dict[str, Any]]:
-        for i in range(n):
-            name, version = f"pkg{i % names:05d}", f"{i // names}.{i % 7}.0"
-            fn = f"{name}-{version}-py_0.conda"
-            rec = {"build": "py_0", "build_number": 0, "depends": [f"pkg{(i + 1) % names:05d} >=0.1", "python >=3.8"],
-                   "license": "MIT", "license_family": "MIT", "md5": f"{i:032x}", "name": name,
-                   "sha256": f"{i:064x}", "size": 1000 + i, "subdir": subdir, "timestamp": 1700000000000 + i,
-                   "version": version, "noarch": "python"}
+        for i, (fn, rec) in enumerate(synthetic_records(subdir, n, names=names)):
             yield {"id": f"{i:08d}-0000-0000-0000-000000000000", "channel_id": channel_id, "family": "conda",
-                   "name": name, "version": version, "subdir": subdir, "filename": fn,
+                   "name": rec["name"], "version": rec["version"], "subdir": subdir, "filename": fn,
                    "ckey": f"{subdir}/{fn}", "sha256": rec["sha256"], "md5": rec["md5"], "size": rec["size"],
                    "record": record_bytes(rec).decode()}
 
@@ -108,17 +113,7 @@ class Server:
 
     def rss_mb(self) -> float:
         """Resident memory of the server and its children (uvicorn workers), in MB."""
-        pids = [self.proc.pid] + [int(p) for p in subprocess.run(
-            ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split()]
-        total = 0
-        for pid in pids:
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-            except FileNotFoundError:
-                pass
-        return total / 1024
+        return tree_rss_mb(self.proc.pid)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -129,12 +124,28 @@ class Server:
         self.log.close()
 
 
-def wrk(url: str, *, seconds: int = 10, connections: int = 32, headers: dict[str, str] | None = None) -> float:
-    """Requests per second measured by wrk (-t2)."""
-    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s"]
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, in MB."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo += [int(c) for c in subprocess.run(["pgrep", "-P", str(p)], capture_output=True, text=True).stdout.split()]
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return total / 1024
+
+
+def wrk(url: str, *, seconds: int = 10, connections: int = 32, headers: dict[str, str] | None = None,
+        timeout: int | None = None) -> float:
+    """Requests per second measured by wrk (-t2); `timeout`: seconds before wrk gives up on an answer (2)."""
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", *([f"--timeout={timeout}s"] if timeout else [])]
     for k, v in (headers or {}).items():
         cmd += ["-H", f"{k}: {v}"]
-    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if non2xx:
@@ -152,7 +163,7 @@ class Nginx:
         conf.write_text(f"""
 user root; worker_processes 2; daemon off; pid {self.dir}/nginx.pid; error_log {self.dir}/error.log;
 events {{ worker_connections 1024; }}
-http {{ access_log off; sendfile on; etag on;
+http {{ access_log off; sendfile on; etag on; gzip_static on;
   client_body_temp_path {self.dir}; proxy_temp_path {self.dir}; fastcgi_temp_path {self.dir};
   uwsgi_temp_path {self.dir}; scgi_temp_path {self.dir};
   server {{ listen 127.0.0.1:{self.port}; root {root}; }} }}
