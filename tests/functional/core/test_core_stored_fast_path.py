@@ -173,3 +173,25 @@ def test_offload_hands_packages_and_whole_index_files_to_the_front_server(server
         assert handed.content == b"" and handed.headers["x-sendfile"].startswith(str(blobs))
     made = httpx.get(f"{subdir}/repodata.json", headers={"Accept-Encoding": "gzip"})  # made on demand
     assert "x-sendfile" not in made.headers and p.name in made.json()["packages.conda"]
+
+
+def test_python_distributions_take_the_same_path(server_factory, python_dists):
+    server = server_factory()
+    wheel = python_dists["hello-wheel"]
+    data = wheel.read_bytes()
+    token = server.admin_token()
+    with server.client(token) as c:
+        c.post("/channels", json={"name": "wheels"}).raise_for_status()
+        c.post("/channels/wheels/artifacts", files={"content": (wheel.name, data)}).raise_for_status()
+    url = f"{server.api}/repo/wheels/simple/pyhello/{wheel.name}"
+    for _ in range(3):
+        assert httpx.get(url).content == data
+        part = httpx.get(url, headers={"Range": "bytes=10-19"})
+        assert part.status_code == 206 and part.content == data[10:20]
+    with server.client(token) as c:
+        r = c.put("/channels/wheels/artifacts/bulk", json={"action": "delete", "items": [
+            {"name": "pyhello", "family": "python", "ckey": f"simple/pyhello/{wheel.name}"}]})
+        assert r.status_code == 202, r.text
+    page = f"{server.api}/repo/wheels/simple/pyhello/"
+    wait_for(lambda: wheel.name not in httpx.get(page).text, "the project page still lists the removed wheel")
+    assert httpx.get(url).status_code == 404
