@@ -134,6 +134,18 @@ class Publication:
         key = name if coding is None else (name + ".zst" if coding == "zstd" else f"{name}|gzip")
         return isinstance(self.index.files.get(key), bytes) or isinstance(self._lazy.get(key), bytes)
 
+    def blob(self, name: str, coding: str | None) -> str | None:
+        """The sha256 of the one stored blob that holds ``name`` exactly as sent in ``coding``
+        (identity, or zstd from ``<name>.zst``), so that a front server may send it itself; None for
+        bytes only in memory, files in segments, and codings made on demand (gzip)."""
+        key = {None: name, "zstd": name + ".zst"}.get(coding)
+        if key is None:
+            return None
+        if key in self.manifest:
+            return self.manifest[key][0]
+        body = self.index.files.get(key, self._lazy.get(key))
+        return body.sha256 if isinstance(body, Chunk) else self._addressed(key)
+
     def encoded(self, name: str, coding: str | None) -> Body:
         """The body of ``name`` in a content coding (None: identity); gzip is made once per
         publication, on first request, deterministically (no timestamp in the header)."""
