@@ -239,7 +239,8 @@ class Indexer:
         pub = Publication(state.family, state.subdir, row.seq, files, row.etag_base, row.last_modified,
                           time.time(), self._blobs,
                           manifest={k: (v[0], int(v[1])) for k, v in m.get("files", {}).items()},
-                          lazy_names=frozenset(m.get("lazy", ())), adopted=True, addressed=state.index.addressed,
+                          lazy_names=frozenset(m.get("lazy", ())), adopted=True, stored_all=True,
+                          addressed=state.index.addressed,
                           memory_limit=self.memory_limit)
         if pub.addressed is not None:
             pub.addressed_digests = pub.addressed.digests(pub.file(pub.addressed.listing))
@@ -368,6 +369,7 @@ class Indexer:
                 pub.manifest[name] = (chunk.sha256, chunk.size)
             elif isinstance(data, bytes):
                 put_bytes(self._blobs, pub.manifest[name][0], data)
+        pub.stored_all = True
         manifest = {"format": FORMAT_VERSION,
                     "files": {k: [v[0], v[1]] for k, v in pub.manifest.items()},
                     "segmented": {k: [_manifest_part(p) for p in v.parts]

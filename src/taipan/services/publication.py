@@ -78,6 +78,9 @@ class Publication:
     previous_digests: frozenset[str] = frozenset()
     previous_listing: tuple[str, int] | None = None
     memory_limit: int = MEMORY_LIMIT
+    # True once every whole file of the manifest is in the blob store (a large publication is
+    # served before its sharing thread has written them).
+    stored_all: bool = False
     # Addressed files built with this publication and not stored yet (digest -> bytes).
     pending: dict[str, bytes] = field(default_factory=dict, repr=False)
     _materialize: Callable[[], Publication] | None = field(default=None, repr=False)
@@ -142,9 +145,12 @@ class Publication:
         if key is None:
             return None
         if key in self.manifest:
-            return self.manifest[key][0]
+            return self.manifest[key][0] if self.stored_all else None
         body = self.index.files.get(key, self._lazy.get(key))
-        return body.sha256 if isinstance(body, Chunk) else self._addressed(key)
+        if isinstance(body, Chunk):
+            return body.sha256
+        digest = self._addressed(key)
+        return None if digest is None or digest in self.pending else digest
 
     def encoded(self, name: str, coding: str | None) -> Body:
         """The body of ``name`` in a content coding (None: identity); gzip is made once per
