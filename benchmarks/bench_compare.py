@@ -437,9 +437,12 @@ def seed_quetz(n: int, root: Path, venv: Path, real: list[Path], newcomers: list
     quetz.seed("rows", str(rows))
     res["seed_s"]["quetz"] = round(time.perf_counter() - t0, 2)
     rows.unlink()
-    times = []
+    times: list[float] = []
     try:
         for pkg in newcomers:
+            if times and times[0] > args.slow_upload:
+                res["notes"]["quetz_upload"] = f"one upload only: it took {times[0]:.0f} s (> --slow-upload)"
+                break
             log(f"{n}: quetz upload {pkg.name}")
             times.append(upload_visible(quetz, pkg, args.step_timeout))
     except TimeoutError as e:
@@ -537,6 +540,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--chain", type=int, default=20, help="packages in the py-rattler chain (two versions each)")
     ap.add_argument("--step-timeout", type=float, default=900)
+    ap.add_argument("--slow-upload", type=float, default=120,
+                    help="after a quetz upload -> visible slower than this, do not repeat it")
     ap.add_argument("--no-quetz", action="store_true")
     args = ap.parse_args()
     if not (have("wrk") and have("nginx")):
