@@ -242,7 +242,7 @@ class Quetz:
         data = pkg.read_bytes()
         httpx.post(f"{self.url}/api/channels/{CHANNEL}/upload/{pkg.name}",
                    params={"sha256": hashlib.sha256(data).hexdigest()}, content=data,
-                   headers={"X-API-Key": self.key}, timeout=300).raise_for_status()
+                   headers={"X-API-Key": self.key}, timeout=self.timeout).raise_for_status()
 
     def rss_mb(self) -> float:
         return tree_rss_mb(self.proc.pid)
@@ -445,7 +445,7 @@ def seed_quetz(n: int, root: Path, venv: Path, real: list[Path], newcomers: list
                 break
             log(f"{n}: quetz upload {pkg.name}")
             times.append(upload_visible(quetz, pkg, args.step_timeout))
-    except TimeoutError as e:
+    except (TimeoutError, httpx.TimeoutException) as e:  # its upload answers after its reindex
         res["notes"]["quetz"] = f"index of {n} records not served: {e}"
         quetz.stop()
         return None
