@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/bench_index.py [--records 100000] [--seconds 10]
 
 Seeds a channel with N records in noarch, starts `taipan serve`, uploads one real package and
-measures how long until repodata.json, repodata.json.zst and the shard index all contain it; then
+times the first request of the shard index, repodata.json and repodata.json.zst after it (the first
+includes the publish) and how long until all three contain it; then
 runs wrk (-t2 -c32) against the warm .zst and a 304 revalidation, and the same file from nginx.
 
 With --shared: a second `taipan serve` on the same home; after an upload published by the first,
@@ -43,6 +44,23 @@ def unzst(data: bytes) -> bytes:
     return zstandard.ZstdDecompressor().decompressobj().decompress(data)
 
 
+def first_requests(base: str, filename: str, name: str) -> dict[str, float]:
+    """Right after an upload: the time of the first request of each index file (the first one
+    includes the publish), and whether it shows the upload."""
+    out: dict[str, float] = {}
+    for key, path, shows in (
+            ("first_shard_index_s", "repodata_shards.msgpack.zst",
+             lambda b: name in msgpack.unpackb(unzst(b))["shards"]),
+            ("first_json_s", "repodata.json", lambda b: filename.encode() in b),
+            ("first_zst_s", "repodata.json.zst", lambda b: filename.encode() in unzst(b))):
+        t0 = time.perf_counter()
+        r = httpx.get(f"{base}/{path}", timeout=120)
+        out[key] = round(time.perf_counter() - t0, 3)
+        if not shows(r.content):
+            out[key.replace("_s", "_stale")] = 1
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=100_000)
@@ -76,13 +94,15 @@ def main() -> None:
                            files={"content": (pkg.name, pkg.read_bytes())}, data={"filetype": "conda1"})
             r.raise_for_status()
             upload_s = time.perf_counter() - t0
+            firsts = first_requests(base, pkg.name, name)
             while True:
-                zst = httpx.get(f"{base}/repodata.json.zst").content
-                js = httpx.get(f"{base}/repodata.json").content
+                zst = httpx.get(f"{base}/repodata.json.zst", timeout=120).content
+                js = httpx.get(f"{base}/repodata.json", timeout=120).content
                 idx = msgpack.unpackb(unzst(httpx.get(f"{base}/repodata_shards.msgpack.zst").content))
                 if pkg.name.encode() in unzst(zst) and pkg.name.encode() in js and name in idx["shards"]:
                     break
-            latencies.append({"upload_s": round(upload_s, 3), "visible_s": round(time.perf_counter() - t0, 3)})
+            latencies.append({"upload_s": round(upload_s, 3), **firsts,
+                              "visible_all_s": round(time.perf_counter() - t0, 3)})
         results["upload_to_visible"] = latencies
         json.loads(js)  # still valid JSON
         results["server_rss_mb"] = round(server.rss_mb(), 1)
@@ -111,6 +131,28 @@ def main() -> None:
     emit(results)
 
 
+def wait_for_pointer(home: Path, timeout: float = 600) -> float:
+    """Wait until the shared pointer is as new as the log (a large publication is shared by a
+    background thread after the building process serves it); the seconds waited."""
+    from sqlalchemy import create_engine, text
+
+    from taipan.settings import Settings
+
+    engine = create_engine(Settings(home=home).database_url)
+    t0 = time.perf_counter()
+    try:
+        while True:
+            with engine.connect() as conn:
+                if conn.execute(text("SELECT count(*) FROM index_publications WHERE seq >= "
+                                     "(SELECT coalesce(max(seq), 0) FROM index_changes)")).scalar():
+                    return round(time.perf_counter() - t0, 3)
+            if time.perf_counter() - t0 > timeout:
+                raise TimeoutError("the publication was never shared")
+            time.sleep(0.05)
+    finally:
+        engine.dispose()
+
+
 def shared(records: int) -> None:
     home = Path(tempfile.mkdtemp(prefix="taipan-bench-"))
     seed_channel(home, "big", "noarch", records)
@@ -123,6 +165,7 @@ def shared(records: int) -> None:
         t0 = time.perf_counter()
         httpx.get(f"{base_a}/repodata.json.zst", timeout=120).raise_for_status()
         results["cold_build_first_process_s"] = round(time.perf_counter() - t0, 3)
+        results["cold_build_shared_after_s"] = wait_for_pointer(home)
         t0 = time.perf_counter()
         httpx.get(f"{base_b}/repodata.json.zst", timeout=120).raise_for_status()
         results["first_zst_second_process_s"] = round(time.perf_counter() - t0, 3)
@@ -135,10 +178,12 @@ def shared(records: int) -> None:
             t0 = time.perf_counter()
             httpx.get(f"{base_a}/repodata.json.zst", timeout=120).raise_for_status()  # the publish
             publish_s = time.perf_counter() - t0
+            shared_after = wait_for_pointer(home)
             time.sleep(1.1)  # the second process's poll interval
             t0 = time.perf_counter()
             data = unzst(httpx.get(f"{base_b}/repodata.json.zst", timeout=120).content)
-            firsts.append({"publish_s": round(publish_s, 3), "second_first_get_s": round(time.perf_counter() - t0, 3),
+            firsts.append({"publish_s": round(publish_s, 3), "shared_after_s": shared_after,
+                           "second_first_get_s": round(time.perf_counter() - t0, 3),
                            "visible": pkg.name.encode() in data})
         results["after_change"] = firsts
         results["rss_first_mb"], results["rss_second_mb"] = round(a.rss_mb(), 1), round(b.rss_mb(), 1)

@@ -258,6 +258,13 @@ class CompiledFilters:
     ch_exclude_uncurated: bool = False
 
     @property
+    def exact_names(self) -> frozenset[str] | None:
+        """The package names ``only_specs`` admit when every one names its package exactly."""
+        if not self.only or self.only.globs:
+            return None
+        return frozenset(self.only.by_name)
+
+    @property
     def closes_dependencies(self) -> bool:
         """Only specs with their dependencies: the selection needs every candidate at once."""
         return bool(self.only) and self.include_dependencies

@@ -26,8 +26,9 @@ from taipan.services import cve_matching
 from taipan.services.channels import add_event
 from taipan.services.indexing import log_changes
 
-# How many package keys (name x ecosystem) an Assessor keeps loaded: a cache, emptied when full.
-KEYS_CACHED = 50_000
+# How many package names an Assessor keeps loaded: a cache, emptied when full (a name costs about
+# 100 bytes plus the affects the CVE store has for it).
+NAMES_CACHED = 200_000
 
 
 class Assessor:
@@ -35,41 +36,47 @@ class Assessor:
 
     The affects of a name are loaded on first use, or ahead for a batch of names (``prime``, one query
     per 500 keys), through ``sessions`` (a context manager factory of database sessions); at most
-    about ``limit`` keys stay loaded, so a mirror run over 1.5M upstream records holds a bounded part
-    of the CVE store whatever the number of names it meets.
+    about ``limit`` names stay loaded, so a mirror run over 1.5M upstream records holds a bounded part
+    of the CVE store whatever the number of names it meets. Records come sorted by file name, so the
+    answer for the previous record's subdir, name and version is kept for its next builds.
     """
 
     def __init__(self, sessions: Callable[[], AbstractContextManager[Session]], family: str,
-                 limit: int = KEYS_CACHED) -> None:
+                 limit: int = NAMES_CACHED) -> None:
         self.sessions, self.family, self.limit = sessions, family, limit
         self.version_key = cve_matching._version_key(family)
-        self.loaded: set[tuple[str, str]] = set()
+        self.loaded: set[str] = set()
         self.by_key: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
         self.states: dict[str, tuple[float | None, str]] = {}
+        self._last: tuple[tuple[str, str, str], tuple[float | None, str | None]] | None = None
 
     def prime(self, names: Iterable[str]) -> None:
         """Load the affects of these names (those not loaded yet) at once."""
-        keys = {k for n in names for k in cve_matching.file_keys(self.family, n)} - self.loaded
-        if not keys:
+        new = set(names) - self.loaded
+        if not new:
             return
-        if len(self.loaded) + len(keys) > self.limit:
+        if len(self.loaded) + len(new) > self.limit:
             self.loaded, self.by_key, self.states = set(), {}, {}
         with self.sessions() as db:
-            index = cve_matching.Index.load(db, keys)
+            index = cve_matching.Index.load(db, {k for n in new for k in cve_matching.file_keys(self.family, n)})
             cve_ids = {c for specs in index.by_key.values() for c, _ in specs} - self.states.keys()
             self.states.update(cve_matching._cve_states(db, cve_ids))
         self.by_key.update(index.by_key)
-        self.loaded |= keys
+        self.loaded |= new
 
     def __call__(self, subdir: str, rec: Mapping[str, Any]) -> tuple[float | None, str | None]:
         if self.version_key is None:
             return None, None
-        name, version = str(rec.get("name", "")), str(rec.get("version", ""))
-        keys = cve_matching.file_keys(self.family, name)
-        if not self.loaded.issuperset(keys):
+        what = (subdir, str(rec.get("name", "")), str(rec.get("version", "")))
+        if self._last is None or self._last[0] != what:
+            self._last = what, self._assess(*what)
+        return self._last[1]
+
+    def _assess(self, subdir: str, name: str, version: str) -> tuple[float | None, str | None]:
+        if name not in self.loaded:
             self.prime([name])
         found: set[str] = set()
-        for eco, key in keys:
+        for eco, key in cve_matching.file_keys(self.family, name):
             for cve_id, spec in self.by_key.get((eco, key), ()):
                 if cve_id not in found and rules.affected(eco, spec, version, self.version_key, subdir):
                     found.add(cve_id)
@@ -78,7 +85,7 @@ class Assessor:
 
 def assessor(db: Session, family: str, names: set[str]) -> flt.CveOf:
     """An ``Assessor`` on this session with the affects of ``names`` loaded at once."""
-    cve_of = Assessor(lambda: nullcontext(db), family, limit=max(KEYS_CACHED, 4 * len(names)))
+    cve_of = Assessor(lambda: nullcontext(db), family, limit=max(NAMES_CACHED, len(names)))
     cve_of.prime(names)
     return cve_of
 

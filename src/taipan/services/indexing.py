@@ -40,7 +40,7 @@ from taipan.db.models import Channel, File, IndexChange, IndexPublication, utcno
 from taipan.domain import families
 from taipan.domain.families import IndexFiles, PartitionIndex
 from taipan.domain.families.base import Chunk, Compressed, Segmented
-from taipan.services.publication import BlobSink, Publication, body_size, compress, put_bytes, read_blob
+from taipan.services.publication import BlobSink, Publication, body_size, put_bytes, read_blob
 from taipan.storage.base import BlobStore
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = "3"
 # Rows read per batch when a partition is loaded from the database.
 LOAD_BATCH = 5000
+# A publication whose segmented files are larger than this (bytes), or whose build left more than
+# this many addressed files to write, is shared in a background thread.
+BACKGROUND_ABOVE = 8 << 20
+BACKGROUND_PENDING = 100
 
 
 class _PartitionState:
@@ -67,16 +71,19 @@ class _PartitionState:
 
     def publish(self, blobs: BlobStore) -> Publication:
         previous = self.publication
-        files = self.index.build(BlobSink(blobs))
+        sink = BlobSink(blobs)
+        files = self.index.build(sink)
         now = datetime.now(UTC)
         # The log sequence number names the state; the sizes guard against a pruned log handing out
         # the same number again for other contents after a restart.
         sizes = ",".join(str(body_size(v)) for _, v in sorted(files.files.items()) if not isinstance(v, Compressed))
         base = hashlib.sha256(f"{FORMAT_VERSION}:{self.channel_id}:{self.family}:{self.subdir}:{self.seq}:"
                               f"{sizes}".encode()).hexdigest()[:24]
+        manifest = {name: (hashlib.sha256(v).hexdigest(), len(v)) for name, v in files.files.items()
+                    if isinstance(v, bytes)}
         pub = Publication(self.family, self.subdir, self.seq, files, base,
                           format_datetime(now.replace(microsecond=0), usegmt=True), time.time(), blobs,
-                          addressed=self.index.addressed)
+                          manifest=manifest, addressed=self.index.addressed, pending=sink.deferred)
         addressed = self.index.addressed
         if addressed is not None:
             listing = files.files[addressed.listing]
@@ -97,7 +104,7 @@ class Indexer:
     Publications are shared through the blob store: see the module docstring."""
 
     def __init__(self, sessions: sessionmaker[Session], *, blobs: BlobStore,
-                 poll_interval: float = 1.0,
+                 poll_interval: float = 1.0, background_above: int = BACKGROUND_ABOVE,
                  on_publish: list[Callable[[str, float, int], None]] | None = None) -> None:
         self._sessions = sessions
         self._blobs = blobs
@@ -105,6 +112,7 @@ class Indexer:
         self._states: dict[tuple[str, str], _PartitionState] = {}
         self._guard = threading.Lock()
         self.poll_interval = poll_interval
+        self.background_above = background_above
         self.documents = ChannelDocuments(sessions, poll_interval)
         self.builds = 0  # publications built by this process (adopted ones are not counted)
         self.adoptions = 0
@@ -170,9 +178,10 @@ class Indexer:
         row = db.get(IndexPublication, (state.channel_id, state.subdir))
         if row is None or row.family != state.family or row.manifest.get("format") != FORMAT_VERSION:
             return None
-        # A pointer whose files are gone (e.g. a database restored without its blobs) is rebuilt
-        # rather than adopted; content-addressed files (shards) are not checked one by one.
-        if not all(self._blobs.exists(sha) for sha in manifest_blobs(row.manifest)):
+        # A pointer whose whole files are gone (e.g. a database restored without its blobs) is
+        # rebuilt rather than adopted. Segmented files' parts (hundreds; .zst is made from them)
+        # and addressed files (thousands) are not checked one by one.
+        if not all(self._blobs.exists(v[0]) for v in row.manifest.get("files", {}).values()):
             return None
         return row
 
@@ -222,7 +231,7 @@ class Indexer:
         if pub.addressed is not None:
             pub.addressed_digests = pub.addressed.digests(pub.file(pub.addressed.listing))
             previous = m.get("previous_listing")
-            if previous:
+            if previous and self._blobs.exists(previous[0]):
                 pub.previous_listing = (previous[0], int(previous[1]))
                 pub.previous_digests = pub.addressed.digests(read_blob(self._blobs, Chunk(*pub.previous_listing)))
         pub._materialize = lambda: self._materialized(state, pub)
@@ -300,12 +309,19 @@ class Indexer:
         self._publish(state)
 
     def _publish(self, state: _PartitionState) -> None:
+        """Build and serve a new publication, and share it: in this thread, or for a large one in
+        a background thread (this process serves it meanwhile: files made by compression are made
+        on first request or by the sharing thread, whichever comes first; addressed files not
+        stored yet from memory). Others adopt it once everything is stored and the pointer moved."""
         started = time.perf_counter()
         pub = state.publish(self._blobs)
-        try:
-            self._share(state, pub)
-        except Exception:  # the local publication still serves this process
-            log.exception("could not share the publication of %s/%s", state.channel_id, state.subdir)
+        large = len(pub.pending) > BACKGROUND_PENDING or sum(
+            body_size(v) for v in pub.index.files.values() if isinstance(v, Segmented)) > self.background_above
+        if large:
+            threading.Thread(target=self._share_logged, args=(state, pub), daemon=True,
+                             name=f"share-{state.subdir}").start()
+        else:
+            self._share_logged(state, pub)
         elapsed = time.perf_counter() - started
         self.builds += 1
         size = sum(body_size(v) for v in pub.index.files.values() if not isinstance(v, Compressed))
@@ -317,18 +333,26 @@ class Indexer:
             except Exception:  # an observer never breaks publishing
                 log.exception("publish hook failed")
 
+    def _share_logged(self, state: _PartitionState, pub: Publication) -> None:
+        try:
+            self._share(state, pub)
+        except Exception:  # the local publication still serves this process
+            log.exception("could not share the publication of %s/%s", state.channel_id, state.subdir)
+
     def _share(self, state: _PartitionState, pub: Publication) -> None:
-        """Store the publication's whole files (segmented ones are stored as they are built),
-        compress what is made by compression, and point the partition at them."""
+        """Store the publication's addressed files built but not stored yet and its whole files
+        (segmented ones are stored as they are built), compress what is made by compression, and
+        point the partition at them."""
+        for digest, data in list(pub.pending.items()):
+            put_bytes(self._blobs, digest, data)
+            del pub.pending[digest]
         files = pub.index.files
         for name, data in list(files.items()):
             if isinstance(data, Compressed):
-                files[name] = chunk = compress(pub, data)
+                chunk = pub.stored(name)
                 pub.manifest[name] = (chunk.sha256, chunk.size)
             elif isinstance(data, bytes):
-                sha = hashlib.sha256(data).hexdigest()
-                put_bytes(self._blobs, sha, data)
-                pub.manifest[name] = (sha, len(data))
+                put_bytes(self._blobs, pub.manifest[name][0], data)
         manifest = {"format": FORMAT_VERSION,
                     "files": {k: [v[0], v[1]] for k, v in pub.manifest.items()},
                     "segmented": {k: [_manifest_part(p) for p in v.parts]

@@ -31,6 +31,7 @@ from taipan.storage.secrets import SecretBox
 from taipan.upstreams.conda import CondaUpstream
 
 log = logging.getLogger(__name__)
+# The steps of a conda run; the other mirror types name their own five (their module's STEPS).
 STEPS = ("Listing upstream subdirs", "Fetching upstream repodata", "Filtering records",
          "Fetching files", "Publishing the index")
 STALE_AFTER = timedelta(seconds=60)
@@ -140,9 +141,11 @@ class Progress:
     """The run's sync_state, written (with a heartbeat) once a second by a background thread,
     which also notices a stop request or a lost claim."""
 
-    def __init__(self, env: MirrorEnv, mirror_id: str, run_id: str, state: dict[str, Any]) -> None:
+    def __init__(self, env: MirrorEnv, mirror_id: str, run_id: str, state: dict[str, Any],
+                 steps: tuple[str, ...] = STEPS) -> None:
         self.env, self.mirror_id, self.run_id = env, mirror_id, run_id
         self.state = state
+        self.steps = steps
         self.stop = threading.Event()
         self.lost = False
         self._done = threading.Event()
@@ -159,7 +162,7 @@ class Progress:
 
     def step(self, number: int, pct: float = 0) -> None:
         with self._lock:
-            self.state.update(current_step_number=number, current_step_description=STEPS[number - 1],
+            self.state.update(current_step_number=number, current_step_description=self.steps[number - 1],
                               current_step_percentage=round(pct))
         self.check()
 

@@ -87,11 +87,12 @@ def run_mirror(env: MirrorEnv, mirror_id: str) -> str | None:
     state = dict(m.sync_state)
     final, error, category, seen = "failed", None, None, None
     secrets: list[str] = []
-    with Progress(env, mirror_id, run_id, state) as progress:
+    run, steps = _runner(m.mirror_type)
+    with Progress(env, mirror_id, run_id, state, steps) as progress:
         try:
             source, proxy = _real_urls(env, m)
             secrets = secrets_of(source) + secrets_of(proxy)
-            seen = _syncer(m.mirror_type)(env, m, channel, progress, source, proxy)
+            seen = run(env, m, channel, progress, source, proxy)
             final = "completed"
         except Stopped as exc:
             final, error, category = "stopped", str(exc), error_category(exc)
@@ -114,7 +115,7 @@ def run_mirror(env: MirrorEnv, mirror_id: str) -> str | None:
     snap.update(last_exception=scrub(error, secrets), last_error_category=category,
                 finished_at=utcnow().isoformat())
     if final == "completed":
-        snap.update(current_step_number=len(STEPS), current_step_percentage=100,
+        snap.update(current_step_number=len(progress.steps), current_step_percentage=100,
                     current_step_description="Completed")
     with env.sessions() as db:
         row = db.get(Mirror, mirror_id)
@@ -152,15 +153,19 @@ def _real_urls(env: MirrorEnv, m: Mirror) -> tuple[str, str | None]:
     return source, proxy
 
 
-# Mirror type -> the module whose ``sync(env, mirror, channel, progress)`` runs it (conda's is
-# ``_sync`` below). Imported on use: those modules build on this one.
+# Mirror type -> the module whose ``sync(env, mirror, channel, progress, source, proxy)`` runs it and
+# whose ``STEPS`` name its five steps (conda's are ``_sync`` below and ``mirror_runs.STEPS``). Imported on
+# use: those modules build on this one.
 SYNCERS = {"python_simple": "taipan.services.mirror_sync_python", "CRAN": "taipan.services.mirror_sync_cran"}
 
 
-def _syncer(mirror_type: str) -> Any:
-    """The run of one mirror type."""
+def _runner(mirror_type: str) -> tuple[Any, tuple[str, ...]]:
+    """The run of one mirror type and the names of its steps."""
     module = SYNCERS.get(mirror_type)
-    return _sync if module is None else importlib.import_module(module).sync
+    if module is None:
+        return _sync, STEPS
+    found = importlib.import_module(module)
+    return found.sync, found.STEPS
 
 
 def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress, source: str,
@@ -185,7 +190,8 @@ def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress, sourc
         fetched: dict[str, RepodataFetch] = {}
         spool = env.blobs.tempdir()
         try:
-            for i, subdir in enumerate(subdirs):
+            fetched.update(_fetch_shards(upstream, compiled, subdirs, spool, progress))
+            for i, subdir in enumerate(() if fetched else subdirs):
                 v = known.get(subdir) or {}
                 fetched[subdir] = upstream.fetch_repodata(subdir, etag=v.get("etag"), spool_dir=spool,
                                                           last_modified=v.get("last_modified"))
@@ -225,6 +231,30 @@ def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress, sourc
         cve_matching.match_files(db, File.mirror_id == m.id)
         db.commit()
     return seen
+
+
+def _fetch_shards(upstream: CondaUpstream, compiled: flt.CompiledFilters, subdirs: list[str], spool: Path,
+                  progress: Progress) -> dict[str, RepodataFetch]:
+    """When the filters name packages exactly and the upstream offers CEP-16 shards, only the shards
+    of those names (and of their dependencies' names, with include_dependencies): a few requests
+    instead of the whole repodata.json. Empty when that does not apply."""
+    names = compiled.exact_names
+    got = None
+    if names:
+        specs: dict[str, str | None] = {}
+
+        def depends_on(dep: str) -> str | None:
+            if dep not in specs:
+                spec = flt.dep_spec(dep)
+                specs[dep] = spec.name if spec is not None else None
+            return specs[dep]
+
+        got = upstream.fetch_shards(subdirs, names, spool_dir=spool,
+                                    depends_on=depends_on if compiled.include_dependencies else None)
+        progress.contacted()
+    with progress._lock:
+        progress.state["index_source"] = "shards" if got else "repodata"
+    return got or {}
 
 
 def _select_and_plan(env: MirrorEnv, m: Mirror, channel: Channel, compiled: flt.CompiledFilters,

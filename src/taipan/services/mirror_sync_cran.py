@@ -16,10 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
-from sqlalchemy import select
 
 from taipan.db.mirrors import Mirror
-from taipan.db.models import Channel, File, utcnow
+from taipan.db.models import Channel, File
 from taipan.domain import cran
 from taipan.domain import cran_upstream as cu
 from taipan.domain import filters as flt
@@ -28,9 +27,12 @@ from taipan.domain.urls import redact_url
 from taipan.errors import InvalidInput, UpstreamError
 from taipan.services import cve_enforcement, cve_matching
 from taipan.services import mirror_sync as ms
+from taipan.services.mirror_plan import Planned, plan_files
 from taipan.services.mirror_runs import MirrorEnv, Progress
 
 PARTITION = cran.SOURCE_PARTITION
+STEPS = ("Fetching the upstream's PACKAGES", "Reading PACKAGES", "Filtering packages", "Fetching files",
+         "Publishing the index")
 
 
 def repo_root(source_root: str) -> str:
@@ -198,46 +200,22 @@ def _archive_rds(upstream: Any, contrib: str) -> dict[str, list[cu.UpstreamPacka
 
 
 def _plan(env: MirrorEnv, m: Mirror, channel: Channel, kept: list[cu.UpstreamPackage]) -> ms.Plan:
-    with env.sessions() as db:
-        rows = db.execute(select(File.id, File.ckey, File.subdir, File.mirror_id, File.record, File.state,
-                                 File.sha256, File.md5)
-                          .where(File.channel_id == channel.id, File.family == "cran")).all()
-    mine = {r.ckey: r for r in rows if r.mirror_id == m.id}
-    others = {r.ckey for r in rows if r.mirror_id != m.id}
-    plan = ms.Plan([], [], [], [])
-    now = utcnow()
-    for p in kept:
-        ckey = f"{p.partition}/{p.filename}"
-        if ckey in others:  # uploaded, or another mirror's: never overwritten by this one
-            plan.conflicts.append(ckey)
-            continue
-        old = mine.pop(ckey, None)
-        rec = dict(p.record)
-        if old is not None:  # what an earlier download learnt stays known
-            prev = orjson.loads(old.record)
-            same = (not p.sha256 or p.sha256 == old.sha256) and (not p.md5 or p.md5 == old.md5)
-            if same:
-                for k in ("SHA256", "MD5sum", "size"):
-                    if prev.get(k) and not rec.get(k):
-                        rec[k] = prev[k]
-        else:
-            same = False
-        rec.setdefault("size", 0)
-        text = record_bytes(rec).decode()
-        state = old.state if same and old is not None else "passive"
-        sha = str(rec.get("SHA256") or (old.sha256 if same and old is not None else ""))
-        row = {"id": old.id if old else ms._new_id(), "channel_id": channel.id, "family": "cran",
-               "name": p.name, "version": p.version, "subdir": p.partition, "filename": p.filename, "ckey": ckey,
-               "sha256": sha, "md5": str(rec.get("MD5sum") or ""), "size": int(rec.get("size") or 0),
-               "record": text, "meta": {"DESCRIPTION": {k: v for k, v in rec.items() if k != "size"}},
-               "state": state, "mirror_id": m.id, "updated_at": now, "source_url": redact_url(p.url)}
-        needs_fetch = m.mode == "active" and state != "active"
-        if needs_fetch:
-            plan.fetch.append(row)
-        if old is None:
-            row["created_at"] = now
-            plan.add.append(row)
-        elif old.record != text or not same or needs_fetch:
-            plan.update.append(row)
-    plan.remove = [(r.id, r.subdir, r.ckey.rsplit("/", 1)[-1]) for r in mine.values()]
-    return plan
+    return plan_files(env, m, channel, File.family == "cran", kept, lambda p: f"{p.partition}/{p.filename}",
+                      _planned, fetch_unhashed=False)
+
+
+def _planned(p: cu.UpstreamPackage, old: Any) -> Planned:
+    rec = dict(p.record)
+    same = old is not None and (not p.sha256 or p.sha256 == old.sha256) and (not p.md5 or p.md5 == old.md5)
+    if same:  # what an earlier download learnt stays known
+        prev = orjson.loads(old.record)
+        for k in ("SHA256", "MD5sum", "size"):
+            if prev.get(k) and not rec.get(k):
+                rec[k] = prev[k]
+    rec.setdefault("size", 0)
+    sha = str(rec.get("SHA256") or (old.sha256 if same else ""))
+    return Planned({"family": "cran", "name": p.name, "version": p.version, "subdir": p.partition,
+                    "filename": p.filename, "sha256": sha, "md5": str(rec.get("MD5sum") or ""),
+                    "size": int(rec.get("size") or 0), "record": record_bytes(rec).decode(),
+                    "meta": {"DESCRIPTION": {k: v for k, v in rec.items() if k != "size"}},
+                    "source_url": redact_url(p.url)}, same)

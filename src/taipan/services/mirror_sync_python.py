@@ -13,10 +13,9 @@ from typing import Any
 
 import orjson
 from packaging.utils import canonicalize_name
-from sqlalchemy import select
 
 from taipan.db.mirrors import Mirror
-from taipan.db.models import Channel, File, utcnow
+from taipan.db.models import Channel, File
 from taipan.domain import filters as flt
 from taipan.domain import python_simple as ps
 from taipan.domain.families.python import PARTITION
@@ -25,7 +24,11 @@ from taipan.domain.urls import redact_url
 from taipan.errors import UpstreamError
 from taipan.services import cve_enforcement, cve_matching
 from taipan.services import mirror_sync as ms
+from taipan.services.mirror_plan import Planned, plan_files
 from taipan.services.mirror_runs import MirrorEnv, Progress
+
+STEPS = ("Listing upstream projects", "Fetching project pages", "Filtering files", "Fetching files",
+         "Publishing the index")
 
 
 def sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress, source: str,
@@ -243,45 +246,25 @@ def _select(files: list[ps.UpstreamFile], filters: dict[str, Any], progress: Pro
 
 
 def _plan(env: MirrorEnv, m: Mirror, channel: Channel, kept: list[ps.UpstreamFile]) -> ms.Plan:
-    with env.sessions() as db:
-        rows = db.execute(select(File.id, File.ckey, File.mirror_id, File.record, File.state, File.sha256)
-                          .where(File.channel_id == channel.id, File.subdir == PARTITION)).all()
-    mine = {r.ckey: r for r in rows if r.mirror_id == m.id}
-    others = {r.ckey for r in rows if r.mirror_id != m.id}
-    plan = ms.Plan([], [], [], [])
-    now = utcnow()
-    for f in kept:
-        ckey = f"{PARTITION}/{f.project}/{f.filename}"
-        if ckey in others:  # uploaded, or another mirror's: never overwritten by this one
-            plan.conflicts.append(ckey)
-            continue
-        rec: dict[str, Any] = {"name": f.project, "version": f.version, "filename": f.filename,
-                               "packagetype": "bdist_wheel" if f.filename.endswith(".whl") else "sdist",
-                               "sha256": f.sha256 or "", "size": f.size or 0,
-                               "requires_python": f.requires_python or None, "upload_time": f.upload_time}
-        if f.yanked is not None:
-            rec["yanked"] = f.yanked
-        old = mine.pop(ckey, None)
-        if old is not None and not rec["sha256"]:
-            rec["sha256"] = old.sha256
-        if old is not None and not rec["size"]:
-            rec["size"] = orjson.loads(old.record).get("size", 0)
-        text = record_bytes(rec).decode()
-        same_bytes = old is not None and old.sha256 == (rec["sha256"] or old.sha256)
-        state = old.state if same_bytes else "passive"
-        row = {"id": old.id if old else ms._new_id(), "channel_id": channel.id, "family": "python",
-               "name": f.project, "version": f.version, "subdir": PARTITION, "filename": f.filename, "ckey": ckey,
-               "sha256": rec["sha256"], "md5": "", "size": int(rec["size"] or 0), "record": text,
-               "meta": {"name": f.project, "version": f.version, "requires_python": f.requires_python},
-               "state": state, "mirror_id": m.id, "updated_at": now,
-               "source_url": redact_url(f.url)}  # without credentials: the run puts them back
-        needs_fetch = (m.mode == "active" or not row["sha256"]) and state != "active"
-        if needs_fetch:
-            plan.fetch.append(row)
-        if old is None:
-            row["created_at"] = now
-            plan.add.append(row)
-        elif old.record != text or not same_bytes or needs_fetch:
-            plan.update.append(row)
-    plan.remove = [(r.id, PARTITION, r.ckey.rsplit("/", 1)[-1]) for r in mine.values()]
-    return plan
+    return plan_files(env, m, channel, File.subdir == PARTITION, kept,
+                      lambda f: f"{PARTITION}/{f.project}/{f.filename}", _planned, fetch_unhashed=True)
+
+
+def _planned(f: ps.UpstreamFile, old: Any) -> Planned:
+    rec: dict[str, Any] = {"name": f.project, "version": f.version, "filename": f.filename,
+                           "packagetype": "bdist_wheel" if f.filename.endswith(".whl") else "sdist",
+                           "sha256": f.sha256 or "", "size": f.size or 0,
+                           "requires_python": f.requires_python or None, "upload_time": f.upload_time}
+    if f.yanked is not None:
+        rec["yanked"] = f.yanked
+    if old is not None and not rec["sha256"]:
+        rec["sha256"] = old.sha256
+    if old is not None and not rec["size"]:
+        rec["size"] = orjson.loads(old.record).get("size", 0)
+    same_bytes = old is not None and old.sha256 == (rec["sha256"] or old.sha256)
+    return Planned({"family": "python", "name": f.project, "version": f.version, "subdir": PARTITION,
+                    "filename": f.filename, "sha256": rec["sha256"], "md5": "", "size": int(rec["size"] or 0),
+                    "record": record_bytes(rec).decode(),
+                    "meta": {"name": f.project, "version": f.version, "requires_python": f.requires_python},
+                    "source_url": redact_url(f.url)},  # without credentials: the run puts them back
+                   same_bytes)

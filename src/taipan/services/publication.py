@@ -46,9 +46,12 @@ LAZY_BUILD_WAIT = 30.0
 # Stored whole files up to this size stay in memory once read; larger ones are streamed from the
 # blob store on each request.
 CACHE_FILE_LIMIT = 4 << 20
-# zstd: level 3, or level 1 above this many bytes of input (a million records: ~400 MB of JSON),
+# Bytes of addressed files (shards) a build may leave to be written after it (a first build of a
+# large subdir writes thousands of them).
+DEFER_LIMIT = 64 << 20
+# zstd: level 3, or level 1 above this many bytes of input (3x faster on repodata, and as small),
 # always one frame: rattler reads only the first frame of repodata.json.zst.
-ZSTD_FAST_ABOVE = 64 << 20
+ZSTD_FAST_ABOVE = 8 << 20
 
 
 @dataclass
@@ -74,6 +77,8 @@ class Publication:
     addressed_digests: frozenset[str] = frozenset()
     previous_digests: frozenset[str] = frozenset()
     previous_listing: tuple[str, int] | None = None
+    # Addressed files built with this publication and not stored yet (digest -> bytes).
+    pending: dict[str, bytes] = field(default_factory=dict, repr=False)
     _materialize: Callable[[], Publication] | None = field(default=None, repr=False)
     _local: Publication | None = field(default=None, repr=False)
     _lazy: dict[str, Body] = field(default_factory=dict, repr=False)
@@ -128,6 +133,18 @@ class Publication:
         key = name if coding is None else (name + ".zst" if coding == "zstd" else f"{name}|gzip")
         return isinstance(self.index.files.get(key), bytes) or isinstance(self._lazy.get(key), bytes)
 
+    def blob(self, name: str, coding: str | None) -> str | None:
+        """The sha256 of the one stored blob that holds ``name`` exactly as sent in ``coding``
+        (identity, or zstd from ``<name>.zst``), so that a front server may send it itself; None for
+        bytes only in memory, files in segments, and codings made on demand (gzip)."""
+        key = {None: name, "zstd": name + ".zst"}.get(coding)
+        if key is None:
+            return None
+        if key in self.manifest:
+            return self.manifest[key][0]
+        body = self.index.files.get(key, self._lazy.get(key))
+        return body.sha256 if isinstance(body, Chunk) else self._addressed(key)
+
     def encoded(self, name: str, coding: str | None) -> Body:
         """The body of ``name`` in a content coding (None: identity); gzip is made once per
         publication, on first request, deterministically (no timestamp in the header)."""
@@ -144,14 +161,15 @@ class Publication:
         prepared = self.index.files.get(name)
         if isinstance(prepared, bytes | Segmented):
             return prepared
-        stored = Chunk(*self.manifest[name]) if name in self.manifest else prepared
-        if isinstance(stored, Chunk):
+        stored = self.stored(name) if prepared is not None or name in self.manifest else None
+        if stored is not None:
             if stored.size <= CACHE_FILE_LIMIT:
                 return self._derive(name, lambda pub: read_blob(pub.store, stored))
             return stored
         digest = self._addressed(name)
         if digest is not None:
-            return _read_addressed(self.store, digest)
+            pending = self.pending.get(digest)
+            return pending if pending is not None else _read_addressed(self.store, digest)
         build = self.index.lazy.get(name)
         if build is None and name in self.lazy_names and self._materialize is not None:
             materialize = self._materialize
@@ -162,6 +180,17 @@ class Publication:
         if build is None:
             raise KeyError(name)
         return self._derive(name, build)
+
+    def stored(self, name: str) -> Chunk:
+        """The stored chunk of a whole file; one made by compression is made now (once)."""
+        prepared = self.index.files.get(name)
+        if isinstance(prepared, Compressed):
+            spec = prepared
+            chunk = self._derive(f"{name}|stored", lambda pub: compress(pub, spec))
+        else:
+            chunk = Chunk(*self.manifest[name]) if name in self.manifest else prepared
+        assert isinstance(chunk, Chunk)
+        return chunk
 
     def file(self, name: str) -> bytes:
         """The whole bytes of one file (for families whose derived files are made from bytes)."""
@@ -175,6 +204,8 @@ class Publication:
         for part in body.parts if isinstance(body, Segmented) else (body,):
             if isinstance(part, bytes):
                 yield part
+            elif isinstance(body, Segmented):
+                yield read_blob(self.store, part)  # a part is at most one bucket's records
             else:
                 yield from self.store.iter_bytes(part.sha256)
 
@@ -327,11 +358,16 @@ def put_bytes(blobs: BlobStore, sha256: str, data: bytes) -> None:
 
 @dataclass
 class BlobSink:
-    """The ``ContentStore`` an index writes to while it builds: the blob store."""
+    """The ``ContentStore`` an index writes to while it builds: the blob store. What may be written
+    later is kept (up to ``DEFER_LIMIT`` bytes) for the indexer to write after the build."""
 
     blobs: BlobStore
-    written: int = 0
+    deferred: dict[str, bytes] = field(default_factory=dict)
+    deferred_size: int = 0
 
-    def put(self, sha256: str, data: bytes) -> None:
+    def put(self, sha256: str, data: bytes, *, later: bool = False) -> None:
+        if later and self.deferred_size + len(data) <= DEFER_LIMIT:
+            self.deferred[sha256] = data
+            self.deferred_size += len(data)
+            return
         put_bytes(self.blobs, sha256, data)
-        self.written += 1

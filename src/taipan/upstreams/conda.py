@@ -1,4 +1,5 @@
-"""Fetch a conda channel over http(s): subdirs, repodata (``.zst`` preferred), verified files.
+"""Fetch a conda channel over http(s): subdirs, repodata (``.zst`` preferred) or only the CEP-16 shards
+of some package names, verified files.
 
 Transient failures (connection errors, timeouts, 429 and 5xx) are retried with exponential backoff;
 what still fails becomes an ``UpstreamError`` with a hint, never a crash. Downloads resume from a
@@ -12,14 +13,17 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
+from urllib.parse import urljoin
 
 import httpx
 import ijson
+import msgpack
+import orjson
 import zstandard
 
 from taipan import __version__
@@ -31,6 +35,11 @@ from taipan.upstreams.egress import guarded_transport, request_hook
 
 log = logging.getLogger(__name__)
 CHUNK = 256 * 1024
+SHARD_INDEX = "repodata_shards.msgpack.zst"
+# Decompressed size limits of what an upstream's CEP-16 shards may be (an index of every package
+# name of a subdir; all files of one name).
+MAX_SHARD_INDEX = 256 * 1024 * 1024
+MAX_SHARD = 128 * 1024 * 1024
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
@@ -276,6 +285,72 @@ class CondaUpstream:
             return got
         return RepodataFetch(subdir, self.url(f"{subdir}/repodata.json"), None, missing=True)
 
+    def fetch_shards(self, subdirs: list[str], names: Iterable[str], *, depends_on: DependsOn | None = None,
+                     spool_dir: Path | None = None) -> dict[str, RepodataFetch] | None:
+        """Only the records of ``names`` (and, with ``depends_on``, of every name their records depend
+        on, transitively) from the upstream's CEP-16 shards, as one spooled repodata.json(.zst) per
+        subdir; None when a subdir has no shard index (the caller fetches the whole repodata then).
+        ``depends_on(dependency)`` gives the package name a dependency string needs, or None."""
+        indexes = {}
+        for subdir in subdirs:
+            index = self._shard_index(subdir)
+            if index is None:
+                return None
+            indexes[subdir] = index
+        out = {sd: _Assembly(sd, index, spool_dir) for sd, index in indexes.items()}
+        done: dict[str, RepodataFetch] = {}
+        try:
+            todo = list(dict.fromkeys(names))
+            seen = set(todo)
+            while todo:
+                name = todo.pop()
+                for assembly in out.values():
+                    for rec in assembly.add(self._shard(assembly.index, name)):
+                        if depends_on is not None:
+                            needed = {depends_on(str(dep)) for dep in rec.get("depends") or []} - seen
+                            needed.discard(None)
+                            seen.update(needed)
+                            todo.extend(n for n in needed if n is not None)
+            for sd, assembly in out.items():
+                done[sd] = assembly.finish()
+            return done
+        except BaseException:
+            for got in done.values():
+                got.discard()
+            raise
+        finally:
+            for assembly in out.values():
+                assembly.close()
+
+    def _shard_index(self, subdir: str) -> ShardIndex | None:
+        url = self.url(f"{subdir}/{SHARD_INDEX}")
+        resp = self.get_bytes(url)
+        if resp.status_code != 200:
+            return None
+        index = _unpack(resp.content, MAX_SHARD_INDEX, url)
+        shards, info = (index.get("shards"), index.get("info") or {}) if isinstance(index, dict) else (None, None)
+        if not isinstance(shards, dict) or not isinstance(info, dict) or not all(
+                isinstance(k, str) and isinstance(v, bytes) and len(v) == 32 for k, v in shards.items()):
+            raise UpstreamError(f"{redact_url(url)} is not a CEP-16 shard index",
+                                "The upstream served a corrupt file; try again later", code="upstream_corrupt")
+        base = info.get("shards_base_url") if isinstance(info.get("shards_base_url"), str) else ""
+        return ShardIndex(url, urljoin(url, base or "./shards/"), shards,
+                          info.get("base_url") if isinstance(info.get("base_url"), str) else "")
+
+    def _shard(self, index: ShardIndex, name: str) -> dict[str, Any]:
+        """One name's shard (empty when the index does not name it), its digests checked."""
+        digest = index.shards.get(name)
+        if digest is None:
+            return {}
+        url = f"{index.shards_url.rstrip('/')}/{digest.hex()}.msgpack.zst"
+        resp = self.get_bytes(url)
+        if resp.status_code != 200 or hashlib.sha256(resp.content).digest() != digest:
+            raise UpstreamError(f"The shard {redact_url(url)} is missing or does not match its index",
+                                "The upstream's shard index and shards disagree; try again later",
+                                code="upstream_corrupt")
+        shard = _unpack(resp.content, MAX_SHARD, url)
+        return shard if isinstance(shard, dict) else {}
+
     # --- files ----------------------------------------------------------------------------------
 
     def file_url(self, subdir: str, filename: str, base_url: str | None = None) -> str:
@@ -405,3 +480,71 @@ def remove_quietly(path: Path) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+@dataclass(frozen=True)
+class ShardIndex:
+    url: str
+    shards_url: str  # where the shards are: <shards_url>/<sha256>.msgpack.zst
+    shards: dict[str, bytes]  # package name -> sha256 of its shard
+    base_url: str  # where the package files are (CEP-15 base_url), "" for the subdir
+
+
+DependsOn = Callable[[str], str | None]
+
+
+def _unpack(data: bytes, limit: int, url: str) -> Any:
+    """msgpack in a zstd frame, at most ``limit`` bytes once decompressed."""
+    try:
+        with zstandard.ZstdDecompressor().stream_reader(data) as reader:
+            raw = reader.read(limit + 1)
+        if len(raw) > limit:
+            raise UpstreamError(f"{redact_url(url)} is larger than {limit} bytes decompressed",
+                                "The upstream serves an unreasonably large shard", code="upstream_corrupt")
+        return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+    except (zstandard.ZstdError, ValueError, msgpack.UnpackException) as exc:
+        raise UpstreamError(f"{redact_url(url)} is not zstd-compressed msgpack ({exc})",
+                            "The upstream served a corrupt file; try again later", code="upstream_corrupt") from exc
+
+
+class _Assembly:
+    """A subdir's records from shards, spooled into a repodata.json.zst that ``RepodataFetch`` reads:
+    the members of each section go to a file of their own, joined when done."""
+
+    SECTIONS = ("packages", "packages.conda")
+
+    def __init__(self, subdir: str, index: ShardIndex, spool_dir: Path | None) -> None:
+        self.subdir, self.index, self.spool_dir = subdir, index, spool_dir
+        self.parts = {s: tempfile.TemporaryFile(prefix="shards-", dir=spool_dir) for s in self.SECTIONS}
+        self.counts = dict.fromkeys(self.SECTIONS, 0)
+
+    def add(self, shard: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Spool a shard's records; yield each (hashes as hex, as in repodata.json)."""
+        for section in self.SECTIONS:
+            records = shard.get(section)
+            for fn, rec in records.items() if isinstance(records, dict) else ():
+                if not isinstance(fn, str) or not isinstance(rec, dict):
+                    continue
+                rec = {k: v.hex() if isinstance(v, bytes) else v for k, v in rec.items()}
+                self.parts[section].write((b"," if self.counts[section] else b"") + orjson.dumps(fn) + b":"
+                                          + orjson.dumps(rec))
+                self.counts[section] += 1
+                yield rec
+
+    def finish(self) -> RepodataFetch:
+        fd, tmp = tempfile.mkstemp(prefix="repodata-shards-", suffix=".part", dir=self.spool_dir)
+        info = {"subdir": self.subdir, **({"base_url": self.index.base_url} if self.index.base_url else {})}
+        with os.fdopen(fd, "wb") as out, zstandard.ZstdCompressor(level=1).stream_writer(out) as zst:
+            zst.write(b'{"info":' + orjson.dumps(info))
+            for section, part in self.parts.items():
+                zst.write(b"," + orjson.dumps(section) + b":{")
+                part.seek(0)
+                while chunk := part.read(CHUNK):
+                    zst.write(chunk)
+                zst.write(b"}")
+            zst.write(b',"repodata_version":1}')
+        return RepodataFetch(self.subdir, self.index.url, Path(tmp))
+
+    def close(self) -> None:
+        for part in self.parts.values():
+            part.close()

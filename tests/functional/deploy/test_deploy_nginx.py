@@ -108,10 +108,11 @@ def test_nginx_two_servers_and_a_worker(tmp_path, database, conda_packages, serv
         with a.client(token) as c:
             r = c.post("/channels/deploy/artifacts", files={"content": (pkg.name, pkg.read_bytes())})
             assert r.status_code == 201, r.text
-        # Visible through the other process and through nginx (the other process polls the log).
+        # Visible through the other process and through nginx (the other process polls the log; with
+        # offload, it names the blob that nginx sends).
         for base in (b.url, front):
             url = f"{base}/api/repo/t/{token}/deploy/noarch/repodata.json"
-            seconds = _wait(lambda u=url: pkg.name in httpx.get(u).text)
+            seconds = _wait(lambda u=url: pkg.name in _sent(u, home / "blobs"))
             print(f"visible through {base} after {seconds:.2f} s")
         # Downloads: Taipan authorises and names the blob, nginx sends the bytes (with Range).
         direct = httpx.get(f"{a.url}/api/repo/t/{token}/deploy/noarch/{pkg.name}")
@@ -120,6 +121,25 @@ def test_nginx_two_servers_and_a_worker(tmp_path, database, conda_packages, serv
         got = httpx.get(f"{front}/api/repo/t/{token}/deploy/noarch/{pkg.name}")
         assert got.status_code == 200 and got.content == pkg.read_bytes()
         assert "x-accel-redirect" not in got.headers and got.headers["server"].startswith("nginx")
+        assert got.headers["etag"] == direct.headers["etag"]  # Taipan's (the sha256), not nginx's
+        assert httpx.get(f"{front}/api/repo/t/{token}/deploy/noarch/{pkg.name}",
+                         headers={"If-None-Match": got.headers["etag"]}).status_code == 304
+        # Index files stored as one blob (here repodata.json.zst, the zstd coding of repodata.json) are
+        # offloaded too, with Taipan's validators and coding; files in segments are sent by Taipan.
+        index = f"/api/repo/t/{token}/deploy/noarch/repodata.json"
+        mine = httpx.get(f"{a.url}{index}", headers={"Accept-Encoding": "zstd"})
+        assert mine.content == b"" and mine.headers["x-accel-redirect"].startswith("/_taipan_blobs/")
+        plain = httpx.get(f"{front}{index}", headers={"Accept-Encoding": "identity"})
+        assert plain.status_code == 200 and pkg.name in plain.json()["packages.conda"]
+        assert "content-encoding" not in plain.headers and plain.headers["content-type"] == "application/json"
+        packed = httpx.get(f"{front}{index}", headers={"Accept-Encoding": "zstd"})
+        assert packed.headers["etag"] == mine.headers["etag"] and packed.headers["content-encoding"] == "zstd"
+        assert "Accept-Encoding" in packed.headers["vary"] and packed.headers["content-type"] == "application/json"
+        assert packed.content == plain.content  # decoded by httpx from the zstd coding it was sent in
+        assert httpx.get(f"{front}{index}", headers={"Accept-Encoding": "zstd", "If-None-Match": packed.headers[
+            "etag"]}).status_code == 304
+        gz = httpx.get(f"{front}{index}", headers={"Accept-Encoding": "gzip"})  # made by Taipan, sent by it
+        assert gz.headers["content-encoding"] == "gzip" and gz.json() == plain.json()
         part = httpx.get(f"{front}/api/repo/t/{token}/deploy/noarch/{pkg.name}", headers={"Range": "bytes=0-9"})
         assert part.status_code == 206 and part.content == pkg.read_bytes()[:10]
         assert httpx.get(f"{front}/api/repo/deploy/noarch/{pkg.name}").status_code == 401
@@ -145,6 +165,13 @@ def test_nginx_two_servers_and_a_worker(tmp_path, database, conda_packages, serv
         nginx.wait(timeout=10)
         worker.terminate()
         worker.wait(timeout=15)
+
+
+def _sent(url: str, blobs: Path) -> str:
+    """What a client gets at ``url``: the body, or the blob a Taipan process hands to nginx."""
+    r = httpx.get(url, headers={"Accept-Encoding": "identity"})
+    inside = r.headers.get("x-accel-redirect", "").removeprefix("/_taipan_blobs/")
+    return (blobs / inside).read_text() if inside else r.text
 
 
 def _ok(url: str) -> bool:

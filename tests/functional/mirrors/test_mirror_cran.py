@@ -268,8 +268,10 @@ def test_stop_then_restart_an_active_cran_mirror(mirror_server, cli, cran_tree) 
         ch = _channel(mirror_server)
         cli.run("mirror", "--create", "slow", "--channel", ch, "--source", f"http://127.0.0.1:{srv.server_address[1]}",
                 "--type", "CRAN", "--mode", "active", "--run_now")
-        wait_state(mirror_server, ch, "slow", states=("running",),
-                   pred=lambda m: m["sync_state"].get("current_step_number", 0) >= 4)
+        running = wait_state(mirror_server, ch, "slow", states=("running",),
+                             pred=lambda m: m["sync_state"].get("current_step_number", 0) >= 4)
+        assert running["sync_state"]["current_step_description"] == "Fetching files"
+        assert running["sync_state"]["total_steps_count"] == 5
         cli.run("mirror", "--stop", "slow", "--channel", ch)
         wait_state(mirror_server, ch, "slow", states=("stopped",))
         assert _files(mirror_server, ch) == {}  # a stopped run publishes nothing

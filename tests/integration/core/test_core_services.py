@@ -109,6 +109,46 @@ def test_other_process_writes_are_polled(runtime, conda_packages):
     assert "hello-1.1-0.conda" in json.loads(other.publication(cid, "noarch").file("repodata.json"))["packages.conda"]
 
 
+def test_a_large_publication_is_served_at_once_and_shared_in_the_background(runtime, package_builder):
+    """Above its size threshold a publication is served by the building process before its shards
+    and compressed files are stored; another process adopts it only once all are stored."""
+    import time
+
+    import msgpack
+    import zstandard
+
+    from taipan.db.models import IndexPublication
+    from taipan.services.indexing import Indexer
+
+    p = admin_principal(runtime)
+    with runtime.sessions() as db:
+        channels.create_channel(db, p, "big")
+        db.commit()
+    builder = Indexer(runtime.sessions, blobs=runtime.blobs, poll_interval=0.0, background_above=0)
+    cid, _ = put(runtime, p, "big", package_builder("alpha", "1.0", "noarch"))
+    pub = builder.publication(cid, "noarch")
+    zst = zstandard.ZstdDecompressor().decompressobj().decompress(pub.file("repodata.json.zst"))
+    assert json.loads(zst) == json.loads(pub.file("repodata.json"))
+    listing = msgpack.unpackb(zstandard.ZstdDecompressor().decompressobj().decompress(
+        pub.file("repodata_shards.msgpack.zst")))
+    shard = pub.file(f"shards/{listing['shards']['alpha'].hex()}.msgpack.zst")
+    assert "alpha-1.0-0.conda" in msgpack.unpackb(zstandard.ZstdDecompressor().decompressobj().decompress(shard))[
+        "packages.conda"]
+    deadline = time.monotonic() + 30
+    while True:
+        with runtime.sessions() as db:
+            row = db.get(IndexPublication, (cid, "noarch"))
+            if row is not None and row.seq >= pub.seq:
+                break
+        assert time.monotonic() < deadline, "the background share never moved the pointer"
+        time.sleep(0.05)
+    other = Indexer(runtime.sessions, blobs=runtime.blobs, poll_interval=0.0)
+    adopted = other.publication(cid, "noarch")
+    assert adopted.adopted and other.builds == 0
+    assert adopted.file("repodata.json") == pub.file("repodata.json")
+    assert adopted.file(f"shards/{listing['shards']['alpha'].hex()}.msgpack.zst") == shard
+
+
 def test_concurrent_uploads_all_land_in_the_index(runtime, package_builder):
     p = admin_principal(runtime)
     with runtime.sessions() as db:

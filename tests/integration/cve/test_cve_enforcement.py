@@ -121,9 +121,10 @@ def test_a_bounded_assessor_answers_like_one_that_loads_every_name(runtime):
         every = cve_enforcement.assessor(db, "conda", set(versions))
         want = [every(sd, r) for sd, r in records]
     assert {w for w in want if w != (None, None)} and (None, None) in want
-    bounded = cve_enforcement.Assessor(runtime.sessions, "conda", limit=3)
+    bounded = cve_enforcement.Assessor(runtime.sessions, "conda", limit=2)
     assert [bounded(sd, r) for sd, r in records] == want  # one name at a time, the cache emptied often
-    assert len(bounded.loaded) <= 3
-    batched = cve_enforcement.Assessor(runtime.sessions, "conda", limit=6)
+    assert len(bounded.loaded) <= 2
+    assert [bounded(sd, r) for sd, r in reversed(records)] == want[::-1]
+    batched = cve_enforcement.Assessor(runtime.sessions, "conda", limit=3)
     batched.prime(["openssl", "libcurl", "django"])
     assert [batched(sd, r) for sd, r in records] == want

@@ -24,7 +24,7 @@ class DictStore:
         self.blobs: dict[str, bytes] = {}
         self.puts = 0
 
-    def put(self, sha256: str, data: bytes) -> None:
+    def put(self, sha256: str, data: bytes, *, later: bool = False) -> None:
         assert hashlib.sha256(data).hexdigest() == sha256
         self.blobs[sha256] = data
         self.puts += 1

@@ -94,9 +94,11 @@ class Addressed:
 
 
 class ContentStore(Protocol):
-    """Where an index writes bytes by their sha256 while it builds (the blob store)."""
+    """Where an index writes bytes by their sha256 while it builds (the blob store). ``later``: an
+    addressed file, which the store may write after the build returns (before the publication is
+    shared), serving it from memory meanwhile."""
 
-    def put(self, sha256: str, data: bytes) -> None: ...
+    def put(self, sha256: str, data: bytes, *, later: bool = False) -> None: ...
 
 
 @dataclass

@@ -50,7 +50,7 @@ MEDIA_TYPES = {
 # Package names are spread over this many buckets by a stable hash; a change rebuilds its bucket.
 BUCKETS = 256
 # Changes waiting for a build are kept compressed in blocks of about this size (a first load).
-PENDING_BLOCK = 256 * 1024
+PENDING_BLOCK = 32 * 1024
 # Each stored part has a deflate stream too (served inside one gzip member for Accept-Encoding:
 # gzip); the bucket keeps its members in memory in that form, to patch them.
 PART_DEFLATE_LEVEL = 1
@@ -138,7 +138,7 @@ class _Bucket:
                 continue
             data = rd.encode_shard(by_name[name])
             digest = hashlib.sha256(data).digest()
-            store.put(digest.hex(), data)
+            store.put(digest.hex(), data, later=True)
             shard_digest[name] = digest
         self.touched.clear()
 

@@ -34,8 +34,10 @@ from taipan.web.repo.common import (
     choose_coding,
     etag_matches,
     principal_for,
+    published_offload,
     send_published,
 )
+from taipan.web.repo.stored import StoredFileResponse, stored_files
 
 PREFIX = "/api/repo/"
 
@@ -43,18 +45,21 @@ PREFIX = "/api/repo/"
 @dataclass(frozen=True)
 class FamilyRoutes:
     """How a family answers its paths: ``locate`` maps a path to a published index file (cheap, no
-    I/O: used for the in-memory 304 answer too); ``serve`` answers everything else."""
+    I/O: used for the in-memory 304 answer too); ``stored`` maps a path to the ckey of a stored file
+    that may be answered from memory (cheap, no I/O), None for paths that need ``serve``; ``serve``
+    answers everything else."""
 
     locate: Callable[[list[str], Request], Located | None]
+    stored: Callable[[list[str]], str | None]
     serve: Callable[[Request, Runtime, Principal, ChannelView, list[str]], Awaitable[Response]]
 
 
 HANDLERS: dict[str, FamilyRoutes] = {
-    "conda": FamilyRoutes(conda.locate, conda.serve),
-    "python": FamilyRoutes(python.locate, python.serve),
-    "cran": FamilyRoutes(cran.locate, cran.serve),
-    **{name: FamilyRoutes(files.locate, files.serve) for name in ("notebook", "anaconda_env", "anaconda_project",
-                                                                  "sbom")},
+    "conda": FamilyRoutes(conda.locate, conda.stored, conda.serve),
+    "python": FamilyRoutes(python.locate, python.stored, python.serve),
+    "cran": FamilyRoutes(cran.locate, cran.stored, cran.serve),
+    **{name: FamilyRoutes(files.locate, files.stored, files.serve)
+       for name in ("notebook", "anaconda_env", "anaconda_project", "sbom")},
 }
 
 
@@ -123,28 +128,59 @@ def _routes_for(rest: list[str]) -> FamilyRoutes | None:
     return HANDLERS.get(family.name) if family is not None else None
 
 
-def from_memory(request: Request, repo_path: str) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+@dataclass(frozen=True)
+class Caller:
+    """A request whose caller and channel are known without I/O, and who may read the channel."""
+
+    rt: Runtime
+    p: Principal
+    view: ChannelView
+    rest: list[str]
+    routes: FamilyRoutes
+
+
+def cached_caller(request: Request, repo_path: str) -> Caller | None:
+    """Who asks for what, when the credentials and the channel are in memory and the caller may
+    fetch from the channel; None sends the request down the full path (which says why not)."""
+    try:
+        token, path, rest = parse_repo_path(repo_path)
+        routes = _routes_for(rest)
+        if routes is None:
+            return None
+        rt: Runtime = request.app.state.runtime
+        p = principal_for(rt, request, token, cached_only=True)
+    except TaipanError:
+        return None
+    hit = channel_cache(rt).peek(path)
+    if p is None or hit is None or hit[0] is None or access_error(p, hit[0], path) is not None:
+        return None
+    return Caller(rt, p, hit[0], rest, routes)
+
+
+def stored_file(request: Request, caller: Caller) -> StoredFileResponse | None:
+    """The answer for a stored file (package, wheel...) when what it is is in memory too; None
+    sends the request down the full path."""
+    if request.scope["query_string"]:
+        return None  # e.g. ?sbom: not the file's bytes
+    ckey = caller.routes.stored(caller.rest)
+    if ckey is None:
+        return None
+    f = stored_files(caller.rt).peek(caller.rt, caller.view.id, ckey, frozen=caller.view.frozen)
+    return None if f is None else StoredFileResponse(caller.rt, caller.p, caller.view, f)
+
+
+def from_memory(request: Request, caller: Caller) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
     """The answer to a GET or HEAD of an index file when everything needed is already in memory
     (credentials, channel, publication, the file's bytes in the coding asked for): a 304 for a
-    matching If-None-Match, else the bytes. None sends the request down the full path."""
+    matching If-None-Match, else the bytes, or with offload (a file stored as one blob) the header
+    by which the front server sends them. None sends the request down the full path."""
     headers = request.headers
     if "if-modified-since" in headers and "if-none-match" not in headers:
         return None  # dates are compared on the full path
-    try:
-        token, path, rest = parse_repo_path(repo_path)
-    except TaipanError:
-        return None
-    routes = _routes_for(rest)
-    located = routes.locate(rest, request) if routes is not None else None
+    located = caller.routes.locate(caller.rest, request)
     if located is None:
         return None
-    rt: Runtime = request.app.state.runtime
-    p = principal_for(rt, request, token, cached_only=True)
-    hit = channel_cache(rt).peek(path)
-    if p is None or hit is None or access_error(p, hit[0], path) is not None:
-        return None
-    view = hit[0]
-    assert view is not None
+    rt, view = caller.rt, caller.view
     pub = rt.indexer.peek(view.id, located.subdir, frozen=view.frozen)
     if pub is None or not pub.has(located.name):
         return None
@@ -153,7 +189,9 @@ def from_memory(request: Request, repo_path: str) -> tuple[int, list[tuple[bytes
     etag = pub.etag_for(located.name, coding)
     inm = headers.get("if-none-match")
     matched = inm is not None and etag_matches(inm, etag)
-    if not matched and not pub.is_ready(located.name, coding):
+    # A front server sends a file stored as one blob (offload); else the bytes must be in memory.
+    offload = None if matched else published_offload(rt, pub, located.name, coding)
+    if not matched and offload is None and not pub.is_ready(located.name, coding):
         return None
     vary = [v for k, v in located.headers if k.lower() == "vary"]
     if offered:
@@ -164,15 +202,15 @@ def from_memory(request: Request, repo_path: str) -> tuple[int, list[tuple[bytes
               *((k.lower().encode(), v.encode()) for k, v in located.headers if k.lower() != "vary")]
     if matched:
         return 304, answer, b""
-    data = pub.encoded(located.name, coding)
-    assert isinstance(data, bytes)  # is_ready: bytes in memory
     media = pub.media_type(located.name)
     if media.startswith("text/") and "charset=" not in media:
         media += "; charset=utf-8"  # as Starlette's Response says it on the full path
-    answer += [(b"content-type", media.encode()),
-               (b"content-length", str(len(data)).encode()),
-               *(((b"content-encoding", coding.encode()),) if coding else ())]
-    return 200, answer, data
+    answer += [(b"content-type", media.encode()), *(((b"content-encoding", coding.encode()),) if coding else ())]
+    if offload is not None:
+        return 200, [*answer, offload, (b"content-length", b"0")], b""
+    data = pub.encoded(located.name, coding)
+    assert isinstance(data, bytes)  # is_ready: bytes in memory
+    return 200, [*answer, (b"content-length", str(len(data)).encode())], data
 
 
 class RepoApp:
@@ -187,11 +225,16 @@ class RepoApp:
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
-        if scope["method"] in ("GET", "HEAD") and (answer := from_memory(request, repo_path)):
-            status, headers, body = answer
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": body if scope["method"] == "GET" else b""})
-            return
+        caller = cached_caller(request, repo_path) if scope["method"] in ("GET", "HEAD") else None
+        if caller is not None:
+            if answer := from_memory(request, caller):
+                status, headers, body = answer
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": body if scope["method"] == "GET" else b""})
+                return
+            if fast := stored_file(request, caller):
+                await fast(scope, receive, send)
+                return
         if scope["method"] == "POST":
             # Uploads to a channel URL (twine, the documented form post) are API routes.
             await self.app(_upload_scope(scope, repo_path), receive, send)

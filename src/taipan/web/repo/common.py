@@ -11,7 +11,7 @@ from email.utils import parsedate_to_datetime
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 
 from taipan.db.models import File
 from taipan.domain.permissions import Principal
@@ -21,7 +21,7 @@ from taipan.services import channels as channel_service
 from taipan.services import serving
 from taipan.services.publication import Publication, body_size
 from taipan.web.deps import client_address, credentials, resolve_principal
-from taipan.web.repo import sbom
+from taipan.web.repo import sbom, stored
 
 CHANNEL_TTL = 1.0
 
@@ -80,7 +80,8 @@ class ChannelCache:
 
 
 def channel_cache(rt: Runtime) -> ChannelCache:
-    return rt.extras.setdefault("channel_cache", ChannelCache())
+    cache = rt.extras.get("channel_cache")  # made once: this runs on every request
+    return cache if cache is not None else rt.extras.setdefault("channel_cache", ChannelCache())
 
 
 CACHE_CONTROL = {True: b"public, max-age=0, must-revalidate", False: b"private, max-age=0, must-revalidate"}
@@ -159,10 +160,14 @@ async def send_published(request: Request, view: ChannelView, pub: Publication, 
         headers = [*((k, v) for k, v in headers if k.lower() != "vary"), ("Vary", vary)]
     if coding is not None:
         headers.append(("Content-Encoding", coding))
-    body = pub.encoded(located.name, coding) if pub.is_ready(located.name, coding) else await run_in_threadpool(
-        pub.encoded, located.name, coding)
     etag, media_type = pub.etag_for(located.name, coding), pub.media_type(located.name)
     public = view.privacy == "public"
+    offload = published_offload(request.app.state.runtime, pub, located.name, coding)
+    if offload is not None and not not_modified(request, etag, pub.last_modified):
+        headers.append((offload[0].decode(), offload[1].decode()))  # the front server sends it
+        return bytes_response(request, b"", etag, pub.last_modified, media_type, public, extra_headers=headers)
+    body = pub.encoded(located.name, coding) if pub.is_ready(located.name, coding) else await run_in_threadpool(
+        pub.encoded, located.name, coding)
     if isinstance(body, bytes):
         return bytes_response(request, body, etag, pub.last_modified, media_type, public, extra_headers=headers)
     return stream_response(request, lambda: pub.stream(body), body_size(body), etag, pub.last_modified,
@@ -183,26 +188,36 @@ def stream_response(request: Request, chunks: Callable[[], Iterator[bytes]], siz
     return StreamingResponse(chunks(), media_type=media_type, headers=headers)
 
 
+def published_offload(rt: Runtime, pub: Publication, name: str, coding: str | None) -> tuple[bytes, bytes] | None:
+    """The offload header for a file of a publication that is stored as one blob, exactly as sent
+    (so a front server sends index files too); None when offload is off or the file is not."""
+    sha = pub.blob(name, coding) if rt.settings.server.offload else None
+    path = rt.blobs.local_path(sha) if sha is not None else None
+    return stored.offload_header(rt, path) if path is not None else None
+
+
 def record_download(rt: Runtime, request: Request, p: Principal, view: ChannelView, f: File) -> None:
-    client = request.client
-    rt.downloads.record(
-        channel_id=view.id, channel_path=view.path, file_id=f.id, family=f.family, package=f.name,
-        version=f.version, ckey=f.ckey, subdir=f.subdir, filename=f.filename, size=f.size,
-        user_id=p.user_id, username=p.username, token_id=p.token_id,
-        remote_addr=client.host if client else None,
-        user_agent=(request.headers.get("user-agent") or "")[:300] or None)
+    stored.record_download(rt, request.scope, p, view, stored.file_identity(f))
 
 
-def send_stored_file(request: Request, rt: Runtime, p: Principal, view: ChannelView, ckey: str) -> Response:
+def send_stored_file(request: Request, rt: Runtime, p: Principal, view: ChannelView, ckey: str,
+                     index: tuple[str, str] | None = None) -> Response:
     """A stored artifact file by ckey: immutable, Range-capable; a download is recorded once (a
-    resumed or partial transfer, Range not starting at 0, does not count). Runs in a thread."""
+    resumed or partial transfer, Range not starting at 0, does not count). ``index`` is the (family,
+    partition) whose publication lists the file, None for families without an index: what the file
+    is is then remembered as long as that index is current (see stored.py). Runs in a thread."""
     if "sbom" in request.query_params:
         # conda-repo-cli's `sbom --ckey` asks the package URL for its SBOM; never the package itself.
         return sbom.respond(request, rt, view.id, view.path, ckey)
+    # The publication is looked at before the database: a file removed after this look moves the
+    # log past it, so an entry made now cannot outlive the removal's publication.
+    pub = None if index is None else stored.current_publication(rt, view.id, index, frozen=view.frozen)
+    cache = stored.stored_files(rt)
+    known = cache.get(view.id, ckey, pub)
+    if known is not None:
+        return stored.StoredFileResponse(rt, p, view, known)
     f = serving.find_file(rt.sessions, view.id, ckey)
     filename = ckey.rsplit("/", 1)[-1]
-    headers = {"ETag": f'"{f.sha256}"', "Cache-Control": ("public" if view.privacy == "public"
-                                                          else "private") + ", max-age=31536000, immutable"}
     if f.state != "active":
         fetch = rt.extras.get("passive_fetch")
         if fetch is None:
@@ -215,21 +230,12 @@ def send_stored_file(request: Request, rt: Runtime, p: Principal, view: ChannelV
         # An object store sends the bytes itself: the client follows a short-lived signed URL.
         if request.method == "GET" and request.headers.get("range", "bytes=0-").startswith("bytes=0-"):
             record_download(rt, request, p, view, f)
-        return Response(status_code=307, headers={**headers, "Location": presign(f.sha256, filename=filename),
-                                                  "Cache-Control": "no-store"})
+        return Response(status_code=307, headers={"ETag": f'"{f.sha256}"', "Cache-Control": "no-store",
+                                                  "Location": presign(f.sha256, filename=filename)})
     if path is None or not path.exists():
         raise NotFound(f"The stored file for {filename} is missing", "Ask an admin to check the blob store",
                        code="blob_missing")
-    if request.method == "GET" and request.headers.get("range", "bytes=0-").startswith("bytes=0-"):
-        record_download(rt, request, p, view, f)
-    offload = rt.settings.server.offload
-    if offload == "x-accel-redirect":
-        # nginx sends the bytes (sendfile, Range) from its internal location aliasing the blob store.
-        inside = path.relative_to(rt.settings.blob_path).as_posix()
-        headers["X-Accel-Redirect"] = rt.settings.server.offload_prefix + inside
-        return Response(b"", media_type="application/octet-stream", headers=headers)
-    if offload == "x-sendfile":
-        headers["X-Sendfile"] = str(path)
-        return Response(b"", media_type="application/octet-stream", headers=headers)
-    return FileResponse(path, headers=headers, media_type="application/octet-stream",
-                        filename=None, stat_result=None)
+    found = stored.StoredFile.of(rt, f, path)
+    if index is None or pub is not None:
+        cache.put(view.id, found, pub)
+    return stored.StoredFileResponse(rt, p, view, found)

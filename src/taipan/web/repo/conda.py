@@ -36,6 +36,13 @@ def locate(rest: list[str], request: Request) -> Located | None:
     return None
 
 
+def stored(rest: list[str]) -> str | None:
+    """The ckey a path names when it may be a package file (answered from memory when known)."""
+    if len(rest) != 2 or rest[0] not in SUBDIR_SET or not rest[1] or rest[1] in INDEX_FILES:
+        return None
+    return "/".join(rest)
+
+
 async def serve(request: Request, rt: Runtime, p: Principal, view: ChannelView, rest: list[str]) -> Response:
     if rest == ["channeldata.json"]:
         # Built once per change of the channel's conda subdirs, not per request.
@@ -47,4 +54,4 @@ async def serve(request: Request, rt: Runtime, p: Principal, view: ChannelView, 
         raise NotFound(f"Nothing at {request.url.path}",
                        "Subdirs are platform names such as noarch or linux-64", code="not_found")
     ckey = "/".join(rest)
-    return await run_in_threadpool(send_stored_file, request, rt, p, view, ckey)
+    return await run_in_threadpool(send_stored_file, request, rt, p, view, ckey, ("conda", rest[0]))

@@ -32,6 +32,14 @@ def locate(rest: list[str], request: Request) -> Located | None:
     return Located("cran", subdir, rest[-1]) if cran.is_partition(subdir) else None
 
 
+def stored(rest: list[str]) -> str | None:
+    """The ckey of a binary package's URL; source packages are not answered from memory (which of
+    src/contrib/ and its Archive/ serves a version is a database question)."""
+    if len(rest) < 3 or rest[0] != "bin" or rest[-1] in INDEX_FILES or not all(rest):
+        return None
+    return "/".join(rest)
+
+
 def _not_found(request: Request, hint: str = "R finds packages through src/contrib/PACKAGES") -> NotFound:
     return NotFound(f"Nothing at {request.url.path}", hint, code="not_found")
 
@@ -49,7 +57,8 @@ def _source_file(request: Request, rt: Runtime, p: Principal, view: ChannelView,
     if _is_newest(rt, view, fn.name, fn.version) == archived:
         raise _not_found(request, f"The newest version of {fn.name} is in src/contrib/, older ones in "
                                   f"src/contrib/Archive/{fn.name}/")
-    return send_stored_file(request, rt, p, view, f"{cran.SOURCE_PARTITION}/{filename}")
+    return send_stored_file(request, rt, p, view, f"{cran.SOURCE_PARTITION}/{filename}",
+                            ("cran", cran.SOURCE_PARTITION))
 
 
 async def serve(request: Request, rt: Runtime, p: Principal, view: ChannelView, rest: list[str]) -> Response:
@@ -68,4 +77,5 @@ async def serve(request: Request, rt: Runtime, p: Principal, view: ChannelView, 
         raise _not_found(request) from None
     if subdir == cran.SOURCE_PARTITION:
         return await run_in_threadpool(_source_file, request, rt, p, view, filename, False)
-    return await run_in_threadpool(send_stored_file, request, rt, p, view, f"{subdir}/{filename}")
+    return await run_in_threadpool(send_stored_file, request, rt, p, view, f"{subdir}/{filename}",
+                                   ("cran", subdir))

@@ -18,6 +18,10 @@ def locate(rest: list[str], request: Request) -> Located | None:
     return None  # nothing published: every path is a stored file
 
 
+def stored(rest: list[str]) -> str | None:
+    return "/".join(rest) if len(rest) >= 2 and all(rest) else None
+
+
 async def serve(request: Request, rt: Runtime, p: Principal, view: ChannelView, rest: list[str]) -> Response:
     if len(rest) < 2 or not all(rest):
         raise NotFound(f"Nothing at {request.url.path}", "List the channel's files with "

@@ -77,6 +77,13 @@ def locate(rest: list[str], request: Request) -> Located | None:
     return None
 
 
+def stored(rest: list[str]) -> str | None:
+    """The ckey of a distribution's URL (only the normalized spelling is ever remembered)."""
+    if len(rest) != 3 or rest[0] != PARTITION or not rest[1] or not rest[2] or rest[2].endswith(".metadata"):
+        return None
+    return "/".join(rest)
+
+
 def _redirect(request: Request, rest: list[str], target: list[str]) -> Response:
     path = request.url.path
     base = path[:len(path) - len("/".join(rest))]
@@ -96,7 +103,8 @@ async def serve(request: Request, rt: Runtime, p: Principal, view: ChannelView, 
     filename = rest[2]
     if filename.endswith(".metadata"):
         return await run_in_threadpool(_metadata, request, rt, view, project, filename[:-len(".metadata")])
-    return await run_in_threadpool(send_stored_file, request, rt, p, view, f"{PARTITION}/{project}/{filename}")
+    return await run_in_threadpool(send_stored_file, request, rt, p, view, f"{PARTITION}/{project}/{filename}",
+                                   ("python", PARTITION))
 
 
 def _metadata(request: Request, rt: Runtime, view: ChannelView, project: str, filename: str) -> Response:

@@ -1,0 +1,279 @@
+"""Stored artifact files (packages, wheels, R packages, notebooks...) answered straight in ASGI.
+
+What a download needs (``StoredFile``: the file's identity for the download record, its digest for
+the ETag, its size and blob path) is found once per (channel, ckey) and kept in memory no longer than
+the index that lists the file: an entry is used only while the publication of the file's partition it
+was found under is still the current one (``Indexer.peek`` returns that very object), so a removed,
+moved or replaced file stops being served when its partition's index stops listing it. Files of
+families without an index are kept ``TTL`` seconds, as long as a channel is cached.
+
+The answer (``send``) is the same for the in-memory fast path (``app.RepoApp``) and the full path
+(``common.send_stored_file``): ETag and ``If-None-Match`` (304), HEAD, one ``Range`` (206, 416,
+``If-Range``; several ranges get the whole file), a download recorded once per GET from byte 0, and
+the bytes by the cheapest means the deployment offers: an offload header for nginx or a sendfile
+front, the server's ``http.response.pathsend`` (granian) for whole files, else reads of the blob.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from taipan.db.models import File
+from taipan.domain.permissions import Principal
+from taipan.errors import TaipanError
+from taipan.runtime import Runtime
+from taipan.services.publication import Publication
+
+TTL = 1.0
+MAX_ENTRIES = 50_000
+# Reads of the blob when the server cannot send a path: a span up to PREAD_LIMIT is read on the
+# event loop (one pread of a page-cached blob costs less than a hop to a thread), up to WHOLE_LIMIT in
+# one read in a thread, beyond that CHUNK at a time (bounded memory per download). See
+# benchmarks/README.md for the measurements behind these bounds.
+PREAD_LIMIT = 64 * 1024
+WHOLE_LIMIT = 2 * 1024 * 1024
+CHUNK = 1024 * 1024
+OCTET_STREAM = b"application/octet-stream"
+CACHE_CONTROL = {True: b"public, max-age=31536000, immutable", False: b"private, max-age=31536000, immutable"}
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """What answering a download of one stored file needs, without the database."""
+
+    ckey: str
+    subdir: str  # the partition whose publication lists the file
+    identity: Mapping[str, Any]  # the file as a download record names it
+    size: int
+    path: str
+    etag: bytes
+    last_modified: bytes
+    offload: tuple[bytes, bytes] | None  # the header that hands the sending to a front server
+
+    @classmethod
+    def of(cls, rt: Runtime, f: File, path: Path) -> StoredFile:
+        stat = path.stat()
+        return cls(f.ckey, f.subdir, file_identity(f), stat.st_size, str(path), f'"{f.sha256}"'.encode(),
+                   formatdate(stat.st_mtime, usegmt=True).encode(), offload_header(rt, path))
+
+
+def file_identity(f: File) -> dict[str, Any]:
+    return {"file_id": f.id, "family": f.family, "package": f.name, "version": f.version, "ckey": f.ckey,
+            "subdir": f.subdir, "filename": f.filename, "size": f.size}
+
+
+def offload_header(rt: Runtime, path: Path) -> tuple[bytes, bytes] | None:
+    """The header by which a front server sends the blob at ``path`` itself (server.offload):
+    nginx's X-Accel-Redirect names it under an internal location aliasing the blob directory,
+    X-Sendfile by its path. None when offload is off (or the blob is outside that directory)."""
+    mode, root = rt.settings.server.offload, rt.settings.blob_path
+    if mode == "x-sendfile":
+        return b"x-sendfile", str(path).encode()
+    if mode == "x-accel-redirect" and path.is_relative_to(root):
+        return b"x-accel-redirect", (rt.settings.server.offload_prefix + path.relative_to(root).as_posix()).encode()
+    return None
+
+
+class StoredFiles:
+    """(channel id, ckey) -> StoredFile, valid while the partition's publication is unchanged."""
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[str, str], tuple[StoredFile, Publication | None, float]] = {}
+        self._lock = threading.Lock()
+
+    def peek(self, rt: Runtime, channel_id: str, ckey: str, *, frozen: bool) -> StoredFile | None:
+        """The entry while it is valid, without I/O; None when a lookup is due (or the partition's
+        publication needs a look at the log)."""
+        hit = self._items.get((channel_id, ckey))
+        if hit is None:
+            return None
+        current = None if hit[1] is None else rt.indexer.peek(channel_id, hit[0].subdir, frozen=frozen)
+        return self._valid(hit, current)
+
+    def get(self, channel_id: str, ckey: str, current: Publication | None) -> StoredFile | None:
+        """The entry if it is valid under ``current``, the partition's current publication."""
+        hit = self._items.get((channel_id, ckey))
+        return None if hit is None else self._valid(hit, current)
+
+    @staticmethod
+    def _valid(hit: tuple[StoredFile, Publication | None, float], current: Publication | None) -> StoredFile | None:
+        f, pub, deadline = hit
+        if pub is None:
+            return f if deadline > time.monotonic() else None
+        return f if current is pub else None
+
+    def put(self, channel_id: str, f: StoredFile, pub: Publication | None) -> None:
+        with self._lock:
+            if len(self._items) >= MAX_ENTRIES:
+                self._items.clear()
+            self._items[(channel_id, f.ckey)] = (f, pub, time.monotonic() + TTL)
+
+
+def stored_files(rt: Runtime) -> StoredFiles:
+    cache = rt.extras.get("stored_files")  # made once: this runs on every download
+    return cache if cache is not None else rt.extras.setdefault("stored_files", StoredFiles())
+
+
+def current_publication(rt: Runtime, channel_id: str, index: tuple[str, str], *,
+                        frozen: bool) -> Publication | None:
+    """The current publication of the partition (family, partition) that lists a file, refreshed if
+    due (blocking: call it from a thread); None when it cannot be had now (the file is then served
+    from the database without being remembered)."""
+    family, subdir = index
+    pub = rt.indexer.peek(channel_id, subdir, frozen=frozen)
+    if pub is not None:
+        return pub
+    try:
+        return rt.indexer.publication(channel_id, subdir, family=family, frozen=frozen)
+    except TaipanError:
+        return None
+
+
+def record_download(rt: Runtime, scope: Scope, p: Principal, view: Any, identity: Mapping[str, Any]) -> None:
+    """One download of a file (``identity``: see file_identity) by ``p``, batched by the recorder."""
+    client = scope.get("client")
+    agent = _header(scope, b"user-agent").decode("latin-1")[:300]
+    rt.downloads.record(
+        channel_id=view.id, channel_path=view.path, **identity, user_id=p.user_id, username=p.username,
+        token_id=p.token_id, remote_addr=client[0] if client else None, user_agent=agent or None)
+
+
+class StoredFileResponse(Response):
+    """A Response that answers with ``send``: the full path's form of the fast path's answer."""
+
+    def __init__(self, rt: Runtime, p: Principal, view: Any, f: StoredFile) -> None:
+        super().__init__()
+        self.rt, self.p, self.view, self.f = rt, p, view, f
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await answer(scope, send, self.rt, self.p, self.view, self.f)
+
+
+async def answer(scope: Scope, send: Send, rt: Runtime, p: Principal, view: Any, f: StoredFile) -> None:
+    headers = [(b"etag", f.etag), (b"last-modified", f.last_modified),
+               (b"cache-control", CACHE_CONTROL[view.privacy == "public"])]
+    inm = _header(scope, b"if-none-match")
+    if inm and _etag_listed(inm, f.etag):
+        await _finish(send, 304, headers)
+        return
+    get = scope["method"] == "GET"
+    rng = _header(scope, b"range")
+    if get and (not rng or rng.startswith(b"bytes=0-")):
+        record_download(rt, scope, p, view, f.identity)
+    headers.append((b"content-type", OCTET_STREAM))
+    if f.offload is not None:
+        # The front server sends the bytes (and answers Range itself) after this authorisation.
+        await _finish(send, 200, [*headers, f.offload])
+        return
+    headers.append((b"accept-ranges", b"bytes"))
+    span = _range(rng, f.size) if rng and _if_range_holds(_header(scope, b"if-range"), f) else None
+    if span == ():
+        await _finish(send, 416, [*headers, (b"content-range", f"bytes */{f.size}".encode())])
+        return
+    start, length = span or (0, f.size)
+    if span:
+        headers.append((b"content-range", f"bytes {start}-{start + length - 1}/{f.size}".encode()))
+    headers.append((b"content-length", str(length).encode()))
+    status = 206 if span else 200
+    if not get:
+        await _finish(send, status, headers)
+    elif not span and "http.response.pathsend" in scope.get("extensions", {}):
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.pathsend", "path": f.path})
+    else:
+        await _send_span(send, status, headers, f.path, start, length)
+
+
+async def _send_span(send: Send, status: int, headers: list[tuple[bytes, bytes]], path: str, start: int,
+                     length: int) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        await _finish(send, 404, [(b"content-type", b"application/json")],
+                      b'{"code": "blob_missing", "message": "The stored file is missing", '
+                      b'"hint": "Ask an admin to check the blob store"}')
+        return
+    try:
+        if length <= PREAD_LIMIT:
+            body = _pread(fd, start, length)
+        elif length <= WHOLE_LIMIT:
+            body = await run_in_threadpool(_pread, fd, start, length)
+        else:
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            end = start + length
+            while start < end:
+                chunk = await run_in_threadpool(_pread, fd, start, min(CHUNK, end - start))
+                start += len(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": start < end})
+            return
+    finally:
+        os.close(fd)
+    await _finish(send, status, headers, body)
+
+
+def _pread(fd: int, start: int, length: int) -> bytes:
+    parts = []
+    while length > 0:
+        chunk = os.pread(fd, length, start)
+        if not chunk:
+            raise OSError(f"blob shorter than expected at {start}")
+        parts.append(chunk)
+        start += len(chunk)
+        length -= len(chunk)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+async def _finish(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> None:
+    if status != 304 and not any(k == b"content-length" for k, _ in headers):
+        headers = [*headers, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope: Scope, name: bytes) -> bytes:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return b""
+
+
+def _etag_listed(if_none_match: bytes, etag: bytes) -> bool:
+    tags = [t.strip() for t in if_none_match.split(b",")]
+    return b"*" in tags or etag in tags or b"W/" + etag in tags
+
+
+def _if_range_holds(if_range: bytes, f: StoredFile) -> bool:
+    """Range applies unless If-Range names another version (a strong ETag or the exact date)."""
+    return not if_range or if_range == f.etag or if_range == f.last_modified
+
+
+def _range(value: bytes, size: int) -> tuple[int, int] | tuple[()] | None:
+    """(start, length) of one satisfiable byte range; () when unsatisfiable (416); None to ignore
+    the header and send the whole file (malformed, another unit, or several ranges)."""
+    unit, _, spec = value.partition(b"=")
+    if unit.strip().lower() != b"bytes" or b"," in spec:
+        return None
+    first, dash, last = spec.strip().partition(b"-")
+    if not dash or not (first or last) or not all(part.isdigit() for part in (first, last) if part):
+        return None
+    if not first:  # the last N bytes
+        n = int(last)
+        return (max(0, size - n), min(n, size)) if n > 0 and size > 0 else ()
+    start = int(first)
+    end = int(last) if last else size - 1
+    if last and end < start:
+        return None
+    if start >= size:
+        return ()
+    return start, min(end, size - 1) - start + 1
