@@ -46,6 +46,12 @@ LAZY_BUILD_WAIT = 30.0
 # Stored whole files up to this size stay in memory once read; larger ones are streamed from the
 # blob store on each request.
 CACHE_FILE_LIMIT = 4 << 20
+# A segmented body (identity or gzip) up to this size is joined once per publication and kept in
+# memory: streaming hundreds of small parts per request costs far more than the bytes (at 10k
+# records, 3.5 req/s streamed against thousands joined). Larger ones are streamed in STREAM_PIECE
+# pieces, each read in one go.
+JOIN_LIMIT = 16 << 20
+STREAM_PIECE = 1 << 20
 # Bytes of addressed files (shards) a build may leave to be written after it (a first build of a
 # large subdir writes thousands of them).
 DEFER_LIMIT = 64 << 20
@@ -130,8 +136,9 @@ class Publication:
 
     def is_ready(self, name: str, coding: str | None) -> bool:
         """True when the body is bytes in memory already (no thread, no I/O, no build)."""
-        key = name if coding is None else (name + ".zst" if coding == "zstd" else f"{name}|gzip")
-        return isinstance(self.index.files.get(key), bytes) or isinstance(self._lazy.get(key), bytes)
+        key = _coded(name, coding)
+        return (isinstance(self.index.files.get(key), bytes) or isinstance(self._lazy.get(key), bytes)
+                or f"{key}|joined" in self._lazy)
 
     def blob(self, name: str, coding: str | None) -> str | None:
         """The sha256 of the one stored blob that holds ``name`` exactly as sent in ``coding``
@@ -147,12 +154,22 @@ class Publication:
 
     def encoded(self, name: str, coding: str | None) -> Body:
         """The body of ``name`` in a content coding (None: identity); gzip is made once per
-        publication, on first request, deterministically (no timestamp in the header)."""
+        publication, on first request, deterministically (no timestamp in the header). A segmented
+        body up to JOIN_LIMIT is joined, once per publication."""
+        key = _coded(name, coding)
+        joined = self._lazy.get(f"{key}|joined")
+        if joined is not None:
+            return joined
         if coding is None:
-            return self.body(name)
-        if coding == "zstd":
-            return self.body(name + ".zst")
-        return self._derive(f"{name}|gzip", lambda pub: _gzip(pub, pub.body(name)))
+            body = self.body(name)
+        elif coding == "zstd":
+            body = self.body(name + ".zst")
+        else:
+            body = self._derive(key, lambda pub: _gzip(pub, pub.body(name)))
+        if isinstance(body, Segmented) and body.size <= JOIN_LIMIT:
+            segmented = body
+            return self._derive(f"{key}|joined", lambda pub: b"".join(pub.stream(segmented)))
+        return body
 
     def body(self, name: str) -> Body:
         """One file, as bytes or as stored chunks to stream; derived files are built on first use,
@@ -198,16 +215,25 @@ class Publication:
         return body if isinstance(body, bytes) else b"".join(self.stream(body))
 
     def stream(self, body: Body) -> Iterator[bytes]:
+        """The bytes of a body in pieces of about STREAM_PIECE (each piece is one step of a
+        response's iterator, i.e. one hop to a thread: not one per part)."""
         if isinstance(body, bytes):
             yield body
             return
-        for part in body.parts if isinstance(body, Segmented) else (body,):
-            if isinstance(part, bytes):
-                yield part
-            elif isinstance(body, Segmented):
-                yield read_blob(self.store, part)  # a part is at most one bucket's records
-            else:
-                yield from self.store.iter_bytes(part.sha256)
+        if isinstance(body, Chunk):
+            yield from self.store.iter_bytes(body.sha256)
+            return
+        piece: list[bytes] = []
+        size = 0
+        for part in body.parts:
+            data = part if isinstance(part, bytes) else read_blob(self.store, part)  # at most one bucket
+            piece.append(data)
+            size += len(data)
+            if size >= STREAM_PIECE:
+                yield b"".join(piece)
+                piece, size = [], 0
+        if piece:
+            yield b"".join(piece)
 
     def _derive(self, name: str, build: Callable[[Publication], Body]) -> Body:
         data = self._lazy.get(name)
@@ -224,6 +250,11 @@ class Publication:
             return self._lazy[name]
         finally:
             lock.release()
+
+
+def _coded(name: str, coding: str | None) -> str:
+    """The key of a file in a content coding: itself, its ``.zst`` sibling, or its gzip."""
+    return name if coding is None else (name + ".zst" if coding == "zstd" else f"{name}|gzip")
 
 
 def body_size(body: Body) -> int:
