@@ -61,7 +61,7 @@ class ServerSettings(BaseModel):
     offload_prefix: str = "/_taipan_blobs/"
     # Index files (and their gzip coding) up to this many bytes are kept in memory once read, per
     # publication; larger ones (a big conda subdir's repodata.json) are streamed from the blob store.
-    index_memory_limit: int = 4 * 1024**2
+    index_memory_limit: int = 16 * 1024**2
     # Exit the process shortly after shutdown even if a request thread is still busy. Off only for
     # in-process test clients that share the interpreter.
     exit_watchdog: bool = False

@@ -177,3 +177,34 @@ def test_concurrent_uploads_all_land_in_the_index(runtime, package_builder):
     assert not errors
     reader.notify(cid, {"noarch"})
     assert len(json.loads(reader.publication(cid, "noarch").file("repodata.json"))["packages.conda"]) == 12
+
+
+def test_segmented_bodies_joined_or_streamed_are_the_same_bytes(runtime, package_builder, monkeypatch):
+    """A segmented repodata.json (and its gzip coding) is joined in memory up to the indexer's
+    memory limit and streamed in pieces beyond: both give the bytes of the whole file."""
+    import gzip
+
+    from taipan.domain.families.base import Segmented
+    from taipan.services import publication as publication_module
+    from taipan.services.indexing import Indexer
+
+    p = admin_principal(runtime)
+    with runtime.sessions() as db:
+        channels.create_channel(db, p, "joined")
+        db.commit()
+    for name in ("alpha", "beta", "gamma"):
+        cid, _ = put(runtime, p, "joined", package_builder(name, "1.0", "noarch"))
+    joined = Indexer(runtime.sessions, blobs=runtime.blobs, poll_interval=0.0).publication(cid, "noarch")
+    plain, gz = joined.encoded("repodata.json", None), joined.encoded("repodata.json", "gzip")
+    assert isinstance(plain, bytes) and isinstance(gz, bytes)
+    assert json.loads(plain)["packages.conda"].keys() == {"alpha-1.0-0.conda", "beta-1.0-0.conda",
+                                                          "gamma-1.0-0.conda"}
+    assert gzip.decompress(gz) == plain
+    monkeypatch.setattr(publication_module, "STREAM_PIECE", 64)
+    streamed = Indexer(runtime.sessions, blobs=runtime.blobs, poll_interval=0.0,
+                       memory_limit=0).publication(cid, "noarch")
+    for coding, expected in ((None, plain), ("gzip", gz)):
+        body = streamed.encoded("repodata.json", coding)
+        assert isinstance(body, Segmented) and not streamed.is_ready("repodata.json", coding)
+        pieces = list(streamed.stream(body))
+        assert len(pieces) > 1 and b"".join(pieces) == expected
