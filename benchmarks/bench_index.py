@@ -122,7 +122,7 @@ def main() -> None:
             results["server_rss_after_load_mb"] = round(server.rss_mb(), 1)
             if have("nginx"):
                 root = home / "static" / "big" / "noarch"
-                root.mkdir(parents=True)
+                root.mkdir(parents=True, exist_ok=True)
                 (root / "repodata.json.zst").write_bytes(httpx.get(f"{base}/repodata.json.zst").content)
                 nginx = Nginx(home / "static")
                 try:
