@@ -127,14 +127,19 @@ def test_interactive_login_allows_three_attempts(fresh_cli: Cli) -> None:
 
 def test_expired_token_is_one_line_error(cli: Cli) -> None:
     s = cli.server
-    soon = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)).isoformat()
+    # Far enough ahead that a slow machine still creates it before it ends; then wait for the
+    # instant the server reports (a token already expired when asked for is refused with 400).
+    soon = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3)).isoformat()
     r = httpx.post(s.api + "/account/tokens", json={"name": unique("short"), "expires_at": soon},  # type: ignore[attr-defined]
                    headers={"X-Auth": cli.token()})
     r.raise_for_status()
     token = r.json()["token"]
+    ends = dt.datetime.fromisoformat(r.json()["expires_at"])
+    if ends.tzinfo is None:
+        ends = ends.replace(tzinfo=dt.UTC)
     import time
 
-    time.sleep(1.5)
+    time.sleep(max(0.0, (ends - dt.datetime.now(dt.UTC)).total_seconds()) + 0.2)
     proc = cli.run("-t", token, "channel", "--list", rc=3)
     assert "The token has expired" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     for f in (cli.token_file(s.api), cli.token_file(s.api, "binstar")):  # type: ignore[attr-defined]
