@@ -23,6 +23,7 @@ import struct
 import tempfile
 import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,8 +140,11 @@ class Publication:
     def is_ready(self, name: str, coding: str | None) -> bool:
         """True when the body is bytes in memory already (no thread, no I/O, no build)."""
         key = _coded(name, coding)
-        return (isinstance(self.index.files.get(key), bytes) or isinstance(self._lazy.get(key), bytes)
-                or f"{key}|joined" in self._lazy)
+        if (isinstance(self.index.files.get(key), bytes) or isinstance(self._lazy.get(key), bytes)
+                or f"{key}|joined" in self._lazy):
+            return True
+        digest = self._addressed(key)
+        return digest is not None and (digest in self.pending or digest in ADDRESSED_CACHE)
 
     def blob(self, name: str, coding: str | None) -> str | None:
         """The sha256 of the one stored blob that holds ``name`` exactly as sent in ``coding``
@@ -191,7 +195,7 @@ class Publication:
         digest = self._addressed(name)
         if digest is not None:
             pending = self.pending.get(digest)
-            return pending if pending is not None else _read_addressed(self.store, digest)
+            return pending if pending is not None else ADDRESSED_CACHE.read(self.store, digest)
         build = self.index.lazy.get(name)
         if build is None and name in self.lazy_names and self._materialize is not None:
             materialize = self._materialize
@@ -312,6 +316,39 @@ def read_blob(blobs: BlobStore, chunk: Chunk) -> bytes:
         raise ServiceUnavailable("An index file is being replaced", "Retry in a few seconds",
                                  code="index_building", retry_after=1)
     return data
+
+
+class _AddressedCache:
+    """Content-addressed files (shards) once read, by digest, within a byte budget (the oldest go
+    first): their bytes never change, so every publication of the process shares them (each still
+    answers only the digests it lists). Without it every shard request is a blob read in a thread."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def __contains__(self, digest: str) -> bool:
+        return digest in self._items
+
+    def read(self, blobs: BlobStore, digest: str) -> bytes:
+        data = self._items.get(digest)
+        if data is not None:
+            return data
+        data = _read_addressed(blobs, digest)
+        if len(data) <= self.limit // 16:
+            with self._lock:
+                if digest not in self._items:
+                    self._items[digest] = data
+                    self._size += len(data)
+                while self._size > self.limit:
+                    self._size -= len(self._items.popitem(last=False)[1])
+        return data
+
+
+# Shards of a 100k-record subdir are ~15 MB in all; the most asked ones stay.
+ADDRESSED_CACHE = _AddressedCache(32 << 20)
 
 
 def _read_addressed(blobs: BlobStore, digest: str) -> bytes:

@@ -7,6 +7,7 @@ above keep their own small registries for what is not pure (serving routes, upst
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -74,6 +75,9 @@ class Compressed:
     codec: str
 
 
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
 @dataclass(frozen=True)
 class Addressed:
     """Content-addressed files of a partition, ``<prefix><sha256 hex><suffix>`` (CEP-16 shards):
@@ -90,7 +94,7 @@ class Addressed:
         if not (name.startswith(self.prefix) and name.endswith(self.suffix)):
             return None
         digest = name[len(self.prefix):len(name) - len(self.suffix)]
-        return digest if len(digest) == 64 and all(c in "0123456789abcdef" for c in digest) else None
+        return digest if _SHA256_HEX.fullmatch(digest) else None
 
 
 class ContentStore(Protocol):
