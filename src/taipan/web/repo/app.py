@@ -36,6 +36,7 @@ from taipan.web.repo.common import (
     principal_for,
     published_offload,
     send_published,
+    vary_headers,
 )
 from taipan.web.repo.stored import StoredFileResponse, stored_files
 
@@ -193,13 +194,9 @@ def from_memory(request: Request, caller: Caller) -> tuple[int, list[tuple[bytes
     offload = None if matched else published_offload(rt, pub, located.name, coding)
     if not matched and offload is None and not pub.is_ready(located.name, coding):
         return None
-    vary = [v for k, v in located.headers if k.lower() == "vary"]
-    if offered:
-        vary.append("Accept-Encoding")
     answer = [(b"etag", etag.encode()), (b"last-modified", pub.last_modified.encode()),
               (b"cache-control", CACHE_CONTROL[view.privacy == "public"]),
-              *((b"vary", ", ".join(vary).encode()),) * bool(vary),
-              *((k.lower().encode(), v.encode()) for k, v in located.headers if k.lower() != "vary")]
+              *((k.lower().encode(), v.encode()) for k, v in vary_headers(located, offered))]
     if matched:
         return 304, answer, b""
     media = pub.media_type(located.name)

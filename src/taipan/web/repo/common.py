@@ -136,13 +136,28 @@ def not_modified(request: Request, etag: str, last_modified: str) -> bool:
     return False
 
 
-def bytes_response(request: Request, data: bytes, etag: str, last_modified: str, media_type: str,
-                   public: bool, extra_headers: Iterable[tuple[str, str]] = ()) -> Response:
+def _validators(request: Request, etag: str, last_modified: str, public: bool,
+                extra_headers: Iterable[tuple[str, str]]) -> tuple[dict[str, str], Response | None]:
+    """The headers of an index answer, and the 304 when the client's copy is current."""
     headers = {"ETag": etag, "Last-Modified": last_modified, "Cache-Control": CACHE_CONTROL[public].decode(),
                **dict(extra_headers)}
-    if not_modified(request, etag, last_modified):
-        return Response(status_code=304, headers=headers)
-    return Response(data, media_type=media_type, headers=headers)
+    return headers, (Response(status_code=304, headers=headers) if not_modified(request, etag, last_modified)
+                     else None)
+
+
+def bytes_response(request: Request, data: bytes, etag: str, last_modified: str, media_type: str,
+                   public: bool, extra_headers: Iterable[tuple[str, str]] = ()) -> Response:
+    headers, unchanged = _validators(request, etag, last_modified, public, extra_headers)
+    return unchanged or Response(data, media_type=media_type, headers=headers)
+
+
+def vary_headers(located: Located, offered: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The headers a located file adds to its answer, with one Vary naming every request header the
+    answer depends on (Accept-Encoding too when the file is offered in other codings)."""
+    vary = [v for k, v in located.headers if k.lower() == "vary"]
+    if offered:
+        vary.append("Accept-Encoding")
+    return [*(("Vary", ", ".join(vary)),) * bool(vary), *((k, v) for k, v in located.headers if k.lower() != "vary")]
 
 
 async def send_published(request: Request, view: ChannelView, pub: Publication, located: Located) -> Response:
@@ -153,11 +168,7 @@ async def send_published(request: Request, view: ChannelView, pub: Publication, 
                        code=located.missing_code)
     offered = pub.encodings(located.name)
     coding = choose_coding(request.headers.get("accept-encoding"), offered)
-    headers = list(located.headers)
-    if offered:
-        # One Vary header naming every request header the answer depends on.
-        vary = ", ".join([*(v for k, v in headers if k.lower() == "vary"), "Accept-Encoding"])
-        headers = [*((k, v) for k, v in headers if k.lower() != "vary"), ("Vary", vary)]
+    headers = vary_headers(located, offered)
     if coding is not None:
         headers.append(("Content-Encoding", coding))
     etag, media_type = pub.etag_for(located.name, coding), pub.media_type(located.name)
@@ -178,10 +189,9 @@ def stream_response(request: Request, chunks: Callable[[], Iterator[bytes]], siz
                     last_modified: str, media_type: str, public: bool,
                     extra_headers: Iterable[tuple[str, str]] = ()) -> Response:
     """Like ``bytes_response``, for a body streamed from the blob store (``size`` bytes)."""
-    headers = {"ETag": etag, "Last-Modified": last_modified, "Cache-Control": CACHE_CONTROL[public].decode(),
-               **dict(extra_headers)}
-    if not_modified(request, etag, last_modified):
-        return Response(status_code=304, headers=headers)
+    headers, unchanged = _validators(request, etag, last_modified, public, extra_headers)
+    if unchanged is not None:
+        return unchanged
     headers["Content-Length"] = str(size)
     if request.method == "HEAD":
         return Response(b"", media_type=media_type, headers=headers)
