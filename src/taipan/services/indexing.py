@@ -221,10 +221,8 @@ class Indexer:
 
     def _build_all(self, state: _PartitionState) -> None:
         """Load the whole partition into a fresh PartitionIndex and publish it."""
-        index = families.get(state.family).partition_index(state.subdir)
-        assert index is not None
-        state.index = index
-        state.seq = state.index_seq = self._load_rows(state, index)
+        state.index = _fresh_index(state)
+        state.seq = state.index_seq = self._load_rows(state, state.index)
         self._publish(state)
         release_memory()
 
@@ -254,9 +252,7 @@ class Indexer:
         # The local incremental index is older than what is served now: drop it (memory), and load
         # it anew when this process has to build.
         if state.index_seq >= 0:
-            fresh = families.get(state.family).partition_index(state.subdir)
-            assert fresh is not None
-            state.index = fresh
+            state.index = _fresh_index(state)
             state.index_seq = -1
         self.adoptions += 1
         log.info("adopted the publication of %s/%s at %d", state.channel_id, state.subdir, row.seq)
@@ -269,8 +265,7 @@ class Indexer:
             lock = adopted._locks.setdefault("|local", threading.Lock())
         with lock:
             if adopted._local is None:
-                index = families.get(state.family).partition_index(state.subdir)
-                assert index is not None
+                index = _fresh_index(state)
                 self._load_rows(state, index)
                 adopted._local = Publication(state.family, state.subdir, adopted.seq,
                                              index.build(BlobSink(self._blobs)), adopted.etag_base,
@@ -397,6 +392,13 @@ class Indexer:
                     return
                 except IntegrityError:  # another process inserted the pointer first
                     db.rollback()
+
+
+def _fresh_index(state: _PartitionState) -> PartitionIndex:
+    """An empty incremental index for the state's partition."""
+    index = families.get(state.family).partition_index(state.subdir)
+    assert index is not None
+    return index
 
 
 def _manifest_part(part: bytes | Chunk) -> str | list[str | int]:
