@@ -66,6 +66,33 @@ class Runtime:
         self.engine.dispose()
 
 
+# glibc's mallopt() parameters.
+_M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8
+
+
+def tune_allocator(settings: Settings) -> None:
+    """Bound what the C heap of a server process keeps once requests are done (glibc only; once per
+    process, before its request threads start).
+
+    glibc gives each thread that allocates its own arena (up to 8 per core): the ~40 request threads
+    each keep the free pages of what they once held (a 1 MiB package read, a piece of a streamed
+    repodata.json), so after a load the process keeps tens of MB that no object uses;
+    ``server.malloc_arenas`` caps their number. And glibc raises its mmap threshold to the largest
+    block freed so far (up to 32 MiB), after which large buffers come from the arenas and stay
+    there; a fixed ``server.malloc_mmap_threshold`` keeps every buffer from that size up in its own
+    mapping, returned to the system when freed. 0 leaves glibc's default (and its MALLOC_* variables)."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc
+        return
+    if settings.server.malloc_arenas > 0:
+        mallopt(_M_ARENA_MAX, settings.server.malloc_arenas)
+    if settings.server.malloc_mmap_threshold > 0:
+        mallopt(_M_MMAP_THRESHOLD, settings.server.malloc_mmap_threshold)
+
+
 def build_runtime(settings: Settings | None = None) -> Runtime:
     settings = settings or Settings()
     make_home(settings)

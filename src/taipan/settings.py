@@ -62,6 +62,11 @@ class ServerSettings(BaseModel):
     # Index files (and their gzip coding) up to this many bytes are kept in memory once read, per
     # publication; larger ones (a big conda subdir's repodata.json) are streamed from the blob store.
     index_memory_limit: int = 16 * 1024**2
+    # The C heap of each server process (glibc; 0: glibc's default): at most this many malloc arenas
+    # (glibc allows 8 per core, one per request thread that allocates), and buffers from this many
+    # bytes up in their own mappings, returned to the system when freed. See docs/operations.md.
+    malloc_arenas: int = Field(default=2, ge=0, le=64)
+    malloc_mmap_threshold: int = Field(default=256 * 1024, ge=0, le=32 * 1024**2)
     # Exit the process shortly after shutdown even if a request thread is still busy. Off only for
     # in-process test clients that share the interpreter.
     exit_watchdog: bool = False
