@@ -4,6 +4,9 @@ of some package names, verified files.
 Transient failures (connection errors, timeouts, 429 and 5xx) are retried with exponential backoff;
 what still fails becomes an ``UpstreamError`` with a hint, never a crash. Downloads resume from a
 partial file with a Range request and are checked against the sha256 and size of the record.
+
+httpx is imported where it is used: importing it costs a server process ~6 MB (with the command line
+it brings, rich and pygments), and a server that mirrors nothing never needs it.
 """
 
 from __future__ import annotations
@@ -17,10 +20,9 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urljoin
 
-import httpx
 import ijson
 import msgpack
 import orjson
@@ -32,6 +34,9 @@ from taipan.domain.names import KNOWN_SUBDIRS
 from taipan.domain.urls import redact_url, unmask
 from taipan.errors import UpstreamError
 from taipan.upstreams.egress import guarded_transport, request_hook
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 CHUNK = 256 * 1024
@@ -136,6 +141,7 @@ class CondaUpstream:
     def __init__(self, source_root: str, *, proxy: str | None = None, timeout: float = 60.0,
                  retries: int = 4, backoff: float = 0.25,
                  sleep: Callable[[float], None] = time.sleep, egress: EgressPolicy | None = None) -> None:
+        import httpx  # see the module docstring
         self.root = source_root.rstrip("/") + "/"
         self.retries = retries
         self.backoff = backoff
@@ -180,6 +186,7 @@ class CondaUpstream:
     def _request(self, method: str, url: str, headers: dict[str, str] | None = None,
                  ok: tuple[int, ...] = (200,)) -> Iterator[httpx.Response]:
         """Send with retries; yield a streaming response whose status is in ``ok`` or 404/304."""
+        import httpx
         last = ""
         yielded = False
         for attempt in range(self.retries + 1):
@@ -251,6 +258,7 @@ class CondaUpstream:
         """GET ``<subdir>/repodata.json.zst`` (or ``.json`` when there is no .zst), conditionally,
         streamed to a file in ``spool_dir`` (the system's temp dir by default): the caller parses
         it from there and calls ``discard()``."""
+        import httpx
         headers = {"If-None-Match": etag} if etag else {}
         if last_modified:
             headers["If-Modified-Since"] = last_modified
@@ -363,6 +371,7 @@ class CondaUpstream:
                  md5: str | None = None, on_bytes: Callable[[int], None] | None = None) -> Verified:
         """Download ``url`` to ``dest``, resuming a partial ``dest``; verify size and sha256 (md5 when
         the index has no sha256)."""
+        import httpx
         for attempt in range(2):
             have = dest.stat().st_size if dest.exists() else 0
             if size is not None and have > size:
@@ -409,6 +418,7 @@ class CondaUpstream:
         its index, so a bad file ends in a broken transfer, or, when it fits in one chunk, in an
         error before any byte is sent.
         """
+        import httpx
         md5_hex = md5
         sha, md5_h, n = hashlib.sha256(), hashlib.md5(), 0
         held: bytes | None = None
