@@ -70,9 +70,9 @@ class Runtime:
 _M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8
 
 
-def tune_allocator(settings: Settings) -> None:
-    """Bound what the C heap of a server process keeps once requests are done (glibc only; once per
-    process, before its request threads start).
+def tune_process(settings: Settings) -> None:
+    """Bound what a server process keeps in memory: its shard cache's budget, and what the C heap
+    keeps once requests are done (glibc only; once per process, before its request threads start).
 
     glibc gives each thread that allocates its own arena (up to 8 per core): the ~40 request threads
     each keep the free pages of what they once held (a 1 MiB package read, a piece of a streamed
@@ -83,6 +83,9 @@ def tune_allocator(settings: Settings) -> None:
     mapping, returned to the system when freed. 0 leaves glibc's default (and its MALLOC_* variables)."""
     import ctypes
 
+    from taipan.services import publication
+
+    publication.ADDRESSED_CACHE.limit = settings.server.shard_cache_size
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):  # not glibc

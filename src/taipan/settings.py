@@ -62,6 +62,9 @@ class ServerSettings(BaseModel):
     # Index files (and their gzip coding) up to this many bytes are kept in memory once read, per
     # publication; larger ones (a big conda subdir's repodata.json) are streamed from the blob store.
     index_memory_limit: int = 16 * 1024**2
+    # Bytes of CEP-16 shards each server process keeps in memory once read (the most recently read
+    # stay); a shard beyond a sixteenth of it is read per request. 100k records make ~15 MB of shards.
+    shard_cache_size: int = Field(default=16 * 1024**2, ge=0)
     # The C heap of each server process (glibc; 0: glibc's default): at most this many malloc arenas
     # (glibc allows 8 per core, one per request thread that allocates), and buffers from this many
     # bytes up in their own mappings, returned to the system when freed. See docs/operations.md.

@@ -350,8 +350,9 @@ class _AddressedCache:
         return data
 
 
-# Shards of a 100k-record subdir are ~15 MB in all; the most asked ones stay.
-ADDRESSED_CACHE = _AddressedCache(32 << 20)
+# Shards of a 100k-record subdir are ~15 MB in all; the most asked ones stay. A server process sets
+# its budget from TAIPAN_SERVER__SHARD_CACHE_SIZE.
+ADDRESSED_CACHE = _AddressedCache(16 << 20)
 
 
 def _read_addressed(blobs: BlobStore, digest: str) -> bytes:

@@ -81,9 +81,9 @@ def create_app(runtime: Runtime) -> FastAPI:
 
 def app_from_env() -> FastAPI:
     """uvicorn factory for `taipan serve`: one runtime per worker process, from the environment."""
-    from taipan.runtime import build_runtime, tune_allocator
+    from taipan.runtime import build_runtime, tune_process
     from taipan.settings import Settings
 
     settings = Settings()
-    tune_allocator(settings)
+    tune_process(settings)
     return create_app(build_runtime(settings))

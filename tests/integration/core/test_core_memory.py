@@ -48,12 +48,14 @@ def test_a_server_process_loads_neither_the_migrations_nor_httpx(tmp_path: Path)
         prepare_apart(settings)
         app = app_from_env()
         loaded = sorted(m for m in ("alembic", "httpx", "httpcore", "rich") if m in sys.modules)
-        print(",".join(loaded) or "none")
+        from taipan.services.publication import ADDRESSED_CACHE
+        print(",".join(loaded) or "none", ADDRESSED_CACHE.limit)
     """)
-    env = {**os.environ, "TAIPAN_HOME": str(tmp_path / "home"), "TAIPAN_ADMIN_PASSWORD": "admin-password-1"}
+    env = {**os.environ, "TAIPAN_HOME": str(tmp_path / "home"), "TAIPAN_ADMIN_PASSWORD": "admin-password-1",
+           "TAIPAN_SERVER__SHARD_CACHE_SIZE": "12345"}
     r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "none"
+    assert r.stdout.split() == ["none", "12345"]  # and the shard cache has the process's budget
     assert (tmp_path / "home" / "taipan.db").exists()  # the child did migrate
 
 
