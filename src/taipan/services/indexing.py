@@ -92,7 +92,7 @@ class _PartitionState:
         pub = Publication(self.family, self.subdir, self.seq, files, base,
                           format_datetime(now.replace(microsecond=0), usegmt=True), time.time(), blobs,
                           manifest=manifest, addressed=self.index.addressed, pending=sink.deferred,
-                          memory_limit=memory_limit)
+                          memory_limit=memory_limit, index_snapshot=self.index.snapshot())
         addressed = self.index.addressed
         if addressed is not None:
             listing = files.files[addressed.listing]
@@ -126,7 +126,11 @@ class Indexer:
         self.memory_limit = memory_limit
         self.documents = ChannelDocuments(sessions, poll_interval)
         self.builds = 0  # publications built by this process (adopted ones are not counted)
+        # How this process came to hold partitions' indexes: adopted another's publication, loaded
+        # every row of the partition, resumed the incremental index from a publication's snapshot.
         self.adoptions = 0
+        self.full_loads = 0
+        self.resumes = 0
 
     def notify(self, channel_id: str, subdirs: set[str] | list[str]) -> None:
         """Called after a commit in this process that changed files of these subdirs."""
@@ -202,9 +206,15 @@ class Indexer:
             state.checked = time.monotonic()
             max_seq = self._max_seq(db, state)
             row = self._pointer(db, state)
-            if row is not None and (frozen or row.seq >= max_seq):
+            if row is not None:
                 self._adopt(state, row)
-                return
+                if frozen or row.seq >= max_seq:
+                    return
+        if row is not None:
+            # Changes after the stored publication (e.g. uploads before a restart that nobody
+            # asked for since): resume from it and apply them, as for any later change.
+            self._refresh(state)
+            return
         self._build_all(state)
 
     def _load_rows(self, state: _PartitionState, index: PartitionIndex) -> int:
@@ -223,6 +233,7 @@ class Indexer:
         """Load the whole partition into a fresh PartitionIndex and publish it."""
         state.index = _fresh_index(state)
         state.seq = state.index_seq = self._load_rows(state, state.index)
+        self.full_loads += 1
         self._publish(state)
         release_memory()
 
@@ -239,7 +250,7 @@ class Indexer:
                           manifest={k: (v[0], int(v[1])) for k, v in m.get("files", {}).items()},
                           lazy_names=frozenset(m.get("lazy", ())), adopted=True, stored_all=True,
                           addressed=state.index.addressed,
-                          memory_limit=self.memory_limit)
+                          memory_limit=self.memory_limit, index_snapshot=m.get("index_state"))
         if pub.addressed is not None:
             pub.addressed_digests = pub.addressed.digests(pub.file(pub.addressed.listing))
             previous = m.get("previous_listing")
@@ -294,8 +305,8 @@ class Indexer:
                     self._adopt(state, row)
                     return
             if state.index_seq < 0:
-                pass  # built below, outside this session
-            else:
+                self._resume(state)  # else built below, outside this session
+            if state.index_seq >= 0:
                 changes = db.execute(select(IndexChange.seq, IndexChange.filename).where(
                     IndexChange.channel_id == state.channel_id, IndexChange.subdir == state.subdir,
                     IndexChange.seq > state.index_seq).order_by(IndexChange.seq)).all()
@@ -316,6 +327,26 @@ class Indexer:
             return
         state.index.apply(rows)
         self._publish(state)
+
+    def _resume(self, state: _PartitionState) -> None:
+        """Make the incremental index that of the publication served now (adopted from another
+        process, or after a restart) from its snapshot: a few hundred part digests and its shard
+        listing, instead of loading and re-encoding the whole partition. Left empty (so that it is
+        rebuilt) when the publication has no snapshot or its files do not match it."""
+        pub = state.publication
+        if pub is None or pub.index_snapshot is None or pub.seq != state.seq:
+            return
+        index = _fresh_index(state)
+        try:
+            index.resume(pub.index_snapshot, pub.index, pub.file)
+        except Exception:  # a rebuild from the rows is always right
+            log.warning("could not resume the index of %s/%s at %d; rebuilding it", state.channel_id,
+                        state.subdir, pub.seq, exc_info=True)
+            return
+        state.index = index
+        state.index_seq = pub.seq
+        self.resumes += 1
+        log.info("resumed the index of %s/%s at %d", state.channel_id, state.subdir, pub.seq)
 
     def _publish(self, state: _PartitionState) -> None:
         """Build and serve a new publication, and share it: in this thread, or for a large one in
@@ -375,6 +406,8 @@ class Indexer:
                     "lazy": sorted(k for k, v in pub.index.lazy.items() if not isinstance(v, Compressed))}
         if pub.previous_listing is not None:
             manifest["previous_listing"] = list(pub.previous_listing)
+        if pub.index_snapshot is not None:
+            manifest["index_state"] = pub.index_snapshot
         values = {"family": state.family, "seq": pub.seq, "etag_base": pub.etag_base,
                   "last_modified": pub.last_modified, "manifest": manifest, "updated_at": utcnow()}
         for _ in range(2):

@@ -160,6 +160,26 @@ class PartitionIndex(Protocol):
     def build(self, store: ContentStore) -> IndexFiles:
         """The partition's files now; large parts are written to ``store`` as they are made."""
 
+    def snapshot(self) -> dict[str, Any] | None:
+        """Right after ``build``: a small JSON-able description of the index that, together with the
+        files that build returned (as stored), lets ``resume`` go on incrementally in another process
+        or after a restart; None when the index cannot (it is then rebuilt from the file rows)."""
+
+    def resume(self, snapshot: dict[str, Any], files: IndexFiles, read: Callable[[str], bytes]) -> None:
+        """Make this fresh index what it was at ``snapshot``: ``files`` are that publication's files
+        (segmented ones with their stored parts), ``read(name)`` gives one of its whole files."""
+
+
+class HeldWhole:
+    """For a ``PartitionIndex`` held whole in memory (a small one): it has no snapshot, and a new
+    process rebuilds it from the file rows."""
+
+    def snapshot(self) -> dict[str, Any] | None:
+        return None
+
+    def resume(self, snapshot: dict[str, Any], files: IndexFiles, read: Callable[[str], bytes]) -> None:
+        raise NotImplementedError("an index held whole is rebuilt from the rows")
+
 
 class Family(Protocol):
     """One artifact family. See the module docstring."""

@@ -179,6 +179,30 @@ class SubdirIndex:
             "current_repodata.json.zst": Compressed("current_repodata.json", "zstd")}
         return IndexFiles(files=files, media_types=dict(MEDIA_TYPES), lazy=lazy)
 
+    def snapshot(self) -> dict[str, Any]:
+        """Which bucket each stored part of the segmented files belongs to, per part kind (the
+        parts themselves, in bucket order, are in the published files; the shards in the listing)."""
+        assert not self._dirty, "a snapshot is taken right after a build"
+        return {"buckets": [[b for b, bucket in enumerate(self.buckets) if bucket.chunks[i] is not None]
+                            for i in range(_PARTS)]}
+
+    def resume(self, snapshot: dict[str, Any], files: IndexFiles, read: Callable[[str], bytes]) -> None:
+        ids = snapshot["buckets"]
+        if len(ids) != _PARTS:
+            raise ValueError("not a snapshot of this index")
+        for first, name in ((0, "repodata.json"), (2, "current_repodata.json")):
+            segmented = files.files[name]
+            if not isinstance(segmented, Segmented):
+                raise ValueError(f"{name} is not segmented")
+            chunks = [p for p in segmented.parts if isinstance(p, Chunk)]
+            if len(chunks) != len(ids[first]) + len(ids[first + 1]):
+                raise ValueError(f"the snapshot does not match the parts of {name}")
+            stored = iter(chunks)
+            for i in (first, first + 1):
+                for b in ids[i]:
+                    self.buckets[int(b)].chunks[i] = next(stored)
+        self.shard_digest = rd.shard_index_shards(read(SHARDS.listing))
+
     def _segmented(self, first: int) -> Segmented:
         parts: list[bytes | Chunk] = [rd.repodata_head(self.subdir)]
         for i, after in ((first, rd.REPODATA_MIDDLE), (first + 1, rd.REPODATA_TAIL)):
