@@ -22,6 +22,7 @@ This is the one mechanism by which every family publishes an index and every ser
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import hashlib
 import logging
@@ -53,7 +54,7 @@ from taipan.storage.base import BlobStore
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = "3"
+FORMAT_VERSION = "4"
 # Rows read per batch when a partition is loaded from the database.
 LOAD_BATCH = 5000
 # A publication whose segmented files are larger than this (bytes), or whose build left more than
@@ -434,18 +435,31 @@ def _fresh_index(state: _PartitionState) -> PartitionIndex:
     return index
 
 
-def _manifest_part(part: bytes | Chunk) -> str | list[str | int]:
+def _manifest_part(part: bytes | Chunk) -> str | dict[str, str] | list[str | int | None]:
+    """A segmented file's part in a manifest: literal text (``{"b64": ...}`` for binary literals), or
+    ``[sha256, size]`` then its deflate stream's ``sha256, size, crc`` (or three nulls) and its zstd
+    blocks' ``sha256, size, window``."""
     if isinstance(part, bytes):
-        return part.decode()
-    assert part.deflate is not None
-    return [part.sha256, part.size, *part.deflate]
+        try:
+            return part.decode()
+        except UnicodeDecodeError:
+            return {"b64": base64.b64encode(part).decode()}
+    entry: list[str | int | None] = [part.sha256, part.size, *(part.deflate or (None, None, None)),
+                                     *(part.zstd or ())]
+    while entry[-1] is None:
+        entry.pop()
+    return entry
 
 
-def _part(entry: str | list[str | int]) -> bytes | Chunk:
+def _part(entry: str | dict[str, str] | list[Any]) -> bytes | Chunk:
     if isinstance(entry, str):
         return entry.encode()
-    sha, size, deflate_sha, deflate_size, crc = entry
-    return Chunk(str(sha), int(size), (str(deflate_sha), int(deflate_size), int(crc)))
+    if isinstance(entry, dict):
+        return base64.b64decode(entry["b64"])
+    sha, size, deflate_sha, deflate_size, crc, zstd_sha, zstd_size, window = [*entry, *[None] * (8 - len(entry))]
+    return Chunk(str(sha), int(size),
+                 None if deflate_sha is None else (str(deflate_sha), int(deflate_size), int(crc)),
+                 None if zstd_sha is None else (str(zstd_sha), int(zstd_size), int(window)))
 
 
 def release_memory() -> None:
@@ -461,7 +475,8 @@ def manifest_blobs(manifest: dict[str, Any]) -> set[str]:
     """Every blob a pointer's manifest names (not the addressed files its listings name)."""
     used = {v[0] for v in manifest.get("files", {}).values()}
     for parts in manifest.get("segmented", {}).values():
-        used.update(str(p[i]) for p in parts if not isinstance(p, str) for i in (0, 2))
+        used.update(str(p[i]) for p in parts if isinstance(p, list) for i in (0, 2, 5)
+                    if len(p) > i and p[i] is not None)
     if manifest.get("previous_listing"):
         used.add(manifest["previous_listing"][0])
     return used
