@@ -222,10 +222,11 @@ class Indexer:
         """Feed every file row of the partition to ``index``, in batches; the log position read."""
         with self._sessions() as db:
             seq = self._max_seq(db, state)
-            result = db.execute(select(File.filename, File.name, File.record)
-                                .where(File.channel_id == state.channel_id, File.subdir == state.subdir,
-                                       File.family == state.family, File.withheld.is_(False))
-                                .execution_options(yield_per=LOAD_BATCH))
+            # Through the connection: plain rows, without the ORM's per-row work (a third of a load).
+            result = db.connection().execution_options(yield_per=LOAD_BATCH).execute(
+                select(File.filename, File.name, File.record).where(
+                    File.channel_id == state.channel_id, File.subdir == state.subdir,
+                    File.family == state.family, File.withheld.is_(False)))
             for rows in result.partitions():
                 index.apply({fn: (name, record.encode()) for fn, name, record in rows})
         return seq

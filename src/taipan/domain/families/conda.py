@@ -66,7 +66,11 @@ _PARTS = 4
 
 
 def bucket_of(filename: str) -> int:
-    return zlib.crc32(rd.package_name(filename).encode()) % BUCKETS
+    return _bucket_of_name(rd.package_name(filename))
+
+
+def _bucket_of_name(name: str) -> int:
+    return zlib.crc32(name.encode()) % BUCKETS
 
 
 def _split(records: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -108,11 +112,11 @@ class _Bucket:
         self.raw_size = 0
         self.touched: set[str] = set()
 
-    def add(self, fn: str, record: bytes | None, pack: zstandard.ZstdCompressor) -> None:
+    def add(self, fn: str, name: str, record: bytes | None, pack: zstandard.ZstdCompressor) -> None:
         member = orjson.dumps(fn) + b":" + (b"null" if record is None else record)
         self.raw.append(member)
         self.raw_size += len(member)
-        self.touched.add(rd.package_name(fn))
+        self.touched.add(name)
         if self.raw_size >= PENDING_BLOCK:
             self.blocks.append(pack.compress(b",".join(self.raw)))
             self.raw, self.raw_size = [], 0
@@ -171,8 +175,9 @@ class SubdirIndex:
 
     def apply(self, rows: Mapping[str, tuple[str, bytes] | None]) -> None:
         for fn, row in rows.items():
-            b = bucket_of(fn)
-            self.buckets[b].add(fn, None if row is None else row[1], self._pack)
+            name = rd.package_name(fn)  # of the file name: a removal has only that
+            b = _bucket_of_name(name)
+            self.buckets[b].add(fn, name, None if row is None else row[1], self._pack)
             self._dirty.add(b)
 
     def build(self, store: ContentStore) -> IndexFiles:
