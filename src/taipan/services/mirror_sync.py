@@ -304,7 +304,8 @@ def _select_and_plan(env: MirrorEnv, m: Mirror, channel: Channel, compiled: flt.
     invalid: list[tuple[str, str]] = []
     try:
         with _closure_spool(env, compiled) as spool:
-            selector = StreamSelector(compiled, cve_of, spool)
+            # A stop asked while the dependency closure runs (minutes over a big upstream) ends it.
+            selector = StreamSelector(compiled, cve_of, spool, check=progress.check)
             for subdir, got in present.items():
                 if not selector.wants(subdir):
                     continue
@@ -312,8 +313,14 @@ def _select_and_plan(env: MirrorEnv, m: Mirror, channel: Channel, compiled: flt.
                     if selector.keep(subdir, fn, rec):
                         plan.record(subdir, fn, rec)
                 progress.check()
+            if compiled.closes_dependencies:
+                with progress._lock:
+                    progress.state["dependency_closure"] = {"candidates": selector.pooled, "done": False}
             for subdir, fn, rec in selector.closure():
                 plan.record(subdir, fn, rec)
+            if compiled.closes_dependencies:
+                with progress._lock:
+                    progress.state["dependency_closure"]["done"] = True
         result = plan.finish()
         _report_invalid(progress, invalid)
         _report_conflicts(progress, result.conflicts)
