@@ -105,6 +105,8 @@ def run_mirror(env: MirrorEnv, mirror_id: str) -> str | None:
     if progress.lost:
         return None
     snap = progress.snapshot()
+    if final != "stopped":
+        snap.pop("stopping", None)  # the stop came after the run's last check: it ended all the same
     failed_files = int((snap.get("count") or {}).get("failed") or 0)
     if error is None and failed_files:
         # The run published what it could; say why the rest is missing instead of a blank error.

@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -112,25 +113,28 @@ def test_stop_keeps_index(cli, mirror_server, upstream) -> None:
     build_channel(upstream.root, salt=unique("salt"))  # bytes not in the blob store yet
     channel = unique("stop")
     cli.run("channel", "--create", channel)
-    # Slow enough (16 files, 4 threads, 4 s each) that the three CLI calls below, each a new
-    # process on a possibly loaded CI machine, all see the run still fetching.
-    upstream.delay = 4.0
-    cli.run("mirror", "--create", "slow", "--channel", channel, "--source", upstream.url, "--mode", "active",
-            "--run_now")
-    wait_state(mirror_server, channel, "slow", ("running",),
-               pred=lambda m: m["sync_state"]["current_step_number"] == 4)
-    listing = cli.run("mirror", "--list", channel).stdout
-    assert "running" in listing and "Fetching files" in listing
-    shown = cli.run("mirror", "--show", "slow", "--channel", channel).stdout
-    assert "state: running" in shown and "4/5 Fetching files" in shown
-    assert "4/5 Fetching files" in cli.run("mirror", "--sync-state", "slow", "--channel", channel).stdout
-    cli.run("mirror", "--stop", "slow")
-    m = wait_state(mirror_server, channel, "slow", ("stopped",), timeout=30)
+    # The downloads are held until the run has seen the stop (sync_state.stopping): the CLI calls
+    # below, each a new process on a possibly loaded CI machine, all see the run still fetching.
+    upstream.gate = threading.Event()
+    try:
+        cli.run("mirror", "--create", "slow", "--channel", channel, "--source", upstream.url, "--mode", "active",
+                "--run_now")
+        wait_state(mirror_server, channel, "slow", ("running",),
+                   pred=lambda m: m["sync_state"]["current_step_number"] == 4)
+        listing = cli.run("mirror", "--list", channel).stdout
+        assert "running" in listing and "Fetching files" in listing
+        shown = cli.run("mirror", "--show", "slow", "--channel", channel).stdout
+        assert "state: running" in shown and "4/5 Fetching files" in shown
+        assert "4/5 Fetching files" in cli.run("mirror", "--sync-state", "slow", "--channel", channel).stdout
+        cli.run("mirror", "--stop", "slow")
+        wait_state(mirror_server, channel, "slow", ("running",), pred=lambda m: m["sync_state"].get("stopping"))
+    finally:
+        upstream.gate.set()
+    m = wait_state(mirror_server, channel, "slow", ("stopped",))
     assert "stopped" in (m["sync_state"]["last_exception"] or "")
     assert served_all(mirror_server, channel) == {"linux-64": set(), "noarch": set(), "osx-arm64": set()}
     out = cli.run("mirror", "--stop", "slow", rc=None)
     assert out.returncode != 0 and "not running" in out.stderr
-    upstream.delay = 0
 
 
 def scratch(server) -> set[str]:
