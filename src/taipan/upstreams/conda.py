@@ -505,10 +505,10 @@ class ShardFetch:
 
 
 def shards_digest(indexes: Mapping[str, ShardIndex], names: Iterable[str]) -> str:
-    """What the shards of ``names`` are in every subdir (their digests, or absent), and where they and
-    the files are: equal digests mean the same records. Two runs that fetched the same names (a
-    dependency closure included: it only grows through the records of those names) and see the same
-    digest would read the same records."""
+    """One digest of the shards of ``names`` in every subdir (each shard's sha256, or its absence) and
+    of where shards and files are. A run that looked up ``names`` and a later one whose indexes give
+    the same digest read the same records: a dependency closure grows only through the records of the
+    names already looked up, so it is the same too."""
     h = hashlib.sha256()
     ordered = sorted(set(names))
     for subdir in sorted(indexes):
