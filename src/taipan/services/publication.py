@@ -27,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import zstandard
 
@@ -89,6 +89,9 @@ class Publication:
     # True once every whole file of the manifest is in the blob store (a large publication is
     # served before its sharing thread has written them).
     stored_all: bool = False
+    # The incremental index's snapshot at this publication (``PartitionIndex.snapshot``): with the
+    # files, what another process resumes from instead of rebuilding the partition.
+    index_snapshot: dict[str, Any] | None = None
     # Addressed files built with this publication and not stored yet (digest -> bytes).
     pending: dict[str, bytes] = field(default_factory=dict, repr=False)
     _materialize: Callable[[], Publication] | None = field(default=None, repr=False)

@@ -16,7 +16,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -293,24 +293,32 @@ class CondaUpstream:
             return got
         return RepodataFetch(subdir, self.url(f"{subdir}/repodata.json"), None, missing=True)
 
-    def fetch_shards(self, subdirs: list[str], names: Iterable[str], *, depends_on: DependsOn | None = None,
-                     spool_dir: Path | None = None) -> dict[str, RepodataFetch] | None:
-        """Only the records of ``names`` (and, with ``depends_on``, of every name their records depend
-        on, transitively) from the upstream's CEP-16 shards, as one spooled repodata.json(.zst) per
-        subdir; None when a subdir has no shard index (the caller fetches the whole repodata then).
-        ``depends_on(dependency)`` gives the package name a dependency string needs, or None."""
+    def shard_indexes(self, subdirs: list[str]) -> dict[str, ShardIndex] | None:
+        """The CEP-16 shard index of each subdir; None when one has none (the caller fetches the whole
+        repodata then)."""
         indexes = {}
         for subdir in subdirs:
             index = self._shard_index(subdir)
             if index is None:
                 return None
             indexes[subdir] = index
+        return indexes
+
+    def fetch_shards(self, indexes: Mapping[str, ShardIndex], names: Iterable[str], *,
+                     depends_on: DependsOn | None = None, spool_dir: Path | None = None,
+                     check: Callable[[], None] | None = None) -> ShardFetch:
+        """Only the records of ``names`` (and, with ``depends_on``, of every name their records depend
+        on, transitively) from the shards ``indexes`` name, as one spooled repodata.json(.zst) per
+        subdir, and every name that was looked up. ``depends_on(dependency)`` gives the package name a
+        dependency string needs, or None; ``check()`` is called before each name (it raises to stop)."""
         out = {sd: _Assembly(sd, index, spool_dir) for sd, index in indexes.items()}
         done: dict[str, RepodataFetch] = {}
         try:
             todo = list(dict.fromkeys(names))
             seen = set(todo)
             while todo:
+                if check is not None:
+                    check()
                 name = todo.pop()
                 for assembly in out.values():
                     for rec in assembly.add(self._shard(assembly.index, name)):
@@ -321,7 +329,7 @@ class CondaUpstream:
                             todo.extend(n for n in needed if n is not None)
             for sd, assembly in out.items():
                 done[sd] = assembly.finish()
-            return done
+            return ShardFetch(done, frozenset(seen))
         except BaseException:
             for got in done.values():
                 got.discard()
@@ -498,6 +506,28 @@ class ShardIndex:
     shards_url: str  # where the shards are: <shards_url>/<sha256>.msgpack.zst
     shards: dict[str, bytes]  # package name -> sha256 of its shard
     base_url: str  # where the package files are (CEP-15 base_url), "" for the subdir
+
+
+@dataclass(frozen=True)
+class ShardFetch:
+    fetched: dict[str, RepodataFetch]  # subdir -> its records from the shards, as a repodata file
+    names: frozenset[str]  # every name looked up (found in a subdir's index or not)
+
+
+def shards_digest(indexes: Mapping[str, ShardIndex], names: Iterable[str]) -> str:
+    """One digest of the shards of ``names`` in every subdir (each shard's sha256, or its absence) and
+    of where shards and files are. A run that looked up ``names`` and a later one whose indexes give
+    the same digest read the same records: a dependency closure grows only through the records of the
+    names already looked up, so it is the same too."""
+    h = hashlib.sha256()
+    ordered = sorted(set(names))
+    for subdir in sorted(indexes):
+        index = indexes[subdir]
+        h.update(orjson.dumps([subdir, index.shards_url, index.base_url]))
+        for name in ordered:
+            digest = index.shards.get(name)
+            h.update(orjson.dumps([name, digest.hex() if digest is not None else None]))
+    return h.hexdigest()
 
 
 DependsOn = Callable[[str], str | None]
