@@ -47,12 +47,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 def idle_empty() -> dict[str, float]:
-    server = Server(Path(tempfile.mkdtemp(prefix="taipan-bench-empty-")))
-    try:
-        time.sleep(1)
-        return memory(server.proc.pid)
-    finally:
-        server.stop()
+    with tempfile.TemporaryDirectory(prefix="taipan-bench-empty-") as home:
+        server = Server(Path(home))
+        try:
+            time.sleep(1)
+            return memory(server.proc.pid)
+        finally:
+            server.stop()
 
 
 def main() -> None:
