@@ -55,6 +55,7 @@ class Metrics:
         # (route, method, status class) -> the counter's and the histogram's children: labels() per
         # request costs more than the increments.
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._download_children: dict[str, Any] = {}
         # Request ids made here: a random prefix per process (so several workers never repeat each
         # other's) and a counter; unique, which is all a request id needs, without a random read per
         # request.
@@ -84,7 +85,10 @@ class Metrics:
         self.publish_bytes.labels(family).set(size)
 
     def count_download(self, family: str) -> None:
-        self.downloads.labels(family).inc()
+        child = self._download_children.get(family)
+        if child is None:
+            child = self._download_children[family] = self.downloads.labels(family)  # families: a few
+        child.inc()
 
 
 class _StateCollector:

@@ -287,22 +287,30 @@ class FastPath:
     def __init__(self, rt: Runtime, metrics: Metrics) -> None:
         self.rt, self.metrics = rt, metrics
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> bool:
+    def _find(self, scope: Scope) -> tuple[Mapping[bytes, bytes], Caller,
+                                           tuple[int, list[tuple[bytes, bytes]], bytes] | None,
+                                           StoredFile | None] | None:
         method = scope["method"]
         if method != "GET" and method != "HEAD":
-            return False
+            return None
         repo_path = repo_path_of(scope["path"])
         if repo_path is None:
-            return False
-        started = perf_counter()
+            return None
         headers = first_values(scope["headers"])
         caller = cached_caller(self.rt, headers, repo_path)
         if caller is None:
-            return False
+            return None
         answer = from_memory(scope, headers, caller)
         f = stored_file(scope, caller) if answer is None else None
-        if answer is None and f is None:
+        return None if answer is None and f is None else (headers, caller, answer, f)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        started = perf_counter()
+        found = self._find(scope)
+        if found is None:
             return False
+        headers, caller, answer, f = found
+        method = scope["method"]
         rid = self.metrics.request_id(headers.get(b"x-request-id"))
         rid_header = (b"x-request-id", rid.encode())
         token = request_id.set(rid)
