@@ -207,7 +207,8 @@ async def _send_span(send: Send, status: int, headers: list[tuple[bytes, bytes]]
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
-        return await _finish(send, 404, [(b"content-type", b"application/json")],
+        kept = [h for h in headers if h[0] == b"x-request-id"]  # added by the fast path
+        return await _finish(send, 404, [(b"content-type", b"application/json"), *kept],
                              b'{"code": "blob_missing", "message": "The stored file is missing", '
                              b'"hint": "Ask an admin to check the blob store"}')
     try:
