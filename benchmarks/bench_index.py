@@ -9,7 +9,9 @@ runs wrk (-t2 -c32) against the warm .zst and a 304 revalidation, and the same f
 
 With --shared: a second `taipan serve` on the same home; after an upload published by the first,
 the time of the second's first request that shows it (it adopts the shared publication, no build),
-the first request after a restart, and the RSS of each process.
+the first request after a restart, an upload through the second process and one through the
+restarted process (each resumes the index from the publication, then publishes the change), and the
+RSS of each process.
 """
 
 from __future__ import annotations
@@ -173,6 +175,17 @@ def wait_for_pointer(home: Path, timeout: float = 600) -> float:
         engine.dispose()
 
 
+def upload_and_look(server: Server, token: str, home: Path, name: str) -> dict[str, float]:
+    """Upload a new package through ``server`` and time the first request of each index file."""
+    pkg = build_pkg(home / f"pkg-{name}", name)
+    t0 = time.perf_counter()
+    httpx.post(f"{server.url}/api/channels/big/artifacts", headers={"X-Auth": token},
+               files={"content": (pkg.name, pkg.read_bytes())}, data={"filetype": "conda1"},
+               timeout=120).raise_for_status()
+    upload_s = round(time.perf_counter() - t0, 3)
+    return {"upload_s": upload_s, **first_requests(f"{server.url}/api/repo/big/noarch", pkg.name, name)}
+
+
 def shared(home: Path, records: int) -> None:
     results: dict = {"records": records}
     a = Server(home)
@@ -204,6 +217,9 @@ def shared(home: Path, records: int) -> None:
                            "second_first_get_s": round(time.perf_counter() - t0, 3),
                            "visible": pkg.name.encode() in data})
         results["after_change"] = firsts
+        # An upload through the process that only adopted so far: it resumes the index from the
+        # publication's snapshot (no load of every row) and applies the change.
+        results["upload_through_second_process"] = upload_and_look(b, token, home, f"second{RUN}")
         results["rss_first_mb"], results["rss_second_mb"] = round(a.rss_mb(), 1), round(b.rss_mb(), 1)
     finally:
         a.stop()
@@ -214,6 +230,8 @@ def shared(home: Path, records: int) -> None:
         httpx.get(f"{c.url}/api/repo/big/noarch/repodata.json.zst", timeout=120).raise_for_status()
         results["first_zst_after_restart_s"] = round(time.perf_counter() - t0, 3)
         results["rss_restarted_mb"] = round(c.rss_mb(), 1)
+        results["upload_after_restart"] = upload_and_look(c, c.token(), home, f"restarted{RUN}")
+        results["rss_restarted_after_upload_mb"] = round(c.rss_mb(), 1)
     finally:
         c.stop()
     emit(results)

@@ -62,6 +62,14 @@ class ServerSettings(BaseModel):
     # Index files (and their gzip coding) up to this many bytes are kept in memory once read, per
     # publication; larger ones (a big conda subdir's repodata.json) are streamed from the blob store.
     index_memory_limit: int = 16 * 1024**2
+    # Bytes of CEP-16 shards each server process keeps in memory once read (the most recently read
+    # stay); a shard beyond a sixteenth of it is read per request. 100k records make ~15 MB of shards.
+    shard_cache_size: int = Field(default=16 * 1024**2, ge=0)
+    # The C heap of each server process (glibc): at most this many malloc arenas (glibc allows 8 per
+    # core, one per request thread that allocates; 0: glibc's default), and every this many seconds
+    # the free pages of the heap are given back to the system (0: never). See docs/operations.md.
+    malloc_arenas: int = Field(default=4, ge=0, le=64)
+    malloc_trim_seconds: float = Field(default=10.0, ge=0)
     # Exit the process shortly after shutdown even if a request thread is still busy. Off only for
     # in-process test clients that share the interpreter.
     exit_watchdog: bool = False

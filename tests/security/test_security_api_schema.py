@@ -1,4 +1,4 @@
-"""The published API schema is true: schemathesis (every check) against a live server ends with no
+"""The published API schema is true: schemathesis (every check but response times) against a live server ends with no
 server error and no conformance failure, and every route's path parameters are declared."""
 
 from __future__ import annotations
@@ -14,10 +14,21 @@ import httpx
 import pytest
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
-# The run is bounded: the whole schemathesis run may take this many seconds (CI adds the server's
-# start); a different seed explores differently (TAIPAN_SCHEMATHESIS_SEED).
-MAX_TIME = int(os.environ.get("TAIPAN_SCHEMATHESIS_MAX_TIME", "30"))
+# The run is a fixed amount of work (MAX_EXAMPLES per operation and phase, one pass of each phase), the
+# same on a quiet and on a loaded machine: a time budget would test less the busier the machine is.
+# TAIPAN_SCHEMATHESIS_MAX_TIME (seconds) explores longer (fuzzing and stateful phases repeat until it is
+# spent), and a different seed explores differently (TAIPAN_SCHEMATHESIS_SEED).
+MAX_TIME = os.environ.get("TAIPAN_SCHEMATHESIS_MAX_TIME")
+MAX_EXAMPLES = os.environ.get("TAIPAN_SCHEMATHESIS_MAX_EXAMPLES", "25")
 SEED = os.environ.get("TAIPAN_SCHEMATHESIS_SEED", "20261203")
+# Every check of schemathesis but max_response_time, which `--checks all` turns on with a 10 s limit:
+# timings belong in benchmarks/, and a loaded machine may answer slowly. Nor does the run care how
+# fast hypothesis generates data (its too_slow health check).
+CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
+          "response_headers_conformance", "response_schema_conformance", "negative_data_rejection",
+          "positive_data_acceptance", "missing_required_header", "unsupported_method", "allow_header_conformance",
+          "use_after_free", "ensure_resource_availability", "ignored_auth", "object_level_authorization")
+NOT_TIMED = ("--checks", ",".join(CHECKS), "--suppress-health-check", "too_slow")
 # The operations whose schema has been made exact (every check holds for them). An endpoint added
 # later is covered by the generic completion (test_every_path_parameter_is_declared) at once, and
 # joins this run once its request constraints say what its handler checks: add its path here.
@@ -67,12 +78,14 @@ def test_schemathesis_finds_no_failure(server_factory, conda_packages, tmp_path)
         c.post("/channels/sandbox/artifacts", files={"content": (hello.name, hello.read_bytes())}).raise_for_status()
     report = tmp_path / "report.json"
     cmd = [str(Path(sys.executable).with_name("st")), "--config-file", str(CONFIG), "run",
-           server.api + "/openapi.json", "--checks", "all", "--header", f"X-Auth: {token}",
-           "--workers", "1", "--max-time", str(MAX_TIME), "--seed", SEED, "--max-examples", "25",
+           server.api + "/openapi.json", *NOT_TIMED, "--header", f"X-Auth: {token}",
+           "--workers", "1", "--seed", SEED, "--max-examples", MAX_EXAMPLES,
+           *(("--max-time", MAX_TIME) if MAX_TIME else ()),
            "--include-path-regex", "^(" + "|".join(CHECKED_PATHS) + ")$",
            "--report", "json", "--report-json-path", str(report), "--no-color", "--output-truncate", "true"]
     try:
-        run = subprocess.run(cmd, capture_output=True, text=True, timeout=MAX_TIME + 120, cwd=tmp_path)
+        # A safety net against a hung run, far above what the run takes on a loaded machine.
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=int(MAX_TIME or 0) + 900, cwd=tmp_path)
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"schemathesis did not finish in time:\n{exc.stdout}")
     out = run.stdout + run.stderr

@@ -36,6 +36,34 @@ def prepare(settings: Settings) -> str | None:
     return generated
 
 
+def prepare_apart(settings: Settings) -> str | None:
+    """``prepare`` in a forked child, so that the server process never imports the migration code
+    (Alembic and its templates: ~10 MB that a server never uses again). If the child fails, it runs
+    here, so that its error is reported as usual."""
+    if not hasattr(os, "fork"):
+        return prepare(settings)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        code = 1
+        try:
+            os.close(read_end)
+            generated = prepare(settings)
+            os.write(write_end, (generated or "").encode())
+            code = 0
+        except BaseException:  # noqa: BLE001 - reported by the parent's own attempt
+            pass
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as f:
+        answer = f.read().decode()
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        return prepare(settings)
+    return answer or None
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -43,7 +71,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     host = args.host or settings.server.host
     port = args.port or settings.server.port
-    generated = prepare(settings)
+    generated = prepare_apart(settings)
     url = f"http://{host}:{port}"
     print(f"Taipan {__version__} — data in {settings.home}", file=sys.stderr)
     if generated:

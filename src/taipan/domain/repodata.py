@@ -89,10 +89,15 @@ def encode_shard(records: Mapping[str, Mapping[str, Any]], pack: zstandard.ZstdC
     return (pack or zstandard.ZstdCompressor(level=3)).compress(msgpack.packb(shard, use_bin_type=True))
 
 
+def shard_index_shards(data: bytes) -> dict[str, bytes]:
+    """The shards a shard index names: package name -> sha256 digest."""
+    index = msgpack.unpackb(zstandard.ZstdDecompressor().decompressobj().decompress(data), raw=False)
+    return dict(index["shards"])
+
+
 def shard_index_digests(data: bytes) -> frozenset[str]:
     """The shard digests (hex) a shard index names."""
-    index = msgpack.unpackb(zstandard.ZstdDecompressor().decompressobj().decompress(data), raw=False)
-    return frozenset(d.hex() for d in index["shards"].values())
+    return frozenset(d.hex() for d in shard_index_shards(data).values())
 
 
 def encode_shard_index(subdir: str, digests: Mapping[str, bytes], created_at: str) -> bytes:

@@ -16,7 +16,7 @@ themselves would take gigabytes.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any
 
 import orjson
@@ -26,6 +26,9 @@ from taipan.domain.matchspec import Spec, package_record
 
 # Parsed dependency specs kept between lookups (a cache: cleared when full).
 SPECS_CACHED = 50_000
+# The closure calls ``check`` after this many records read back from the spool (and once per
+# dependency followed), so that a stop request ends even one long lookup promptly.
+CHECK_EVERY = 1024
 
 
 class StreamSelector:
@@ -37,10 +40,12 @@ class StreamSelector:
     closure keeps (nothing unless the filters close over dependencies, when ``keep`` answers False for
     every record and all of them come from ``closure()``). ``cve_of`` is the CVE assessor that the CVE
     filters need (as for ``select``); ``spool`` a binary file, needed when the filters close over
-    dependencies (``CompiledFilters.closes_dependencies``).
+    dependencies (``CompiledFilters.closes_dependencies``). ``check`` is called now and then while the
+    closure runs (it can take minutes over a large upstream): it raises to stop it.
     """
 
-    def __init__(self, filters: CompiledFilters, cve_of: CveOf | None = None, spool: IO[bytes] | None = None) -> None:
+    def __init__(self, filters: CompiledFilters, cve_of: CveOf | None = None, spool: IO[bytes] | None = None,
+                 check: Callable[[], None] | None = None) -> None:
         self.filters = filters
         self.cve_of = cve_of if filters.uses_cves else None
         self.counts = empty_counts()
@@ -51,7 +56,12 @@ class StreamSelector:
         if filters.closes_dependencies:
             if spool is None:
                 raise ValueError("only_specs with include_dependencies needs a spool file")
-            self._pool = _Pool(spool)
+            self._pool = _Pool(spool, check or _go_on)
+
+    @property
+    def pooled(self) -> int:
+        """How many candidates the dependency closure will look through."""
+        return 0 if self._pool is None else len(self._pool.offsets)
 
     def wants(self, subdir: str) -> bool:
         return self.filters.subdirs is None or subdir in self.filters.subdirs
@@ -92,6 +102,10 @@ class StreamSelector:
         return True
 
 
+def _go_on() -> None:
+    pass
+
+
 class _LegacyTwins:
     """Drops ``X.tar.bz2`` when ``X.conda`` of the same subdir was kept before it."""
 
@@ -114,8 +128,10 @@ class _LegacyTwins:
 class _Pool:
     """The records that passed the non-spec filters, on disk, indexed by name in compact arrays."""
 
-    def __init__(self, spool: IO[bytes]) -> None:
+    def __init__(self, spool: IO[bytes], check: Callable[[], None]) -> None:
         self.spool = spool
+        self.check = check
+        self.reads = 0
         self.start = spool.tell()
         self.end = self.start
         self.offsets = array("q")  # record number -> offset of its line in the spool
@@ -147,6 +163,9 @@ class _Pool:
             self.todo.append(n)
 
     def _record(self, n: int) -> dict[str, Any]:
+        self.reads += 1
+        if self.reads % CHECK_EVERY == 0:
+            self.check()
         self.spool.seek(self.offsets[n])
         rec: dict[str, Any] = orjson.loads(self.spool.readline())[1]
         return rec
@@ -165,6 +184,7 @@ class _Pool:
             for dep in self._record(n).get("depends") or []:
                 if (scope, dep) in seen_deps:
                     continue
+                self.check()
                 seen_deps.add((scope, dep))
                 if dep not in specs:
                     if len(specs) >= SPECS_CACHED:
@@ -189,5 +209,7 @@ class _Pool:
         """(subdir, filename, record, chosen) of every pooled record, in the order they came."""
         self.spool.seek(self.start)
         for n in range(len(self.offsets)):
+            if n % CHECK_EVERY == 0:
+                self.check()
             fn, rec = orjson.loads(self.spool.readline())
             yield self.subdirs[self.subdir_of[n]], fn, rec, bool(self.chosen[n])

@@ -195,15 +195,19 @@ class Progress:
         while not self._done.wait(HEARTBEAT_SECONDS):
             try:
                 with self.env.sessions() as db:
+                    if not self.stop.is_set() and db.scalar(
+                            select(Mirror.stop_requested).where(Mirror.id == self.mirror_id)):
+                        # The run gives up at its next check (a download in flight ends first): the
+                        # state written now says so (sync_state.stopping).
+                        self.stop.set()
+                        with self._lock:
+                            self.state["stopping"] = True
                     res = db.execute(update(Mirror).where(Mirror.id == self.mirror_id,
                                                           Mirror.run_id == self.run_id)
                                      .values(heartbeat_at=utcnow(), sync_state=self.snapshot()))
-                    stop = db.scalar(select(Mirror.stop_requested).where(Mirror.id == self.mirror_id))
                     db.commit()
                 if res.rowcount == 0:
                     self.lost = True
-                    self.stop.set()
-                elif stop:
                     self.stop.set()
             except Exception:  # a busy database must not kill the run; try again next beat
                 log.warning("mirror heartbeat failed", exc_info=True)

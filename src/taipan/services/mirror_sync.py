@@ -47,7 +47,7 @@ from taipan.services.mirror_runs import (
     error_category,
     initial_sync_state,
 )
-from taipan.upstreams.conda import CondaUpstream, RepodataFetch, partial_path, remove_quietly
+from taipan.upstreams.conda import CondaUpstream, RepodataFetch, partial_path, remove_quietly, shards_digest
 
 log = logging.getLogger(__name__)
 # What the artifact listings and channeldata.json read from File.meta["index.json"].
@@ -105,6 +105,8 @@ def run_mirror(env: MirrorEnv, mirror_id: str) -> str | None:
     if progress.lost:
         return None
     snap = progress.snapshot()
+    if final != "stopped":
+        snap.pop("stopping", None)  # the stop came after the run's last check: it ended all the same
     failed_files = int((snap.get("count") or {}).get("failed") or 0)
     if error is None and failed_files:
         # The run published what it could; say why the rest is missing instead of a blank error.
@@ -190,7 +192,12 @@ def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress, sourc
         fetched: dict[str, RepodataFetch] = {}
         spool = env.blobs.tempdir()
         try:
-            fetched.update(_fetch_shards(upstream, compiled, subdirs, spool, progress))
+            shards = _fetch_shards(upstream, compiled, subdirs, spool, progress,
+                                   prev.get("shards") if same else None)
+            if shards is not None and shards.unchanged:
+                _unchanged(progress, prev)
+                return {"digest": digest, "validators": {}, "shards": shards.state}
+            fetched.update(shards.fetched if shards is not None else {})
             for i, subdir in enumerate(() if fetched else subdirs):
                 v = known.get(subdir) or {}
                 fetched[subdir] = upstream.fetch_repodata(subdir, etag=v.get("etag"), spool_dir=spool,
@@ -200,12 +207,12 @@ def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress, sourc
                 progress.check()
             validators = {sd: {"etag": f.etag, "last_modified": f.last_modified}
                           for sd, f in fetched.items() if not f.missing}
-            seen = {"digest": digest, "validators": validators}
+            seen: dict[str, Any] = {"digest": digest, "validators": validators}
+            if shards is not None and shards.state is not None:
+                seen["shards"] = shards.state
             if known and any(f.not_modified for f in fetched.values()) and all(
                     f.not_modified or f.missing for f in fetched.values()):
-                with progress._lock:
-                    progress.state["count"] = prev.get("count", progress.state["count"])
-                    progress.state["upstream_unchanged"] = True
+                _unchanged(progress, prev)
                 return seen
             for subdir, got in list(fetched.items()):
                 if got.not_modified:  # others changed: this one is needed in full after all
@@ -233,28 +240,58 @@ def _sync(env: MirrorEnv, m: Mirror, channel: Channel, progress: Progress, sourc
     return seen
 
 
+# At most this many names of a shard fetch are remembered to tell the next run whether their shards
+# changed (a bigger closure is fetched again each run).
+SHARD_NAMES_REMEMBERED = 20_000
+
+
+@dataclass
+class _Shards:
+    fetched: dict[str, RepodataFetch]  # empty when unchanged
+    state: dict[str, Any] | None  # what the next run compares: the names looked up, their shards' digest
+    unchanged: bool = False
+
+
+def _unchanged(progress: Progress, prev: Mapping[str, Any]) -> None:
+    """Nothing changed upstream since the last (clean) run with the same settings: end early."""
+    with progress._lock:
+        progress.state["count"] = prev.get("count", progress.state["count"])
+        progress.state["upstream_unchanged"] = True
+
+
 def _fetch_shards(upstream: CondaUpstream, compiled: flt.CompiledFilters, subdirs: list[str], spool: Path,
-                  progress: Progress) -> dict[str, RepodataFetch]:
+                  progress: Progress, known: Mapping[str, Any] | None) -> _Shards | None:
     """When the filters name packages exactly and the upstream offers CEP-16 shards, only the shards
     of those names (and of their dependencies' names, with include_dependencies): a few requests
-    instead of the whole repodata.json. Empty when that does not apply."""
+    instead of the whole repodata.json. None when that does not apply.
+
+    ``known`` is what the last clean run with the same settings remembered: when the shard indexes
+    give the names it looked up the same digests, nothing it would read changed, and no shard is
+    fetched (``unchanged``)."""
     names = compiled.exact_names
-    got = None
-    if names:
-        specs: dict[str, str | None] = {}
-
-        def depends_on(dep: str) -> str | None:
-            if dep not in specs:
-                spec = flt.dep_spec(dep)
-                specs[dep] = spec.name if spec is not None else None
-            return specs[dep]
-
-        got = upstream.fetch_shards(subdirs, names, spool_dir=spool,
-                                    depends_on=depends_on if compiled.include_dependencies else None)
-        progress.contacted()
+    indexes = upstream.shard_indexes(subdirs) if names else None
     with progress._lock:
-        progress.state["index_source"] = "shards" if got else "repodata"
-    return got or {}
+        progress.state["index_source"] = "shards" if indexes else "repodata"
+    if not indexes:
+        return None
+    progress.contacted()
+    if known and isinstance(known.get("names"), list) and \
+            known.get("digest") == shards_digest(indexes, known["names"]):
+        return _Shards({}, dict(known), unchanged=True)
+    specs: dict[str, str | None] = {}
+
+    def depends_on(dep: str) -> str | None:
+        if dep not in specs:
+            spec = flt.dep_spec(dep)
+            specs[dep] = spec.name if spec is not None else None
+        return specs[dep]
+
+    got = upstream.fetch_shards(indexes, names, spool_dir=spool, check=progress.check,
+                                depends_on=depends_on if compiled.include_dependencies else None)
+    looked_up = sorted(got.names)
+    state = {"names": looked_up, "digest": shards_digest(indexes, looked_up)} \
+        if len(looked_up) <= SHARD_NAMES_REMEMBERED else None
+    return _Shards(got.fetched, state)
 
 
 def _select_and_plan(env: MirrorEnv, m: Mirror, channel: Channel, compiled: flt.CompiledFilters,
@@ -269,7 +306,8 @@ def _select_and_plan(env: MirrorEnv, m: Mirror, channel: Channel, compiled: flt.
     invalid: list[tuple[str, str]] = []
     try:
         with _closure_spool(env, compiled) as spool:
-            selector = StreamSelector(compiled, cve_of, spool)
+            # A stop asked while the dependency closure runs (minutes over a big upstream) ends it.
+            selector = StreamSelector(compiled, cve_of, spool, check=progress.check)
             for subdir, got in present.items():
                 if not selector.wants(subdir):
                     continue
@@ -277,8 +315,14 @@ def _select_and_plan(env: MirrorEnv, m: Mirror, channel: Channel, compiled: flt.
                     if selector.keep(subdir, fn, rec):
                         plan.record(subdir, fn, rec)
                 progress.check()
+            if compiled.closes_dependencies:
+                with progress._lock:
+                    progress.state["dependency_closure"] = {"candidates": selector.pooled, "done": False}
             for subdir, fn, rec in selector.closure():
                 plan.record(subdir, fn, rec)
+            if compiled.closes_dependencies:
+                with progress._lock:
+                    progress.state["dependency_closure"]["done"] = True
         result = plan.finish()
         _report_invalid(progress, invalid)
         _report_conflicts(progress, result.conflicts)

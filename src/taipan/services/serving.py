@@ -21,8 +21,11 @@ def http_now() -> str:
 
 
 def find_file(sessions: sessionmaker[Session], channel_id: str, ckey: str) -> File:
+    """The file a download (or its metadata) names. A file withheld by the channel's CVE filters is
+    not found: the same 404 as a file the channel does not have, whatever the caller may see."""
     with sessions() as db:
-        f = db.scalar(select(File).where(File.channel_id == channel_id, File.ckey == ckey))
+        f = db.scalar(select(File).where(File.channel_id == channel_id, File.ckey == ckey,
+                                         File.withheld.is_(False)))
     if f is None:
         raise NotFound(f"{ckey} is not in this channel", "Check the file name against repodata.json",
                        code="file_not_found")
@@ -54,8 +57,9 @@ def channeldata(sessions: sessionmaker[Session], channel_id: str, channel_path: 
 
 def versions_in(sessions: sessionmaker[Session], channel_id: str, family: str, subdir: str,
                 name: str) -> list[str]:
-    """Every version of a package in one partition of a channel (e.g. to tell R's current source
-    package from its archived ones)."""
+    """Every version of a package in one partition of a channel that its index may list (e.g. to tell
+    R's current source package from its archived ones): withheld files are not among them."""
     with sessions() as db:
         return list(db.scalars(select(File.version).where(
-            File.channel_id == channel_id, File.family == family, File.subdir == subdir, File.name == name)))
+            File.channel_id == channel_id, File.family == family, File.subdir == subdir, File.name == name,
+            File.withheld.is_(False))))

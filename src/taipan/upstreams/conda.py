@@ -4,6 +4,9 @@ of some package names, verified files.
 Transient failures (connection errors, timeouts, 429 and 5xx) are retried with exponential backoff;
 what still fails becomes an ``UpstreamError`` with a hint, never a crash. Downloads resume from a
 partial file with a Range request and are checked against the sha256 and size of the record.
+
+httpx is imported where it is used: importing it costs a server process ~6 MB (with the command line
+it brings, rich and pygments), and a server that mirrors nothing never needs it.
 """
 
 from __future__ import annotations
@@ -13,14 +16,13 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urljoin
 
-import httpx
 import ijson
 import msgpack
 import orjson
@@ -32,6 +34,9 @@ from taipan.domain.names import KNOWN_SUBDIRS
 from taipan.domain.urls import redact_url, unmask
 from taipan.errors import UpstreamError
 from taipan.upstreams.egress import guarded_transport, request_hook
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 CHUNK = 256 * 1024
@@ -136,6 +141,7 @@ class CondaUpstream:
     def __init__(self, source_root: str, *, proxy: str | None = None, timeout: float = 60.0,
                  retries: int = 4, backoff: float = 0.25,
                  sleep: Callable[[float], None] = time.sleep, egress: EgressPolicy | None = None) -> None:
+        import httpx  # see the module docstring
         self.root = source_root.rstrip("/") + "/"
         self.retries = retries
         self.backoff = backoff
@@ -180,6 +186,7 @@ class CondaUpstream:
     def _request(self, method: str, url: str, headers: dict[str, str] | None = None,
                  ok: tuple[int, ...] = (200,)) -> Iterator[httpx.Response]:
         """Send with retries; yield a streaming response whose status is in ``ok`` or 404/304."""
+        import httpx
         last = ""
         yielded = False
         for attempt in range(self.retries + 1):
@@ -251,6 +258,7 @@ class CondaUpstream:
         """GET ``<subdir>/repodata.json.zst`` (or ``.json`` when there is no .zst), conditionally,
         streamed to a file in ``spool_dir`` (the system's temp dir by default): the caller parses
         it from there and calls ``discard()``."""
+        import httpx
         headers = {"If-None-Match": etag} if etag else {}
         if last_modified:
             headers["If-Modified-Since"] = last_modified
@@ -285,24 +293,32 @@ class CondaUpstream:
             return got
         return RepodataFetch(subdir, self.url(f"{subdir}/repodata.json"), None, missing=True)
 
-    def fetch_shards(self, subdirs: list[str], names: Iterable[str], *, depends_on: DependsOn | None = None,
-                     spool_dir: Path | None = None) -> dict[str, RepodataFetch] | None:
-        """Only the records of ``names`` (and, with ``depends_on``, of every name their records depend
-        on, transitively) from the upstream's CEP-16 shards, as one spooled repodata.json(.zst) per
-        subdir; None when a subdir has no shard index (the caller fetches the whole repodata then).
-        ``depends_on(dependency)`` gives the package name a dependency string needs, or None."""
+    def shard_indexes(self, subdirs: list[str]) -> dict[str, ShardIndex] | None:
+        """The CEP-16 shard index of each subdir; None when one has none (the caller fetches the whole
+        repodata then)."""
         indexes = {}
         for subdir in subdirs:
             index = self._shard_index(subdir)
             if index is None:
                 return None
             indexes[subdir] = index
+        return indexes
+
+    def fetch_shards(self, indexes: Mapping[str, ShardIndex], names: Iterable[str], *,
+                     depends_on: DependsOn | None = None, spool_dir: Path | None = None,
+                     check: Callable[[], None] | None = None) -> ShardFetch:
+        """Only the records of ``names`` (and, with ``depends_on``, of every name their records depend
+        on, transitively) from the shards ``indexes`` name, as one spooled repodata.json(.zst) per
+        subdir, and every name that was looked up. ``depends_on(dependency)`` gives the package name a
+        dependency string needs, or None; ``check()`` is called before each name (it raises to stop)."""
         out = {sd: _Assembly(sd, index, spool_dir) for sd, index in indexes.items()}
         done: dict[str, RepodataFetch] = {}
         try:
             todo = list(dict.fromkeys(names))
             seen = set(todo)
             while todo:
+                if check is not None:
+                    check()
                 name = todo.pop()
                 for assembly in out.values():
                     for rec in assembly.add(self._shard(assembly.index, name)):
@@ -313,7 +329,7 @@ class CondaUpstream:
                             todo.extend(n for n in needed if n is not None)
             for sd, assembly in out.items():
                 done[sd] = assembly.finish()
-            return done
+            return ShardFetch(done, frozenset(seen))
         except BaseException:
             for got in done.values():
                 got.discard()
@@ -363,6 +379,7 @@ class CondaUpstream:
                  md5: str | None = None, on_bytes: Callable[[int], None] | None = None) -> Verified:
         """Download ``url`` to ``dest``, resuming a partial ``dest``; verify size and sha256 (md5 when
         the index has no sha256)."""
+        import httpx
         for attempt in range(2):
             have = dest.stat().st_size if dest.exists() else 0
             if size is not None and have > size:
@@ -409,6 +426,7 @@ class CondaUpstream:
         its index, so a bad file ends in a broken transfer, or, when it fits in one chunk, in an
         error before any byte is sent.
         """
+        import httpx
         md5_hex = md5
         sha, md5_h, n = hashlib.sha256(), hashlib.md5(), 0
         held: bytes | None = None
@@ -488,6 +506,28 @@ class ShardIndex:
     shards_url: str  # where the shards are: <shards_url>/<sha256>.msgpack.zst
     shards: dict[str, bytes]  # package name -> sha256 of its shard
     base_url: str  # where the package files are (CEP-15 base_url), "" for the subdir
+
+
+@dataclass(frozen=True)
+class ShardFetch:
+    fetched: dict[str, RepodataFetch]  # subdir -> its records from the shards, as a repodata file
+    names: frozenset[str]  # every name looked up (found in a subdir's index or not)
+
+
+def shards_digest(indexes: Mapping[str, ShardIndex], names: Iterable[str]) -> str:
+    """One digest of the shards of ``names`` in every subdir (each shard's sha256, or its absence) and
+    of where shards and files are. A run that looked up ``names`` and a later one whose indexes give
+    the same digest read the same records: a dependency closure grows only through the records of the
+    names already looked up, so it is the same too."""
+    h = hashlib.sha256()
+    ordered = sorted(set(names))
+    for subdir in sorted(indexes):
+        index = indexes[subdir]
+        h.update(orjson.dumps([subdir, index.shards_url, index.base_url]))
+        for name in ordered:
+            digest = index.shards.get(name)
+            h.update(orjson.dumps([name, digest.hex() if digest is not None else None]))
+    return h.hexdigest()
 
 
 DependsOn = Callable[[str], str | None]

@@ -7,11 +7,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from taipan.errors import TaipanError
+
+if TYPE_CHECKING:  # imported on use (see taipan.upstreams.conda)
+    import httpx
 
 MAX_FEED_BYTES = 8 * 1024**3  # an osv.dev ecosystem zip is ~1 GB at most; more is not a feed
 NVD_WINDOW_DAYS = 120  # NVD refuses lastModStartDate..lastModEndDate ranges longer than this
@@ -27,6 +28,8 @@ def _redact(url: str) -> str:
 
 
 def _client(timeout: float) -> httpx.Client:
+    import httpx
+
     return httpx.Client(timeout=timeout, follow_redirects=True, headers={"User-Agent": "taipan-cve-sync"})
 
 
@@ -56,6 +59,8 @@ def fetch_if_changed(url: str, dest: Path, *, etag: str | None, last_modified: s
         headers["If-None-Match"] = etag
     if last_modified:
         headers["If-Modified-Since"] = last_modified
+    import httpx
+
     try:
         with _client(timeout) as client, client.stream("GET", url, headers=headers) as resp:
             if resp.status_code == 304:
@@ -77,6 +82,8 @@ def nvd_pages(url: str, workdir: Path, *, since: datetime | None, until: datetim
     """Every page of CVEs modified in (since, until] (all CVEs when ``since`` is None), each written to a
     file in ``workdir``; windows longer than NVD allows are split."""
     from datetime import timedelta
+
+    import httpx
 
     windows: list[tuple[datetime | None, datetime | None]] = []
     if since is None:

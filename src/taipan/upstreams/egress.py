@@ -13,15 +13,17 @@ Behind a proxy the proxy makes the connection; the hook still checks each target
 
 from __future__ import annotations
 
+import functools
 import socket
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import httpcore
-import httpx
 
 from taipan.domain.egress import EgressPolicy
 from taipan.errors import InvalidInput, UpstreamError
+
+if TYPE_CHECKING:  # imported on use (see taipan.upstreams.conda)
+    import httpx
 
 
 class EgressRefused(UpstreamError):
@@ -73,30 +75,39 @@ def request_hook(policy: EgressPolicy) -> Callable[[httpx.Request], None]:
     return hook
 
 
-class GuardedBackend(httpcore.SyncBackend):
-    """Connects only to addresses the policy allows, to the address it checked (no second lookup)."""
+@functools.cache
+def _guarded_backend() -> Any:
+    """The class of ``GuardedBackend`` (made on first use, so that httpcore is imported only then)."""
+    import httpcore
 
-    def __init__(self, policy: EgressPolicy) -> None:
-        self.policy = policy
+    class GuardedBackend(httpcore.SyncBackend):
+        """Connects only to addresses the policy allows, to the address it checked (no second lookup)."""
 
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                    local_address: str | None = None, socket_options: object = None) -> httpcore.NetworkStream:
-        addresses = check_host(self.policy, host, port)
-        last: Exception | None = None
-        for address in addresses:
-            try:
-                return super().connect_tcp(address, port, timeout, local_address,
-                                           socket_options)  # type: ignore[arg-type]
-            except httpcore.ConnectError as exc:  # try the host's next address, as a resolver would
-                last = exc
-        assert last is not None
-        raise last
+        def __init__(self, policy: EgressPolicy) -> None:
+            self.policy = policy
+
+        def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                        local_address: str | None = None, socket_options: object = None) -> httpcore.NetworkStream:
+            addresses = check_host(self.policy, host, port)
+            last: Exception | None = None
+            for address in addresses:
+                try:
+                    return super().connect_tcp(address, port, timeout, local_address,
+                                               socket_options)  # type: ignore[arg-type]
+                except httpcore.ConnectError as exc:  # try the host's next address, as a resolver would
+                    last = exc
+            assert last is not None
+            raise last
+
+    return GuardedBackend
 
 
 def guarded_transport(policy: EgressPolicy) -> httpx.HTTPTransport:
+    import httpx
+
     transport = httpx.HTTPTransport()
     # httpx builds its connection pool without a way to choose the network backend.
     pool = transport._pool
     assert hasattr(pool, "_network_backend")
-    pool._network_backend = GuardedBackend(policy)
+    pool._network_backend = _guarded_backend()(policy)
     return transport

@@ -96,7 +96,9 @@ def create_app(runtime: Runtime) -> FastAPI:
 
 def app_from_env() -> FastAPI:
     """uvicorn factory for `taipan serve`: one runtime per worker process, from the environment."""
-    from taipan.runtime import build_runtime
+    from taipan.runtime import build_runtime, tune_process
     from taipan.settings import Settings
 
-    return create_app(build_runtime(Settings()))
+    settings = Settings()
+    tune_process(settings)
+    return create_app(build_runtime(settings))

@@ -21,7 +21,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -118,6 +118,15 @@ class _StateCollector:
             pass
         yield states
         yield progress
+        indexer = self.runtime.indexer
+        loads = CounterMetricFamily("taipan_index_partition_loads",
+                                    "How this process came to hold a partition's index: adopted (another "
+                                    "process's publication), resumed (its snapshot), full (every row)",
+                                    labels=["how"])
+        for how, count in (("adopted", indexer.adoptions), ("resumed", indexer.resumes),
+                           ("full", indexer.full_loads)):
+            loads.add_metric([how], float(count))
+        yield loads
         depth = GaugeMetricFamily("taipan_job_queue_depth", "Jobs waiting in the queue")
         pending = getattr(self.runtime.jobs, "pending_count", None)
         try:

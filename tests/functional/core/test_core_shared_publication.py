@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -84,7 +85,7 @@ def test_two_servers_share_publications_and_a_restart_builds_nothing(server_fact
     # The other process sees the upload and serves the very same bytes and ETag, without a build.
     other = _wait_for(url_b, newer.name)
     assert other.content == current.content and other.headers["etag"] == current.headers["etag"]
-    assert _builds(b) == 0
+    assert _builds(b) == 0, _loads(b)
     # Every way of asking for a file of the adopted publication works there: encodings, 304s,
     # content-addressed shards, and lazily derived files (made from a local build).
     zipped = httpx.get(url_b, headers={"Accept-Encoding": "gzip"})
@@ -189,3 +190,65 @@ def test_shards_are_served_by_digest_only_where_published(server_factory, conda_
     _upload(srv, "open", package_builder("other", "1.0", "noarch"))
     assert _shard_url(srv, "open") == second
     assert httpx.get(first).status_code == 404 and httpx.get(second).status_code == 200
+
+
+def _loads(server) -> dict[str, float]:
+    """How this server process came to hold its partitions' indexes (adopted / resumed / full)."""
+    r = httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {server.admin_token()}"})
+    r.raise_for_status()
+    found = re.findall(r'^taipan_index_partition_loads_total\{how="(\w+)"\} (\S+)$', r.text, re.M)
+    return {how: float(count) for how, count in found}
+
+
+def test_a_restart_resumes_the_index_from_the_publication_instead_of_loading_every_row(
+        server_factory, conda_packages, package_builder):
+    """Changes after a restart (also those made before it that nobody asked for) are applied to the
+    index resumed from the stored publication's snapshot, not to the partition loaded anew from every
+    row, and give the very bytes a full build of the same rows gives."""
+    a = server_factory({})
+    with a.client(a.admin_token()) as c:
+        c.post("/channels", json={"name": "resume"}).raise_for_status()
+    names = [package_builder(f"pkg{i}", "1.0", "noarch") for i in range(4)]  # several buckets
+    for path in (conda_packages["hello"], *names):
+        _upload(a, "resume", path)
+    _wait_for(f"{a.api}/repo/resume/noarch/repodata.json", names[-1].name)
+    assert _loads(a)["full"] == 1
+    # One more upload, and a stop before anyone asks: the stored publication is a change behind.
+    _upload(a, "resume", conda_packages["hello-1.1"])
+    a.stop()
+
+    b = server_factory({}, home=a.home)
+    base = f"{b.api}/repo/resume/noarch"
+    _wait_for(f"{base}/repodata.json", conda_packages["hello-1.1"].name)
+    assert _loads(b) == {"adopted": 1, "resumed": 1, "full": 0}
+    late = package_builder("late", "1.0", "noarch")
+    _upload(b, "resume", late)
+    with b.client(b.admin_token()) as c:  # a removal goes the same way
+        c.put("/channels/resume/artifacts/bulk", json={"action": "delete", "items": [
+            {"name": "pkg0", "family": "conda"}]}).raise_for_status()
+    resumed = {f: httpx.get(f"{base}/{f}").content for f in ("repodata.json", "current_repodata.json")}
+    published = json.loads(resumed["repodata.json"])["packages.conda"]
+    assert late.name in published and names[0].name not in published and names[1].name in published
+    assert _loads(b)["full"] == 0
+    shards = {name: _shard(base, name) for name in ("hello", "late")}
+    assert set(shards["hello"]["packages.conda"]) == {"hello-1.0-0.conda", "hello-1.1-0.conda"}
+    b.stop()
+
+    # The same rows built from scratch (no publication to adopt) give the same bytes.
+    db = sqlite3.connect(a.home / "taipan.db")
+    with db:
+        db.execute("DELETE FROM index_publications")
+    db.close()
+    c_srv = server_factory({}, home=a.home)
+    base = f"{c_srv.api}/repo/resume/noarch"
+    for f, data in resumed.items():
+        assert httpx.get(f"{base}/{f}").content == data, f
+    assert _loads(c_srv) == {"adopted": 0, "resumed": 0, "full": 1}
+    assert {name: _shard(base, name) for name in shards} == shards
+
+
+def _shard(base: str, name: str) -> dict:
+    unzst = zstandard.ZstdDecompressor().decompressobj
+    index = msgpack.unpackb(unzst().decompress(httpx.get(f"{base}/repodata_shards.msgpack.zst").content))
+    shard = httpx.get(f"{base}/shards/{index['shards'][name].hex()}.msgpack.zst")
+    return msgpack.unpackb(unzst().decompress(shard.content))

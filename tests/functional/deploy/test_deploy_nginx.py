@@ -19,8 +19,10 @@ import uuid
 from pathlib import Path
 
 import httpx
+import msgpack
 import psycopg
 import pytest
+import zstandard
 
 
 def free_port() -> int:
@@ -124,16 +126,22 @@ def test_nginx_two_servers_and_a_worker(tmp_path, database, conda_packages, serv
         assert got.headers["etag"] == direct.headers["etag"]  # Taipan's (the sha256), not nginx's
         assert httpx.get(f"{front}/api/repo/t/{token}/deploy/noarch/{pkg.name}",
                          headers={"If-None-Match": got.headers["etag"]}).status_code == 304
-        # Index files stored as one blob (here repodata.json.zst, the zstd coding of repodata.json) are
-        # offloaded too, with Taipan's validators and coding; files in segments are sent by Taipan.
-        index = f"/api/repo/t/{token}/deploy/noarch/repodata.json"
-        mine = httpx.get(f"{a.url}{index}", headers={"Accept-Encoding": "zstd"})
+        # Index files stored as one blob (here the shard index) are offloaded too, with Taipan's
+        # validators; files in segments (repodata.json and its .zst, the zstd coding) are sent by Taipan.
+        listing = f"/api/repo/t/{token}/deploy/noarch/repodata_shards.msgpack.zst"
+        mine = httpx.get(f"{a.url}{listing}")
         assert mine.content == b"" and mine.headers["x-accel-redirect"].startswith("/_taipan_blobs/")
+        sent = httpx.get(f"{front}{listing}")
+        assert sent.status_code == 200 and sent.headers["etag"] == mine.headers["etag"]
+        assert pkg.name.split("-")[0] in msgpack.unpackb(zstandard.ZstdDecompressor().decompressobj().decompress(
+            sent.content))["shards"]
+        assert httpx.get(f"{front}{listing}", headers={"If-None-Match": sent.headers["etag"]}).status_code == 304
+        index = f"/api/repo/t/{token}/deploy/noarch/repodata.json"
         plain = httpx.get(f"{front}{index}", headers={"Accept-Encoding": "identity"})
         assert plain.status_code == 200 and pkg.name in plain.json()["packages.conda"]
         assert "content-encoding" not in plain.headers and plain.headers["content-type"] == "application/json"
         packed = httpx.get(f"{front}{index}", headers={"Accept-Encoding": "zstd"})
-        assert packed.headers["etag"] == mine.headers["etag"] and packed.headers["content-encoding"] == "zstd"
+        assert packed.headers["content-encoding"] == "zstd" and packed.headers["etag"] != plain.headers["etag"]
         assert "Accept-Encoding" in packed.headers["vary"] and packed.headers["content-type"] == "application/json"
         assert packed.content == plain.content  # decoded by httpx from the zstd coding it was sent in
         assert httpx.get(f"{front}{index}", headers={"Accept-Encoding": "zstd", "If-None-Match": packed.headers[

@@ -249,20 +249,24 @@ def test_binary_trees_are_mirrored_when_named(mirror_server, upstream_url, cran_
     assert got.content == (cran_tree / "bin" / "windows" / "contrib" / "4.4" / "tpdep_1.0.zip").read_bytes()
 
 
-class _Slow(_Quiet):
-    delay = 0.0
+class _Gated(_Quiet):
+    """Holds every package download until ``gate`` is set (a class of its own per test)."""
+
+    gate: threading.Event
 
     def do_GET(self) -> None:
         if self.path.endswith(".tar.gz"):
-            import time
-
-            time.sleep(type(self).delay)
+            type(self).gate.wait(120)
         super().do_GET()
 
 
 def test_stop_then_restart_an_active_cran_mirror(mirror_server, cli, cran_tree) -> None:
-    handler = type("SlowCopy", (_Slow,), {"delay": 6.0})
+    # The downloads wait for the test, not for a delay: the stop is asked while they are held, and
+    # they go on only once the run has seen it (sync_state.stopping), so that the run cannot finish
+    # first however slowly the machine runs the CLI.
+    handler = type("GatedCopy", (_Gated,), {"gate": threading.Event()})
     srv = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(cran_tree)))
+    srv.daemon_threads = True
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
         ch = _channel(mirror_server)
@@ -273,12 +277,16 @@ def test_stop_then_restart_an_active_cran_mirror(mirror_server, cli, cran_tree) 
         assert running["sync_state"]["current_step_description"] == "Fetching files"
         assert running["sync_state"]["total_steps_count"] == 5
         cli.run("mirror", "--stop", "slow", "--channel", ch)
-        wait_state(mirror_server, ch, "slow", states=("stopped",))
+        wait_state(mirror_server, ch, "slow", states=("running",), pred=lambda m: m["sync_state"].get("stopping"))
+        handler.gate.set()
+        stopped = wait_state(mirror_server, ch, "slow", states=("stopped",))
+        assert stopped["sync_state"]["last_exception"] == "stopped on request"
         assert _files(mirror_server, ch) == {}  # a stopped run publishes nothing
-        handler.delay = 0.0
         cli.run("mirror", "--restart", "slow", "--channel", ch)
-        wait_state(mirror_server, ch, "slow")
+        done = wait_state(mirror_server, ch, "slow")
+        assert "stopping" not in done["sync_state"]
         assert set(_files(mirror_server, ch).values()) == {"active"} and len(_files(mirror_server, ch)) == 3
     finally:
+        handler.gate.set()
         srv.shutdown()
         srv.server_close()

@@ -7,12 +7,13 @@ import asyncio
 import hashlib
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
 import httpx
 import rattler
-from mirror_upstream import Pkg, build_channel, index, upstream_records
+from mirror_upstream import Pkg, UpstreamServer, build_channel, index, upstream_records, write_repodata
 
 from conftest import api, restart_server, served_all, start_server, unique, wait_state
 
@@ -112,25 +113,71 @@ def test_stop_keeps_index(cli, mirror_server, upstream) -> None:
     build_channel(upstream.root, salt=unique("salt"))  # bytes not in the blob store yet
     channel = unique("stop")
     cli.run("channel", "--create", channel)
-    # Slow enough (16 files, 4 threads, 4 s each) that the three CLI calls below, each a new
-    # process on a possibly loaded CI machine, all see the run still fetching.
-    upstream.delay = 4.0
-    cli.run("mirror", "--create", "slow", "--channel", channel, "--source", upstream.url, "--mode", "active",
-            "--run_now")
-    wait_state(mirror_server, channel, "slow", ("running",),
-               pred=lambda m: m["sync_state"]["current_step_number"] == 4)
-    listing = cli.run("mirror", "--list", channel).stdout
-    assert "running" in listing and "Fetching files" in listing
-    shown = cli.run("mirror", "--show", "slow", "--channel", channel).stdout
-    assert "state: running" in shown and "4/5 Fetching files" in shown
-    assert "4/5 Fetching files" in cli.run("mirror", "--sync-state", "slow", "--channel", channel).stdout
-    cli.run("mirror", "--stop", "slow")
-    m = wait_state(mirror_server, channel, "slow", ("stopped",), timeout=30)
+    # The downloads are held until the run has seen the stop (sync_state.stopping): the CLI calls
+    # below, each a new process on a possibly loaded CI machine, all see the run still fetching.
+    upstream.gate = threading.Event()
+    try:
+        cli.run("mirror", "--create", "slow", "--channel", channel, "--source", upstream.url, "--mode", "active",
+                "--run_now")
+        wait_state(mirror_server, channel, "slow", ("running",),
+                   pred=lambda m: m["sync_state"]["current_step_number"] == 4)
+        listing = cli.run("mirror", "--list", channel).stdout
+        assert "running" in listing and "Fetching files" in listing
+        shown = cli.run("mirror", "--show", "slow", "--channel", channel).stdout
+        assert "state: running" in shown and "4/5 Fetching files" in shown
+        assert "4/5 Fetching files" in cli.run("mirror", "--sync-state", "slow", "--channel", channel).stdout
+        cli.run("mirror", "--stop", "slow")
+        wait_state(mirror_server, channel, "slow", ("running",), pred=lambda m: m["sync_state"].get("stopping"))
+    finally:
+        upstream.gate.set()
+    m = wait_state(mirror_server, channel, "slow", ("stopped",))
     assert "stopped" in (m["sync_state"]["last_exception"] or "")
     assert served_all(mirror_server, channel) == {"linux-64": set(), "noarch": set(), "osx-arm64": set()}
     out = cli.run("mirror", "--stop", "slow", rc=None)
     assert out.returncode != 0 and "not running" in out.stderr
-    upstream.delay = 0
+
+
+def scratch(server) -> set[str]:
+    """The spooled upstream indexes and planned rows in the blob store's scratch directory."""
+    tmp = server.home / "blobs" / "tmp"
+    return {p.name for pattern in ("repodata-*", "mirror-plan-*", "shards-*") for p in tmp.glob(pattern)}
+
+
+def test_stop_during_the_dependency_closure(cli, mirror_server, tmp_path: Path) -> None:
+    """A closure that takes minutes: each of 2,000 records of `a` depends on a version of `b` that none
+    of the 2,000 records of `b` has, so every `b` record is read back and matched 2,000 times. A stop
+    asked while it runs ends the run there (step 3), as stopped, publishing nothing and leaving no
+    spooled file behind."""
+    n = 2000
+    common = {"build": "0", "build_number": 0, "subdir": "linux-64", "size": 1, "md5": "0" * 32,
+              "sha256": "0" * 64}
+    packages = {f"a-1.{i}-0.conda": {**common, "name": "a", "version": f"1.{i}", "depends": [f"b >=1000.{i}"]}
+                for i in range(n)}
+    packages.update({f"b-1.{i}-0.conda": {**common, "name": "b", "version": f"1.{i}", "depends": []}
+                     for i in range(n)})
+    root = tmp_path / "closure"
+    (root / "linux-64").mkdir(parents=True)
+    write_repodata(root, "linux-64", {"info": {"subdir": "linux-64"}, "packages": {}, "packages.conda": packages,
+                                      "repodata_version": 1})
+    upstream = UpstreamServer(root).start()
+    before = scratch(mirror_server)
+    try:
+        channel = unique("closure")
+        cli.run("channel", "--create", channel)
+        cli.run("mirror", "--create", "deps", "--channel", channel, "--source", upstream.url, "--run_now",
+                "--subdirs", "linux-64", "--only_spec", "a", "--include_dependencies")
+        running = wait_state(mirror_server, channel, "deps", ("running",), timeout=120,
+                             pred=lambda m: "dependency_closure" in m["sync_state"])
+        assert running["sync_state"]["dependency_closure"] == {"candidates": 2 * n, "done": False}
+        cli.run("mirror", "--stop", "deps", "--channel", channel)
+        m = wait_state(mirror_server, channel, "deps", ("stopped",), timeout=120)
+        st = m["sync_state"]
+        assert st["current_step_number"] == 3 and st["dependency_closure"]["done"] is False, st
+        assert "stopped" in st["last_exception"] and st["last_error_category"] == "stopped"
+        assert served_all(mirror_server, channel, ("linux-64",)) == {"linux-64": set()}
+        assert scratch(mirror_server) <= before
+    finally:
+        upstream.stop()
 
 
 def test_killed_sync_serves_old_index_then_resumes(upstream, tmp_path: Path) -> None:

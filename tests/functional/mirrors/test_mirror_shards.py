@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mirror_upstream import UpstreamServer, build_channel, upstream_records
+from mirror_upstream import Pkg, UpstreamServer, build_channel, upstream_records
 
 from conftest import api, served_all, unique, wait_state
 from taipan.domain import filters as flt
@@ -89,3 +89,56 @@ def test_without_shards_the_whole_repodata_is_read(mirror_server, upstream: Upst
     assert m["sync_state"]["index_source"] == "repodata" and repodata_hits(upstream)
     assert served_all(mirror_server, channel) == oracle(upstream.root, {"only_specs": ["app"],
                                                                         "include_dependencies": True})
+
+
+def rerun(server: Any, channel: str, before: dict[str, Any]) -> dict[str, Any]:
+    with api(server) as c:
+        assert c.put(f"/channels/{channel}/mirrors/m", json={"run_now": True}).status_code in (200, 202)
+    done = before["sync_state"]["finished_at"]
+    return wait_state(server, channel, "m", timeout=120,
+                      pred=lambda m: m["sync_state"].get("finished_at") not in (None, done))
+
+
+def test_a_run_with_nothing_new_in_its_shards_ends_unchanged(mirror_server, sharded_template: Path,
+                                                             tmp_path: Path) -> None:
+    root = tmp_path / "up"
+    shutil.copytree(sharded_template, root)
+    upstream = UpstreamServer(root).start()
+    filters = {"only_specs": ["app"], "include_dependencies": True}
+    try:
+        channel, first = mirror(mirror_server, upstream, filters)
+        served = served_all(mirror_server, channel)
+        assert served == oracle(root, filters) and not first["sync_state"].get("upstream_unchanged")
+
+        # Nothing new upstream: the shard indexes are read, no shard, and the run ends there.
+        upstream.hits.clear()
+        again = rerun(mirror_server, channel, first)
+        assert again["sync_state"]["upstream_unchanged"] is True and again["sync_state"]["index_source"] == "shards"
+        assert sorted(k for k in upstream.hits if k.startswith("GET ")) == ["GET /channeldata.json", *(
+            f"GET /{sd}/repodata_shards.msgpack.zst" for sd in ("linux-64", "noarch", "osx-arm64"))]
+        assert again["sync_state"]["count"] == first["sync_state"]["count"]
+        assert served_all(mirror_server, channel) == served
+
+        # A package outside the closure changes: the indexes differ, the closure's shards do not.
+        build_channel(root, (Pkg("torch", "2.2", license="BSD-3-Clause", day="2024-08-01"),),
+                      duplicate_legacy=False, shards=True)
+        upstream.hits.clear()
+        third = rerun(mirror_server, channel, again)
+        assert third["sync_state"]["upstream_unchanged"] is True
+        assert not [k for k in upstream.hits if "/shards/" in k]
+
+        # A dependency gets a new version: its shard changed, the run reads the shards and publishes it.
+        build_channel(root, (Pkg("zlib", "1.3.2", license="Zlib", day="2024-08-02"),),
+                      duplicate_legacy=False, shards=True)
+        upstream.hits.clear()
+        fourth = rerun(mirror_server, channel, third)
+        assert not fourth["sync_state"].get("upstream_unchanged")
+        assert len([k for k in upstream.hits if "/shards/" in k]) == 4 and repodata_hits(upstream) == []
+        served = served_all(mirror_server, channel)
+        assert "zlib-1.3.2-h0_0.conda" in served["linux-64"] and served == oracle(root, filters)
+
+        # ... and the run after that, with nothing new again, ends unchanged.
+        fifth = rerun(mirror_server, channel, fourth)
+        assert fifth["sync_state"]["upstream_unchanged"] is True
+    finally:
+        upstream.stop()

@@ -128,3 +128,27 @@ def test_a_bounded_assessor_answers_like_one_that_loads_every_name(runtime):
     batched = cve_enforcement.Assessor(runtime.sessions, "conda", limit=3)
     batched.prime(["openssl", "libcurl", "django"])
     assert [batched(sd, r) for sd, r in records] == want
+
+
+def test_withheld_files_are_not_found_for_serving(runtime):
+    """What package serving asks the database leaves withheld files out: the file itself (a 404 like a
+    missing file) and, for R, the versions that tell src/contrib's newest from Archive's."""
+    from taipan.errors import NotFound
+    from taipan.services import serving
+
+    with runtime.sessions() as db:
+        channel = Channel(name="rguard", path="rguard")
+        db.add(channel)
+        db.flush()
+        for version in ("0.9", "1.0"):
+            fn = f"tpmain_{version}.tar.gz"
+            db.add(File(channel_id=channel.id, family="cran", name="tpmain", version=version, subdir="src/contrib",
+                        filename=fn, ckey=f"src/contrib/{fn}", sha256=version.replace(".", "") * 32, md5="0" * 32,
+                        size=1, record="{}", withheld=version == "1.0"))
+        db.commit()
+        channel_id = channel.id
+    assert serving.versions_in(runtime.sessions, channel_id, "cran", "src/contrib", "tpmain") == ["0.9"]
+    assert serving.find_file(runtime.sessions, channel_id, "src/contrib/tpmain_0.9.tar.gz").version == "0.9"
+    with pytest.raises(NotFound) as missing:
+        serving.find_file(runtime.sessions, channel_id, "src/contrib/tpmain_1.0.tar.gz")
+    assert missing.value.code == "file_not_found"

@@ -118,6 +118,7 @@ class UpstreamServer:
     hits: Counter[str] = field(default_factory=Counter)
     fail: dict[str, int] = field(default_factory=dict)  # path suffix -> number of 503s to send
     delay: float = 0.0  # seconds to sleep before each package file
+    gate: threading.Event | None = None  # when set here, package files wait until it is set
     no_zst: bool = False
     _server: ThreadingHTTPServer | None = None
 
@@ -160,7 +161,10 @@ class _Handler(SimpleHTTPRequestHandler):
         if up.no_zst and path.endswith(".zst"):
             self.send_error(404)
             return False
-        if up.delay and (path.endswith(".conda") or path.endswith(".tar.bz2")):
+        package = path.endswith(".conda") or path.endswith(".tar.bz2")
+        if up.gate is not None and package:
+            up.gate.wait(120)
+        if up.delay and package:
             import time
 
             time.sleep(up.delay)

@@ -116,3 +116,35 @@ def test_the_closure_pulls_in_dependencies_and_counts_them() -> None:
 def test_the_closure_needs_a_spool() -> None:
     with pytest.raises(ValueError, match="spool"):
         StreamSelector(compile_filters({"only_specs": ["p1"], "include_dependencies": True}))
+
+
+class Stop(Exception):
+    pass
+
+
+def test_the_closure_stops_when_check_raises() -> None:
+    """One dependency whose candidates all fail to match: the closure looks through every one of them,
+    and a stop asked meanwhile ends it within CHECK_EVERY records, not at the end."""
+    from taipan.domain import stream_filters
+
+    calls: list[int] = []
+    selector = None
+
+    def check() -> None:
+        assert selector is not None
+        calls.append(selector._pool.reads)  # type: ignore[union-attr]
+        if len(calls) == 3:
+            raise Stop
+
+    compiled = compile_filters({"only_specs": ["a"], "include_dependencies": True})
+    selector = StreamSelector(compiled, None, io.BytesIO(), check=check)
+    n = 5 * stream_filters.CHECK_EVERY
+    rec = {"build": "0", "build_number": 0, "subdir": "linux-64"}
+    assert not selector.keep("linux-64", "a-1-0.conda", {**rec, "name": "a", "version": "1", "depends": ["b >=9"]})
+    for i in range(n):
+        selector.keep("linux-64", f"b-1.{i}-0.conda", {**rec, "name": "b", "version": f"1.{i}"})
+    assert selector.pooled == n + 1
+    with pytest.raises(Stop):
+        list(selector.closure())
+    # once for the dependency, then every CHECK_EVERY records read back: stopped long before n reads
+    assert calls == [1, stream_filters.CHECK_EVERY, 2 * stream_filters.CHECK_EVERY]

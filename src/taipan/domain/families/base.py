@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from taipan.domain import zstd_join
+
 
 @dataclass(frozen=True)
 class Artifact:
@@ -39,11 +41,14 @@ class Artifact:
 class Chunk:
     """Bytes in the blob store: their sha256 and size; for a part of a segmented file also
     ``deflate``: the sha256 and size of the same bytes as a raw deflate stream that ends in a sync
-    flush (so that such streams concatenate into one), and the CRC-32 of the bytes."""
+    flush (so that such streams concatenate into one), and the CRC-32 of the bytes; and ``zstd``:
+    the sha256 and size of the same bytes as zstd blocks to join into one frame, and the window
+    they need (see ``taipan.domain.zstd_join``)."""
 
     sha256: str
     size: int
     deflate: tuple[str, int, int] | None = None
+    zstd: tuple[str, int, int] | None = None
 
 
 def deflate(data: bytes, level: int) -> bytes:
@@ -64,6 +69,28 @@ class Segmented:
     @property
     def size(self) -> int:
         return sum(len(p) if isinstance(p, bytes) else p.size for p in self.parts)
+
+
+def zstd_joined(source: Segmented) -> Segmented:
+    """``source`` as one zstd frame made of its parts' stored zstd blocks and its literal bytes as
+    raw blocks. Every chunk must have its ``zstd`` blocks and follow literal bytes ending in
+    ``zstd_join.JOINT`` (which the joint's reset blocks write)."""
+    parts: list[bytes | Chunk] = []
+    literal = bytearray()
+    windows = []
+    for part in source.parts:
+        if isinstance(part, bytes):
+            literal += part
+            continue
+        if part.zstd is None or not literal.endswith(zstd_join.JOINT):
+            raise ValueError("a part without zstd blocks, or not after a joint")
+        parts.append(zstd_join.raw_blocks(bytes(literal[:-len(zstd_join.JOINT)])) + zstd_join.RESET)
+        parts.append(Chunk(part.zstd[0], part.zstd[1]))
+        windows.append(part.zstd[2])
+        literal.clear()
+    parts.append(zstd_join.raw_blocks(bytes(literal)) + zstd_join.FRAME_END)
+    parts.insert(0, zstd_join.frame_header(windows))
+    return Segmented(tuple(parts))
 
 
 @dataclass(frozen=True)
@@ -159,6 +186,26 @@ class PartitionIndex(Protocol):
 
     def build(self, store: ContentStore) -> IndexFiles:
         """The partition's files now; large parts are written to ``store`` as they are made."""
+
+    def snapshot(self) -> dict[str, Any] | None:
+        """Right after ``build``: a small JSON-able description of the index that, together with the
+        files that build returned (as stored), lets ``resume`` go on incrementally in another process
+        or after a restart; None when the index cannot (it is then rebuilt from the file rows)."""
+
+    def resume(self, snapshot: dict[str, Any], files: IndexFiles, read: Callable[[str], bytes]) -> None:
+        """Make this fresh index what it was at ``snapshot``: ``files`` are that publication's files
+        (segmented ones with their stored parts), ``read(name)`` gives one of its whole files."""
+
+
+class HeldWhole:
+    """For a ``PartitionIndex`` held whole in memory (a small one): it has no snapshot, and a new
+    process rebuilds it from the file rows."""
+
+    def snapshot(self) -> dict[str, Any] | None:
+        return None
+
+    def resume(self, snapshot: dict[str, Any], files: IndexFiles, read: Callable[[str], bytes]) -> None:
+        raise NotImplementedError("an index held whole is rebuilt from the rows")
 
 
 class Family(Protocol):

@@ -16,7 +16,7 @@ import orjson
 from packageurl import PackageURL
 
 from taipan.domain import cran
-from taipan.domain.families.base import Artifact, ContentStore, IndexFiles, SbomDependency, SbomInfo
+from taipan.domain.families.base import Artifact, ContentStore, HeldWhole, IndexFiles, SbomDependency, SbomInfo
 from taipan.errors import InvalidInput
 
 MEDIA_TYPES = {"PACKAGES": "text/plain; charset=utf-8", "PACKAGES.gz": "application/gzip",
@@ -25,7 +25,7 @@ MEDIA_TYPES = {"PACKAGES": "text/plain; charset=utf-8", "PACKAGES.gz": "applicat
 GZIP_LEVEL = 6
 
 
-class PackagesIndex:
+class PackagesIndex(HeldWhole):
     """One partition: every file's record, and per package name its newest file's stanza."""
 
     addressed = None

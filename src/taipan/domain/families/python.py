@@ -30,7 +30,7 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-from taipan.domain.families.base import Artifact, ContentStore, IndexFiles, SbomDependency, SbomInfo
+from taipan.domain.families.base import Artifact, ContentStore, HeldWhole, IndexFiles, SbomDependency, SbomInfo
 from taipan.domain.member_digests import MemberDigests
 from taipan.errors import InvalidInput
 
@@ -279,7 +279,7 @@ def _etag(data: bytes) -> str:
     return '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
 
 
-class SimpleIndex:
+class SimpleIndex(HeldWhole):
     """The ``simple`` partition of one channel: per-project pages, rebuilt for touched projects only."""
 
     addressed = None

@@ -30,9 +30,11 @@ class TokenBody(BaseModel):
     name: str = Field("", max_length=200, json_schema_extra={"minLength": 1, "pattern": r"\S"})
     expires_at: str | None = Field(None, max_length=64, description=(
         "The end of that day (UTC) for a date such as 2027-01-31, or a date-time; in the future, within "
-        "the server's maximum token lifetime. Default: 30 days, never past the calling token's expiry"),
+        "the server's maximum token lifetime. Default (null or empty): 30 days, never past the calling "
+        "token's expiry"),
         json_schema_extra={"anyOf": [{"type": "string", "format": "date", "maxLength": 10},
-                                     {"type": "string", "format": "date-time", "maxLength": 64}, {"type": "null"}]})
+                                     {"type": "string", "format": "date-time", "maxLength": 64},
+                                     {"type": "string", "maxLength": 0}, {"type": "null"}]})
     scopes: list[str] | None = Field(None, max_length=100, description=(
         "Default: every scope the caller may pass on (GET /api/account/scopes)"),
         json_schema_extra={"items": {"type": "string", "enum": sorted(set(ALL_SCOPES) | {"repo"})}})

@@ -42,7 +42,12 @@ REPORT_BODY = {"required": True, "content": {"application/json": {"schema": {
                    "user_names": _NAMES, "channel_names": _NAMES}}}}}
 
 
-@router.post("/reports/artifact_downloads", openapi_extra={"requestBody": REPORT_BODY})
+# The answer is JSON, or CSV when download_as says so.
+REPORT_ANSWERS: dict[int | str, dict[str, Any]] = {200: {"description": "The report, as download_as asks", "content": {
+    "application/json": {"schema": {"type": "object"}}, "text/csv": {"schema": {"type": "string"}}}}}
+
+
+@router.post("/reports/artifact_downloads", openapi_extra={"requestBody": REPORT_BODY}, responses=REPORT_ANSWERS)
 async def artifact_downloads(request: Request, p: UserDep, rt: RuntimeDep) -> StreamingResponse:
     raw = await request.body()
     if len(raw) > MAX_BODY:

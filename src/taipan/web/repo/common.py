@@ -223,7 +223,7 @@ def send_stored_file(request: Request, rt: Runtime, p: Principal, view: ChannelV
     # log past it, so an entry made now cannot outlive the removal's publication.
     pub = None if index is None else stored.current_publication(rt, view.id, index, frozen=view.frozen)
     cache = stored.stored_files(rt)
-    known = cache.get(view.id, ckey, pub)
+    known = cache.get(view.id, ckey, pub, frozen=view.frozen)
     if known is not None:
         return stored.StoredFileResponse(rt, p, view, known)
     f = serving.find_file(rt.sessions, view.id, ckey)

@@ -4,8 +4,9 @@ What a download needs (``StoredFile``: the file's identity for the download reco
 the ETag, its size and blob path) is found once per (channel, ckey) and kept in memory no longer than
 the index that lists the file: an entry is used only while the publication of the file's partition it
 was found under is still the current one (``Indexer.peek`` returns that very object), so a removed,
-moved or replaced file stops being served when its partition's index stops listing it. Files of
-families without an index are kept ``TTL`` seconds, as long as a channel is cached.
+moved, replaced or withheld file stops being served when its partition's index stops listing it. Files
+of families without an index, and of frozen channels (whose index is not refreshed), are kept ``TTL``
+seconds, as long as a channel is cached.
 
 The answer (``send``) is the same for the in-memory fast path (``app.RepoApp``) and the full path
 (``common.send_stored_file``): ETag and ``If-None-Match`` (304), HEAD, one ``Range`` (206, 416,
@@ -99,19 +100,24 @@ class StoredFiles:
         if hit is None:
             return None
         current = None if hit[1] is None else rt.indexer.peek(channel_id, hit[0].subdir, frozen=frozen)
-        return self._valid(hit, current)
+        return self._valid(hit, current, frozen)
 
-    def get(self, channel_id: str, ckey: str, current: Publication | None) -> StoredFile | None:
+    def get(self, channel_id: str, ckey: str, current: Publication | None, *, frozen: bool) -> StoredFile | None:
         """The entry if it is valid under ``current``, the partition's current publication."""
         hit = self._items.get((channel_id, ckey))
-        return None if hit is None else self._valid(hit, current)
+        return None if hit is None else self._valid(hit, current, frozen)
 
     @staticmethod
-    def _valid(hit: tuple[StoredFile, Publication | None, float], current: Publication | None) -> StoredFile | None:
+    def _valid(hit: tuple[StoredFile, Publication | None, float], current: Publication | None,
+               frozen: bool) -> StoredFile | None:
         f, pub, deadline = hit
-        if pub is None:
+        if pub is not None and current is not pub:
+            return None
+        # A frozen channel's publication is never refreshed, so it cannot say that a file was withheld
+        # (CVE filters) since: there, as for files without an index, an entry lasts TTL seconds.
+        if pub is None or frozen:
             return f if deadline > time.monotonic() else None
-        return f if current is pub else None
+        return f
 
     def put(self, channel_id: str, f: StoredFile, pub: Publication | None) -> None:
         with self._lock:
