@@ -16,7 +16,9 @@ same real packages (a 1 MiB package, a chain for py-rattler, three newcomers) go
   gzip at its level, CEP-16 shards written with its encoder, `taipan.domain.repodata`).
 
 Then every figure that applies: wrk -t2 -c32 rates (medians of --runs, the three servers interleaved
-run by run), upload -> visible in repodata.json, py-rattler solve + install (bench_install's), server
+run by run), upload -> visible in repodata.json, py-rattler solve + install (bench_install's
+`compare_installs`: each server's first run after the uploads, then the median of --install-runs with
+the servers in rotating order), server
 RSS after the load and the first GET after a restart. A figure a server does not offer (no shards, no
 304, no Range) is reported as such with what it answered, never as a number. Every step is bounded by
 --step-timeout. JSON on stdout; progress and, after each size, its Markdown
@@ -48,7 +50,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_index import build_pkg, unzst  # noqa: E402
-from bench_install import build_chain, solve_install  # noqa: E402
+from bench_install import build_chain, compare_installs  # noqa: E402
 from bench_packages import build_package  # noqa: E402
 from common import Nginx, Server, emit, free_port, have, seed_channel, synthetic_records, tree_rss_mb, wrk  # noqa: E402
 
@@ -328,6 +330,7 @@ FIGURES = {
     "zst": ("`repodata.json.zst`", "req/s"),
     "upload_visible": ("upload -> visible in `repodata.json` (median)", "s"),
     "solve_install": ("py-rattler solve + install (median)", "s"),
+    "solve_install_first": ("py-rattler solve + install, first run after the uploads", "s"),
     "restart_first_get": ("first `repodata.json` GET after a restart", "s"),
     "rss": ("server RSS after the load", "MB"),
     "gzip_mb": ("`repodata.json` bytes sent with gzip", "MB"),
@@ -478,19 +481,10 @@ def measure_loads(targets: list[Any], package: str, args: argparse.Namespace,
 
 def measure_installs(targets: list[Any], args: argparse.Namespace, figures: dict[str, dict[str, Any]],
                      root: Path) -> None:
-    times = figures["solve_install"]
-    for run in range(args.runs):
-        for t in targets:
-            if isinstance(times.get(t.name), str):
-                continue  # timed out before
-            log(f"solve + install from {t.name}, run {run + 1}")
-            tmp = Path(tempfile.mkdtemp(prefix=f"install-{t.name}-", dir=root))
-            try:
-                times.setdefault(t.name, []).append(round(solve_install(t.channel_url, tmp, args.step_timeout), 3))
-            except TimeoutError:
-                times[t.name] = f"not within {args.step_timeout:.0f} s"
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
+    measured = compare_installs({t.name: t.channel_url for t in targets}, args.install_runs, root,
+                                timeout=args.step_timeout, log=log)
+    figures["solve_install_first"].update(measured["first"])
+    figures["solve_install"].update(measured["runs"])
 
 
 def summarise(figures: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -539,6 +533,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=4, help="wrk duration of each run")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--chain", type=int, default=20, help="packages in the py-rattler chain (two versions each)")
+    ap.add_argument("--install-runs", type=int, default=7,
+                    help="py-rattler solve + install runs per server after its first (median)")
     ap.add_argument("--step-timeout", type=float, default=900)
     ap.add_argument("--slow-upload", type=float, default=120,
                     help="after a quetz upload -> visible slower than this, do not repeat it")

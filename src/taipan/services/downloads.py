@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from taipan.db.models import Channel, Download, File, Token
@@ -74,14 +74,26 @@ class DownloadRecorder:
                 return 0
             with self._sessions() as db, db.begin():
                 _annotate(db, rows)
-                db.add_all(Download(**r) for r in rows)
-                for file_id, n in Counter(r["file_id"] for r in rows if r.get("file_id")).items():
-                    db.execute(update(File).where(File.id == file_id)
-                               .values(download_count=File.download_count + n))
-                for cid, n in Counter(r["channel_id"] for r in rows if r.get("channel_id")).items():
-                    db.execute(update(Channel).where(Channel.id == cid)
-                               .values(download_count=Channel.download_count + n))
+                # Three statements per batch whatever its size, each sent once with every row's
+                # parameters: ORM objects and one UPDATE statement per file cost ~0.35 ms of CPU
+                # per download in this thread, taken from the event loop serving the next ones.
+                db.execute(insert(Download.__table__), [{**_ROW, **r} for r in rows])
+                for table, key in ((File.__table__, "file_id"), (Channel.__table__, "channel_id")):
+                    counts = Counter(r[key] for r in rows if r.get(key))
+                    if counts:
+                        db.execute(_increment(table), [{"key": k, "n": n} for k, n in counts.items()])
             return len(rows)
+
+
+# Every column a download row may set, so that one INSERT takes the whole batch (defaults as the model's).
+_ROW: dict[str, Any] = {c.name: None for c in Download.__table__.columns if c.name not in ("id", "at")} | {
+    "family": "conda", "package": "", "version": ""}
+
+
+def _increment(table: Any) -> Any:
+    """UPDATE table SET download_count = download_count + :n WHERE id = :key (for executemany)."""
+    return (update(table).where(table.c.id == bindparam("key"))
+            .values(download_count=table.c.download_count + bindparam("n")))
 
 
 def _annotate(db: Session, rows: list[dict[str, Any]]) -> None:

@@ -81,3 +81,50 @@ def test_report_rows_filters_and_stats(db_url: str) -> None:
         assert stats["packages"] == [("a", 2), ("b", 1)] and stats["total"] == 3
     finally:
         engine.dispose()
+
+
+def test_download_recorder_writes_a_batch(db_url: str) -> None:
+    """One flush writes every pending download (rows of different shapes in one batch), the token's
+    name as it was then, and each file's and channel's download count, on both databases."""
+    from datetime import timedelta
+
+    from taipan.db.models import File, Token
+    from taipan.services.downloads import DownloadRecorder
+
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    sessions = make_sessionmaker(engine)
+    try:
+        with sessions() as db, db.begin():
+            user = User(username="rita", password_hash="x")
+            a, b = Channel(name="a", path="a"), Channel(name="b", path="b")
+            db.add_all([user, a, b])
+            db.flush()
+            token = Token(user_id=user.id, name="ci", token_hash="0" * 64,
+                          expires_at=datetime.now(UTC) + timedelta(days=1))
+            files = [File(channel_id=ch.id, name=n, version="1", subdir="noarch", filename=f"{n}-1-0.conda",
+                          ckey=f"noarch/{n}-1-0.conda", sha256="0" * 64, md5="0" * 32, size=10, record="{}")
+                     for ch, n in ((a, "x"), (a, "y"), (b, "z"))]
+            db.add_all([token, *files])
+            db.flush()
+            ids = {f.name: (f.id, f.channel_id) for f in files}
+            token_id, a_id, b_id = token.id, a.id, b.id
+        recorder = DownloadRecorder(sessions)
+        for name in ("x", "x", "y", "z"):
+            fid, cid = ids[name]
+            recorder.record(channel_id=cid, channel_path="a" if cid == a_id else "b", file_id=fid, family="conda",
+                            package=name, version="1", ckey=f"noarch/{name}-1-0.conda", subdir="noarch",
+                            filename=f"{name}-1-0.conda", size=10, user_id=None, username=None,
+                            token_id=token_id if name == "y" else None, remote_addr="127.0.0.1", user_agent=None)
+        recorder.record(channel_id=None, channel_path="gone", ckey="noarch/old-1-0.conda")  # a minimal row
+        assert recorder.flush() == 5 and recorder.flush() == 0
+        with sessions() as db:
+            got = db.execute(select(Download.package, Download.token_name, Download.family)
+                             .order_by(Download.id)).all()
+            assert [tuple(r) for r in got] == [("x", None, "conda"), ("x", None, "conda"), ("y", "ci", "conda"),
+                                               ("z", None, "conda"), ("", None, "conda")]
+            counts = dict(db.execute(select(File.name, File.download_count)).all())
+            assert counts == {"x": 2, "y": 1, "z": 1}
+            assert dict(db.execute(select(Channel.id, Channel.download_count)).all()) == {a_id: 3, b_id: 1}
+    finally:
+        engine.dispose()
