@@ -94,6 +94,9 @@ class Publication:
     index_snapshot: dict[str, Any] | None = None
     # Addressed files built with this publication and not stored yet (digest -> bytes).
     pending: dict[str, bytes] = field(default_factory=dict, repr=False)
+    # What the serving layer prepared from this publication (answer headers per file and coding),
+    # valid as long as the publication: it never changes.
+    answers: dict[object, object] = field(default_factory=dict, repr=False, compare=False)
     _materialize: Callable[[], Publication] | None = field(default=None, repr=False)
     _local: Publication | None = field(default=None, repr=False)
     _lazy: dict[str, Body] = field(default_factory=dict, repr=False)
@@ -151,6 +154,29 @@ class Publication:
             return True
         digest = self._addressed(key)
         return digest is not None and (digest in self.pending or digest in ADDRESSED_CACHE)
+
+    def ready(self, name: str, coding: str | None) -> bytes | None:
+        """The body of ``name`` in ``coding`` when it is bytes in memory already (``is_ready``), else
+        None."""
+        key = _coded(name, coding)
+        body = self.index.files.get(key)
+        if isinstance(body, bytes):
+            return body
+        body = self._lazy.get(key)
+        if isinstance(body, bytes):
+            return body
+        body = self._lazy.get(f"{key}|joined")
+        if isinstance(body, bytes):
+            return body
+        digest = self._addressed(key)
+        if digest is None:
+            return None
+        pending = self.pending.get(digest)
+        return pending if pending is not None else ADDRESSED_CACHE.get(digest)
+
+    def is_addressed(self, name: str) -> bool:
+        """Does ``name`` have the form of an addressed file (a shard), listed or not?"""
+        return self.addressed is not None and self.addressed.digest_of(name) is not None
 
     def blob(self, name: str, coding: str | None) -> str | None:
         """The sha256 of the one stored blob that holds ``name`` exactly as sent in ``coding``
@@ -337,6 +363,10 @@ class _AddressedCache:
 
     def __contains__(self, digest: str) -> bool:
         return digest in self._items
+
+    def get(self, digest: str) -> bytes | None:
+        """The bytes when they are in memory (no I/O)."""
+        return self._items.get(digest)
 
     def read(self, blobs: BlobStore, digest: str) -> bytes:
         data = self._items.get(digest)

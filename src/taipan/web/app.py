@@ -9,13 +9,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from taipan import __version__
 from taipan.runtime import Runtime
 from taipan.web import errors, observability, openapi, ui
 from taipan.web.api import account, channels, cves, maintenance, mirrors, reports, system, uploads
 from taipan.web.limits import BodyLimit
-from taipan.web.repo.app import RepoApp, document
+from taipan.web.repo.app import FastPath, RepoApp, document
 
 # Seconds a stopping server process may spend after its lifespan ended (joining request threads
 # that are still busy, e.g. compressing a large index) before it exits regardless.
@@ -34,6 +35,19 @@ def _exit_watchdog(seconds: float) -> None:
     timer.start()
 
 
+class TaipanApp(FastAPI):
+    """The application: package serving's answers from memory (``FastPath``) come first, before
+    FastAPI's own layers (its telemetry check, Starlette's error and exception middleware) and ours."""
+
+    fast: FastPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fast = self.fast
+        if fast is not None and scope["type"] == "http" and await fast(scope, receive, send):
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(runtime: Runtime) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -45,7 +59,7 @@ def create_app(runtime: Runtime) -> FastAPI:
             if runtime.settings.server.exit_watchdog:
                 _exit_watchdog(EXIT_GRACE)
 
-    app = FastAPI(title="Taipan", version=__version__, lifespan=lifespan, docs_url="/docs",
+    app = TaipanApp(title="Taipan", version=__version__, lifespan=lifespan, docs_url="/docs",
                   openapi_url="/api/openapi.json")
     app.state.runtime = runtime
     errors.install(app)
@@ -76,6 +90,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     runtime.hooks.on_publish.append(metrics.observe_publish)
     runtime.hooks.on_download.append(metrics.count_download)
     app.add_middleware(observability.ObservabilityMiddleware, metrics=metrics)
+    app.fast = FastPath(runtime, metrics)
     return app
 
 

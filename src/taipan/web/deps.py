@@ -128,10 +128,16 @@ def _new_cache(runtime: Runtime) -> PrincipalCache:
 
 def credentials(request: Request) -> tuple[str, str | None]:
     """('token', secret) | ('basic', 'user:password') | ('none', None) from the headers."""
-    x_auth = request.headers.get("x-auth")
+    headers = request.headers
+    return credentials_of(headers.get("x-auth"), headers.get("authorization"))
+
+
+def credentials_of(x_auth: str | None, auth: str | None) -> tuple[str, str | None]:
+    """``credentials`` from the X-Auth and Authorization header values (the first of each)."""
     if x_auth:
         return "token", x_auth.strip()
-    auth = request.headers.get("authorization", "")
+    if not auth:
+        return "none", None
     scheme, _, value = auth.partition(" ")
     if scheme.lower() in ("bearer", "token") and value.strip():
         return "token", value.strip()

@@ -10,8 +10,10 @@ With several server processes each answers for itself (scrape each, or aggregate
 from __future__ import annotations
 
 import contextvars
+import itertools
 import json
 import logging
+import os
 import re
 import time
 import uuid
@@ -50,13 +52,43 @@ class Metrics:
         self.downloads = Counter("taipan_downloads", "Artifact downloads served", ["family"],
                                  registry=self.registry)
         self.registry.register(_StateCollector(runtime))
+        # (route, method, status class) -> the counter's and the histogram's children: labels() per
+        # request costs more than the increments.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._download_children: dict[str, Any] = {}
+        # Request ids made here: a random prefix per process (so several workers never repeat each
+        # other's) and a counter; unique, which is all a request id needs, without a random read per
+        # request.
+        self._rid_prefix = os.urandom(4).hex()
+        self._rid_next = itertools.count().__next__
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        key = (route, method, status // 100)
+        children = self._children.get(key)
+        if children is None:
+            children = (self.requests.labels(route, method, f"{status // 100}xx"), self.latency.labels(route))
+            if len(self._children) < 1000:  # methods are the client's choice: keep the memo bounded
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def request_id(self, given: bytes | None) -> str:
+        """The request's id: a sane X-Request-ID as given, else a new one (16 hex digits)."""
+        if given:
+            text = given.decode("latin-1")
+            if _REQUEST_ID_RE.match(text):
+                return text
+        return f"{self._rid_prefix}{self._rid_next() & 0xFFFFFFFF:08x}"
 
     def observe_publish(self, family: str, seconds: float, size: int) -> None:
         self.publish_seconds.labels(family).observe(seconds)
         self.publish_bytes.labels(family).set(size)
 
     def count_download(self, family: str) -> None:
-        self.downloads.labels(family).inc()
+        child = self._download_children.get(family)
+        if child is None:
+            child = self._download_children[family] = self.downloads.labels(family)  # families: a few
+        child.inc()
 
 
 class _StateCollector:
@@ -126,26 +158,33 @@ class ObservabilityMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        rid = given if _REQUEST_ID_RE.match(given) else uuid.uuid4().hex[:16]
+        rid = self.metrics.request_id(header(scope, b"x-request-id"))
         token = request_id.set(rid)
         started = time.perf_counter()
         status = 500
+        rid_header = (b"x-request-id", rid.encode())
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", rid.encode())]}
+                message = {**message, "headers": [*message.get("headers", []), rid_header]}
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            route = route_family(scope["path"])
-            self.metrics.requests.labels(route, scope["method"], f"{status // 100}xx").inc()
-            self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+            self.metrics.observe_request(route_family(scope["path"]), scope["method"], status,
+                                         time.perf_counter() - started)
             request_id.reset(token)
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """The first value of a request header (``name`` in lower case), None when absent."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
 
 
 router = APIRouter(include_in_schema=False)

@@ -62,14 +62,19 @@ def for_upload_type(filetype: str) -> Family | None:
     return None
 
 
+# Asked on every package request: made once (the first family naming a root serves it).
+_BY_ROOT: dict[str, Family] = {}
+for _family in _FAMILIES.values():
+    for _root in _family.roots:
+        _BY_ROOT.setdefault(_root, _family)
+_ROOTS = frozenset(_BY_ROOT)
+
+
 def for_root(segment: str) -> Family | None:
     """The family serving /api/repo/<channel>/<segment>/..., if any."""
-    for family in _FAMILIES.values():
-        if segment in family.roots:
-            return family
-    return None
+    return _BY_ROOT.get(segment)
 
 
 def all_roots() -> frozenset[str]:
     """Every first path segment some family serves: never a subchannel name."""
-    return frozenset().union(*(f.roots for f in _FAMILIES.values()))
+    return _ROOTS

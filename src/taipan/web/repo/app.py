@@ -10,8 +10,9 @@ one function from the indexer's publications, with ETag/304/HEAD.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -24,21 +25,22 @@ from taipan.domain.permissions import Principal, can_read_channel
 from taipan.errors import Forbidden, NotFound, TaipanError, Unauthenticated
 from taipan.runtime import Runtime
 from taipan.services.publication import Publication
+from taipan.web.deps import credentials_of, resolve_principal
 from taipan.web.errors import error_response, taipan_error_response
-from taipan.web.repo import conda, cran, files, python, sbom
+from taipan.web.observability import Metrics, request_id
+from taipan.web.repo import conda, cran, files, python, sbom, stored
 from taipan.web.repo.common import (
     CACHE_CONTROL,
     ChannelView,
     Located,
     channel_cache,
     choose_coding,
-    etag_matches,
     principal_for,
     published_offload,
     send_published,
     vary_headers,
 )
-from taipan.web.repo.stored import StoredFileResponse, stored_files
+from taipan.web.repo.stored import StoredFile, etag_listed, first_values, stored_files
 
 PREFIX = "/api/repo/"
 
@@ -129,7 +131,7 @@ def _routes_for(rest: list[str]) -> FamilyRoutes | None:
     return HANDLERS.get(family.name) if family is not None else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Caller:
     """A request whose caller and channel are known without I/O, and who may read the channel."""
 
@@ -140,7 +142,7 @@ class Caller:
     routes: FamilyRoutes
 
 
-def cached_caller(request: Request, repo_path: str) -> Caller | None:
+def cached_caller(rt: Runtime, headers: Mapping[bytes, bytes], repo_path: str) -> Caller | None:
     """Who asks for what, when the credentials and the channel are in memory and the caller may
     fetch from the channel; None sends the request down the full path (which says why not)."""
     try:
@@ -148,8 +150,12 @@ def cached_caller(request: Request, repo_path: str) -> Caller | None:
         routes = _routes_for(rest)
         if routes is None:
             return None
-        rt: Runtime = request.app.state.runtime
-        p = principal_for(rt, request, token, cached_only=True)
+        if token is not None:
+            kind, value = "token", token
+        else:
+            x_auth, auth = headers.get(b"x-auth"), headers.get(b"authorization")
+            kind, value = credentials_of(x_auth and x_auth.decode("latin-1"), auth and auth.decode("latin-1"))
+        p = resolve_principal(rt, None, kind, value, cached_only=True)
     except TaipanError:
         return None
     hit = channel_cache(rt).peek(path)
@@ -158,60 +164,176 @@ def cached_caller(request: Request, repo_path: str) -> Caller | None:
     return Caller(rt, p, hit[0], rest, routes)
 
 
-def stored_file(request: Request, caller: Caller) -> StoredFileResponse | None:
-    """The answer for a stored file (package, wheel...) when what it is is in memory too; None
-    sends the request down the full path."""
-    if request.scope["query_string"]:
+def stored_file(scope: Scope, caller: Caller) -> StoredFile | None:
+    """What a stored file (package, wheel...) is, when that is in memory too; None sends the request
+    down the full path."""
+    if scope["query_string"]:
         return None  # e.g. ?sbom: not the file's bytes
     ckey = caller.routes.stored(caller.rest)
     if ckey is None:
         return None
-    f = stored_files(caller.rt).peek(caller.rt, caller.view.id, ckey, frozen=caller.view.frozen)
-    return None if f is None else StoredFileResponse(caller.rt, caller.p, caller.view, f)
+    return stored_files(caller.rt).peek(caller.rt, caller.view.id, ckey, frozen=caller.view.frozen)
 
 
-def from_memory(request: Request, caller: Caller) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+@dataclass(slots=True)
+class Prepared:
+    """The answer to an index file of a publication in one coding, made once per publication: the
+    headers of the 304 and of the 200 (but its length), and the body once known to be in memory as
+    bytes the publication holds (addressed files are read per request from their shared cache,
+    which has its own budget). An offloaded answer's 200 is complete, with an empty body."""
+
+    etag: bytes
+    not_modified: tuple[tuple[bytes, bytes], ...]
+    ok: tuple[tuple[bytes, bytes], ...]
+    offloaded: bool
+    body: bytes | None = None
+
+
+# Accept-Encoding values seen, with what the file offered: the coding chosen (a handful of distinct
+# values in practice; forgotten past the bound, since clients choose them).
+_CODINGS: dict[tuple[bytes, tuple[str, ...]], str | None] = {}
+_PREPARED_PER_PUBLICATION = 4096
+
+
+def _coding(accept_encoding: bytes | None, offered: tuple[str, ...]) -> str | None:
+    if not accept_encoding or not offered:
+        return None
+    key = (accept_encoding, offered)
+    try:
+        return _CODINGS[key]
+    except KeyError:
+        coding = choose_coding(accept_encoding.decode("latin-1"), offered)
+        if len(_CODINGS) >= 1024:
+            _CODINGS.clear()
+        _CODINGS[key] = coding
+        return coding
+
+
+def _prepare(rt: Runtime, pub: Publication, located: Located, offered: tuple[str, ...], coding: str | None,
+             public: bool) -> Prepared:
+    name = located.name
+    etag = pub.etag_for(name, coding).encode()
+    answer = ((b"etag", etag), (b"last-modified", pub.last_modified.encode()),
+              (b"cache-control", CACHE_CONTROL[public]),
+              *((k.lower().encode(), v.encode()) for k, v in vary_headers(located, offered)))
+    media = pub.media_type(name)
+    if media.startswith("text/") and "charset=" not in media:
+        media += "; charset=utf-8"  # as Starlette's Response says it on the full path
+    content = ((b"content-type", media.encode()), *(((b"content-encoding", coding.encode()),) if coding else ()))
+    # A front server sends a file stored as one blob (offload); else the bytes must be in memory.
+    offload = published_offload(rt, pub, name, coding)
+    if offload is not None:
+        return Prepared(etag, answer, (*answer, *content, offload, (b"content-length", b"0")), True, b"")
+    return Prepared(etag, answer, (*answer, *content), False)
+
+
+def from_memory(scope: Scope, headers: Mapping[bytes, bytes], caller: Caller
+                ) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
     """The answer to a GET or HEAD of an index file when everything needed is already in memory
     (credentials, channel, publication, the file's bytes in the coding asked for): a 304 for a
     matching If-None-Match, else the bytes, or with offload (a file stored as one blob) the header
     by which the front server sends them. None sends the request down the full path."""
-    headers = request.headers
-    if "if-modified-since" in headers and "if-none-match" not in headers:
+    inm = headers.get(b"if-none-match")
+    if inm is None and b"if-modified-since" in headers:
         return None  # dates are compared on the full path
-    located = caller.routes.locate(caller.rest, request)
+    located = caller.routes.locate(caller.rest, Request(scope))
     if located is None:
         return None
     rt, view = caller.rt, caller.view
     pub = rt.indexer.peek(view.id, located.subdir, frozen=view.frozen)
-    if pub is None or not pub.has(located.name):
+    if pub is None:
         return None
-    offered = pub.encodings(located.name)
-    coding = choose_coding(headers.get("accept-encoding"), offered)
-    etag = pub.etag_for(located.name, coding)
-    inm = headers.get("if-none-match")
-    matched = inm is not None and etag_matches(inm, etag)
-    # A front server sends a file stored as one blob (offload); else the bytes must be in memory.
-    offload = None if matched else published_offload(rt, pub, located.name, coding)
-    if not matched and offload is None and not pub.is_ready(located.name, coding):
-        return None
-    answer = [(b"etag", etag.encode()), (b"last-modified", pub.last_modified.encode()),
-              (b"cache-control", CACHE_CONTROL[view.privacy == "public"]),
-              *((k.lower().encode(), v.encode()) for k, v in vary_headers(located, offered))]
-    if matched:
-        return 304, answer, b""
-    media = pub.media_type(located.name)
-    if media.startswith("text/") and "charset=" not in media:
-        media += "; charset=utf-8"  # as Starlette's Response says it on the full path
-    answer += [(b"content-type", media.encode()), *(((b"content-encoding", coding.encode()),) if coding else ())]
-    if offload is not None:
-        return 200, [*answer, offload, (b"content-length", b"0")], b""
-    data = pub.encoded(located.name, coding)
-    assert isinstance(data, bytes)  # is_ready: bytes in memory
-    return 200, [*answer, (b"content-length", str(len(data)).encode())], data
+    answers = pub.answers
+    name = located.name
+    offered = answers.get(name)
+    if offered is None:
+        if not pub.has(name):
+            return None
+        offered = answers[name] = pub.encodings(name)
+    coding = _coding(headers.get(b"accept-encoding"), offered)
+    public = view.privacy == "public"
+    key = (name, located.headers, coding, public)
+    prepared = answers.get(key)
+    if prepared is None:
+        prepared = _prepare(rt, pub, located, offered, coding, public)
+        # Not kept while offload is on and the file may still become offloadable (a large
+        # publication's files are stored by its background sharing after it is first served).
+        if prepared.offloaded or not rt.settings.server.offload or pub.stored_all and not pub.pending:
+            if len(answers) >= _PREPARED_PER_PUBLICATION:
+                answers.clear()
+            answers[key] = prepared
+    if inm is not None and (inm == prepared.etag or etag_listed(inm, prepared.etag)):
+        return 304, [*prepared.not_modified], b""
+    body = prepared.body
+    if body is None:
+        body = pub.ready(name, coding)
+        if body is None:
+            return None  # streamed from the blob store, made on first request...: the full path
+        if not pub.is_addressed(name):
+            prepared.body = body  # the publication holds these bytes anyway
+    elif prepared.offloaded:
+        return 200, [*prepared.ok], b""
+    return 200, [*prepared.ok, (b"content-length", str(len(body)).encode())], body
+
+
+class FastPath:
+    """Package serving's answers that need nothing but memory, ahead of the whole application (no
+    routing, middleware, request objects or thread hop): a GET or HEAD of an index file whose bytes
+    are in memory (or that a front server sends), every conditional request that matches, and
+    stored files whose lookup is cached. Each answer is counted in the metrics and carries a request
+    id, as the observability middleware does for everything else. ``__call__`` is False when the
+    request must take the full path."""
+
+    def __init__(self, rt: Runtime, metrics: Metrics) -> None:
+        self.rt, self.metrics = rt, metrics
+
+    def _find(self, scope: Scope) -> tuple[Mapping[bytes, bytes], Caller,
+                                           tuple[int, list[tuple[bytes, bytes]], bytes] | None,
+                                           StoredFile | None] | None:
+        method = scope["method"]
+        if method != "GET" and method != "HEAD":
+            return None
+        repo_path = repo_path_of(scope["path"])
+        if repo_path is None:
+            return None
+        headers = first_values(scope["headers"])
+        caller = cached_caller(self.rt, headers, repo_path)
+        if caller is None:
+            return None
+        answer = from_memory(scope, headers, caller)
+        f = stored_file(scope, caller) if answer is None else None
+        return None if answer is None and f is None else (headers, caller, answer, f)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        started = perf_counter()
+        found = self._find(scope)
+        if found is None:
+            return False
+        headers, caller, answer, f = found
+        method = scope["method"]
+        rid = self.metrics.request_id(headers.get(b"x-request-id"))
+        rid_header = (b"x-request-id", rid.encode())
+        token = request_id.set(rid)
+        status = 500
+        try:
+            if answer is not None:
+                status, answer_headers, body = answer
+                answer_headers.append(rid_header)
+                await send({"type": "http.response.start", "status": status, "headers": answer_headers})
+                await send({"type": "http.response.body", "body": body if method == "GET" else b""})
+            else:
+                assert f is not None
+                status = await stored.answer(scope, send, caller.rt, caller.p, caller.view, f, headers,
+                                             (rid_header,))
+        finally:
+            self.metrics.observe_request("repo", method, status, perf_counter() - started)
+            request_id.reset(token)
+        return True
 
 
 class RepoApp:
-    """ASGI middleware that answers /api/repo/ itself, ahead of the API's routing and middleware."""
+    """ASGI middleware that answers /api/repo/ itself, ahead of the API's routing and middleware
+    (what ``FastPath`` did not answer from memory)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -222,16 +344,6 @@ class RepoApp:
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
-        caller = cached_caller(request, repo_path) if scope["method"] in ("GET", "HEAD") else None
-        if caller is not None:
-            if answer := from_memory(request, caller):
-                status, headers, body = answer
-                await send({"type": "http.response.start", "status": status, "headers": headers})
-                await send({"type": "http.response.body", "body": body if scope["method"] == "GET" else b""})
-                return
-            if fast := stored_file(request, caller):
-                await fast(scope, receive, send)
-                return
         if scope["method"] == "POST":
             # Uploads to a channel URL (twine, the documented form post) are API routes.
             await self.app(_upload_scope(scope, repo_path), receive, send)

@@ -166,50 +166,57 @@ class StoredFileResponse(Response):
         await answer(scope, send, self.rt, self.p, self.view, self.f)
 
 
-async def answer(scope: Scope, send: Send, rt: Runtime, p: Principal, view: Any, f: StoredFile) -> None:
+async def answer(scope: Scope, send: Send, rt: Runtime, p: Principal, view: Any, f: StoredFile,
+                 headers_in: Mapping[bytes, bytes] | None = None, extra: tuple[tuple[bytes, bytes], ...] = ()) -> int:
+    """Answer a download of ``f``; returns the status. ``headers_in``: the request's headers (the first
+    value of each) when the caller has them as a mapping already; ``extra``: headers added to the answer."""
+    if headers_in is None:
+        headers_in = first_values(scope["headers"])
     headers = [(b"etag", f.etag), (b"last-modified", f.last_modified),
-               (b"cache-control", CACHE_CONTROL[view.privacy == "public"])]
-    inm = _header(scope, b"if-none-match")
-    if inm and _etag_listed(inm, f.etag):
-        await _finish(send, 304, headers)
-        return
+               (b"cache-control", CACHE_CONTROL[view.privacy == "public"]), *extra]
+    inm = headers_in.get(b"if-none-match")
+    if inm and etag_listed(inm, f.etag):
+        return await _finish(send, 304, headers)
     get = scope["method"] == "GET"
-    rng = _header(scope, b"range")
+    rng = headers_in.get(b"range")
     if get and (not rng or rng.startswith(b"bytes=0-")):
         record_download(rt, scope, p, view, f.identity)
     headers.append((b"content-type", OCTET_STREAM))
     if f.offload is not None:
         # The front server sends the bytes (and answers Range itself) after this authorisation.
-        await _finish(send, 200, [*headers, f.offload])
-        return
+        return await _finish(send, 200, [*headers, f.offload])
     headers.append((b"accept-ranges", b"bytes"))
-    span = _range(rng, f.size) if rng and _if_range_holds(_header(scope, b"if-range"), f) else None
+    span = _range(rng, f.size) if rng and _if_range_holds(headers_in.get(b"if-range"), f) else None
     if span == ():
-        await _finish(send, 416, [*headers, (b"content-range", f"bytes */{f.size}".encode())])
-        return
+        return await _finish(send, 416, [*headers, (b"content-range", f"bytes */{f.size}".encode())])
     start, length = span or (0, f.size)
     if span:
         headers.append((b"content-range", f"bytes {start}-{start + length - 1}/{f.size}".encode()))
     headers.append((b"content-length", str(length).encode()))
     status = 206 if span else 200
     if not get:
-        await _finish(send, status, headers)
-    elif not span and "http.response.pathsend" in scope.get("extensions", {}):
+        return await _finish(send, status, headers)
+    if not span and "http.response.pathsend" in scope.get("extensions", {}):
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.pathsend", "path": f.path})
-    else:
-        await _send_span(send, status, headers, f.path, start, length)
+        return status
+    return await _send_span(send, status, headers, f.path, start, length)
+
+
+def first_values(headers: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    """An ASGI scope's headers as a mapping, the first value of each name (as Starlette reads them)."""
+    return dict(reversed(headers))
 
 
 async def _send_span(send: Send, status: int, headers: list[tuple[bytes, bytes]], path: str, start: int,
-                     length: int) -> None:
+                     length: int) -> int:
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
-        await _finish(send, 404, [(b"content-type", b"application/json")],
-                      b'{"code": "blob_missing", "message": "The stored file is missing", '
-                      b'"hint": "Ask an admin to check the blob store"}')
-        return
+        kept = [h for h in headers if h[0] == b"x-request-id"]  # added by the fast path
+        return await _finish(send, 404, [(b"content-type", b"application/json"), *kept],
+                             b'{"code": "blob_missing", "message": "The stored file is missing", '
+                             b'"hint": "Ask an admin to check the blob store"}')
     try:
         if length <= PREAD_LIMIT:
             body = _pread(fd, start, length)
@@ -222,10 +229,10 @@ async def _send_span(send: Send, status: int, headers: list[tuple[bytes, bytes]]
                 chunk = await run_in_threadpool(_pread, fd, start, min(CHUNK, end - start))
                 start += len(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": start < end})
-            return
+            return status
     finally:
         os.close(fd)
-    await _finish(send, status, headers, body)
+    return await _finish(send, status, headers, body)
 
 
 def _pread(fd: int, start: int, length: int) -> bytes:
@@ -240,11 +247,12 @@ def _pread(fd: int, start: int, length: int) -> bytes:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-async def _finish(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> None:
+async def _finish(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> int:
     if status != 304 and not any(k == b"content-length" for k, _ in headers):
         headers = [*headers, (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+    return status
 
 
 def _header(scope: Scope, name: bytes) -> bytes:
@@ -254,7 +262,7 @@ def _header(scope: Scope, name: bytes) -> bytes:
     return b""
 
 
-def _etag_listed(if_none_match: bytes, etag: bytes) -> bool:
+def etag_listed(if_none_match: bytes, etag: bytes) -> bool:
     tags = [t.strip() for t in if_none_match.split(b",")]
     return b"*" in tags or etag in tags or b"W/" + etag in tags
 
