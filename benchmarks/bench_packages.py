@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -101,6 +102,7 @@ def main() -> None:
                                    headers={"Range": "bytes=1000-65535"})
     finally:
         nginx.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
     results["req_per_s"] = rates
     results["ratio_to_nginx"] = {k: round(v / rates["nginx_range" if k.endswith("_range") else "nginx"], 3)
                                  for k, v in rates.items() if not k.startswith("nginx")}

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -154,6 +155,7 @@ def main() -> None:
             c.stop()
         if nginx is not None:
             nginx.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
     median = {name: {row: statistics.median(v) for row, v in rows.items()} for name, rows in rates.items()}
     cpu_us = {name: {row: round(statistics.median(v), 1) for row, v in rows.items()} for name, rows in cpu.items()}
     emit({"records": args.records, "wrk": f"-t2 -c32 -d{args.seconds}s, median of {args.runs}",
