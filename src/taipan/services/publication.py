@@ -29,8 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import zstandard
-
 from taipan.domain.families import IndexFiles
 from taipan.domain.families.base import Addressed, Chunk, Compressed, Segmented, deflate
 from taipan.errors import NotFound, ServiceUnavailable
@@ -57,9 +55,6 @@ STREAM_PIECE = 256 << 10
 # Bytes of addressed files (shards) a build may leave to be written after it (a first build of a
 # large subdir writes thousands of them).
 DEFER_LIMIT = 64 << 20
-# zstd: level 3, or level 1 above this many bytes of input (3x faster on repodata, and as small),
-# always one frame: rattler reads only the first frame of repodata.json.zst.
-ZSTD_FAST_ABOVE = 8 << 20
 
 
 @dataclass
@@ -148,12 +143,7 @@ class Publication:
 
     def is_ready(self, name: str, coding: str | None) -> bool:
         """True when the body is bytes in memory already (no thread, no I/O, no build)."""
-        key = _coded(name, coding)
-        if (isinstance(self.index.files.get(key), bytes) or isinstance(self._lazy.get(key), bytes)
-                or f"{key}|joined" in self._lazy):
-            return True
-        digest = self._addressed(key)
-        return digest is not None and (digest in self.pending or digest in ADDRESSED_CACHE)
+        return self.ready(name, coding) is not None
 
     def ready(self, name: str, coding: str | None) -> bytes | None:
         """The body of ``name`` in ``coding`` when it is bytes in memory already (``is_ready``), else
@@ -416,21 +406,14 @@ class _HashingWriter:
 def compress(pub: Publication, spec: Compressed) -> Chunk:
     """Stream ``spec.source`` of the publication through a compressor into the blob store."""
     source = pub.body(spec.source)
-    size = body_size(source)
 
     def write(out: _HashingWriter) -> None:
-        if spec.codec == "zstd":
-            level = 1 if size > ZSTD_FAST_ABOVE else 3
-            with zstandard.ZstdCompressor(level=level).stream_writer(out, size=size, closefd=False) as w:
-                for piece in pub.stream(source):
-                    w.write(piece)
-        elif spec.codec == "bz2":
-            comp = bz2.BZ2Compressor(9)
-            for piece in pub.stream(source):
-                out.write(comp.compress(piece))
-            out.write(comp.flush())
-        else:
+        if spec.codec != "bz2":
             raise ValueError(f"unknown codec {spec.codec}")
+        comp = bz2.BZ2Compressor(9)
+        for piece in pub.stream(source):
+            out.write(comp.compress(piece))
+        out.write(comp.flush())
 
     return put_stream(pub.store, write)
 

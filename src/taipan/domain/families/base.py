@@ -95,8 +95,9 @@ def zstd_joined(source: Segmented) -> Segmented:
 
 @dataclass(frozen=True)
 class Compressed:
-    """A file that is another file of the same publication compressed (``codec``: zstd or bz2);
-    the indexer streams it into the blob store."""
+    """A file that is another file of the same publication compressed (``codec``: bz2), streamed
+    into the blob store on first request. (zstd files are joined from their parts' blocks:
+    ``zstd_joined``.)"""
 
     source: str
     codec: str
