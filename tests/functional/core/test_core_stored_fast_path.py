@@ -29,6 +29,14 @@ def upload(server, token: str, channel: str, package, privacy: str = "public") -
     return f"{server.api}/repo/{channel}/{package.parent.name}/{package.name}"
 
 
+def remove(server, token: str, channel: str, family: str, name: str, ckey: str) -> None:
+    """Delete one file of a channel (a bulk delete, as conda-repo-cli sends it)."""
+    with server.client(token) as c:
+        r = c.put(f"/channels/{channel}/artifacts/bulk", json={"action": "delete", "items": [
+            {"name": name, "family": family, "ckey": ckey}]})
+        assert r.status_code == 202, r.text
+
+
 def wait_for(check, what: str, seconds: float = 15) -> None:
     deadline = time.monotonic() + seconds
     while not check():
@@ -88,10 +96,7 @@ def test_a_removed_file_stops_with_its_index(server, conda_packages):
     token = server.admin_token()
     url = upload(server, token, "gone", p)
     assert httpx.get(url).status_code == 200 and httpx.get(url).status_code == 200
-    with server.client(token) as c:
-        r = c.put("/channels/gone/artifacts/bulk", json={"action": "delete", "items": [
-            {"name": "hello", "family": "conda", "ckey": f"noarch/{p.name}"}]})
-        assert r.status_code == 202, r.text
+    remove(server, token, "gone", "conda", "hello", f"noarch/{p.name}")
     index = f"{server.api}/repo/gone/noarch/repodata.json"
     wait_for(lambda: p.name not in httpx.get(index).text, "the index still lists the removed file")
     assert httpx.get(url).status_code == 404
@@ -191,10 +196,7 @@ def test_python_distributions_take_the_same_path(server_factory, python_dists):
         assert httpx.get(url).content == data
         part = httpx.get(url, headers={"Range": "bytes=10-19"})
         assert part.status_code == 206 and part.content == data[10:20]
-    with server.client(token) as c:
-        r = c.put("/channels/wheels/artifacts/bulk", json={"action": "delete", "items": [
-            {"name": "pyhello", "family": "python", "ckey": f"simple/pyhello/{wheel.name}"}]})
-        assert r.status_code == 202, r.text
+    remove(server, token, "wheels", "python", "pyhello", f"simple/pyhello/{wheel.name}")
     page = f"{server.api}/repo/wheels/simple/pyhello/"
     wait_for(lambda: wheel.name not in httpx.get(page).text, "the project page still lists the removed wheel")
     assert httpx.get(url).status_code == 404
