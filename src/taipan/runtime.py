@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from taipan.db.engine import make_engine, make_sessionmaker
 from taipan.jobs import CronScheduler, JobQueue, JobRegistry
 from taipan.services.downloads import DownloadRecorder
-from taipan.services.indexing import Indexer
+from taipan.services.indexing import Indexer, release_memory
 from taipan.settings import Settings
 from taipan.storage.base import BlobStore
 from taipan.storage.filesystem import FilesystemBlobStore
@@ -86,8 +86,7 @@ def tune_process(settings: Settings) -> None:
 
     publication.ADDRESSED_CACHE.limit = settings.server.shard_cache_size
     try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt, malloc_trim = libc.mallopt, libc.malloc_trim
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):  # not glibc
         return
     if settings.server.malloc_arenas > 0:
@@ -97,7 +96,7 @@ def tune_process(settings: Settings) -> None:
         def trim() -> None:
             while True:
                 time.sleep(interval)
-                malloc_trim(0)
+                release_memory()
 
         threading.Thread(target=trim, name="taipan-malloc-trim", daemon=True).start()
 
