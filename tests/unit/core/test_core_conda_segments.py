@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
+from collections.abc import Callable
 
 import msgpack
 import pytest
@@ -145,3 +146,29 @@ def test_a_file_added_and_removed_in_one_batch_and_re_added():
     check(index, store, {})
     index.apply(rows({fn: rec}))
     check(index, store, {fn: rec})
+
+
+def _read(store: DictStore, files: dict) -> Callable[[str], bytes]:
+    return lambda name: files[name] if isinstance(files[name], bytes) else store.assemble(files[name])
+
+
+def test_a_resumed_index_goes_on_as_the_one_that_built():
+    """A fresh index resumed from a build's snapshot and files applies the next change to exactly
+    what the building index makes; a snapshot that does not match the files is refused."""
+    built, store = SubdirIndex("noarch"), DictStore()
+    records = dict(record(f"pkg{i % 30}", f"1.{i}", (".conda", ".tar.bz2")[i % 2], i) for i in range(200))
+    built.apply(rows(records))
+    files = built.build(store)
+    snapshot = json.loads(json.dumps(built.snapshot()))  # as the manifest stores it
+    resumed = SubdirIndex("noarch")
+    resumed.resume(snapshot, files, _read(store, files.files))
+    change = {"pkg3-1.3-3.tar.bz2": None, **dict([record("pkg3", "9.0", ".conda", 999)])}
+    for index in (built, resumed):
+        index.apply(rows(change))
+    records = {k: v for k, v in {**records, **change}.items() if v is not None}
+    a, b = check(built, store, records), check(resumed, store, records)
+    assert a["repodata.json"] == b["repodata.json"] and a["current_repodata.json"] == b["current_repodata.json"]
+    assert built.shard_digest == resumed.shard_digest
+    wrong = {"buckets": [ids[1:] for ids in snapshot["buckets"]]}
+    with pytest.raises(ValueError):
+        SubdirIndex("noarch").resume(wrong, files, _read(store, files.files))
