@@ -127,6 +127,9 @@ def _serve_granian(args: argparse.Namespace, settings: Settings, host: str, port
     from taipan.admin.logs import granian_log_config
 
     server = settings.server
+    if server.max_headers != 100:
+        print(f"note: granian allows 100 request header fields (hyper's fixed limit); TAIPAN_SERVER__MAX_HEADERS="
+              f"{server.max_headers} applies on uvicorn only (--server uvicorn)", file=sys.stderr)
     level = "debug" if args.log_level == "trace" else args.log_level
     Granian("taipan.web.app:app_from_env", address=host, port=port, interface=Interfaces.ASGI, factory=True,
             workers=args.workers or server.workers, http=HTTPModes.http1,
