@@ -83,6 +83,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     os.environ.setdefault("TAIPAN_HOME", str(settings.home))
     # Each server process exits soon after SIGTERM, whatever requests are still in flight.
     os.environ["TAIPAN_SERVER__EXIT_WATCHDOG"] = "true"
+    # Worker processes die with this one (web/app.py: die_with_supervisor).
+    os.environ["TAIPAN_SERVE_SUPERVISOR"] = str(os.getpid())
     if server == "granian":
         return _serve_granian(args, settings, host, port)
     return _serve_uvicorn(args, settings, host, port)

@@ -163,8 +163,35 @@ def app_from_env() -> ASGIApp:
     from taipan.settings import Settings
 
     settings = Settings()
+    die_with_supervisor()
     tune_process(settings)
     return forwarded(create_app(build_runtime(settings)), settings.server.forwarded_allow_ips)
+
+
+# Set by `taipan serve` to its own pid when its HTTP server runs the app in worker processes.
+SUPERVISOR_ENV = "TAIPAN_SERVE_SUPERVISOR"
+
+
+def die_with_supervisor() -> None:
+    """In a worker process of `taipan serve` (granian's, or uvicorn's with --workers), die at once
+    when the supervising process dies without stopping it (SIGKILL, a crash): a server killed is then
+    gone whole, as one uvicorn process is, instead of leaving workers that keep serving and running
+    jobs unsupervised. A stop (SIGTERM) goes through the supervisor, which stops its workers first.
+    Linux only (prctl PR_SET_PDEATHSIG)."""
+    supervisor = os.environ.get(SUPERVISOR_ENV, "")
+    if not supervisor.isdigit() or int(supervisor) != os.getppid():
+        return  # not a worker (uvicorn with one process serves in the process `taipan serve` is)
+    import ctypes
+    import signal
+
+    try:
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return
+    pr_set_pdeathsig = 1
+    prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != int(supervisor):  # it died before the line above
+        os._exit(1)
 
 
 def forwarded(app: ASGIApp, trusted: str) -> ASGIApp:

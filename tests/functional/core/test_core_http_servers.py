@@ -207,3 +207,23 @@ def test_ipv6_loopback(tmp_path, conda_packages, kind):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_killing_the_server_kills_its_workers(server_factory, kind):
+    """SIGKILL of `taipan serve` (a crash): its worker processes die too, as a single process would,
+    rather than serving and running jobs on unsupervised."""
+    server = server_factory(args=("--server", kind), workers=2)
+    children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children")
+    deadline = time.monotonic() + 30
+    while len(workers := [int(pid) for pid in children.read_text().split()]) < 2:
+        assert time.monotonic() < deadline, workers
+        time.sleep(0.1)
+    os.kill(server.proc.pid, signal.SIGKILL)
+    server.proc.wait()
+    deadline = time.monotonic() + 30
+    while alive := [pid for pid in workers if Path(f"/proc/{pid}").exists()
+                    and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[:1]]:
+        assert time.monotonic() < deadline, f"workers {alive} outlived the server"
+        time.sleep(0.1)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{server.api}/system/version", timeout=5)
