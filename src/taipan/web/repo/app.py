@@ -244,13 +244,15 @@ def from_memory(scope: Scope, headers: Mapping[bytes, bytes], caller: Caller
     pub = rt.indexer.peek(view.id, located.subdir, frozen=view.frozen)
     if pub is None:
         return None
-    answers = pub.answers
     name = located.name
-    offered = answers.get(name)
+    offered = pub.offered.get(name)
     if offered is None:
         if not pub.has(name):
             return None
-        offered = answers[name] = pub.encodings(name)
+        if len(pub.offered) >= _PREPARED_PER_PUBLICATION:
+            pub.offered.clear()
+        offered = pub.offered[name] = pub.encodings(name)
+    answers = pub.answers
     coding = _coding(headers.get(b"accept-encoding"), offered)
     public = view.privacy == "public"
     key = (name, located.headers, coding, public)
