@@ -279,23 +279,6 @@ def from_memory(scope: Scope, headers: Mapping[bytes, bytes], caller: Caller
     return 200, [*prepared.ok, (b"content-length", str(len(body)).encode())], body
 
 
-# A body from memory larger than this is sent in pieces of this size: granian sends a 2.4 MB body
-# given in one message at a third of the rate of the same body in 64-256 KiB pieces (and 1 MiB
-# pieces as slowly as one message); uvicorn sends both alike (benchmarks/README.md, Fixed
-# per-request cost).
-BODY_PIECE = 256 * 1024
-
-
-async def _send_body(send: Send, body: bytes) -> None:
-    if len(body) <= BODY_PIECE:
-        await send({"type": "http.response.body", "body": body})
-        return
-    end = len(body)
-    for start in range(0, end, BODY_PIECE):
-        await send({"type": "http.response.body", "body": body[start:start + BODY_PIECE],
-                    "more_body": start + BODY_PIECE < end})
-
-
 class FastPath:
     """Package serving's answers that need nothing but memory, ahead of the whole application (no
     routing, middleware, request objects or thread hop): a GET or HEAD of an index file whose bytes
@@ -338,7 +321,7 @@ class FastPath:
                 status, answer_headers, body = answer
                 answer_headers.append(rid_header)
                 await send({"type": "http.response.start", "status": status, "headers": answer_headers})
-                await _send_body(send, body if method == "GET" else b"")
+                await stored.send_body(send, body if method == "GET" else b"")
             else:
                 assert f is not None
                 # The request id in logs of what the answer does (reading the blob...), as elsewhere.
