@@ -119,7 +119,7 @@ def _serve_granian(args: argparse.Namespace, settings: Settings, host: str, port
     by the server itself, and its HTTP layer (Rust, hyper) costs less per request than uvicorn's
     (benchmarks/README.md, Fixed per-request cost). Its bounds (see docs/configuration.md): HTTP/1.1
     only, as on uvicorn; the request line and headers must fit in ``server.max_header_bytes`` (hyper
-    answers 431, or 414 for a request line alone, and closes); at most 100 header fields (hyper's
+    answers 431 and closes; a URI too long on its own may get 414); at most 100 header fields (hyper's
     fixed limit, the default of ``server.max_headers``)."""
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces
