@@ -179,8 +179,10 @@ def die_with_supervisor() -> None:
     jobs unsupervised. A stop (SIGTERM) goes through the supervisor, which stops its workers first.
     Linux only (prctl PR_SET_PDEATHSIG)."""
     supervisor = os.environ.get(SUPERVISOR_ENV, "")
-    if not supervisor.isdigit() or int(supervisor) != os.getppid():
+    if not supervisor.isdigit() or int(supervisor) == os.getpid():
         return  # not a worker (uvicorn with one process serves in the process `taipan serve` is)
+    if int(supervisor) != os.getppid():  # a worker whose supervisor died while it was starting
+        os._exit(1)
     import ctypes
     import signal
 

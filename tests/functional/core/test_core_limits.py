@@ -181,11 +181,13 @@ def serving_pid(server) -> int:
     return int(children[0]) if children else server.proc.pid
 
 
-def assert_refused_431(answer: bytes, closed: bool, kind: str) -> None:
+def assert_refused_431(answer: bytes, closed: bool, kind: str, *, uri: bool = False) -> None:
     """431 and the connection closed. uvicorn (admin/http.py) says why in a JSON body; granian
-    (hyper) answers with an empty body (docs/configuration.md)."""
+    (hyper) answers with an empty body, and 414 when the URI alone was too long by the time it was
+    read (``uri``; docs/configuration.md)."""
     status, body = status_and_body(answer)
-    assert status == 431 and closed, answer[:300]
+    allowed = (431, 414) if uri and kind == "granian" else (431,)
+    assert status in allowed and closed, answer[:300]
     if kind == "uvicorn":
         assert body["code"] == "headers_too_large", answer[:300]
 
@@ -205,7 +207,7 @@ def test_request_headers_are_bounded(server_on, kind):
     # a request line of that size
     answer, _, closed = send_head(taipan_server.port, [], request_line=b"GET /api/system/version?q=" + b"a" * (
         66 * 1024) + b" HTTP/1.1")
-    assert_refused_431(answer, closed, kind)
+    assert_refused_431(answer, closed, kind, uri=True)
     # thousands of small headers, and one more than the 100 fields allowed
     answer, _, closed = send_head(taipan_server.port, [f"X-H{i}: v".encode() for i in range(2000)])
     assert_refused_431(answer, closed, kind)
