@@ -181,15 +181,15 @@ def serving_pid(server) -> int:
     return int(children[0]) if children else server.proc.pid
 
 
-def assert_refused_431(answer: bytes, closed: bool, kind: str, *, uri: bool = False) -> None:
+def assert_refused_431(answer: bytes, closed: bool, kind: str, *, uri: bool = False, body: bool = True) -> None:
     """431 and the connection closed. uvicorn (admin/http.py) says why in a JSON body; granian
     (hyper) answers with an empty body, and 414 when the URI alone was too long by the time it was
-    read (``uri``; docs/configuration.md)."""
-    status, body = status_and_body(answer)
+    read (``uri``; docs/configuration.md). ``body=False`` when a large head was sent at once: the
+    server closes with unread bytes, and the reset the client may get can drop the body."""
     allowed = (431, 414) if uri and kind == "granian" else (431,)
-    assert status in allowed and closed, answer[:300]
-    if kind == "uvicorn":
-        assert body["code"] == "headers_too_large", answer[:300]
+    assert int(answer.split(b" ", 2)[1]) in allowed and closed, answer[:300]
+    if kind == "uvicorn" and body:
+        assert status_and_body(answer)[1]["code"] == "headers_too_large", answer[:300]
 
 
 @SERVERS
@@ -203,11 +203,11 @@ def test_request_headers_are_bounded(server_on, kind):
     assert sent < 32 * MiB
     # a head just over the limit (64 KiB, TAIPAN_SERVER__MAX_HEADER_BYTES)
     answer, _, closed = send_head(taipan_server.port, [b"X-Big: " + b"a" * (66 * 1024)])
-    assert_refused_431(answer, closed, kind)
+    assert_refused_431(answer, closed, kind, body=False)
     # a request line of that size
     answer, _, closed = send_head(taipan_server.port, [], request_line=b"GET /api/system/version?q=" + b"a" * (
         66 * 1024) + b" HTTP/1.1")
-    assert_refused_431(answer, closed, kind, uri=True)
+    assert_refused_431(answer, closed, kind, uri=True, body=False)
     # thousands of small headers, and one more than the 100 fields allowed
     answer, _, closed = send_head(taipan_server.port, [f"X-H{i}: v".encode() for i in range(2000)])
     assert_refused_431(answer, closed, kind)
