@@ -1,7 +1,7 @@
 """A file withheld by its channel's CVE filters cannot be downloaded: its URL answers the 404 of a file
 the channel does not have (GET, HEAD, Range; anonymous or admin; the in-memory fast path included, which
-had the file remembered), also in a frozen channel whose index is not republished; once its CVE is
-cleared it downloads again."""
+had the file remembered), also in a frozen channel whose index is not republished; its SBOM answers the
+same 404 (by its URL and by its bare file name); once its CVE is cleared it downloads again."""
 
 from __future__ import annotations
 
@@ -87,6 +87,19 @@ def test_withheld_files_answer_404_until_restored(server_factory, package_builde
                     assert like_missing(client.get(target, headers={"Range": "bytes=0-9"}))
             other = anon.get(url(ch, zlib))  # the channel's other files are served as before
             assert other.status_code == 200 and other.content == zlib.read_bytes()
+            # Its SBOM neither, by either URL form (conda-repo-cli's `sbom --ckey` asks the file's URL,
+            # `sbom --package` the bare file name): the answer of a file the channel does not have.
+            for client, prefix in ((anon, f"{server.api}/repo/{ch}"), (owner, f"/repo/{ch}")):
+                for path in (f"linux-64/{openssl.name}", openssl.name):
+                    no_sbom = client.get(f"{prefix}/{path.replace(openssl.name, 'openssl-9.9-0.conda')}",
+                                         params={"sbom": "download"})
+                    assert no_sbom.status_code == 404, no_sbom.text
+                    for fmt in ("spdx", "cyclonedx"):
+                        r = client.get(f"{prefix}/{path}", params={"sbom": "download", "format": fmt})
+                        want = {k: v.replace("openssl-9.9-0.conda", openssl.name)
+                                for k, v in no_sbom.json().items()}
+                        assert r.status_code == 404 and r.json() == want, r.text
+                assert client.get(f"{prefix}/{zlib.name}", params={"sbom": "download"}).status_code == 200
 
     # Curation clears the CVE: the file is restored and downloads again, in both channels.
     r = admin.put("/cves/CVE-2023-0286", json={"status": "cleared", "note": "not built with X.400"})
@@ -98,4 +111,7 @@ def test_withheld_files_answer_404_until_restored(server_factory, package_builde
         for _ in range(3):
             got = httpx.get(url(ch, openssl))
             assert got.status_code == 200 and got.content == data
+        for sbom_url in (url(ch, openssl), f"{server.api}/repo/{ch}/{openssl.name}"):
+            r = httpx.get(sbom_url, params={"sbom": "download"})
+            assert r.status_code == 200 and r.json()["spdxVersion"] == "SPDX-2.3", r.text
     admin.close()
