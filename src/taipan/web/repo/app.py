@@ -321,7 +321,7 @@ class FastPath:
                 status, answer_headers, body = answer
                 answer_headers.append(rid_header)
                 await send({"type": "http.response.start", "status": status, "headers": answer_headers})
-                await send({"type": "http.response.body", "body": body if method == "GET" else b""})
+                await stored.send_body(send, body if method == "GET" else b"")
             else:
                 assert f is not None
                 # The request id in logs of what the answer does (reading the blob...), as elsewhere.
