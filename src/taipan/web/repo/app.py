@@ -187,6 +187,7 @@ class Prepared:
     not_modified: tuple[tuple[bytes, bytes], ...]
     ok: tuple[tuple[bytes, bytes], ...]
     offloaded: bool
+    addressed: bool = False  # a file of the shared cache (a shard): its bytes are not kept here
     body: bytes | None = None
 
 
@@ -224,8 +225,9 @@ def _prepare(rt: Runtime, pub: Publication, located: Located, offered: tuple[str
     # A front server sends a file stored as one blob (offload); else the bytes must be in memory.
     offload = published_offload(rt, pub, name, coding)
     if offload is not None:
-        return Prepared(etag, answer, (*answer, *content, offload, (b"content-length", b"0")), True, b"")
-    return Prepared(etag, answer, (*answer, *content), False)
+        return Prepared(etag, answer, (*answer, *content, offload, (b"content-length", b"0")), True,
+                        body=b"")
+    return Prepared(etag, answer, (*answer, *content), False, addressed=pub.is_addressed(name))
 
 
 def from_memory(scope: Scope, headers: Mapping[bytes, bytes], caller: Caller
@@ -272,7 +274,7 @@ def from_memory(scope: Scope, headers: Mapping[bytes, bytes], caller: Caller
         body = pub.ready(name, coding)
         if body is None:
             return None  # streamed from the blob store, made on first request...: the full path
-        if not pub.is_addressed(name):
+        if not prepared.addressed:
             prepared.body = body  # the publication holds these bytes anyway
     elif prepared.offloaded:
         return 200, [*prepared.ok], b""
