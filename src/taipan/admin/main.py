@@ -106,7 +106,17 @@ def _serve_uvicorn(args: argparse.Namespace, settings: Settings, host: str, port
     return 0
 
 
+# granian's own allocations (response bodies on their way to the socket, connection buffers) are
+# jemalloc's, which keeps freed pages for 10 s and returns them only when it is next used: a burst of
+# large answers (32 clients of a 2.4 MB gzip repodata.json) left a worker ~50 MB larger for good.
+# Returning dirty pages after 1 s costs no measurable CPU per request there (benchmarks/README.md,
+# Memory per server process); returning them at once (0) doubled it. An operator's own setting wins.
+GRANIAN_ALLOCATOR = "dirty_decay_ms:1000,muzzy_decay_ms:0"
+
+
 def _require_granian() -> None:
+    # Read when granian's library first allocates (in this process, whose workers are forks of it).
+    os.environ.setdefault("_RJEM_MALLOC_CONF", GRANIAN_ALLOCATOR)
     try:
         import granian  # noqa: F401
     except ImportError as exc:
