@@ -231,3 +231,26 @@ def test_killing_the_server_kills_its_workers(server_factory, kind):
         time.sleep(0.1)
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{server.api}/system/version", timeout=5)
+
+
+
+@pytest.mark.parametrize("given", [None, "narenas:2"])
+def test_granian_gets_its_allocator_setting_before_it_loads(given):
+    """granian's allocator (jemalloc) reads _RJEM_MALLOC_CONF from the C environment when granian's
+    library first allocates, and its workers are forks of that process: `taipan serve` sets Taipan's
+    decay setting there before granian is imported, and keeps an operator's own."""
+    code = ("import ctypes, sys\n"
+            "from taipan.admin.main import _require_granian\n"
+            "assert 'granian' not in sys.modules\n"
+            "_require_granian()\n"
+            "getenv = ctypes.CDLL(None).getenv\n"
+            "getenv.restype = ctypes.c_char_p\n"
+            "print(getenv(b'_RJEM_MALLOC_CONF').decode())\n")
+    env = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
+    if given is not None:
+        env["_RJEM_MALLOC_CONF"] = given
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    from taipan.admin.main import GRANIAN_ALLOCATOR
+
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == (given or GRANIAN_ALLOCATOR)
