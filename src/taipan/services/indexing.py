@@ -75,6 +75,7 @@ class _PartitionState:
         self.index_seq = -1
         self.publication: Publication | None = None
         self.checked = 0.0
+        self.used = float("-inf")  # when its publication was last asked for, unfrozen (time.monotonic())
         self.dirty = True
         self.lock = threading.Lock()
 
@@ -159,14 +160,34 @@ class Indexer:
         state = self._states.get((channel_id, subdir))
         if state is None or state.publication is None:
             return None
-        if frozen or (not state.dirty and time.monotonic() - state.checked < self.poll_interval):
+        if frozen:
             return state.publication
-        return None
+        now = state.used = time.monotonic()
+        return state.publication if not state.dirty and now - state.checked < self.poll_interval else None
+
+    def keep_fresh(self, used_since: float, age: float, channel_ids: set[str]) -> None:
+        """Look at the log ahead of need (``_refresh``, as a request would) for the publications of
+        ``channel_ids`` asked for since ``used_since`` whose last look is ``age`` seconds old (less
+        than poll_interval), so that requests keep finding them current; a change found is
+        published here. One a request is refreshing is left to it. Called by the serving process's
+        refresher (web.keep_fresh), which names the channels that are served and not frozen."""
+        for state in list(self._states.values()):
+            if (state.used < used_since or state.channel_id not in channel_ids or state.publication is None
+                    or not state.dirty and time.monotonic() - state.checked < age):
+                continue
+            if not state.lock.acquire(blocking=False):
+                continue
+            try:
+                self._refresh(state)
+            finally:
+                state.lock.release()
 
     def publication(self, channel_id: str, subdir: str, *, family: str = "conda",
                     frozen: bool = False) -> Publication:
         """The current publication of a partition (partition names never collide across families)."""
         state = self._state(channel_id, subdir, family)
+        if not frozen:
+            state.used = time.monotonic()
         pub = state.publication
         if pub is not None and (frozen or (not state.dirty
                                            and time.monotonic() - state.checked < self.poll_interval)):

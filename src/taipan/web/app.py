@@ -15,6 +15,7 @@ from taipan import __version__
 from taipan.runtime import Runtime
 from taipan.web import errors, observability, openapi, ui
 from taipan.web.api import account, channels, cves, maintenance, mirrors, reports, system, uploads
+from taipan.web.keep_fresh import KeepFresh
 from taipan.web.limits import BodyLimit
 from taipan.web.repo.app import FastPath, RepoApp, document
 
@@ -52,9 +53,12 @@ def create_app(runtime: Runtime) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         runtime.start()
+        fresh = KeepFresh(runtime, runtime.settings.server.keep_fresh_seconds)
+        fresh.start()
         try:
             yield
         finally:
+            fresh.stop()
             runtime.close()
             if runtime.settings.server.exit_watchdog:
                 _exit_watchdog(EXIT_GRACE)
