@@ -43,6 +43,7 @@ from taipan.domain import families
 from taipan.domain.families import IndexFiles, PartitionIndex
 from taipan.domain.families.base import Chunk, Compressed, Segmented
 from taipan.services.publication import (
+    ADDRESSED_CACHE,
     MEMORY_LIMIT,
     BlobSink,
     Publication,
@@ -408,8 +409,14 @@ class Indexer:
         """Store the publication's addressed files built but not stored yet and its whole files
         (segmented ones are stored as they are built), compress what is made by compression, and
         point the partition at them."""
+        # The shards of a small change are those of the names it touched: clients that follow the
+        # channel ask for them next, so they stay in memory rather than be read back (a first build
+        # of a large partition writes thousands, which would only push the ones in use out).
+        warm = len(pub.pending) <= BACKGROUND_PENDING
         for digest, data in list(pub.pending.items()):
             put_bytes(self._blobs, digest, data)
+            if warm:
+                ADDRESSED_CACHE.put(digest, data)
             del pub.pending[digest]
         files = pub.index.files
         for name, data in list(files.items()):

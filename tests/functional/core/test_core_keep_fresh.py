@@ -11,8 +11,10 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import httpx
+import msgpack
 import psycopg
 import pytest
+import zstandard
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 # Longer than every cache's own time (credentials 0.5 s, channels and publications 1 s).
@@ -143,3 +145,24 @@ def test_another_process_s_changes_are_seen_while_kept_fresh(server_factory, con
     assert httpx.delete(f"{a.api}/account/tokens/{token_id}", headers={"X-Auth": a.admin_token()}).status_code == 204
     _until(10, lambda: httpx.get(index_b, headers=headers).status_code == 401, "the revoked token")
 
+
+def test_after_an_upload_a_client_s_first_run_takes_the_full_path_once(server_factory, conda_packages) -> None:  # type: ignore[no-untyped-def]
+    server = server_factory()
+    name = f"up{uuid.uuid4().hex[:8]}"
+    pkgs = [conda_packages["hello"], conda_packages["hello-1.1"]]
+    with server.client(server.admin_token()) as c:
+        c.post("/channels", json={"name": name, "privacy": "public"}).raise_for_status()
+        for pkg in pkgs:
+            c.post(f"/channels/{name}/artifacts", files={"content": (pkg.name, pkg.read_bytes())},
+                   data={"filetype": "conda1"}).raise_for_status()
+    base = f"{server.api}/repo/{name}/noarch"
+    r = httpx.get(f"{base}/repodata_shards.msgpack.zst")  # the first request builds the publication
+    assert r.status_code == 200
+    index = msgpack.unpackb(zstandard.ZstdDecompressor().decompress(r.content))
+    before = _full_path_requests(server)
+    # The shard this process just built is in memory, not read back from the blob store; the first
+    # package looks up the subdir's files at once, so the second is answered from memory.
+    assert httpx.get(f"{base}/shards/{index['shards']['hello'].hex()}.msgpack.zst").status_code == 200
+    for pkg in pkgs:
+        assert httpx.get(f"{base}/{pkg.name}").status_code == 200
+    assert _full_path_requests(server) - before == 1

@@ -34,10 +34,14 @@ from taipan.db.models import File
 from taipan.domain.permissions import Principal
 from taipan.errors import TaipanError
 from taipan.runtime import Runtime
+from taipan.services import serving
 from taipan.services.publication import Publication
 
 TTL = 1.0
 MAX_ENTRIES = 50_000
+# On a miss, the lookups of at most this many files of the partition are made in one query (a
+# client that asks for one package of a partition often asks for others of it next).
+FILL_LIMIT = 1000
 # Reads of the blob when the server cannot send a path: a span up to PREAD_LIMIT is read on the
 # event loop (one pread of a page-cached blob costs less than a hop to a thread), up to WHOLE_LIMIT in
 # one read in a thread, beyond that CHUNK at a time (bounded memory per download). See
@@ -92,6 +96,9 @@ class StoredFiles:
     def __init__(self) -> None:
         self._items: dict[tuple[str, str], tuple[StoredFile, Publication | None, float]] = {}
         self._lock = threading.Lock()
+        # (channel id, partition) -> the publication it was filled under, None: too large to fill
+        self._filled: dict[tuple[str, str], Publication | None] = {}
+        self._fill_lock = threading.Lock()
 
     def peek(self, rt: Runtime, channel_id: str, ckey: str, *, frozen: bool) -> StoredFile | None:
         """The entry while it is valid, without I/O; None when a lookup is due (or the partition's
@@ -124,6 +131,42 @@ class StoredFiles:
             if len(self._items) >= MAX_ENTRIES:
                 self._items.clear()
             self._items[(channel_id, f.ckey)] = (f, pub, time.monotonic() + TTL)
+
+    def fill(self, rt: Runtime, channel_id: str, index: tuple[str, str], pub: Publication) -> None:
+        """After a miss under ``pub``, the current publication of partition ``index`` (family,
+        partition), looked at before this: make the entries of the partition's files at once (one
+        query), once per publication, instead of one query per file asked for; a partition of more
+        than FILL_LIMIT files only once. Files without a local blob are left to the per-file lookup
+        (which says why)."""
+        key = (channel_id, index[1])
+        filled = self._filled.get(key, False)
+        if filled is pub or filled is None:
+            return
+        with self._fill_lock:
+            filled = self._filled.get(key, False)
+            if filled is pub or filled is None:
+                return
+            found = []
+            files = serving.partition_files(rt.sessions, channel_id, index[0], index[1], FILL_LIMIT + 1)
+            for f in files:
+                path = rt.blobs.local_path(f.sha256)
+                if path is None:
+                    return  # an object store: downloads are presigned redirects, on the full path
+                try:
+                    found.append(StoredFile.of(rt, f, path))
+                except FileNotFoundError:
+                    continue
+            with self._lock:
+                if len(self._items) + len(found) >= MAX_ENTRIES:
+                    self._items.clear()
+                if len(self._filled) >= 10000:
+                    self._filled.clear()
+                deadline = time.monotonic() + TTL
+                for f in found:
+                    self._items[(channel_id, f.ckey)] = (f, pub, deadline)
+                # A partition larger than that is not filled again (which of its files is asked for
+                # is anyone's guess): each of its files is looked up when asked for.
+                self._filled[key] = pub if len(files) <= FILL_LIMIT else None
 
 
 def stored_files(rt: Runtime) -> StoredFiles:
