@@ -166,6 +166,13 @@ class Indexer:
         now = state.used = time.monotonic()
         return state.publication if not state.dirty and now - state.checked < self.poll_interval else None
 
+    def current(self, channel_id: str, subdir: str) -> Publication | None:
+        """``peek`` for a background task: the publication if current, without counting as a use."""
+        state = self._states.get((channel_id, subdir))
+        if state is None or state.dirty or time.monotonic() - state.checked >= self.poll_interval:
+            return None
+        return state.publication
+
     def keep_fresh(self, used_since: float, age: float, channel_ids: set[str]) -> None:
         """Look at the log ahead of need (``_refresh``, as a request would) for the publications of
         ``channel_ids`` asked for since ``used_since`` whose last look is ``age`` seconds old (less

@@ -9,8 +9,10 @@ of ~0.8 ms), and almost every conda or rattler run starts after such a pause.
 
 ``KeepFresh`` is one daemon thread per server process that, for what was asked for within
 ``server.keep_fresh_seconds``, has each cache look again when half of its time is spent: the
-revocation log (one tiny query), every channel in use (one lookup for all of them) and the
-publications in use (the indexer's own ``_refresh``, which also publishes what changed). Each cache
+revocation log (one tiny query), every channel in use (one lookup for all of them), the
+publications in use (the indexer's own ``_refresh``, which also publishes what changed) and, when
+one of those changed, the lookups of its files that were being downloaded (``StoredFiles.fill``,
+one query). Each cache
 decides what is due and how to look; this module only says when. The bounds do not change: a change
 made in another process is still seen within the same time, and one made in this process at once
 (the caches' ``invalidate``/``clear``/``notify``). When nothing was asked for within that time it
@@ -26,6 +28,7 @@ import time
 from taipan.runtime import Runtime
 from taipan.web.deps import REVOCATION_CHECK, principal_cache
 from taipan.web.repo.common import CHANNEL_TTL, channel_cache
+from taipan.web.repo.stored import stored_files
 
 log = logging.getLogger(__name__)
 
@@ -80,3 +83,4 @@ class KeepFresh:
         principal_cache(self.rt).keep_fresh(since, REVOCATION_CHECK * DUE_AT)
         served = channels.keep_fresh(self.rt, since, CHANNEL_TTL * DUE_AT)
         self.rt.indexer.keep_fresh(since, self.rt.indexer.poll_interval * DUE_AT, served)
+        stored_files(self.rt).keep_fresh(self.rt)

@@ -98,6 +98,7 @@ class StoredFiles:
         self._lock = threading.Lock()
         # (channel id, partition) -> the publication it was filled under, None: too large to fill
         self._filled: dict[tuple[str, str], Publication | None] = {}
+        self._families: dict[tuple[str, str], str] = {}  # (channel id, partition) -> family, once filled
         self._fill_lock = threading.Lock()
 
     def peek(self, rt: Runtime, channel_id: str, ckey: str, *, frozen: bool) -> StoredFile | None:
@@ -161,12 +162,26 @@ class StoredFiles:
                     self._items.clear()
                 if len(self._filled) >= 10000:
                     self._filled.clear()
+                    self._families.clear()
                 deadline = time.monotonic() + TTL
                 for f in found:
                     self._items[(channel_id, f.ckey)] = (f, pub, deadline)
                 # A partition larger than that is not filled again (which of its files is asked for
                 # is anyone's guess): each of its files is looked up when asked for.
                 self._filled[key] = pub if len(files) <= FILL_LIMIT else None
+                self._families[key] = index[0]
+
+    def keep_fresh(self, rt: Runtime) -> None:
+        """Fill again, under its new publication, each partition filled under the previous one
+        (its files were being downloaded), so that the first download after a change is answered
+        from memory too. Called by the serving process's refresher (web.keep_fresh) after the
+        indexer's: only partitions in use have a new publication then."""
+        for key, filled in list(self._filled.items()):
+            if filled is None:
+                continue
+            current = rt.indexer.current(*key)
+            if current is not None and current is not filled:
+                self.fill(rt, key[0], (self._families[key], key[1]), current)
 
 
 def stored_files(rt: Runtime) -> StoredFiles:
