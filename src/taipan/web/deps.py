@@ -21,7 +21,8 @@ from taipan.services import accounts, tokens
 # Package serving answers from cached principals, so that a conda client revalidating its indexes
 # costs no database query. Revocation still bites at once: a revoking commit in this process empties
 # the cache, and other processes notice the revocation log moving when they next look, which is at
-# most REVOCATION_CHECK seconds after their last look. No entry outlives its token's expiry.
+# most REVOCATION_CHECK seconds after their last look (while credentials are in use, web.keep_fresh
+# looks before that runs out, so requests need not). No entry outlives its token's expiry.
 REVOCATION_CHECK = 0.5
 PRINCIPAL_TTL = 60.0
 _MAX_ENTRIES = 10000

@@ -6,7 +6,9 @@ the index that lists the file: an entry is used only while the publication of th
 was found under is still the current one (``Indexer.peek`` returns that very object), so a removed,
 moved, replaced or withheld file stops being served when its partition's index stops listing it. Files
 of families without an index, and of frozen channels (whose index is not refreshed), are kept ``TTL``
-seconds, as long as a channel is cached.
+seconds, as long as a channel is cached. A miss makes the entries of the partition's other files at
+once (``StoredFiles.fill``, one query), and the serving process's refresher does it again when a
+partition so filled has a new publication (``StoredFiles.keep_fresh``).
 
 The answer (``send``) is the same for the in-memory fast path (``app.RepoApp``) and the full path
 (``common.send_stored_file``): ETag and ``If-None-Match`` (304), HEAD, one ``Range`` (206, 416,
