@@ -176,9 +176,10 @@ class Indexer:
     def keep_fresh(self, used_since: float, age: float, channel_ids: set[str]) -> None:
         """Look at the log ahead of need (``_refresh``, as a request would) for the publications of
         ``channel_ids`` asked for since ``used_since`` whose last look is ``age`` seconds old (less
-        than poll_interval), so that requests keep finding them current; a change found is
-        published here. One a request is refreshing is left to it. Called by the serving process's
-        refresher (web.keep_fresh), which names the channels that are served and not frozen."""
+        than poll_interval), so that requests keep finding them current; a change made in this
+        process is published here. One a request is refreshing is left to it. Called by the
+        serving process's refresher (web.keep_fresh), which names the channels that are served
+        and not frozen."""
         for state in list(self._states.values()):
             if (state.used < used_since or state.channel_id not in channel_ids or state.publication is None
                     or not state.dirty and time.monotonic() - state.checked < age):
@@ -186,7 +187,10 @@ class Indexer:
             if not state.lock.acquire(blocking=False):
                 continue
             try:
-                self._refresh(state)
+                # A change made here is published here. Another process's is adopted once that
+                # process has published it, not built a second time meanwhile (a request still
+                # builds it if it comes first, as it would without this).
+                self._refresh(state, build=state.dirty)
             finally:
                 state.lock.release()
 
@@ -320,8 +324,12 @@ class Indexer:
         return db.scalar(select(func.max(IndexChange.seq)).where(
             IndexChange.channel_id == state.channel_id, IndexChange.subdir == state.subdir)) or 0
 
-    def _refresh(self, state: _PartitionState) -> None:
+    def _refresh(self, state: _PartitionState, *, build: bool = True) -> None:
+        """Serve what the log says now: nothing to do, another process's publication to adopt, or
+        changes to apply and publish. Without ``build`` changes are left as they are (and the
+        publication stale, so that the next request refreshes it as usual)."""
         with self._sessions() as db:
+            checked = state.checked
             state.dirty = False
             state.checked = time.monotonic()
             max_seq = self._max_seq(db, state)
@@ -335,6 +343,9 @@ class Indexer:
                 if row is not None:
                     self._adopt(state, row)
                     return
+            if not build:
+                state.checked = checked
+                return
             if state.index_seq < 0:
                 self._resume(state)  # else built below, outside this session
             if state.index_seq >= 0:
