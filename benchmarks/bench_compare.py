@@ -6,7 +6,8 @@ For each size N, the same N synthetic noarch records (`common.synthetic_records`
 same real packages (a 1 MiB package, a chain for py-rattler, three newcomers) go into:
 
 - Taipan: rows inserted into its database (`seed_channel`), real packages through its upload API,
-  served by `taipan serve` with its default HTTP server;
+  served by `taipan serve` with its default HTTP server and `--workers` processes (default 2, as many
+  as the nginx worker processes it is compared with; RSS is reported in all and per process);
 - quetz 0.10.4, in its own venv (`$XDG_CACHE_HOME/taipan-bench/quetz-venv`, made with the pins of
   issue 13 when missing), started as `quetz run <dir> --copy-conf dev_config.toml --dev` with logging at
   WARNING: real packages through its upload endpoint while the channel is small, then the N rows
@@ -52,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_index import build_pkg, unzst  # noqa: E402
 from bench_install import build_chain, compare_installs  # noqa: E402
 from bench_packages import build_package  # noqa: E402
-from common import Nginx, Server, emit, free_port, have, seed_channel, synthetic_records, tree_rss_mb, wrk  # noqa: E402
+from common import Nginx, Server, emit, free_port, have, seed_channel, synthetic_records, tree_rss, tree_rss_mb, wrk  # noqa: E402
 
 CHANNEL = "big"
 QUETZ_PINS = ["quetz-server==0.10.4", "fastapi<0.110", "starlette<0.37", "sqlalchemy<2.1", "typer<0.10",
@@ -154,9 +155,9 @@ class Target(Protocol):
 class Taipan:
     name = "taipan"
 
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.server = Server(home)
+    def __init__(self, home: Path, workers: int) -> None:
+        self.home, self.workers = home, workers
+        self.server = Server(home, workers=workers)
         self.token = self.server.token()
 
     @property
@@ -171,9 +172,12 @@ class Taipan:
     def rss_mb(self) -> float:
         return self.server.rss_mb()
 
+    def rss_worker_mb(self) -> float:
+        return tree_rss(self.server.proc.pid)[1]
+
     def restart(self) -> None:
         self.server.stop()
-        self.server = Server(self.home)
+        self.server = Server(self.home, workers=self.workers)
 
     def stop(self) -> None:
         self.server.stop()
@@ -332,7 +336,8 @@ FIGURES = {
     "solve_install": ("py-rattler solve + install (median)", "s"),
     "solve_install_first": ("py-rattler solve + install, first run after the uploads", "s"),
     "restart_first_get": ("first `repodata.json` GET after a restart", "s"),
-    "rss": ("server RSS after the load", "MB"),
+    "rss": ("server RSS after the load (all processes)", "MB"),
+    "rss_worker": ("RSS of the largest server process after the load", "MB"),
     "gzip_mb": ("`repodata.json` bytes sent with gzip", "MB"),
     "records": ("records in `repodata.json`", "records"),
 }
@@ -394,6 +399,8 @@ def measure_size(n: int, args: argparse.Namespace, venv: Path | None, work: Path
         measure_installs(targets, args, figures, root)
         for t in targets:
             figures["rss"][t.name] = round(t.rss_mb(), 1)
+            if isinstance(t, Taipan):
+                figures["rss_worker"][t.name] = round(t.rss_worker_mb(), 1)
         for t in targets:
             log(f"{n}: restarting {t.name}")
             t.restart()
@@ -412,7 +419,7 @@ def seed_taipan(n: int, root: Path, real: list[Path], newcomers: list[Path], arg
     t0 = time.perf_counter()
     seed_channel(root / "taipan", CHANNEL, "noarch", n)
     res["seed_s"]["taipan"] = round(time.perf_counter() - t0, 2)
-    taipan = Taipan(root / "taipan")
+    taipan = Taipan(root / "taipan", args.workers)
     stack.callback(taipan.stop)
     t0 = time.perf_counter()
     repodata(taipan)
@@ -539,6 +546,8 @@ def main() -> None:
     ap.add_argument("--slow-upload", type=float, default=120,
                     help="after a quetz upload -> visible slower than this, do not repeat it")
     ap.add_argument("--no-quetz", action="store_true")
+    ap.add_argument("--workers", type=int, default=2,
+                    help="taipan serve --workers (default 2: the nginx it is compared with runs 2 worker processes)")
     args = ap.parse_args()
     if not (have("wrk") and have("nginx")):
         sys.exit("needs wrk and nginx (apt-get install wrk nginx)")

@@ -126,17 +126,24 @@ class Server:
 
 def tree_rss_mb(pid: int) -> float:
     """Resident memory of a process and all its descendants, in MB."""
-    total, todo = 0, [pid]
+    return tree_rss(pid)[0]
+
+
+def tree_rss(pid: int) -> tuple[float, float]:
+    """Resident memory of a process and all its descendants, and of the largest one of them, in MB
+    (with several server workers, the second is the figure per worker)."""
+    total, largest, todo = 0, 0, [pid]
     while todo:
         p = todo.pop()
         todo += [int(c) for c in subprocess.run(["pgrep", "-P", str(p)], capture_output=True, text=True).stdout.split()]
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
+                    kb = int(line.split()[1])
+                    total, largest = total + kb, max(largest, kb)
         except FileNotFoundError:
             pass
-    return total / 1024
+    return total / 1024, largest / 1024
 
 
 def wrk(url: str, *, seconds: int = 10, connections: int = 32, headers: dict[str, str] | None = None,

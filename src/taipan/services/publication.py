@@ -89,8 +89,10 @@ class Publication:
     index_snapshot: dict[str, Any] | None = None
     # Addressed files built with this publication and not stored yet (digest -> bytes).
     pending: dict[str, bytes] = field(default_factory=dict, repr=False)
-    # What the serving layer prepared from this publication (answer headers per file and coding),
-    # valid as long as the publication: it never changes.
+    # What the serving layer prepared from this publication, valid as long as the publication (it
+    # never changes): per file name, the codings it is offered in (``encodings``); per file, coding
+    # and kind of caller, the answer's headers.
+    offered: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False, compare=False)
     answers: dict[object, object] = field(default_factory=dict, repr=False, compare=False)
     _materialize: Callable[[], Publication] | None = field(default=None, repr=False)
     _local: Publication | None = field(default=None, repr=False)

@@ -47,12 +47,13 @@ PREFIX = "/api/repo/"
 
 @dataclass(frozen=True)
 class FamilyRoutes:
-    """How a family answers its paths: ``locate`` maps a path to a published index file (cheap, no
-    I/O: used for the in-memory 304 answer too); ``stored`` maps a path to the ckey of a stored file
+    """How a family answers its paths: ``locate`` maps a path (and the request's scope, for families
+    that negotiate the file by its headers) to a published index file (cheap, no I/O: used for the
+    in-memory 304 answer too); ``stored`` maps a path to the ckey of a stored file
     that may be answered from memory (cheap, no I/O), None for paths that need ``serve``; ``serve``
     answers everything else."""
 
-    locate: Callable[[list[str], Request], Located | None]
+    locate: Callable[[list[str], Scope], Located | None]
     stored: Callable[[list[str]], str | None]
     serve: Callable[[Request, Runtime, Principal, ChannelView, list[str]], Awaitable[Response]]
 
@@ -236,20 +237,22 @@ def from_memory(scope: Scope, headers: Mapping[bytes, bytes], caller: Caller
     inm = headers.get(b"if-none-match")
     if inm is None and b"if-modified-since" in headers:
         return None  # dates are compared on the full path
-    located = caller.routes.locate(caller.rest, Request(scope))
+    located = caller.routes.locate(caller.rest, scope)
     if located is None:
         return None
     rt, view = caller.rt, caller.view
     pub = rt.indexer.peek(view.id, located.subdir, frozen=view.frozen)
     if pub is None:
         return None
-    answers = pub.answers
     name = located.name
-    offered = answers.get(name)
+    offered = pub.offered.get(name)
     if offered is None:
         if not pub.has(name):
             return None
-        offered = answers[name] = pub.encodings(name)
+        if len(pub.offered) >= _PREPARED_PER_PUBLICATION:
+            pub.offered.clear()
+        offered = pub.offered[name] = pub.encodings(name)
+    answers = pub.answers
     coding = _coding(headers.get(b"accept-encoding"), offered)
     public = view.privacy == "public"
     key = (name, located.headers, coding, public)
@@ -311,9 +314,7 @@ class FastPath:
             return False
         headers, caller, answer, f = found
         method = scope["method"]
-        rid = self.metrics.request_id(headers.get(b"x-request-id"))
-        rid_header = (b"x-request-id", rid.encode())
-        token = request_id.set(rid)
+        rid_header = (b"x-request-id", self.metrics.request_id(headers.get(b"x-request-id")).encode())
         status = 500
         try:
             if answer is not None:
@@ -323,11 +324,15 @@ class FastPath:
                 await send({"type": "http.response.body", "body": body if method == "GET" else b""})
             else:
                 assert f is not None
-                status = await stored.answer(scope, send, caller.rt, caller.p, caller.view, f, headers,
-                                             (rid_header,))
+                # The request id in logs of what the answer does (reading the blob...), as elsewhere.
+                token = request_id.set(rid_header[1].decode())
+                try:
+                    status = await stored.answer(scope, send, caller.rt, caller.p, caller.view, f, headers,
+                                                 (rid_header,))
+                finally:
+                    request_id.reset(token)
         finally:
             self.metrics.observe_request("repo", method, status, perf_counter() - started)
-            request_id.reset(token)
         return True
 
 
@@ -391,7 +396,7 @@ async def serve(request: Request, repo_path: str) -> Response:
     if routes is None:
         raise NotFound(f"Nothing at {request.url.path}",
                        "Conda subdirs are platform names such as noarch or linux-64", code="not_found")
-    located = routes.locate(rest, request)
+    located = routes.locate(rest, request.scope)
     if located is not None:
         return await published(request, rt, view, located)
     return await routes.serve(request, rt, p, view, rest)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from taipan.domain.families.conda import MEDIA_TYPES
 from taipan.domain.names import SUBDIR_SET
@@ -22,7 +23,7 @@ INDEX_FILES = frozenset(MEDIA_TYPES)
 CHANNELDATA = "channeldata.json"
 
 
-def locate(rest: list[str], request: Request) -> Located | None:
+def locate(rest: list[str], scope: Scope) -> Located | None:
     if len(rest) != 2 and not (len(rest) == 3 and rest[1] == "shards"):
         return None
     subdir, name = rest[0], "/".join(rest[1:])

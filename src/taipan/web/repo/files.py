@@ -7,6 +7,7 @@ from __future__ import annotations
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from taipan.domain.permissions import Principal
 from taipan.errors import NotFound
@@ -14,7 +15,7 @@ from taipan.runtime import Runtime
 from taipan.web.repo.common import ChannelView, Located, send_stored_file
 
 
-def locate(rest: list[str], request: Request) -> Located | None:
+def locate(rest: list[str], scope: Scope) -> Located | None:
     return None  # nothing published: every path is a stored file
 
 

@@ -17,6 +17,7 @@ from packaging.utils import canonicalize_name
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
+from starlette.types import Scope
 
 from taipan.domain.families.python import PARTITION
 from taipan.domain.permissions import Principal
@@ -66,12 +67,12 @@ def _page(request: Request) -> str:
     return "index.json" if wants_json(request) else "index.html"
 
 
-def locate(rest: list[str], request: Request) -> Located | None:
+def locate(rest: list[str], scope: Scope) -> Located | None:
     if rest == [PARTITION, ""]:
-        return Located("python", PARTITION, _page(request), headers=VARY)
+        return Located("python", PARTITION, _page(Request(scope)), headers=VARY)
     if len(rest) == 3 and rest[0] == PARTITION and rest[2] == "" and rest[1] and \
             canonicalize_name(rest[1]) == rest[1]:
-        return Located("python", PARTITION, f"{rest[1]}/{_page(request)}", headers=VARY,
+        return Located("python", PARTITION, f"{rest[1]}/{_page(Request(scope))}", headers=VARY,
                        missing_code="project_not_found",
                        missing_hint="Check the project name; upload it with twine or conda-repo upload")
     return None
