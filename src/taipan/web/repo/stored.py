@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -98,8 +99,9 @@ class StoredFiles:
     def __init__(self) -> None:
         self._items: dict[tuple[str, str], tuple[StoredFile, Publication | None, float]] = {}
         self._lock = threading.Lock()
-        # (channel id, partition) -> the publication it was filled under, None: too large to fill
-        self._filled: dict[tuple[str, str], Publication | None] = {}
+        # (channel id, partition) -> the publication it was filled under (not kept alive by this),
+        # None: too large to fill
+        self._filled: dict[tuple[str, str], weakref.ref[Publication] | None] = {}
         self._families: dict[tuple[str, str], str] = {}  # (channel id, partition) -> family, once filled
         self._fill_lock = threading.Lock()
 
@@ -142,12 +144,10 @@ class StoredFiles:
         than FILL_LIMIT files only once. Files without a local blob are left to the per-file lookup
         (which says why)."""
         key = (channel_id, index[1])
-        filled = self._filled.get(key, False)
-        if filled is pub or filled is None:
+        if self._done(key, pub):
             return
         with self._fill_lock:
-            filled = self._filled.get(key, False)
-            if filled is pub or filled is None:
+            if self._done(key, pub):
                 return
             found = []
             files = serving.partition_files(rt.sessions, channel_id, index[0], index[1], FILL_LIMIT + 1)
@@ -170,8 +170,13 @@ class StoredFiles:
                     self._items[(channel_id, f.ckey)] = (f, pub, deadline)
                 # A partition larger than that is not filled again (which of its files is asked for
                 # is anyone's guess): each of its files is looked up when asked for.
-                self._filled[key] = pub if len(files) <= FILL_LIMIT else None
+                self._filled[key] = weakref.ref(pub) if len(files) <= FILL_LIMIT else None
                 self._families[key] = index[0]
+
+    def _done(self, key: tuple[str, str], pub: Publication) -> bool:
+        """Was the partition filled under ``pub``, or is it too large to fill?"""
+        filled = self._filled.get(key, False)
+        return filled is None or filled is not False and filled() is pub
 
     def keep_fresh(self, rt: Runtime) -> None:
         """Fill again, under its new publication, each partition filled under the previous one
@@ -181,9 +186,9 @@ class StoredFiles:
         for key, filled in list(self._filled.items()):
             if filled is None:
                 continue
-            current = rt.indexer.current(*key)
-            if current is not None and current is not filled:
-                self.fill(rt, key[0], (self._families[key], key[1]), current)
+            current, family = rt.indexer.current(*key), self._families.get(key)
+            if current is not None and family is not None and current is not filled():
+                self.fill(rt, key[0], (family, key[1]), current)
 
 
 def stored_files(rt: Runtime) -> StoredFiles:
