@@ -326,10 +326,10 @@ class Indexer:
 
     def _refresh(self, state: _PartitionState, *, build: bool = True) -> None:
         """Serve what the log says now: nothing to do, another process's publication to adopt, or
-        changes to apply and publish. Without ``build`` changes are left as they are (and the
-        publication stale, so that the next request refreshes it as usual)."""
+        changes to apply and publish. Without ``build`` changes are left as they are, and the
+        publication is marked stale, so that the next request refreshes it as usual (and never
+        serves it once the log is known to have moved)."""
         with self._sessions() as db:
-            checked = state.checked
             state.dirty = False
             state.checked = time.monotonic()
             max_seq = self._max_seq(db, state)
@@ -344,7 +344,7 @@ class Indexer:
                     self._adopt(state, row)
                     return
             if not build:
-                state.checked = checked
+                state.checked = float("-inf")
                 return
             if state.index_seq < 0:
                 self._resume(state)  # else built below, outside this session
