@@ -1,22 +1,24 @@
-"""Memory of one `taipan serve` process at each step of serving a large conda subdir.
+"""Memory of one `taipan serve` worker at each step of serving a large conda subdir.
 
     .venv/bin/python benchmarks/bench_memory.py --records 100000 [--seconds 3] [--home DIR]
     TAIPAN_SERVER__MALLOC_ARENAS=0 TAIPAN_SERVER__MALLOC_TRIM_SECONDS=0 .venv/bin/python benchmarks/bench_memory.py
 
 Issue 13 asks for RSS per worker <= 150 MB at 100k records. Prints the resident memory (total,
-anonymous, file-backed, in MB) of an idle server with an empty home, then on a home seeded with N
-records: idle, after the first (cold) build, after three uploads and their publishes, after a wrk
-load (-t2 -c32) of each kind a client sends (a 1 MiB package, `repodata.json` with gzip, `.zst`, a
-304 revalidation, one shard, the whole `repodata.json` without compression), and again
-`--settle` seconds later (the periodic malloc_trim). Each load also reports the server's CPU time
-per request (from /proc, less sensitive to other processes on the machine than req/s). The
-server's environment is this one's, so TAIPAN_SERVER__* settings compare configurations.
+anonymous, file-backed, in MB) of the server's largest process (its worker, when the HTTP server runs
+workers in processes of their own; ``VmRSS_all_processes`` adds the others) for an idle server
+with an empty home, then on a home seeded with N records: idle, after the first (cold) build, after
+three uploads and their publishes, after a wrk load (-t2 -c32) of each kind a client sends (a 1 MiB
+package, `repodata.json` with gzip, `.zst`, a 304 revalidation, one shard, the whole `repodata.json`
+without compression), and again `--settle` seconds later (the periodic malloc_trim). Each load also
+reports the server's CPU time per request (from /proc, less sensitive to other processes on the
+machine than req/s). The server's environment is this one's, so TAIPAN_SERVER__* settings compare configurations.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,19 +33,45 @@ from bench_packages import build_package  # noqa: E402
 from common import Server, emit, have, seed_channel, wrk  # noqa: E402
 
 
-def memory(pid: int) -> dict[str, float]:
-    """VmRSS, RssAnon and RssFile of a process, in MB."""
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "RssAnon", "RssFile"):
-            out[key] = round(int(value.split()[0]) / 1024, 1)
+def tree(pid: int) -> list[int]:
+    """A process and all its descendants (a server's supervisor and its workers)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += [int(c) for c in subprocess.run(["pgrep", "-P", str(p)], capture_output=True,
+                                                text=True).stdout.split()]
     return out
 
 
+def memory(pid: int) -> dict[str, float]:
+    """VmRSS, RssAnon and RssFile of the largest process of the server (its worker, with a server
+    that runs workers in processes of their own), in MB, and the VmRSS of all its processes."""
+    per_process = []
+    for p in tree(pid):
+        out = {}
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "RssAnon", "RssFile"):
+                    out[key] = round(int(value.split()[0]) / 1024, 1)
+        except FileNotFoundError:
+            continue
+        per_process.append(out)
+    largest = max(per_process, key=lambda m: m.get("VmRSS", 0))
+    return {**largest, "VmRSS_all_processes": round(sum(m.get("VmRSS", 0) for m in per_process), 1)}
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time (user + system) of the server's processes."""
+    total = 0.0
+    for p in tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def idle_empty() -> dict[str, float]:

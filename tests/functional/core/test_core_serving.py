@@ -219,3 +219,24 @@ def test_frozen_channel_publishes_nothing_until_unfrozen(taipan_server, package_
         assert httpx.get(repo).json()["packages.conda"] == {}
         c.put(f"/channels/{name}", json={"frozen": False}).raise_for_status()
         assert list(httpx.get(repo).json()["packages.conda"]) == ["icy-1.0-0.conda"]
+
+
+def test_a_large_index_file_from_memory_arrives_whole(taipan_server, package_builder):
+    """A body from memory above the fast path's piece size (256 KiB) is sent in pieces: the client
+    gets exactly the bytes the full path sends, with a Content-Length that matches."""
+    name = f"large-{uuid.uuid4().hex[:8]}"
+    depends = [f"dependency-{i:05d}-with-a-name-long-enough-to-grow-the-record >=1.0" for i in range(6000)]
+    pkg = package_builder("wide", "1.0", "noarch", depends=depends)
+    with taipan_server.client(taipan_server.admin_token()) as c:
+        c.post("/channels", json={"name": name}).raise_for_status()
+        c.post(f"/channels/{name}/artifacts", files={"content": (pkg.name, pkg.read_bytes())},
+               data={"filetype": "conda1"}).raise_for_status()
+    url = f"{taipan_server.api}/repo/{name}/noarch/repodata.json"
+    with httpx.Client(headers={"Accept-Encoding": "identity"}) as c:
+        full = c.get(url, headers={"If-Modified-Since": "Mon, 01 Jan 1990 00:00:00 GMT"})
+        fast = [c.get(url) for _ in range(3)]
+    assert full.status_code == 200 and len(full.content) > 256 * 1024  # two pieces or more
+    assert len(json.loads(full.content)["packages.conda"][pkg.name]["depends"]) == 6000
+    for r in fast:
+        assert r.status_code == 200 and r.content == full.content
+        assert int(r.headers["content-length"]) == len(r.content)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import sqlite3
 import time
 import uuid
@@ -76,6 +77,23 @@ def test_every_answer_is_the_same_from_memory(server, conda_packages):
         assert httpx.get(url, headers={"If-None-Match": etag}).status_code == 304
         assert httpx.get(url, headers={"If-None-Match": '"another"'}).status_code == 200
         assert etag == f'"{hashlib.sha256(data).hexdigest()}"'
+
+
+def test_large_files_and_spans_arrive_whole(server, package_builder):
+    """A package above the sizes read in one go (2 MiB) and spans of every size class arrive whole:
+    whole files by the server's pathsend (granian) or reads handed over in 256 KiB pieces."""
+    content = base64.b64encode(os.urandom(4 << 20)).decode()  # ~4 MB of package after compression
+    p = package_builder("large", "1.0", "noarch", content=content)
+    data = p.read_bytes()
+    assert len(data) > 2 << 20
+    url = upload(server, server.admin_token(), "large", p)
+    for _ in range(2):  # from the database, then from memory
+        whole = httpx.get(url)
+        assert whole.status_code == 200 and whole.content == data
+        for first, last in ((100, len(data) - 1), (1000, 700_000), (5, 200_000)):
+            part = httpx.get(url, headers={"Range": f"bytes={first}-{last}"})
+            assert part.status_code == 206 and part.content == data[first:last + 1]
+            assert int(part.headers["content-length"]) == last + 1 - first
 
 
 def test_the_lookup_is_remembered_while_the_index_is_unchanged(server_factory, conda_packages):

@@ -187,6 +187,7 @@ class Prepared:
     not_modified: tuple[tuple[bytes, bytes], ...]
     ok: tuple[tuple[bytes, bytes], ...]
     offloaded: bool
+    addressed: bool = False  # a file of the shared cache (a shard): its bytes are not kept here
     body: bytes | None = None
 
 
@@ -225,7 +226,7 @@ def _prepare(rt: Runtime, pub: Publication, located: Located, offered: tuple[str
     offload = published_offload(rt, pub, name, coding)
     if offload is not None:
         return Prepared(etag, answer, (*answer, *content, offload, (b"content-length", b"0")), True, b"")
-    return Prepared(etag, answer, (*answer, *content), False)
+    return Prepared(etag, answer, (*answer, *content), False, pub.is_addressed(name))
 
 
 def from_memory(scope: Scope, headers: Mapping[bytes, bytes], caller: Caller
@@ -272,7 +273,7 @@ def from_memory(scope: Scope, headers: Mapping[bytes, bytes], caller: Caller
         body = pub.ready(name, coding)
         if body is None:
             return None  # streamed from the blob store, made on first request...: the full path
-        if not pub.is_addressed(name):
+        if not prepared.addressed:
             prepared.body = body  # the publication holds these bytes anyway
     elif prepared.offloaded:
         return 200, [*prepared.ok], b""
@@ -321,7 +322,7 @@ class FastPath:
                 status, answer_headers, body = answer
                 answer_headers.append(rid_header)
                 await send({"type": "http.response.start", "status": status, "headers": answer_headers})
-                await send({"type": "http.response.body", "body": body if method == "GET" else b""})
+                await stored.send_body(send, body if method == "GET" else b"")
             else:
                 assert f is not None
                 # The request id in logs of what the answer does (reading the blob...), as elsewhere.
