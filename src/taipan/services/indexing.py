@@ -190,7 +190,7 @@ class Indexer:
                 # A change made here is published here. Another process's is adopted once that
                 # process has published it, not built a second time meanwhile (a request still
                 # builds it if it comes first, as it would without this).
-                self._refresh(state, build=state.dirty)
+                self._refresh(state, build=state.dirty, background=True)
             finally:
                 state.lock.release()
 
@@ -324,17 +324,30 @@ class Indexer:
         return db.scalar(select(func.max(IndexChange.seq)).where(
             IndexChange.channel_id == state.channel_id, IndexChange.subdir == state.subdir)) or 0
 
-    def _refresh(self, state: _PartitionState, *, build: bool = True) -> None:
+    def _refresh(self, state: _PartitionState, *, build: bool = True, background: bool = False) -> None:
         """Serve what the log says now: nothing to do, another process's publication to adopt, or
         changes to apply and publish. Without ``build`` changes are left as they are, and the
         publication is marked stale, so that the next request refreshes it as usual (and never
-        serves it once the log is known to have moved)."""
+        serves it once the log is known to have moved). A request's look makes the publication
+        current at once (other requests meanwhile are answered from it, as they came first); a
+        ``background`` look only once it is done, so that a request after a change made here
+        waits for it (the state's lock) rather than be answered from the previous publication."""
+        started = time.monotonic()
+        state.dirty = False
+        if not background:
+            state.checked = started
+        stale = False
+        try:
+            stale = self._look(state, build)
+        finally:
+            state.checked = float("-inf") if stale else started
+
+    def _look(self, state: _PartitionState, build: bool) -> bool:
+        """``_refresh``'s work; True when a change was left to the next request."""
         with self._sessions() as db:
-            state.dirty = False
-            state.checked = time.monotonic()
             max_seq = self._max_seq(db, state)
             if max_seq <= state.seq:
-                return
+                return False
             pointer_seq = db.scalar(select(IndexPublication.seq).where(
                 IndexPublication.channel_id == state.channel_id,
                 IndexPublication.subdir == state.subdir))
@@ -342,10 +355,9 @@ class Indexer:
                 row = self._pointer(db, state)
                 if row is not None:
                     self._adopt(state, row)
-                    return
+                    return False
             if not build:
-                state.checked = float("-inf")
-                return
+                return True
             if state.index_seq < 0:
                 self._resume(state)  # else built below, outside this session
             if state.index_seq >= 0:
