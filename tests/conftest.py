@@ -17,6 +17,10 @@ import pytest
 
 ADMIN_PASSWORD = "admin-password-1"
 LOOPBACK_NETWORKS = '["127.0.0.0/8", "::1/128"]'
+# How long a test waits for one answer of a test server. Not httpx's default of 5 s: a login verifies
+# an argon2 hash (64 MiB), the first one in a fresh server process, and on a loaded machine (the suite
+# runs in parallel beside other work) that alone can take longer.
+REQUEST_TIMEOUT = 60
 
 
 def free_port() -> int:
@@ -45,7 +49,8 @@ class ServerProcess:
 
     def login(self, username: str | None = None, password: str | None = None) -> str:
         r = httpx.post(self.api + "/auth/login", json={"username": username or self.admin_username,
-                                                       "password": password or self.admin_password})
+                                                       "password": password or self.admin_password},
+                       timeout=REQUEST_TIMEOUT)
         r.raise_for_status()
         return r.json()["token"]
 
@@ -54,14 +59,14 @@ class ServerProcess:
         if self._admin_token is None:
             session = self.login()
             r = httpx.post(self.api + "/account/tokens", json={"name": "tests"},
-                           headers={"Authorization": f"Bearer {session}"})
+                           headers={"Authorization": f"Bearer {session}"}, timeout=REQUEST_TIMEOUT)
             r.raise_for_status()
             self._admin_token = r.json()["token"]
         return self._admin_token
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"X-Auth": token} if token else {}
-        return httpx.Client(base_url=self.api, headers=headers, timeout=60)
+        return httpx.Client(base_url=self.api, headers=headers, timeout=REQUEST_TIMEOUT)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -179,6 +179,18 @@ class IndexChange(Base):
     created: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class HeldChange(Base):
+    """A file changed (uploaded, replaced by a mirror run) while its channel was frozen: the change is
+    kept here instead of in the index log, so that the frozen channel's index does not publish it, and
+    logged when the channel is unfrozen. Files withheld, restored or removed meanwhile are logged at
+    once: a frozen index never offers a file that its channel's CVE filters block or that is gone."""
+
+    __tablename__ = "held_changes"
+    channel_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    subdir: Mapped[str] = mapped_column(String(64), primary_key=True)
+    filename: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+
 class IndexPublication(Base):
     """The pointer to a partition's current publication: its files are blobs (by sha256) in the
     blob store. Every API process serves the files the pointer names; ``seq`` is the index log

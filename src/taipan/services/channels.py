@@ -9,11 +9,22 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from taipan.db.mirrors import Mirror
-from taipan.db.models import Channel, ChannelEvent, ChannelOwner, File, IndexChange, IndexPublication, User, utcnow
+from taipan.db.models import (
+    Channel,
+    ChannelEvent,
+    ChannelOwner,
+    File,
+    HeldChange,
+    IndexChange,
+    IndexPublication,
+    User,
+    utcnow,
+)
 from taipan.domain.filters import normalize_channel_filters
 from taipan.domain.names import split_channel_path, validate_channel_name
 from taipan.domain.permissions import PRIVACY_LEVELS, Principal, can_read_channel, can_write_channel
 from taipan.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
+from taipan.services.indexing import release_held
 
 EDITABLE_FIELDS = ("privacy", "description", "name", "frozen", "filters")
 MAX_DESCRIPTION = 10_000
@@ -173,6 +184,10 @@ def update_channel(db: Session, p: Principal, channel: Channel, changes: dict[st
     if "frozen" in changes:
         if not isinstance(changes["frozen"], bool):
             raise InvalidInput("frozen must be true or false", "Send a JSON boolean", code="invalid_field")
+        if channel.frozen and not changes["frozen"]:
+            channel.frozen = False
+            db.flush()
+            release_held(db, channel.id)  # what was written meanwhile is published now
         channel.frozen = applied["frozen"] = changes["frozen"]
     if "filters" in changes:
         if not isinstance(changes["filters"], dict):
@@ -216,6 +231,7 @@ def delete_channel(db: Session, p: Principal, channel: Channel) -> list[str]:
     db.delete(channel)
     # The index log has no foreign key (it is append-only and hot); drop the channels' entries too.
     db.execute(delete(IndexChange).where(IndexChange.channel_id.in_(ids)))
+    db.execute(delete(HeldChange).where(HeldChange.channel_id.in_(ids)))
     db.execute(delete(IndexPublication).where(IndexPublication.channel_id.in_(ids)))
     return ids
 

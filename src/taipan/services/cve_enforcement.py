@@ -178,7 +178,7 @@ def enforce(db: Session, channel_ids: list[str] | None = None) -> dict[str, int]
         show = db.execute(show_q).all()
         if hide:
             db.execute(update(File).where(File.id.in_([r.id for r in hide])).values(withheld=True))
-            log_changes(db, channel.id, [(r.subdir, r.filename) for r in hide])
+            log_changes(db, channel.id, [(r.subdir, r.filename) for r in hide], even_if_frozen=True)
             add_event(db, channel, "artifacts_withheld", None, reason="cve_filter",
                       cve_score_threshold=threshold, exclude_non_curated_cve=uncurated,
                       files=[{"ckey": r.ckey, "cve_score": r.cve_score, "cve_status": r.cve_status}
@@ -186,7 +186,7 @@ def enforce(db: Session, channel_ids: list[str] | None = None) -> dict[str, int]
             withheld += len(hide)
         if show:
             db.execute(update(File).where(File.id.in_([r.id for r in show])).values(withheld=False))
-            log_changes(db, channel.id, [(r.subdir, r.filename) for r in show])
+            log_changes(db, channel.id, [(r.subdir, r.filename) for r in show], even_if_frozen=True)
             add_event(db, channel, "artifacts_restored", None, reason="cve_filter",
                       ckeys=[r.ckey for r in show[:1000]], count=len(show))
             restored += len(show)

@@ -18,6 +18,12 @@ an adopted publication are compressed from its stored files (``Compressed``) or 
 build of the same log position, on first request, once per publication.
 
 This is the one mechanism by which every family publishes an index and every serving route reads it.
+
+A frozen channel's index is refreshed like any other, but what is written to the channel while it is
+frozen (uploads, mirror runs) is held apart (``HeldChange``) instead of logged, and logged when it is
+unfrozen (``release_held``). Files withheld by the channel's CVE filters, restored, or removed are
+logged at once (``log_changes(..., even_if_frozen=True)``), so a frozen channel keeps the files it
+had at the freeze, less those it may not offer now; a held file is never published by them.
 """
 
 from __future__ import annotations
@@ -34,11 +40,11 @@ from email.utils import format_datetime
 from typing import Any
 
 import zstandard
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from taipan.db.models import Channel, File, IndexChange, IndexPublication, utcnow
+from taipan.db.models import Channel, File, HeldChange, IndexChange, IndexPublication, utcnow
 from taipan.domain import families
 from taipan.domain.families import IndexFiles, PartitionIndex
 from taipan.domain.families.base import Chunk, Compressed, Segmented
@@ -157,12 +163,12 @@ class Indexer:
                 del self._states[key]
 
     def peek(self, channel_id: str, subdir: str, *, frozen: bool = False) -> Publication | None:
-        """The current publication if it needs no refresh (cheap, no I/O); else None."""
+        """The current publication if it needs no refresh (cheap, no I/O); else None. ``frozen`` is
+        accepted for callers and changes nothing: a frozen channel's log holds only the changes its
+        index publishes (see the module docstring)."""
         state = self._states.get((channel_id, subdir))
         if state is None or state.publication is None:
             return None
-        if frozen:
-            return state.publication
         now = state.used = time.monotonic()
         return state.publication if not state.dirty and now - state.checked < self.poll_interval else None
 
@@ -196,18 +202,17 @@ class Indexer:
 
     def publication(self, channel_id: str, subdir: str, *, family: str = "conda",
                     frozen: bool = False) -> Publication:
-        """The current publication of a partition (partition names never collide across families)."""
+        """The current publication of a partition (partition names never collide across families);
+        ``frozen`` as for ``peek``."""
         state = self._state(channel_id, subdir, family)
-        if not frozen:
-            state.used = time.monotonic()
+        state.used = time.monotonic()
         pub = state.publication
-        if pub is not None and (frozen or (not state.dirty
-                                           and time.monotonic() - state.checked < self.poll_interval)):
+        if pub is not None and not state.dirty and time.monotonic() - state.checked < self.poll_interval:
             return pub
         with state.lock:
             if state.publication is None:
-                self._load(state, frozen=frozen)
-            elif not frozen:
+                self._load(state)
+            else:
                 self._refresh(state)
             assert state.publication is not None
             return state.publication
@@ -234,7 +239,7 @@ class Indexer:
             return None
         return row
 
-    def _load(self, state: _PartitionState, *, frozen: bool = False) -> None:
+    def _load(self, state: _PartitionState) -> None:
         with self._sessions() as db:
             state.dirty = False
             state.checked = time.monotonic()
@@ -242,7 +247,7 @@ class Indexer:
             row = self._pointer(db, state)
             if row is not None:
                 self._adopt(state, row)
-                if frozen or row.seq >= max_seq:
+                if row.seq >= max_seq:
                     return
         if row is not None:
             # Changes after the stored publication (e.g. uploads before a restart that nobody
@@ -252,14 +257,16 @@ class Indexer:
         self._build_all(state)
 
     def _load_rows(self, state: _PartitionState, index: PartitionIndex) -> int:
-        """Feed every file row of the partition to ``index``, in batches; the log position read."""
+        """Feed every file row of the partition that its index lists (not withheld, not held while
+        the channel is frozen) to ``index``, in batches; the log position read."""
         with self._sessions() as db:
             seq = self._max_seq(db, state)
             # Through the connection: plain rows, without the ORM's per-row work (a third of a load).
             result = db.connection().execution_options(yield_per=LOAD_BATCH).execute(
                 select(File.filename, File.name, File.record).where(
                     File.channel_id == state.channel_id, File.subdir == state.subdir,
-                    File.family == state.family, File.withheld.is_(False)))
+                    File.family == state.family, File.withheld.is_(False),
+                    File.filename.not_in(held_query(state.channel_id, state.subdir))))
             for rows in result.partitions():
                 index.apply({fn: (name, record.encode()) for fn, name, record in rows})
         return seq
@@ -375,6 +382,12 @@ class Indexer:
                                 File.family == state.family, File.filename.in_(chunk),
                                 File.withheld.is_(False))):
                         rows[fn] = (name, record.encode())
+                    # A file held in a frozen channel (e.g. uploaded, withheld and restored since
+                    # the freeze) is not published by a change logged meanwhile; its removal is.
+                    for fn in db.scalars(held_query(state.channel_id, state.subdir).where(
+                            HeldChange.filename.in_(chunk))):
+                        if rows.get(fn) is not None:
+                            del rows[fn]
                 state.seq = state.index_seq = changes[-1][0]
         if state.index_seq < 0:
             self._build_all(state)
@@ -565,23 +578,61 @@ def _chunks(items: list[str], size: int) -> list[list[str]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def log_changes(db: Session, channel_id: str, changes: list[tuple[str, str]]) -> None:
+def log_changes(db: Session, channel_id: str, changes: list[tuple[str, str]], *,
+                even_if_frozen: bool = False) -> None:
     """Record (subdir, filename) changes of a channel; call inside the writer's transaction.
 
     The channel row is locked first, so that writers of one channel commit in the order of their
     log sequence numbers (on PostgreSQL; SQLite serializes writers anyway). Readers rely on that:
     once they have seen seq N of a channel, no smaller seq can appear later.
+
+    While the channel is frozen the changes are held (``hold``), unless ``even_if_frozen``: files
+    withheld, restored or removed, which a frozen channel's index must show too.
     """
     if not changes:
         return
-    lock_channel(db, channel_id)
+    if lock_channel(db, channel_id) and not even_if_frozen:
+        hold(db, channel_id, changes)
+        return
     db.add_all(IndexChange(channel_id=channel_id, subdir=s, filename=f) for s, f in changes)
 
 
-def lock_channel(db: Session, channel_id: str) -> None:
+def lock_channel(db: Session, channel_id: str) -> bool:
     """Serialize writers of one channel until commit. FOR NO KEY UPDATE, so that it does not
-    conflict with the key-share locks that inserting rows referencing the channel takes."""
-    db.execute(select(Channel.id).where(Channel.id == channel_id).with_for_update(key_share=True))
+    conflict with the key-share locks that inserting rows referencing the channel takes. Returns
+    whether the channel is frozen (read under the lock: a freeze or unfreeze commits before or after)."""
+    return bool(db.scalar(select(Channel.frozen).where(Channel.id == channel_id).with_for_update(key_share=True)))
+
+
+def held_query(channel_id: str, subdir: str) -> Any:
+    """The file names of a partition held while its channel is frozen (a select)."""
+    return select(HeldChange.filename).where(HeldChange.channel_id == channel_id, HeldChange.subdir == subdir)
+
+
+def hold(db: Session, channel_id: str, changes: list[tuple[str, str]]) -> None:
+    """Keep changes of a frozen channel out of its index log until it is unfrozen (the channel row is
+    locked already). A file changed twice is held once."""
+    wanted = set(changes)
+    for subdir in {s for s, _ in wanted}:
+        names = sorted(f for s, f in wanted if s == subdir)
+        for chunk in _chunks(names, 500):
+            known = set(db.scalars(held_query(channel_id, subdir).where(HeldChange.filename.in_(chunk))))
+            new = [{"channel_id": channel_id, "subdir": subdir, "filename": f} for f in chunk if f not in known]
+            if new:
+                db.execute(insert(HeldChange.__table__), new)
+
+
+def release_held(db: Session, channel_id: str) -> int:
+    """On unfreeze: log every held change of the channel, so that every process publishes them (call
+    in the transaction that unfreezes it, after the change to ``frozen`` is flushed). How many."""
+    lock_channel(db, channel_id)
+    held = db.execute(select(HeldChange.subdir, HeldChange.filename).where(HeldChange.channel_id == channel_id)).all()
+    db.execute(delete(HeldChange).where(HeldChange.channel_id == channel_id))
+    now = utcnow()
+    for start in range(0, len(held), 5000):
+        db.execute(insert(IndexChange.__table__), [{"channel_id": channel_id, "subdir": s, "filename": f,
+                                                    "created": now} for s, f in held[start:start + 5000]])
+    return len(held)
 
 
 class ChannelDocuments:

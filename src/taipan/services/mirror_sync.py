@@ -35,7 +35,7 @@ from taipan.domain.repodata import record_bytes
 from taipan.domain.stream_filters import StreamSelector
 from taipan.domain.urls import redact_url, scrub, secrets_of
 from taipan.errors import TaipanError, UpstreamError
-from taipan.services import cve_enforcement, cve_matching
+from taipan.services import cve_enforcement, cve_matching, indexing
 from taipan.services.indexing import lock_channel
 from taipan.services.mirror_runs import (
     JOB_SYNC,
@@ -617,25 +617,26 @@ def _publish(env: MirrorEnv, m: Mirror, channel: Channel, plan: Plan, progress: 
         yield from _chunks(rows, size)
 
     with env.sessions() as db:
+        frozen = False
         if n_changes:
             # Writers of one channel commit in the order of their change log (see log_changes).
-            lock_channel(db, channel.id)
+            frozen = lock_channel(db, channel.id)
         # Core inserts: the ORM's per-object bookkeeping costs seconds at 100,000 rows.
         for chunk in batches(plan.spooled_add, plan.add, 5000):
             db.execute(insert(File.__table__), [{"channel_id": channel.id, "created_at": now,
                                                  "updated_at": now, **r} for r in chunk])
-            _log_changes(db, channel.id, [(r["subdir"], r["filename"]) for r in chunk], now)
+            _log_changes(db, channel.id, [(r["subdir"], r["filename"]) for r in chunk], now, hold=frozen)
             subdirs.update(r["subdir"] for r in chunk)
             progress.check()
         for chunk in batches(plan.spooled_update, plan.update, 2000):
             db.execute(update(File), [{"updated_at": now, **{k: v for k, v in r.items() if k != "channel_id"}}
                                       for r in chunk])
-            _log_changes(db, channel.id, [(r["subdir"], r["filename"]) for r in chunk], now)
+            _log_changes(db, channel.id, [(r["subdir"], r["filename"]) for r in chunk], now, hold=frozen)
             subdirs.update(r["subdir"] for r in chunk)
             progress.check()
         for removed in _chunks(plan.remove, 500):
             db.execute(delete(File).where(File.id.in_([r[0] for r in removed])))
-            _log_changes(db, channel.id, [(sd, fn) for _, sd, fn in removed], now)
+            _log_changes(db, channel.id, [(sd, fn) for _, sd, fn in removed], now)  # a frozen index too
             subdirs.update(sd for _, sd, _ in removed)
         counts = dict(db.execute(select(File.state, func.count()).where(File.mirror_id == m.id)
                                  .group_by(File.state)).all())
@@ -646,8 +647,13 @@ def _publish(env: MirrorEnv, m: Mirror, channel: Channel, plan: Plan, progress: 
     env.notify(channel.id, subdirs)
 
 
-def _log_changes(db: Session, channel_id: str, changes: list[tuple[str, str]], now: Any) -> None:
-    """``indexing.log_changes`` for big batches: Core inserts (the channel row is locked already)."""
+def _log_changes(db: Session, channel_id: str, changes: list[tuple[str, str]], now: Any, *,
+                 hold: bool = False) -> None:
+    """``indexing.log_changes`` for big batches: Core inserts (the channel row is locked already).
+    ``hold``: the channel is frozen and these are new or changed files (``indexing.hold``)."""
+    if hold:
+        indexing.hold(db, channel_id, changes)
+        return
     rows = [{"channel_id": channel_id, "subdir": sd, "filename": fn, "created": now} for sd, fn in changes]
     for chunk in _chunks(rows, 5000):
         db.execute(insert(IndexChange.__table__), chunk)

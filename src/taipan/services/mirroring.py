@@ -251,7 +251,7 @@ def delete_mirror(db: Session, p: Principal, channel: Channel, m: Mirror) -> set
     rows = db.execute(select(File.id, File.subdir, File.filename).where(File.mirror_id == m.id)).all()
     for i in range(0, len(rows), 500):
         db.execute(delete(File).where(File.id.in_([r.id for r in rows[i:i + 500]])))
-    log_changes(db, channel.id, [(r.subdir, r.filename) for r in rows])
+    log_changes(db, channel.id, [(r.subdir, r.filename) for r in rows], even_if_frozen=True)  # gone
     # A run in progress notices the missing row at its next heartbeat and gives up.
     db.delete(m)
     channel_service.add_event(db, channel, "mirror_deleted", p, mirror=m.name, files=len(rows))

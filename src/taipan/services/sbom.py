@@ -109,9 +109,10 @@ def _uploaded(db: Session, blobs: BlobStore, f: File, fmt: str) -> SbomDocument 
 
 def document(db: Session, blobs: BlobStore, *, channel_id: str, channel_url: str, base_url: str, ckey: str,
              fmt: str) -> SbomDocument:
-    """The SBOM of the file ``ckey`` of a channel the caller may read (checked by the caller)."""
+    """The SBOM of the file ``ckey`` of a channel the caller may read (checked by the caller). A file
+    withheld by the channel's CVE filters has none: the same 404 as a file the channel does not have."""
     fmt = check_format(fmt)
-    f = db.scalar(select(File).where(File.channel_id == channel_id, File.ckey == ckey))
+    f = db.scalar(select(File).where(File.channel_id == channel_id, File.ckey == ckey, File.withheld.is_(False)))
     if f is None:
         raise no_sbom(ckey)
     uploaded = _uploaded(db, blobs, f, fmt)
@@ -137,7 +138,8 @@ def document(db: Session, blobs: BlobStore, *, channel_id: str, channel_url: str
 
 def find_by_filename(db: Session, channel_id: str, filename: str) -> str | None:
     """The ckey of the one file named ``filename`` in a channel (conda-repo-cli's `sbom --package`
-    sends the bare file name as the ckey); None when there is none or several."""
-    ckeys = list(db.scalars(select(File.ckey).where(File.channel_id == channel_id, File.filename == filename)
-                            .limit(2)))
+    sends the bare file name as the ckey); None when there is none or several. Withheld files are not
+    among them (see ``document``)."""
+    ckeys = list(db.scalars(select(File.ckey).where(File.channel_id == channel_id, File.filename == filename,
+                                                    File.withheld.is_(False)).limit(2)))
     return ckeys[0] if len(ckeys) == 1 else None

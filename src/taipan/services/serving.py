@@ -10,10 +10,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, load_only, sessionmaker
 
-from taipan.db.models import File
+from taipan.db.models import File, HeldChange
 from taipan.domain.repodata import channeldata as build_channeldata
 from taipan.domain.repodata import version_key
 from taipan.errors import NotFound
+from taipan.services.indexing import held_query
 
 
 def http_now() -> str:
@@ -47,12 +48,18 @@ def partition_files(sessions: sessionmaker[Session], channel_id: str, family: st
 
 
 def channeldata(sessions: sessionmaker[Session], channel_id: str, channel_path: str) -> bytes:
+    """conda's channeldata.json: the files the subdirs' indexes list (not withheld ones, nor those
+    held while the channel is frozen)."""
     latest: dict[str, dict[str, Any]] = {}
     subdirs: dict[str, set[str]] = {}
     with sessions() as db:
-        rows = db.execute(select(File.name, File.version, File.subdir, File.meta)
-                          .where(File.channel_id == channel_id, File.family == "conda"))
-        for name, version, subdir, meta in rows:
+        held = {(s, f) for s, f in db.execute(select(HeldChange.subdir, HeldChange.filename)
+                                              .where(HeldChange.channel_id == channel_id))}
+        rows = db.execute(select(File.name, File.version, File.subdir, File.meta, File.filename)
+                          .where(File.channel_id == channel_id, File.family == "conda", File.withheld.is_(False)))
+        for name, version, subdir, meta, filename in rows:
+            if held and (subdir, filename) in held:
+                continue
             subdirs.setdefault(name, set()).add(subdir)
             cur = latest.get(name)
             if cur is None or version_key(version) > version_key(cur["version"]):
@@ -72,8 +79,9 @@ def channeldata(sessions: sessionmaker[Session], channel_id: str, channel_path: 
 def versions_in(sessions: sessionmaker[Session], channel_id: str, family: str, subdir: str,
                 name: str) -> list[str]:
     """Every version of a package in one partition of a channel that its index may list (e.g. to tell
-    R's current source package from its archived ones): withheld files are not among them."""
+    R's current source package from its archived ones): withheld files are not among them, nor files
+    held while the channel is frozen."""
     with sessions() as db:
         return list(db.scalars(select(File.version).where(
             File.channel_id == channel_id, File.family == family, File.subdir == subdir, File.name == name,
-            File.withheld.is_(False))))
+            File.withheld.is_(False), File.filename.not_in(held_query(channel_id, subdir)))))

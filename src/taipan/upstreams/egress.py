@@ -37,8 +37,13 @@ def _hint() -> str:
 
 
 def resolve(host: str, port: int | None = None) -> list[str]:
-    """Every address ``host`` resolves to (an IP literal resolves to itself)."""
+    """Every address ``host`` resolves to (an IP literal resolves to itself). A name under the
+    special-use domain ``invalid`` never resolves (RFC 6761, 6.4: resolvers should answer it negatively
+    at once): it is refused here without a DNS query, which a slow, failing or rewriting resolver
+    (search domains, sinkhole answers) could otherwise delay or answer with some address."""
     host = host.strip("[]")
+    if host.rstrip(".").lower().rsplit(".", 1)[-1] == "invalid":
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
     infos = socket.getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 

@@ -225,8 +225,9 @@ def _prepare(rt: Runtime, pub: Publication, located: Located, offered: tuple[str
     # A front server sends a file stored as one blob (offload); else the bytes must be in memory.
     offload = published_offload(rt, pub, name, coding)
     if offload is not None:
-        return Prepared(etag, answer, (*answer, *content, offload, (b"content-length", b"0")), True, b"")
-    return Prepared(etag, answer, (*answer, *content), False, pub.is_addressed(name))
+        return Prepared(etag, answer, (*answer, *content, offload, (b"content-length", b"0")), True,
+                        body=b"")
+    return Prepared(etag, answer, (*answer, *content), False, addressed=pub.is_addressed(name))
 
 
 def from_memory(scope: Scope, headers: Mapping[bytes, bytes], caller: Caller

@@ -4,11 +4,12 @@ What a download needs (``StoredFile``: the file's identity for the download reco
 the ETag, its size and blob path) is found once per (channel, ckey) and kept in memory no longer than
 the index that lists the file: an entry is used only while the publication of the file's partition it
 was found under is still the current one (``Indexer.peek`` returns that very object), so a removed,
-moved, replaced or withheld file stops being served when its partition's index stops listing it. Files
-of families without an index, and of frozen channels (whose index is not refreshed), are kept ``TTL``
-seconds, as long as a channel is cached. A miss makes the entries of the partition's other files at
-once (``StoredFiles.fill``, one query), and the serving process's refresher does it again when a
-partition so filled has a new publication (``StoredFiles.keep_fresh``).
+moved, replaced or withheld file stops being served when its partition's index stops listing it (in a
+frozen channel too: its index is refreshed when a file is withheld). Files of families without an
+index are kept ``TTL`` seconds, as long as a channel is cached; so are those of frozen channels, a
+precaution from when their index was never refreshed. A miss makes the entries of
+the partition's other files at once (``StoredFiles.fill``, one query), and the serving process's
+refresher does it again when a partition so filled has a new publication (``StoredFiles.keep_fresh``).
 
 The answer (``send``) is the same for the in-memory fast path (``app.RepoApp``) and the full path
 (``common.send_stored_file``): ETag and ``If-None-Match`` (304), HEAD, one ``Range`` (206, 416,
@@ -130,8 +131,7 @@ class StoredFiles:
         f, pub, deadline = hit
         if pub is not None and current is not pub:
             return None
-        # A frozen channel's publication is never refreshed, so it cannot say that a file was withheld
-        # (CVE filters) since: there, as for files without an index, an entry lasts TTL seconds.
+        # Files without an index, and (a precaution) of frozen channels: an entry lasts TTL seconds.
         if pub is None or frozen:
             return f if deadline > time.monotonic() else None
         return f
