@@ -4,13 +4,15 @@
     PYTHONPATH=src .venv/bin/python benchmarks/bench_asgi.py --profile shard   # cProfile of one kind
 
 Seeds a home (SQLite, filesystem blobs) with a public channel of synthetic records plus one real
-1 MiB package, builds the application as `taipan serve` does (every middleware), and calls it with
-prepared ASGI scopes for the four request kinds of issue 13 where Taipan trails nginx most: a Range
-GET of the package, a 304 revalidation of `repodata.json`, one CEP-16 shard GET, and the package GET
-with X-Accel-Redirect offload (a second app on the same home with offload on), each anonymous and
-with a token (`X-Auth`). Prints JSON: microseconds per request, best of `--rounds` rounds, and the
-status each kind answered (so a wrong path cannot pass as fast). What the server (uvicorn, granian)
-adds on top is measured with wrk by bench_compare.py and bench_packages.py.
+1 MiB package, builds the application as `taipan serve` does (every middleware, and the
+forwarded-headers layer of app_from_env), and calls it with prepared ASGI scopes (client 127.0.0.1,
+a trusted proxy by default) for the four request kinds of issue 13 where Taipan trails nginx most: a
+Range GET of the package, a 304 revalidation of `repodata.json`, one CEP-16 shard GET, and the
+package GET with X-Accel-Redirect offload (a second app on the same home with offload on), each
+anonymous and with a token (`X-Auth`), and the 304 through a proxy (X-Forwarded-For). Prints JSON:
+microseconds per request, best of `--rounds` rounds, and the status each kind answered (so a wrong
+path cannot pass as fast). What the server (uvicorn, granian) adds on top is measured with wrk by
+bench_compare.py and bench_packages.py.
 """
 
 from __future__ import annotations
@@ -73,17 +75,18 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
     from taipan.runtime import build_runtime
     from taipan.settings import Settings
-    from taipan.web.app import create_app
+    from taipan.web.app import create_app, forwarded
 
     home = tmp / "home"
     home.mkdir()
     seed_channel(home, "bench", "noarch", args.records)
     pkg = build_package(tmp / "pkg")
-    plain = create_app(build_runtime(Settings(home=home, admin_password=ADMIN_PASSWORD)))
-    offload = create_app(build_runtime(Settings(home=home, admin_password=ADMIN_PASSWORD,
-                                                server={"offload": "x-accel-redirect"})))
-    apps = (plain, offload)
-    for app in apps:
+    inner = (create_app(build_runtime(Settings(home=home, admin_password=ADMIN_PASSWORD))),
+             create_app(build_runtime(Settings(home=home, admin_password=ADMIN_PASSWORD,
+                                               server={"offload": "x-accel-redirect"}))))
+    # As app_from_env wraps them for `taipan serve`: X-Forwarded-* from trusted peers (--forwarded "": off).
+    plain, offload = (forwarded(app, args.forwarded) for app in inner)
+    for app in inner:
         app.state.runtime.start()
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=plain), base_url="http://t") as c:
@@ -108,7 +111,13 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "shard": (plain, _scope(f"{base}shards/{digest}.msgpack.zst", {})),
             "offload": (offload, _scope(base + pkg.name, {})),
         }
+        # Through a front proxy on this host: the client address comes from X-Forwarded-For.
+        kinds["304_proxied"] = (plain, _scope(base + "repodata.json", {
+            "If-None-Match": repodata.headers["etag"], "Accept-Encoding": "gzip, deflate, br, zstd",
+            "X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}))
         for name, (app, scope) in list(kinds.items()):
+            if name == "304_proxied":
+                continue
             kinds[name + "_token"] = (app, _scope(scope["path"], {"X-Auth": token, **{
                 k.decode(): v.decode() for k, v in scope["headers"][2:]}}))
         result: dict[str, Any] = {"records": args.records, "loadavg_before": os.getloadavg(), "status": {},
@@ -137,7 +146,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         result["loadavg_after"] = os.getloadavg()
         return result
     finally:
-        for app in apps:
+        for app in inner:
             app.state.runtime.close()
 
 
@@ -146,8 +155,11 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=2000)
     ap.add_argument("--requests", type=int, default=2000, help="requests per round and kind")
     ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--forwarded", default="127.0.0.1,::1",
+                    help="trusted peers of the forwarded-headers layer, as TAIPAN_SERVER__FORWARDED_ALLOW_IPS "
+                         "('': no layer)")
     ap.add_argument("--profile", choices=("range", "304", "shard", "offload", "range_token", "304_token",
-                                          "shard_token", "offload_token"))
+                                          "shard_token", "offload_token", "304_proxied"))
     args = ap.parse_args()
     import json
 

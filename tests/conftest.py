@@ -111,6 +111,26 @@ def taipan_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
     server.stop()
 
 
+# The HTTP servers `taipan serve` offers (--server): tests of what the server itself bounds or
+# answers (header and body limits, logs, shutdown) run on each.
+HTTP_SERVERS = ("granian", "uvicorn")
+
+
+@pytest.fixture(scope="session")
+def server_on(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], ServerProcess]]:
+    """A shared server per HTTP server kind (``server_on("uvicorn")``), started when first asked for."""
+    started: dict[str, ServerProcess] = {}
+
+    def get(kind: str) -> ServerProcess:
+        if kind not in started:
+            started[kind] = start_server(tmp_path_factory.mktemp(f"taipan-{kind}"), args=("--server", kind))
+        return started[kind]
+
+    yield get
+    for server in started.values():
+        server.stop()
+
+
 @pytest.fixture
 def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     started: list[ServerProcess] = []

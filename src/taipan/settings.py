@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
 from platformdirs import user_data_dir
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -50,8 +51,13 @@ class ServerSettings(BaseModel):
     max_header_bytes: int = 64 * 1024
     max_headers: int = 100
     workers: int = 1
-    # The ASGI server of `taipan serve`: uvicorn, or granian (sends files with the pathsend extension).
-    http_server: Literal["uvicorn", "granian"] = "uvicorn"
+    # The HTTP server of `taipan serve`: granian (sends whole files itself with the pathsend
+    # extension; see docs/operations.md), or uvicorn.
+    http_server: Literal["granian", "uvicorn"] = "granian"
+    # The peers whose X-Forwarded-For / X-Forwarded-Proto are believed (the front proxy): comma-
+    # separated addresses and networks, "*" for any, "" for none. The client address they name is
+    # the one downloads record and sign-in throttling counts. Same default as uvicorn's.
+    forwarded_allow_ips: str = "127.0.0.1,::1"
     # Seconds `taipan serve` lets requests in flight finish after SIGTERM before closing them.
     graceful_shutdown: int = 5
     # Let a front proxy send artifact bytes after Taipan authorised the request: "x-accel-redirect"
@@ -80,6 +86,19 @@ class ServerSettings(BaseModel):
     # so a client that starts after a pause is answered from memory too. 0: never (each cache is
     # then looked at again by the first request that finds it stale).
     keep_fresh_seconds: float = Field(default=300.0, ge=0, le=86400)
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _addresses(cls, value: str) -> str:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            if item == "*":
+                continue
+            try:
+                ipaddress.ip_network(item)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network; give addresses and networks "
+                                 "separated by commas (e.g. 127.0.0.1,10.0.0.0/8), or * for any peer") from None
+        return value
 
 
 class AuthSettings(BaseModel):

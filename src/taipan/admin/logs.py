@@ -75,3 +75,20 @@ def log_config(level: str, *, json_lines: bool = False) -> dict[str, Any]:
     config["loggers"]["uvicorn.access"]["level"] = "INFO"
     config["root"] = {"handlers": ["default"], "level": level.upper()}
     return config
+
+
+def granian_log_config(level: str, *, json_lines: bool = False) -> dict[str, Any]:
+    """The same configuration for granian: its own loggers (``_granian``, and ``granian.access``
+    for --access-log, whose records carry the request as a dict of arguments, redacted like any
+    other) go through the redacting handlers, at ``level`` and INFO (granian has no trace level)."""
+    level = "debug" if level == "trace" else level
+    config = log_config(level, json_lines=json_lines)
+    formatter = "default" if json_lines else "granian_access"
+    if not json_lines:
+        config["formatters"]["granian_access"] = {"()": "logging.Formatter", "fmt": "%(levelname)s:  %(message)s"}
+    config["handlers"]["granian_access"] = {"formatter": formatter, "class": "logging.StreamHandler",
+                                            "stream": "ext://sys.stdout", "filters": ["redact_secrets"]}
+    config["loggers"]["_granian"] = {"handlers": ["default"], "level": level.upper(),
+                                     "propagate": False}
+    config["loggers"]["granian.access"] = {"handlers": ["granian_access"], "level": "INFO", "propagate": False}
+    return config

@@ -65,14 +65,13 @@ def prepare_apart(settings: Settings) -> str | None:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
-    from taipan.admin.logs import log_config
-
     host = args.host or settings.server.host
     port = args.port or settings.server.port
+    server = args.server or settings.server.http_server
+    if server == "granian":
+        _require_granian()
     generated = prepare_apart(settings)
-    url = f"http://{host}:{port}"
+    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     print(f"Taipan {__version__} — data in {settings.home}", file=sys.stderr)
     if generated:
         print(f"Created the admin account '{settings.admin_username}' with password: {generated}\n"
@@ -84,33 +83,64 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     os.environ.setdefault("TAIPAN_HOME", str(settings.home))
     # Each server process exits soon after SIGTERM, whatever requests are still in flight.
     os.environ["TAIPAN_SERVER__EXIT_WATCHDOG"] = "true"
-    if (args.server or settings.server.http_server) == "granian":
+    # Worker processes die with this one (web/app.py: die_with_supervisor).
+    os.environ["TAIPAN_SERVE_SUPERVISOR"] = str(os.getpid())
+    if server == "granian":
         return _serve_granian(args, settings, host, port)
+    return _serve_uvicorn(args, settings, host, port)
+
+
+def _serve_uvicorn(args: argparse.Namespace, settings: Settings, host: str, port: int) -> int:
+    import uvicorn
+
+    from taipan.admin.logs import log_config
+
     uvicorn.run("taipan.web.app:app_from_env", factory=True, host=host, port=port,
                 # Levels come from log_config alone: uvicorn's log_level would also lower the access
                 # logger to --log-level, silencing --access-log.
                 workers=args.workers or settings.server.workers, log_level=None,
                 log_config=log_config(args.log_level, json_lines=settings.observability.json_logs),
                 access_log=args.access_log, timeout_graceful_shutdown=settings.server.graceful_shutdown,
-                **_http_protocol(settings))
+                # The app reads X-Forwarded-* itself, for both servers (web/app.py: forwarded).
+                proxy_headers=False, **_http_protocol(settings))
     return 0
 
 
-def _serve_granian(args: argparse.Namespace, settings: Settings, host: str, port: int) -> int:
-    """Granian instead of uvicorn: it implements the ASGI ``pathsend`` extension, so artifact files
-    are sent by the server's own file path (about twice uvicorn's rate for 1 MiB packages; see
-    benchmarks/README.md). Needs `pip install "taipan[granian]"`."""
+def _require_granian() -> None:
     try:
-        from granian import Granian
+        import granian  # noqa: F401
     except ImportError as exc:
-        raise TaipanError("granian is not installed", 'pip install "taipan[server,granian]", or use --server '
-                          "uvicorn", code="missing_dependency") from exc
-    from taipan.admin.logs import log_config
+        raise TaipanError("granian is not installed", 'pip install "taipan[server]" (granian is part of it), '
+                          "or use --server uvicorn", code="missing_dependency") from exc
 
-    Granian("taipan.web.app:app_from_env", address=host, port=port, interface="asgi", factory=True,
-            workers=args.workers or settings.server.workers, log_level=args.log_level, log_access=args.access_log,
-            workers_kill_timeout=settings.server.graceful_shutdown,
-            log_dictconfig=log_config(args.log_level, json_lines=settings.observability.json_logs)).serve()
+
+def _serve_granian(args: argparse.Namespace, settings: Settings, host: str, port: int) -> int:
+    """granian, the default: it implements the ASGI ``pathsend`` extension, so artifact files are sent
+    by the server itself, and its HTTP layer (Rust, hyper) costs less per request than uvicorn's
+    (benchmarks/README.md, Fixed per-request cost). Its bounds (see docs/configuration.md): HTTP/1.1
+    only, as on uvicorn; the request line and headers must fit in ``server.max_header_bytes`` (hyper
+    answers 431 and closes; a URI too long on its own may get 414); at most 100 header fields (hyper's
+    fixed limit, the default of ``server.max_headers``)."""
+    from granian import Granian
+    from granian.constants import HTTPModes, Interfaces
+    from granian.http import HTTP1Settings
+    from granian.log import LogLevels
+
+    from taipan.admin.logs import granian_log_config
+
+    server = settings.server
+    if server.max_headers != 100:
+        print(f"note: granian allows 100 request header fields (hyper's fixed limit); TAIPAN_SERVER__MAX_HEADERS="
+              f"{server.max_headers} applies on uvicorn only (--server uvicorn)", file=sys.stderr)
+    level = "debug" if args.log_level == "trace" else args.log_level
+    Granian("taipan.web.app:app_from_env", address=host, port=port, interface=Interfaces.ASGI, factory=True,
+            workers=args.workers or server.workers, http=HTTPModes.http1,
+            http1_settings=HTTP1Settings(max_buffer_size=max(8192, server.max_header_bytes)),
+            log_level=LogLevels(level), log_access=args.access_log,
+            log_dictconfig=granian_log_config(args.log_level, json_lines=settings.observability.json_logs),
+            # A worker flushes and exits within graceful_shutdown + 1 s of the signal, plus its exit
+            # grace of 3 s (web/app.py: _stop_deadline, EXIT_GRACE); it is killed only if it did not.
+            workers_kill_timeout=int(server.graceful_shutdown) + 5).serve()
     return 0
 
 
@@ -182,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
                        choices=["critical", "error", "warning", "info", "debug", "trace"])
     serve.add_argument("--access-log", action="store_true")
     serve.add_argument("--server", choices=("uvicorn", "granian"),
-                       help="the HTTP server (default: TAIPAN_SERVER__HTTP_SERVER, else uvicorn)")
+                       help="the HTTP server (default: TAIPAN_SERVER__HTTP_SERVER, else granian)")
     serve.set_defaults(func=cmd_serve)
     db = sub.add_parser("db", help="database maintenance")
     dbsub = db.add_subparsers(dest="db_command", required=True)

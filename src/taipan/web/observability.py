@@ -204,7 +204,10 @@ class ObservabilityMiddleware:
             await self.app(scope, receive, send)
             return
         rid = self.metrics.request_id(header(scope, b"x-request-id"))
-        token = request_id.set(rid)
+        # Not reset at the end: each request runs in a task of its own (granian and uvicorn alike),
+        # whose context ends with it, and granian writes its access-log line after the application
+        # returned, in that task, where the id must still be set.
+        request_id.set(rid)
         started = time.perf_counter()
         status = 500
         rid_header = (b"x-request-id", rid.encode())
@@ -223,7 +226,6 @@ class ObservabilityMiddleware:
             if family == "repo" and method in ("GET", "HEAD"):
                 self.metrics.repo_full_path.inc()
             self.metrics.observe_request(family, method, status, time.perf_counter() - started)
-            request_id.reset(token)
 
 
 def header(scope: Scope, name: bytes) -> bytes | None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import uuid
 
 import httpx
+import pytest
 
 
-def test_token_urls_never_reach_the_log(server_factory, conda_packages) -> None:  # type: ignore[no-untyped-def]
-    server = server_factory({"PYTHONUNBUFFERED": "1"}, args=("--access-log",))
+@pytest.mark.parametrize("kind", ["granian", "uvicorn"])
+def test_token_urls_never_reach_the_log(server_factory, conda_packages, kind) -> None:  # type: ignore[no-untyped-def]
+    server = server_factory({"PYTHONUNBUFFERED": "1"}, args=("--access-log", "--log-level", "debug", "--server", kind))
     channel = f"logs-{uuid.uuid4().hex[:8]}"
     with server.client(server.admin_token()) as c:
         c.post("/channels", json={"name": channel}).raise_for_status()

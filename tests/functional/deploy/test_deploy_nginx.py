@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import date
 from pathlib import Path
 
 import httpx
@@ -152,6 +153,13 @@ def test_nginx_two_servers_and_a_worker(tmp_path, database, conda_packages, serv
         assert part.status_code == 206 and part.content == pkg.read_bytes()[:10]
         assert httpx.get(f"{front}/api/repo/deploy/noarch/{pkg.name}").status_code == 401
         assert httpx.get(f"{front}/_taipan_blobs/").status_code == 404  # internal only
+        # The client address that downloads record is the one nginx saw (X-Forwarded-For from a trusted
+        # proxy, 127.0.0.1), not one the client claims: this client connects from 127.0.0.2.
+        with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=30) as far:
+            r = far.get(f"{front}/api/repo/t/{token}/deploy/noarch/{pkg.name}",
+                        headers={"X-Forwarded-For": "198.51.100.9", "User-Agent": "far-away"})
+            assert r.status_code == 200 and r.content == pkg.read_bytes()
+        _wait(lambda: _downloads_from(front, token, "far-away") == ["127.0.0.2"])
         # Kill one API process: nothing is lost, nginx answers through the other.
         a.proc.send_signal(signal.SIGKILL)
         a.proc.wait()
@@ -180,6 +188,12 @@ def _sent(url: str, blobs: Path) -> str:
     r = httpx.get(url, headers={"Accept-Encoding": "identity"})
     inside = r.headers.get("x-accel-redirect", "").removeprefix("/_taipan_blobs/")
     return (blobs / inside).read_text() if inside else r.text
+
+
+def _downloads_from(front: str, token: str, agent: str) -> list[str]:
+    r = httpx.post(f"{front}/api/reports/artifact_downloads", headers={"X-Auth": token},
+                   json={"from_date": date.today().isoformat(), "channel_names": ["deploy"]})
+    return [i["client_address"] for i in r.json()["downloaded_items"] if i["user_agent"] == agent]
 
 
 def _ok(url: str) -> bool:
