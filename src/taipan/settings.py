@@ -79,6 +79,13 @@ class ServerSettings(BaseModel):
     # Exit the process shortly after shutdown even if a request thread is still busy. Off only for
     # in-process test clients that share the interpreter.
     exit_watchdog: bool = False
+    # Package serving answers from memory while its caches are fresh (credentials: the revocation log
+    # looked at within half a second; channels and index publications: within a second). For what was
+    # used within this many seconds, a background thread of each server process looks again shortly
+    # before that runs out (a few tiny queries a second while clients are active, none when idle),
+    # so a client that starts after a pause is answered from memory too. 0: never (each cache is
+    # then looked at again by the first request that finds it stale).
+    keep_fresh_seconds: float = Field(default=300.0, ge=0, le=86400)
 
     @field_validator("forwarded_allow_ips")
     @classmethod

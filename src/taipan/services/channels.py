@@ -47,6 +47,15 @@ def find_channel(db: Session, path: str) -> Channel | None:
     return db.scalar(select(Channel).where(Channel.path == path))
 
 
+def find_channels(db: Session, paths: list[str]) -> list[Channel]:
+    """The channels of these paths that exist (with their parents and owners), in a few queries
+    whatever their number."""
+    found: list[Channel] = []
+    for i in range(0, len(paths), 500):
+        found += db.scalars(select(Channel).where(Channel.path.in_(paths[i:i + 500])))
+    return found
+
+
 def channel_not_found(path: str) -> NotFound:
     """The one answer for a channel that does not exist and for one the caller may not see, so that
     no answer reveals whether a channel the caller cannot read exists."""

@@ -49,6 +49,7 @@ from taipan.domain import families
 from taipan.domain.families import IndexFiles, PartitionIndex
 from taipan.domain.families.base import Chunk, Compressed, Segmented
 from taipan.services.publication import (
+    ADDRESSED_CACHE,
     MEMORY_LIMIT,
     BlobSink,
     Publication,
@@ -81,6 +82,7 @@ class _PartitionState:
         self.index_seq = -1
         self.publication: Publication | None = None
         self.checked = 0.0
+        self.used = float("-inf")  # when its publication was last asked for, unfrozen (time.monotonic())
         self.dirty = True
         self.lock = threading.Lock()
 
@@ -167,15 +169,43 @@ class Indexer:
         state = self._states.get((channel_id, subdir))
         if state is None or state.publication is None:
             return None
-        if not state.dirty and time.monotonic() - state.checked < self.poll_interval:
-            return state.publication
-        return None
+        now = state.used = time.monotonic()
+        return state.publication if not state.dirty and now - state.checked < self.poll_interval else None
+
+    def current(self, channel_id: str, subdir: str) -> Publication | None:
+        """``peek`` for a background task: the publication if current, without counting as a use."""
+        state = self._states.get((channel_id, subdir))
+        if state is None or state.dirty or time.monotonic() - state.checked >= self.poll_interval:
+            return None
+        return state.publication
+
+    def keep_fresh(self, used_since: float, age: float, channel_ids: set[str]) -> None:
+        """Look at the log ahead of need (``_refresh``, as a request would) for the publications of
+        ``channel_ids`` asked for since ``used_since`` whose last look is ``age`` seconds old (less
+        than poll_interval), so that requests keep finding them current; a change made in this
+        process is published here. One a request is refreshing is left to it. Called by the
+        serving process's refresher (web.keep_fresh), which names the channels that are served
+        and not frozen."""
+        for state in list(self._states.values()):
+            if (state.used < used_since or state.channel_id not in channel_ids or state.publication is None
+                    or not state.dirty and time.monotonic() - state.checked < age):
+                continue
+            if not state.lock.acquire(blocking=False):
+                continue
+            try:
+                # A change made here is published here. Another process's is adopted once that
+                # process has published it, not built a second time meanwhile (a request still
+                # builds it if it comes first, as it would without this).
+                self._refresh(state, build=state.dirty, background=True)
+            finally:
+                state.lock.release()
 
     def publication(self, channel_id: str, subdir: str, *, family: str = "conda",
                     frozen: bool = False) -> Publication:
         """The current publication of a partition (partition names never collide across families);
         ``frozen`` as for ``peek``."""
         state = self._state(channel_id, subdir, family)
+        state.used = time.monotonic()
         pub = state.publication
         if pub is not None and not state.dirty and time.monotonic() - state.checked < self.poll_interval:
             return pub
@@ -301,13 +331,30 @@ class Indexer:
         return db.scalar(select(func.max(IndexChange.seq)).where(
             IndexChange.channel_id == state.channel_id, IndexChange.subdir == state.subdir)) or 0
 
-    def _refresh(self, state: _PartitionState) -> None:
+    def _refresh(self, state: _PartitionState, *, build: bool = True, background: bool = False) -> None:
+        """Serve what the log says now: nothing to do, another process's publication to adopt, or
+        changes to apply and publish. Without ``build`` changes are left as they are, and the
+        publication is marked stale, so that the next request refreshes it as usual (and never
+        serves it once the log is known to have moved). A request's look makes the publication
+        current at once (other requests meanwhile are answered from it, as they came first); a
+        ``background`` look only once it is done, so that a request after a change made here
+        waits for it (the state's lock) rather than be answered from the previous publication."""
+        started = time.monotonic()
+        state.dirty = False
+        if not background:
+            state.checked = started
+        stale = False
+        try:
+            stale = self._look(state, build)
+        finally:
+            state.checked = float("-inf") if stale else started
+
+    def _look(self, state: _PartitionState, build: bool) -> bool:
+        """``_refresh``'s work; True when a change was left to the next request."""
         with self._sessions() as db:
-            state.dirty = False
-            state.checked = time.monotonic()
             max_seq = self._max_seq(db, state)
             if max_seq <= state.seq:
-                return
+                return False
             pointer_seq = db.scalar(select(IndexPublication.seq).where(
                 IndexPublication.channel_id == state.channel_id,
                 IndexPublication.subdir == state.subdir))
@@ -315,7 +362,9 @@ class Indexer:
                 row = self._pointer(db, state)
                 if row is not None:
                     self._adopt(state, row)
-                    return
+                    return False
+            if not build:
+                return True
             if state.index_seq < 0:
                 self._resume(state)  # else built below, outside this session
             if state.index_seq >= 0:
@@ -403,8 +452,14 @@ class Indexer:
         """Store the publication's addressed files built but not stored yet and its whole files
         (segmented ones are stored as they are built), compress what is made by compression, and
         point the partition at them."""
+        # The shards of a small change are those of the names it touched: clients that follow the
+        # channel ask for them next, so they stay in memory rather than be read back (a first build
+        # of a large partition writes thousands, which would only push the ones in use out).
+        warm = len(pub.pending) <= BACKGROUND_PENDING
         for digest, data in list(pub.pending.items()):
             put_bytes(self._blobs, digest, data)
+            if warm:
+                ADDRESSED_CACHE.put(digest, data)
             del pub.pending[digest]
         files = pub.index.files
         for name, data in list(files.items()):

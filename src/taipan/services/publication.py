@@ -365,6 +365,12 @@ class _AddressedCache:
         if data is not None:
             return data
         data = _read_addressed(blobs, digest)
+        self.put(digest, data)
+        return data
+
+    def put(self, digest: str, data: bytes) -> None:
+        """Keep ``data`` (whose digest is ``digest``) unless it is larger than a sixteenth of the
+        budget; the oldest go to make room."""
         if len(data) <= self.limit // 16:
             with self._lock:
                 if digest not in self._items:
@@ -372,7 +378,6 @@ class _AddressedCache:
                     self._size += len(data)
                 while self._size > self.limit:
                     self._size -= len(self._items.popitem(last=False)[1])
-        return data
 
 
 # Shards of a 100k-record subdir are ~15 MB in all; the most asked ones stay. A server process sets

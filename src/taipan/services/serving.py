@@ -8,7 +8,7 @@ from email.utils import format_datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, load_only, sessionmaker
 
 from taipan.db.models import File, HeldChange
 from taipan.domain.repodata import channeldata as build_channeldata
@@ -31,6 +31,20 @@ def find_file(sessions: sessionmaker[Session], channel_id: str, ckey: str) -> Fi
         raise NotFound(f"{ckey} is not in this channel", "Check the file name against repodata.json",
                        code="file_not_found")
     return f
+
+
+def partition_files(sessions: sessionmaker[Session], channel_id: str, family: str, partition: str,
+                    limit: int) -> list[File]:
+    """Up to ``limit`` files of a partition that may be downloaded now (active, not withheld), with
+    only what a download needs (``web.repo.stored.StoredFile``), in one query: the lookups of a
+    partition's files at once, rather than one query per file."""
+    with sessions() as db:
+        return list(db.scalars(
+            select(File).options(load_only(File.id, File.family, File.name, File.version, File.ckey, File.subdir,
+                                           File.filename, File.size, File.sha256, raiseload=True))
+            .where(File.channel_id == channel_id, File.subdir == partition, File.family == family,
+                   File.state == "active", File.withheld.is_(False))
+            .limit(limit)))
 
 
 def channeldata(sessions: sessionmaker[Session], channel_id: str, channel_path: str) -> bytes:

@@ -16,6 +16,7 @@ from taipan import __version__
 from taipan.runtime import Runtime
 from taipan.web import errors, observability, openapi, ui
 from taipan.web.api import account, channels, cves, maintenance, mirrors, reports, system, uploads
+from taipan.web.keep_fresh import KeepFresh
 from taipan.web.limits import BodyLimit
 from taipan.web.repo.app import FastPath, RepoApp, document
 
@@ -114,9 +115,12 @@ def create_app(runtime: Runtime) -> FastAPI:
         closing = _Closing(runtime)
         if runtime.settings.server.exit_watchdog:
             _stop_deadline(closing, runtime.settings.server.graceful_shutdown + 1.0)
+        fresh = KeepFresh(runtime, runtime.settings.server.keep_fresh_seconds)
+        fresh.start()
         try:
             yield
         finally:
+            fresh.stop()
             closing.close()
             if runtime.settings.server.exit_watchdog:
                 _exit_watchdog(EXIT_GRACE)

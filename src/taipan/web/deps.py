@@ -21,7 +21,8 @@ from taipan.services import accounts, tokens
 # Package serving answers from cached principals, so that a conda client revalidating its indexes
 # costs no database query. Revocation still bites at once: a revoking commit in this process empties
 # the cache, and other processes notice the revocation log moving when they next look, which is at
-# most REVOCATION_CHECK seconds after their last look. No entry outlives its token's expiry.
+# most REVOCATION_CHECK seconds after their last look (while credentials are in use, web.keep_fresh
+# looks before that runs out, so requests need not). No entry outlives its token's expiry.
 REVOCATION_CHECK = 0.5
 PRINCIPAL_TTL = 60.0
 _MAX_ENTRIES = 10000
@@ -51,6 +52,8 @@ class PrincipalCache:
         self._lock = threading.Lock()
         self._seq: int | None = None  # None: unknown, look before trusting anything
         self._checked = float("-inf")
+        self._generation = 0  # moved by invalidate: a look at the log begun before must not count
+        self.used = float("-inf")  # when an entry was last asked for (time.monotonic())
 
     def current(self) -> bool:
         """Was the revocation log looked at recently enough to trust the entries without I/O?"""
@@ -59,18 +62,37 @@ class PrincipalCache:
     def get(self, key: str) -> Principal | None:
         """A fresh entry, without I/O; None on a miss or when a look at the revocation log is due."""
         hit = self._items.get(key)
-        if hit is None or not self.current():
+        if hit is None:
+            return None
+        now = self.used = time.monotonic()
+        if self._seq is None or now - self._checked >= REVOCATION_CHECK:
             return None
         deadline, expires, p = hit
-        return p if deadline > time.monotonic() and expires > time.time() else None
+        return p if deadline > now and expires > time.time() else None
 
     def sync(self) -> int | None:
         """Look at the revocation log if due (one tiny query); forget everything if it moved.
         Returns the sequence number entries put now must carry."""
         if self.current():
             return self._seq
+        return self._look()
+
+    def keep_fresh(self, used_since: float, age: float) -> None:
+        """Look at the revocation log ahead of need: when an entry was asked for since ``used_since``
+        and the last look is ``age`` seconds old (less than REVOCATION_CHECK), so that requests keep
+        finding the entries current. Called by the serving process's refresher (web.keep_fresh)."""
+        if self.used < used_since or not self._items:
+            return
+        if self._seq is not None and time.monotonic() - self._checked < age:
+            return
+        self._look()
+
+    def _look(self) -> int | None:
+        generation = self._generation
         seq = self._read_seq()
         with self._lock:
+            if generation != self._generation:
+                return None  # revoked here meanwhile: what was read may predate it; look again next time
             if seq != self._seq:
                 self._items.clear()
             self._seq, self._checked = seq, time.monotonic()
@@ -83,7 +105,8 @@ class PrincipalCache:
                 return  # a revocation happened while this lookup ran: do not keep what it found
             if len(self._items) >= _MAX_ENTRIES:
                 self._items.clear()
-            self._items[key] = (time.monotonic() + PRINCIPAL_TTL, expires, p)
+            self.used = now = time.monotonic()
+            self._items[key] = (now + PRINCIPAL_TTL, expires, p)
 
     def invalidate(self) -> None:
         """A credential was revoked here: forget everything, and look at the log before trusting again."""
@@ -91,6 +114,7 @@ class PrincipalCache:
             self._items.clear()
             self._seq = None
             self._checked = float("-inf")
+            self._generation += 1
 
 
 def principal_cache(runtime: Runtime) -> PrincipalCache:

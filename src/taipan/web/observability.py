@@ -52,6 +52,12 @@ class Metrics:
                                          ["family"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.publish_bytes = Gauge("taipan_index_publish_bytes", "Bytes of the last published index file set",
                                    ["family"], registry=self.registry)
+        # Package serving's GETs and HEADs that took the full path (a cache to refresh, a file to stream
+        # from the blob store, a lookup...), not answered from memory ahead of the application; the
+        # share of taipan_http_requests{route="repo"} it is says how warm the serving caches are.
+        self.repo_full_path = Counter("taipan_repo_full_path_requests",
+                                      "Package-serving GET and HEAD requests not answered from memory",
+                                      registry=self.registry)
         self.downloads = Counter("taipan_downloads", "Artifact downloads served", ["family"],
                                  registry=self.registry)
         self.registry.register(_StateCollector(runtime))
@@ -216,8 +222,10 @@ class ObservabilityMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            self.metrics.observe_request(route_family(scope["path"]), scope["method"], status,
-                                         time.perf_counter() - started)
+            family, method = route_family(scope["path"]), scope["method"]
+            if family == "repo" and method in ("GET", "HEAD"):
+                self.metrics.repo_full_path.inc()
+            self.metrics.observe_request(family, method, status, time.perf_counter() - started)
 
 
 def header(scope: Scope, name: bytes) -> bytes | None:

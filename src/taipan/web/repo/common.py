@@ -48,35 +48,86 @@ class ChannelView:
 
 
 class ChannelCache:
-    """path -> ChannelView for a second: serving answers without a query per request."""
+    """path -> ChannelView for CHANNEL_TTL: serving answers without a query per request. The views
+    of channels asked for recently are looked up again ahead of need by ``keep_fresh``."""
 
     def __init__(self) -> None:
         self._items: dict[str, tuple[float, ChannelView | None]] = {}
+        self._used: dict[str, float] = {}  # path -> when it was last asked for (time.monotonic())
         self._lock = threading.Lock()
+        self._generation = 0  # moved by clear: a lookup begun before must not be kept
+        self.used = float("-inf")  # when any channel was last asked for
 
     def peek(self, path: str) -> tuple[ChannelView | None] | None:
         """The cached view (possibly None = no such channel) while fresh; None when a lookup is due."""
         hit = self._items.get(path)
-        return (hit[1],) if hit and hit[0] > time.monotonic() else None
+        if hit is None:
+            return None
+        now = self.used = self._used[path] = time.monotonic()
+        return (hit[1],) if hit[0] > now else None
 
     def get(self, rt: Runtime, path: str) -> ChannelView | None:
         hit = self._items.get(path)
-        if hit and hit[0] > time.monotonic():
+        now = self.used = self._used[path] = time.monotonic()
+        if hit and hit[0] > now:
             return hit[1]
-        with rt.sessions() as db:
-            ch = channel_service.find_channel(db, path)
-            # The effective privacy: a subchannel is served no more widely than its parent.
-            view = None if ch is None else ChannelView(ch.id, ch.path, channel_service.effective_privacy(ch),
-                                                       ch.frozen, frozenset(channel_service.owner_ids(ch)))
+        return self._lookup(rt, [path]).get(path)
+
+    def keep_fresh(self, rt: Runtime, used_since: float, age: float) -> set[str]:
+        """Look up again, in one go, the channels asked for since ``used_since`` whose view is
+        ``age`` seconds old (less than CHANNEL_TTL), so that requests keep finding them current.
+        Returns the ids of those channels that are served and not frozen (whose publications may
+        be kept fresh too). Called by the serving process's refresher (web.keep_fresh)."""
+        now = time.monotonic()
+        used = []
         with self._lock:
-            if len(self._items) > 10000:
-                self._items.clear()
-            self._items[path] = (time.monotonic() + CHANNEL_TTL, view)
-        return view
+            for path, when in self._used.copy().items():  # requests add to it without the lock
+                if when < used_since:
+                    self._used.pop(path, None)
+                else:
+                    used.append(path)
+        due, served = [], set()
+        for path in used:
+            hit = self._items.get(path)
+            # Only existing channels: a name that was asked for in vain is looked up by its next request.
+            if hit is None or hit[1] is None:
+                continue
+            if hit[0] - CHANNEL_TTL + age <= now:
+                due.append(path)
+            elif not hit[1].frozen:
+                served.add(hit[1].id)
+        for view in self._lookup(rt, due).values():
+            if view is not None and not view.frozen:
+                served.add(view.id)
+        return served
+
+    def _lookup(self, rt: Runtime, paths: list[str]) -> dict[str, ChannelView | None]:
+        """The views of channels by path, from the database (a few queries for all of them), kept
+        unless ``clear`` was called meanwhile."""
+        if not paths:
+            return {}
+        generation = self._generation
+        views: dict[str, ChannelView | None] = dict.fromkeys(paths)
+        with rt.sessions() as db:
+            for ch in channel_service.find_channels(db, paths):
+                # The effective privacy: a subchannel is served no more widely than its parent.
+                views[ch.path] = ChannelView(ch.id, ch.path, channel_service.effective_privacy(ch), ch.frozen,
+                                             frozenset(channel_service.owner_ids(ch)))
+        with self._lock:
+            if generation == self._generation:
+                if len(self._items) > 10000:
+                    self._items.clear()
+                    self._used.clear()
+                deadline = time.monotonic() + CHANNEL_TTL
+                for path, view in views.items():
+                    self._items[path] = (deadline, view)
+        return views
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self._used.clear()
+            self._generation += 1
 
 
 def channel_cache(rt: Runtime) -> ChannelCache:
@@ -224,6 +275,9 @@ def send_stored_file(request: Request, rt: Runtime, p: Principal, view: ChannelV
     pub = None if index is None else stored.current_publication(rt, view.id, index, frozen=view.frozen)
     cache = stored.stored_files(rt)
     known = cache.get(view.id, ckey, pub, frozen=view.frozen)
+    if known is None and index is not None and pub is not None and not view.frozen:
+        cache.fill(rt, view.id, index, pub)  # the partition's other files are likely asked for next
+        known = cache.get(view.id, ckey, pub, frozen=view.frozen)
     if known is not None:
         return stored.StoredFileResponse(rt, p, view, known)
     f = serving.find_file(rt.sessions, view.id, ckey)

@@ -7,7 +7,9 @@ was found under is still the current one (``Indexer.peek`` returns that very obj
 moved, replaced or withheld file stops being served when its partition's index stops listing it (in a
 frozen channel too: its index is refreshed when a file is withheld). Files of families without an
 index are kept ``TTL`` seconds, as long as a channel is cached; so are those of frozen channels, a
-precaution from when their index was never refreshed.
+precaution from when their index was never refreshed. A miss makes the entries of
+the partition's other files at once (``StoredFiles.fill``, one query), and the serving process's
+refresher does it again when a partition so filled has a new publication (``StoredFiles.keep_fresh``).
 
 The answer (``send``) is the same for the in-memory fast path (``app.RepoApp``) and the full path
 (``common.send_stored_file``): ETag and ``If-None-Match`` (304), HEAD, one ``Range`` (206, 416,
@@ -21,6 +23,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -35,10 +38,14 @@ from taipan.db.models import File
 from taipan.domain.permissions import Principal
 from taipan.errors import TaipanError
 from taipan.runtime import Runtime
+from taipan.services import serving
 from taipan.services.publication import Publication
 
 TTL = 1.0
 MAX_ENTRIES = 50_000
+# On a miss, the lookups of at most this many files of the partition are made in one query (a
+# client that asks for one package of a partition often asks for others of it next).
+FILL_LIMIT = 1000
 # Reads of the blob when the server cannot send a path: a span up to PREAD_LIMIT is read on the
 # event loop (one pread of a page-cached blob costs less than a hop to a thread), up to WHOLE_LIMIT in
 # one read in a thread, beyond that CHUNK at a time (bounded memory per download). See
@@ -98,6 +105,11 @@ class StoredFiles:
     def __init__(self) -> None:
         self._items: dict[tuple[str, str], tuple[StoredFile, Publication | None, float]] = {}
         self._lock = threading.Lock()
+        # (channel id, partition) -> the publication it was filled under (not kept alive by this),
+        # None: too large to fill
+        self._filled: dict[tuple[str, str], weakref.ref[Publication] | None] = {}
+        self._families: dict[tuple[str, str], str] = {}  # (channel id, partition) -> family, once filled
+        self._fill_lock = threading.Lock()
 
     def peek(self, rt: Runtime, channel_id: str, ckey: str, *, frozen: bool) -> StoredFile | None:
         """The entry while it is valid, without I/O; None when a lookup is due (or the partition's
@@ -129,6 +141,59 @@ class StoredFiles:
             if len(self._items) >= MAX_ENTRIES:
                 self._items.clear()
             self._items[(channel_id, f.ckey)] = (f, pub, time.monotonic() + TTL)
+
+    def fill(self, rt: Runtime, channel_id: str, index: tuple[str, str], pub: Publication) -> None:
+        """After a miss under ``pub``, the current publication of partition ``index`` (family,
+        partition), looked at before this: make the entries of the partition's files at once (one
+        query), once per publication, instead of one query per file asked for; a partition of more
+        than FILL_LIMIT files only once. Files without a local blob are left to the per-file lookup
+        (which says why)."""
+        key = (channel_id, index[1])
+        if self._done(key, pub):
+            return
+        with self._fill_lock:
+            if self._done(key, pub):
+                return
+            found = []
+            files = serving.partition_files(rt.sessions, channel_id, index[0], index[1], FILL_LIMIT + 1)
+            for f in files:
+                path = rt.blobs.local_path(f.sha256)
+                if path is None:
+                    return  # an object store: downloads are presigned redirects, on the full path
+                try:
+                    found.append(StoredFile.of(rt, f, path))
+                except FileNotFoundError:
+                    continue
+            with self._lock:
+                if len(self._items) + len(found) >= MAX_ENTRIES:
+                    self._items.clear()
+                if len(self._filled) >= 10000:
+                    self._filled.clear()
+                    self._families.clear()
+                deadline = time.monotonic() + TTL
+                for f in found:
+                    self._items[(channel_id, f.ckey)] = (f, pub, deadline)
+                # A partition larger than that is not filled again (which of its files is asked for
+                # is anyone's guess): each of its files is looked up when asked for.
+                self._filled[key] = weakref.ref(pub) if len(files) <= FILL_LIMIT else None
+                self._families[key] = index[0]
+
+    def _done(self, key: tuple[str, str], pub: Publication) -> bool:
+        """Was the partition filled under ``pub``, or is it too large to fill?"""
+        filled = self._filled.get(key, False)
+        return filled is None or filled is not False and filled() is pub
+
+    def keep_fresh(self, rt: Runtime) -> None:
+        """Fill again, under its new publication, each partition filled under the previous one
+        (its files were being downloaded), so that the first download after a change is answered
+        from memory too. Called by the serving process's refresher (web.keep_fresh) after the
+        indexer's: only partitions in use have a new publication then."""
+        for key, filled in list(self._filled.items()):
+            if filled is None:
+                continue
+            current, family = rt.indexer.current(*key), self._families.get(key)
+            if current is not None and family is not None and current is not filled():
+                self.fill(rt, key[0], (family, key[1]), current)
 
 
 def stored_files(rt: Runtime) -> StoredFiles:
