@@ -84,6 +84,7 @@ class _PartitionState:
         self.checked = 0.0
         self.used = float("-inf")  # when its publication was last asked for, unfrozen (time.monotonic())
         self.dirty = True
+        self.notified = 0  # moved by every notify/invalidate: a background look keeps dirty while it runs
         self.lock = threading.Lock()
 
     def publish(self, blobs: BlobStore, memory_limit: int) -> Publication:
@@ -147,6 +148,7 @@ class Indexer:
         for subdir in subdirs:
             state = self._states.get((channel_id, subdir))
             if state is not None:
+                state.notified += 1
                 state.dirty = True
 
     def invalidate(self, channel_id: str) -> None:
@@ -154,6 +156,7 @@ class Indexer:
         self.documents.touch(channel_id)
         for (cid, _), state in list(self._states.items()):
             if cid == channel_id:
+                state.notified += 1
                 state.dirty = True
 
     def forget(self, channel_ids: list[str]) -> None:
@@ -337,17 +340,21 @@ class Indexer:
         publication is marked stale, so that the next request refreshes it as usual (and never
         serves it once the log is known to have moved). A request's look makes the publication
         current at once (other requests meanwhile are answered from it, as they came first); a
-        ``background`` look only once it is done, so that a request after a change made here
-        waits for it (the state's lock) rather than be answered from the previous publication."""
+        ``background`` look only once it is done, and a change made here (dirty) stays due while
+        it runs, so that a request after it waits for the look (the state's lock) rather than be
+        answered from the previous publication."""
         started = time.monotonic()
-        state.dirty = False
+        notified = state.notified
         if not background:
+            state.dirty = False
             state.checked = started
         stale = False
         try:
             stale = self._look(state, build)
         finally:
             state.checked = float("-inf") if stale else started
+            if background and not stale and state.notified == notified:
+                state.dirty = False
 
     def _look(self, state: _PartitionState, build: bool) -> bool:
         """``_refresh``'s work; True when a change was left to the next request."""
