@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -262,3 +263,25 @@ def r_packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "tpmain-0.9": build_r_package(out, "tpmain", "0.9"),
         "tpmain": build_r_package(out, "tpmain", "1.0", imports=("tpdep",)),
     }
+
+
+# ---------------------------------------------------------------- SQLite or a PostgreSQL database
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """Settings for servers sharing one database: none (SQLite in their home), or a PostgreSQL
+    database of their own, dropped afterwards."""
+    if request.param == "sqlite":
+        yield {}
+        return
+    import psycopg
+
+    name = f"taipan_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield {"TAIPAN_DATABASE__URL": f"postgresql://postgres@127.0.0.1:5432/{name}"}
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -8,31 +8,21 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import msgpack
-import psycopg
 import pytest
 import zstandard
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 # Longer than every cache's own time (credentials 0.5 s, channels and publications 1 s).
 PAUSE = 2.5
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def env(request) -> Iterator[dict[str, str]]:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def env(database_env: dict[str, str]) -> dict[str, str]:
     """The servers' settings: one SQLite home, or one PostgreSQL database of their own."""
-    if request.param == "sqlite":
-        yield {}
-        return
-    name = f"taipan_fresh_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield {"TAIPAN_DATABASE__URL": f"postgresql://postgres@127.0.0.1:5432/{name}"}
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return database_env
 
 
 def _full_path_requests(server) -> float:  # type: ignore[no-untyped-def]

@@ -11,34 +11,22 @@ import os
 import re
 import sqlite3
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import msgpack
-import psycopg
 import pytest
 import zstandard
 
 from taipan.domain import repodata as rd
 
 HOURS = 3600
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def env(request) -> Iterator[dict[str, str]]:
+@pytest.fixture
+def env(database_env: dict[str, str]) -> dict[str, str]:
     """The servers' settings: one SQLite home, or one PostgreSQL database of their own."""
-    if request.param == "sqlite":
-        yield {}
-        return
-    name = f"taipan_pub_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield {"TAIPAN_DATABASE__URL": f"postgresql://postgres@127.0.0.1:5432/{name}"}
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return database_env
 
 
 def _upload(server, channel: str, path: Path) -> None:
