@@ -165,22 +165,23 @@ class Indexer:
             for key in [k for k in self._states if k[0] in channel_ids]:
                 del self._states[key]
 
-    def peek(self, channel_id: str, subdir: str, *, frozen: bool = False) -> Publication | None:
-        """The current publication if it needs no refresh (cheap, no I/O); else None. ``frozen`` is
-        accepted for callers and changes nothing: a frozen channel's log holds only the changes its
-        index publishes (see the module docstring)."""
+    def _current(self, state: _PartitionState, now: float) -> bool:
+        """May the state's publication be served without a look at the log? (A frozen channel's too:
+        its log holds only the changes its index publishes; see the module docstring.)"""
+        return not state.dirty and now - state.checked < self.poll_interval
+
+    def peek(self, channel_id: str, subdir: str) -> Publication | None:
+        """The current publication if it needs no refresh (cheap, no I/O); else None."""
         state = self._states.get((channel_id, subdir))
         if state is None or state.publication is None:
             return None
         now = state.used = time.monotonic()
-        return state.publication if not state.dirty and now - state.checked < self.poll_interval else None
+        return state.publication if self._current(state, now) else None
 
     def current(self, channel_id: str, subdir: str) -> Publication | None:
         """``peek`` for a background task: the publication if current, without counting as a use."""
         state = self._states.get((channel_id, subdir))
-        if state is None or state.dirty or time.monotonic() - state.checked >= self.poll_interval:
-            return None
-        return state.publication
+        return state.publication if state is not None and self._current(state, time.monotonic()) else None
 
     def keep_fresh(self, used_since: float, age: float, channel_ids: set[str]) -> None:
         """Look at the log ahead of need (``_refresh``, as a request would) for the publications of
@@ -203,14 +204,12 @@ class Indexer:
             finally:
                 state.lock.release()
 
-    def publication(self, channel_id: str, subdir: str, *, family: str = "conda",
-                    frozen: bool = False) -> Publication:
-        """The current publication of a partition (partition names never collide across families);
-        ``frozen`` as for ``peek``."""
+    def publication(self, channel_id: str, subdir: str, *, family: str = "conda") -> Publication:
+        """The current publication of a partition (partition names never collide across families)."""
         state = self._state(channel_id, subdir, family)
-        state.used = time.monotonic()
+        now = state.used = time.monotonic()
         pub = state.publication
-        if pub is not None and not state.dirty and time.monotonic() - state.checked < self.poll_interval:
+        if pub is not None and self._current(state, now):
             return pub
         with state.lock:
             if state.publication is None:

@@ -243,7 +243,7 @@ def from_memory(scope: Scope, headers: Mapping[bytes, bytes], caller: Caller
     if located is None:
         return None
     rt, view = caller.rt, caller.view
-    pub = rt.indexer.peek(view.id, located.subdir, frozen=view.frozen)
+    pub = rt.indexer.peek(view.id, located.subdir)
     if pub is None:
         return None
     name = located.name
@@ -406,8 +406,8 @@ async def serve(request: Request, repo_path: str) -> Response:
 
 async def published(request: Request, rt: Runtime, view: ChannelView, located: Located) -> Response:
     """One file of a partition's current publication, with ETag/304 and HEAD."""
-    pub: Publication = rt.indexer.peek(view.id, located.subdir, frozen=view.frozen) or await run_in_threadpool(
-        rt.indexer.publication, view.id, located.subdir, family=located.family, frozen=view.frozen)
+    pub: Publication = rt.indexer.peek(view.id, located.subdir) or await run_in_threadpool(
+        rt.indexer.publication, view.id, located.subdir, family=located.family)
     return await send_published(request, view, pub, located)
 
 

@@ -272,7 +272,7 @@ def send_stored_file(request: Request, rt: Runtime, p: Principal, view: ChannelV
         return sbom.respond(request, rt, view.id, view.path, ckey)
     # The publication is looked at before the database: a file removed after this look moves the
     # log past it, so an entry made now cannot outlive the removal's publication.
-    pub = None if index is None else stored.current_publication(rt, view.id, index, frozen=view.frozen)
+    pub = None if index is None else stored.current_publication(rt, view.id, index)
     cache = stored.stored_files(rt)
     known = cache.get(view.id, ckey, pub, frozen=view.frozen)
     if known is None and index is not None and pub is not None and not view.frozen:

@@ -105,10 +105,9 @@ class StoredFiles:
     def __init__(self) -> None:
         self._items: dict[tuple[str, str], tuple[StoredFile, Publication | None, float]] = {}
         self._lock = threading.Lock()
-        # (channel id, partition) -> the publication it was filled under (not kept alive by this),
-        # None: too large to fill
-        self._filled: dict[tuple[str, str], weakref.ref[Publication] | None] = {}
-        self._families: dict[tuple[str, str], str] = {}  # (channel id, partition) -> family, once filled
+        # (channel id, partition) -> its family and the publication it was filled under (not kept
+        # alive by this), None: too large to fill
+        self._filled: dict[tuple[str, str], tuple[str, weakref.ref[Publication] | None]] = {}
         self._fill_lock = threading.Lock()
 
     def peek(self, rt: Runtime, channel_id: str, ckey: str, *, frozen: bool) -> StoredFile | None:
@@ -117,7 +116,7 @@ class StoredFiles:
         hit = self._items.get((channel_id, ckey))
         if hit is None:
             return None
-        current = None if hit[1] is None else rt.indexer.peek(channel_id, hit[0].subdir, frozen=frozen)
+        current = None if hit[1] is None else rt.indexer.peek(channel_id, hit[0].subdir)
         return self._valid(hit, current, frozen)
 
     def get(self, channel_id: str, ckey: str, current: Publication | None, *, frozen: bool) -> StoredFile | None:
@@ -169,30 +168,28 @@ class StoredFiles:
                     self._items.clear()
                 if len(self._filled) >= 10000:
                     self._filled.clear()
-                    self._families.clear()
                 deadline = time.monotonic() + TTL
                 for f in found:
                     self._items[(channel_id, f.ckey)] = (f, pub, deadline)
                 # A partition larger than that is not filled again (which of its files is asked for
                 # is anyone's guess): each of its files is looked up when asked for.
-                self._filled[key] = weakref.ref(pub) if len(files) <= FILL_LIMIT else None
-                self._families[key] = index[0]
+                self._filled[key] = (index[0], weakref.ref(pub) if len(files) <= FILL_LIMIT else None)
 
     def _done(self, key: tuple[str, str], pub: Publication) -> bool:
         """Was the partition filled under ``pub``, or is it too large to fill?"""
-        filled = self._filled.get(key, False)
-        return filled is None or filled is not False and filled() is pub
+        filled = self._filled.get(key)
+        return filled is not None and (filled[1] is None or filled[1]() is pub)
 
     def keep_fresh(self, rt: Runtime) -> None:
         """Fill again, under its new publication, each partition filled under the previous one
         (its files were being downloaded), so that the first download after a change is answered
         from memory too. Called by the serving process's refresher (web.keep_fresh) after the
         indexer's: only partitions in use have a new publication then."""
-        for key, filled in list(self._filled.items()):
+        for key, (family, filled) in list(self._filled.items()):
             if filled is None:
                 continue
-            current, family = rt.indexer.current(*key), self._families.get(key)
-            if current is not None and family is not None and current is not filled():
+            current = rt.indexer.current(*key)
+            if current is not None and current is not filled():
                 self.fill(rt, key[0], (family, key[1]), current)
 
 
@@ -201,17 +198,16 @@ def stored_files(rt: Runtime) -> StoredFiles:
     return cache if cache is not None else rt.extras.setdefault("stored_files", StoredFiles())
 
 
-def current_publication(rt: Runtime, channel_id: str, index: tuple[str, str], *,
-                        frozen: bool) -> Publication | None:
+def current_publication(rt: Runtime, channel_id: str, index: tuple[str, str]) -> Publication | None:
     """The current publication of the partition (family, partition) that lists a file, refreshed if
     due (blocking: call it from a thread); None when it cannot be had now (the file is then served
     from the database without being remembered)."""
     family, subdir = index
-    pub = rt.indexer.peek(channel_id, subdir, frozen=frozen)
+    pub = rt.indexer.peek(channel_id, subdir)
     if pub is not None:
         return pub
     try:
-        return rt.indexer.publication(channel_id, subdir, family=family, frozen=frozen)
+        return rt.indexer.publication(channel_id, subdir, family=family)
     except TaipanError:
         return None
 
