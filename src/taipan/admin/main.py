@@ -149,8 +149,10 @@ def _serve_granian(args: argparse.Namespace, settings: Settings, host: str, port
             log_level=LogLevels(level), log_access=args.access_log,
             log_dictconfig=granian_log_config(args.log_level, json_lines=settings.observability.json_logs),
             # A worker flushes and exits within graceful_shutdown + 1 s of the signal, plus its exit
-            # grace of 3 s (web/app.py: _stop_deadline, EXIT_GRACE); it is killed only if it did not.
-            workers_kill_timeout=int(server.graceful_shutdown) + 5).serve()
+            # grace of 3 s (web/app.py: _stop_deadline, EXIT_GRACE). It is killed only if it did not,
+            # 10 s after that: a loaded machine can delay those timers' threads by seconds, and a kill
+            # then would lose the downloads the worker was writing (seen once in CI with a 1 s margin).
+            workers_kill_timeout=int(server.graceful_shutdown) + 1 + 3 + 10).serve()
     return 0
 
 

@@ -151,8 +151,11 @@ def test_a_stop_with_a_download_in_flight_flushes_and_exits(server_factory, pack
         unfinished.close()
     took = time.monotonic() - started
     log = server.log.read_text()
-    assert "refused to gracefully stop" not in log and "Traceback" not in log.split("graceful shutdown exceeded")[-1]
-    assert took < 2 + 1 + 3 + 2, took  # graceful period, the deadline's second, the exit grace, slack
+    assert "refused to gracefully stop" not in log, (took, log)
+    assert "Traceback" not in log.split("graceful shutdown exceeded")[-1], log
+    # graceful period, the deadline's second, the exit grace, slack for a loaded machine (still under
+    # the 16 s after which granian would kill the worker)
+    assert took < 2 + 1 + 3 + 6, (took, log)
     restarted = server_factory(home=server.home, args=("--server", kind))
     assert [row["filename"] for row in downloads(restarted, "slow", 1)] == [big.name]
 
