@@ -52,13 +52,15 @@ class Bell:
         """The channel's slot: the same in every process (not Python's salted ``hash``)."""
         return zlib.crc32(channel_id.encode()) % SLOTS
 
-    def ring(self, channel_id: str) -> None:
-        """Say that the channel's index log moved (call after the commit)."""
+    def ring(self, channel_id: str) -> int:
+        """Say that the channel's index log moved (call after the commit); the value written. It
+        does not depend on what the slot held: two writers racing never write the same value."""
         slot = self.slot(channel_id)
         value = self.values[slot]
         while value == self.values[slot] or value == 0:
             value = int.from_bytes(os.urandom(SLOT_SIZE), "little")
         self.values[slot] = value
+        return value
 
     def seen(self, channel_id: str) -> int:
         return self.values[self.slot(channel_id)]
