@@ -7,7 +7,9 @@ subdir, a channel's Python ``simple`` index, an R ``src/contrib`` tree, ...); it
 changes are new since the last look (all of them at once, so bursts are coalesced) to the family's
 ``PartitionIndex``, which rebuilds only what the changes touched, and swaps in a new immutable
 ``Publication``. Every file of one publication, derived ones included, comes from the same bytes.
-Other processes' writes are noticed by polling the log at most once per ``poll_interval``.
+Other processes' writes are noticed at once when they share this machine and home (they ring the
+channel's change bell after their commit: ``storage/bell.py``, ``ring_on_commit``), else by polling
+the log at most once per ``poll_interval``.
 
 Publications are shared by every process and node: a build writes each file once to the blob store
 (content-addressed by sha256; a segmented file's changed parts are written while the index builds)

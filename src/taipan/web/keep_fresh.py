@@ -14,8 +14,9 @@ publications in use (the indexer's own ``_refresh``, which also publishes what c
 one of those changed, the lookups of its files that were being downloaded (``StoredFiles.fill``,
 one query). Each cache
 decides what is due and how to look; this module only says when. The bounds do not change: a change
-made in another process is still seen within the same time, and one made in this process at once
-(the caches' ``invalidate``/``clear``/``notify``). When nothing was asked for within that time it
+made in another process is still seen within the same time (an index change of a process of this
+machine at once, through the change bell), and one made in this process at once (the caches'
+``invalidate``/``clear``/``notify``). When nothing was asked for within that time it
 does nothing but wake up.
 """
 
