@@ -170,8 +170,16 @@ def create_channel(db: Session, p: Principal, name: str, *, parent_path: str | N
     return channel
 
 
+def _ring(db: Session, channel: Channel) -> None:
+    """Other processes of this machine look the channel and its subchannels up again at once after
+    the commit (privacy, freezing, name and owners are served from their caches)."""
+    for cid in [channel.id, *db.scalars(select(Channel.id).where(Channel.parent_id == channel.id))]:
+        ring_after_commit(db, cid)
+
+
 def update_channel(db: Session, p: Principal, channel: Channel, changes: dict[str, Any]) -> Channel:
     require_write(p, channel, f"{kind_of(channel)}:edit")
+    _ring(db, channel)
     unknown = sorted(set(changes) - set(EDITABLE_FIELDS) - {"id", "owners", "parent"})
     if unknown:
         raise InvalidInput(f"Unknown channel field(s): {', '.join(unknown)}",
@@ -294,3 +302,4 @@ def add_owner(db: Session, p: Principal, channel: Channel, username: str) -> Non
         raise NotFound(f"No user named {username!r}", "Check the user name", code="user_not_found")
     if user.id not in {u.id for u in channel.owners}:
         db.add(ChannelOwner(channel_id=channel.id, user_id=user.id))
+        _ring(db, channel)

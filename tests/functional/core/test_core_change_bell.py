@@ -93,3 +93,23 @@ def test_another_server_of_the_home_serves_an_upload_once_it_returned(
     for _ in range(AFTER // 2):
         assert new.name in _get(index).json()["packages.conda"]
         assert _get(channeldata).json()["packages"]["hello"]["version"] == "1.1"
+
+
+def test_another_server_of_the_home_applies_channel_changes_once_they_returned(
+        server_factory, conda_packages) -> None:  # type: ignore[no-untyped-def]
+    """Privacy and deletion, which package serving keeps in its channel cache (1 s)."""
+    a = server_factory()
+    b = server_factory(home=a.home)
+    hidden, gone = (_channel_with(a, conda_packages["hello"]) for _ in range(2))
+    urls = {ch: f"{b.api}/repo/{ch}/noarch/repodata.json" for ch in (hidden, gone)}
+    for _ in range(2):  # B answers both anonymously, from memory
+        for url in urls.values():
+            _get(url)
+    with a.client(a.admin_token()) as c:
+        c.put(f"/channels/{hidden}", json={"privacy": "private"}).raise_for_status()
+    for _ in range(AFTER // 2):
+        assert httpx.get(urls[hidden], timeout=30).status_code == 401  # as for a missing channel
+    with a.client(a.admin_token()) as c:
+        assert c.delete(f"/channels/{gone}").status_code == 202
+    for _ in range(AFTER // 2):
+        assert httpx.get(urls[gone], timeout=30).status_code == 401

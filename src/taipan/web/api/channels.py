@@ -163,7 +163,8 @@ def update_channel(request: Request, p: UserDep, db: SessionDep, rt: RuntimeDep,
     db.commit()
     if was_frozen and not channel.frozen:
         rt.indexer.invalidate(channel.id)  # unfreezing publishes what arrived meanwhile
-    # Privacy and names take effect in this process's package serving at once (others within 1 s).
+    # Privacy and names take effect in this process's package serving at once (others of this
+    # machine at once too, through the change bell rung at the commit; other machines' within 1 s).
     channel_cache(rt).clear()
     return answer
 

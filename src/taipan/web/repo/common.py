@@ -20,6 +20,7 @@ from taipan.runtime import Runtime
 from taipan.services import channels as channel_service
 from taipan.services import serving
 from taipan.services.publication import Publication, body_size
+from taipan.storage.bell import Bell, silent_bell
 from taipan.web.deps import client_address, credentials, resolve_principal
 from taipan.web.repo import sbom, stored
 
@@ -48,11 +49,16 @@ class ChannelView:
 
 
 class ChannelCache:
-    """path -> ChannelView for CHANNEL_TTL: serving answers without a query per request. The views
-    of channels asked for recently are looked up again ahead of need by ``keep_fresh``."""
+    """path -> ChannelView for CHANNEL_TTL, and no longer than the channel's change bell is silent (a
+    process of this machine changed or deleted the channel: ``storage/bell.py``): serving answers
+    without a query per request. The views of channels asked for recently are looked up again ahead
+    of need by ``keep_fresh``."""
 
-    def __init__(self) -> None:
-        self._items: dict[str, tuple[float, ChannelView | None]] = {}
+    def __init__(self, bell: Bell | None = None) -> None:
+        self._rung = (bell if bell is not None else silent_bell()).values
+        # path -> (deadline, view or None: no such channel, the channel's bell slot (of its id; of
+        # the path when there is none, which nothing rings), the slot's value read before the lookup)
+        self._items: dict[str, tuple[float, ChannelView | None, int, int]] = {}
         self._used: dict[str, float] = {}  # path -> when it was last asked for (time.monotonic())
         self._lock = threading.Lock()
         self._generation = 0  # moved by clear: a lookup begun before must not be kept
@@ -64,12 +70,12 @@ class ChannelCache:
         if hit is None:
             return None
         now = self.used = self._used[path] = time.monotonic()
-        return (hit[1],) if hit[0] > now else None
+        return (hit[1],) if hit[0] > now and self._rung[hit[2]] == hit[3] else None
 
     def get(self, rt: Runtime, path: str) -> ChannelView | None:
         hit = self._items.get(path)
         now = self.used = self._used[path] = time.monotonic()
-        if hit and hit[0] > now:
+        if hit and hit[0] > now and self._rung[hit[2]] == hit[3]:
             return hit[1]
         return self._lookup(rt, [path]).get(path)
 
@@ -92,7 +98,7 @@ class ChannelCache:
             # Only existing channels: a name that was asked for in vain is looked up by its next request.
             if hit is None or hit[1] is None:
                 continue
-            if hit[0] - CHANNEL_TTL + age <= now:
+            if hit[0] - CHANNEL_TTL + age <= now or self._rung[hit[2]] != hit[3]:
                 due.append(path)
             elif not hit[1].frozen:
                 served.add(hit[1].id)
@@ -107,6 +113,7 @@ class ChannelCache:
         if not paths:
             return {}
         generation = self._generation
+        rung = self._rung.tolist()  # before the lookup: a change meanwhile makes the view due
         views: dict[str, ChannelView | None] = dict.fromkeys(paths)
         with rt.sessions() as db:
             for ch in channel_service.find_channels(db, paths):
@@ -120,7 +127,8 @@ class ChannelCache:
                     self._used.clear()
                 deadline = time.monotonic() + CHANNEL_TTL
                 for path, view in views.items():
-                    self._items[path] = (deadline, view)
+                    slot = Bell.slot(path if view is None else view.id)
+                    self._items[path] = (deadline, view, slot, rung[slot])
         return views
 
     def clear(self) -> None:
@@ -132,7 +140,7 @@ class ChannelCache:
 
 def channel_cache(rt: Runtime) -> ChannelCache:
     cache = rt.extras.get("channel_cache")  # made once: this runs on every request
-    return cache if cache is not None else rt.extras.setdefault("channel_cache", ChannelCache())
+    return cache if cache is not None else rt.extras.setdefault("channel_cache", ChannelCache(rt.indexer.bell))
 
 
 CACHE_CONTROL = {True: b"public, max-age=0, must-revalidate", False: b"private, max-age=0, must-revalidate"}
