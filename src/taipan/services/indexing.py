@@ -40,7 +40,7 @@ from email.utils import format_datetime
 from typing import Any
 
 import zstandard
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import and_, delete, exists, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -611,8 +611,18 @@ def lock_channel(db: Session, channel_id: str) -> bool:
 
 
 def held_query(channel_id: str, subdir: str) -> Any:
-    """The file names of a partition held while its channel is frozen (a select)."""
-    return select(HeldChange.filename).where(HeldChange.channel_id == channel_id, HeldChange.subdir == subdir)
+    """The file names of a partition held while its channel is frozen whose rows are not published
+    (new files; a select). A replaced file's row is still the one its frozen index lists."""
+    return select(HeldChange.filename).where(HeldChange.channel_id == channel_id, HeldChange.subdir == subdir,
+                                             HeldChange.pending.is_(None))
+
+
+def offered() -> Any:
+    """The condition on ``File`` rows that their channel offers now (for download, SBOMs...): not
+    withheld by its CVE filters, nor new while it is frozen and not published yet (``held_query``)."""
+    return and_(File.withheld.is_(False), ~exists().where(
+        HeldChange.channel_id == File.channel_id, HeldChange.subdir == File.subdir,
+        HeldChange.filename == File.filename, HeldChange.pending.is_(None)))
 
 
 def hold(db: Session, channel_id: str, changes: list[tuple[str, str]]) -> None:
@@ -628,13 +638,66 @@ def hold(db: Session, channel_id: str, changes: list[tuple[str, str]]) -> None:
                 db.execute(insert(HeldChange.__table__), new)
 
 
+# The columns of a file row that a replacement held in a frozen channel may set (``defer``).
+REPLACEABLE = frozenset({"family", "name", "version", "sha256", "md5", "size", "record", "meta", "state",
+                         "source_url"})
+
+
+def defer(db: Session, channel_id: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A mirror run's replacements of files of a frozen channel (the channel row is locked already):
+    a file its index lists keeps its row until the channel is unfrozen (its index and its URL go on
+    offering the same bytes), and the new values are held with the change (a later run's replace
+    them). Returns the rows to write at once: files new since the freeze, which nothing serves yet."""
+    now_rows: list[dict[str, Any]] = []
+    by_subdir: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_subdir.setdefault(r["subdir"], []).append(r)
+    for subdir, group in by_subdir.items():
+        for chunk in _chunks(group, 500):
+            unpublished = set(db.scalars(held_query(channel_id, subdir).where(
+                HeldChange.filename.in_([r["filename"] for r in chunk]))))
+            later = [r for r in chunk if r["filename"] not in unpublished]
+            now_rows += [r for r in chunk if r["filename"] in unpublished]
+            if not later:
+                continue
+            db.execute(delete(HeldChange).where(HeldChange.channel_id == channel_id, HeldChange.subdir == subdir,
+                                                HeldChange.filename.in_([r["filename"] for r in later])))
+            db.execute(insert(HeldChange.__table__), [
+                {"channel_id": channel_id, "subdir": subdir, "filename": r["filename"], "sha256": r["sha256"] or None,
+                 "pending": {"id": r["id"], **{k: v for k, v in r.items() if k in REPLACEABLE}}} for r in later])
+    return now_rows
+
+
+def forget_held(db: Session, channel_id: str, files: list[tuple[str, str]]) -> None:
+    """Files of a frozen channel removed (their removal logged at once): nothing of theirs is held."""
+    for subdir in {s for s, _ in files}:
+        for chunk in _chunks(sorted(f for s, f in files if s == subdir), 500):
+            db.execute(delete(HeldChange).where(HeldChange.channel_id == channel_id, HeldChange.subdir == subdir,
+                                                HeldChange.filename.in_(chunk)))
+
+
 def release_held(db: Session, channel_id: str) -> int:
-    """On unfreeze: log every held change of the channel, so that every process publishes them (call
-    in the transaction that unfreezes it, after the change to ``frozen`` is flushed). How many."""
+    """On unfreeze: write the replacements held meanwhile to their rows and log every held change of
+    the channel, so that every process publishes them (call in the transaction that unfreezes it,
+    after the change to ``frozen`` is flushed). How many."""
     lock_channel(db, channel_id)
     held = db.execute(select(HeldChange.subdir, HeldChange.filename).where(HeldChange.channel_id == channel_id)).all()
-    db.execute(delete(HeldChange).where(HeldChange.channel_id == channel_id))
     now = utcnow()
+    after = ("", "")
+    while True:  # by pages: a day of a big upstream's record patches is many rows
+        batch = db.execute(select(HeldChange.subdir, HeldChange.filename, HeldChange.pending).where(
+            HeldChange.channel_id == channel_id, HeldChange.pending.is_not(None),
+            tuple_(HeldChange.subdir, HeldChange.filename) > after)
+            .order_by(HeldChange.subdir, HeldChange.filename).limit(2000)).all()
+        if not batch:
+            break
+        after = (batch[-1][0], batch[-1][1])
+        values = {p["id"]: p for _, _, p in batch}
+        # A file removed since (by its mirror) has no row to write to: its removal is logged already.
+        ids = set(db.scalars(select(File.id).where(File.id.in_(list(values)))))
+        if ids:
+            db.execute(update(File), [{**values[i], "updated_at": now} for i in ids])
+    db.execute(delete(HeldChange).where(HeldChange.channel_id == channel_id))
     for start in range(0, len(held), 5000):
         db.execute(insert(IndexChange.__table__), [{"channel_id": channel_id, "subdir": s, "filename": f,
                                                     "created": now} for s, f in held[start:start + 5000]])
