@@ -173,7 +173,7 @@ def stored_file(scope: Scope, caller: Caller) -> StoredFile | None:
     ckey = caller.routes.stored(caller.rest)
     if ckey is None:
         return None
-    return stored_files(caller.rt).peek(caller.rt, caller.view.id, ckey, frozen=caller.view.frozen)
+    return stored_files(caller.rt).peek(caller.rt, caller.view.id, ckey)
 
 
 @dataclass(slots=True)

@@ -274,10 +274,10 @@ def send_stored_file(request: Request, rt: Runtime, p: Principal, view: ChannelV
     # log past it, so an entry made now cannot outlive the removal's publication.
     pub = None if index is None else stored.current_publication(rt, view.id, index)
     cache = stored.stored_files(rt)
-    known = cache.get(view.id, ckey, pub, frozen=view.frozen)
-    if known is None and index is not None and pub is not None and not view.frozen:
+    known = cache.get(view.id, ckey, pub)
+    if known is None and index is not None and pub is not None:
         cache.fill(rt, view.id, index, pub)  # the partition's other files are likely asked for next
-        known = cache.get(view.id, ckey, pub, frozen=view.frozen)
+        known = cache.get(view.id, ckey, pub)
     if known is not None:
         return stored.StoredFileResponse(rt, p, view, known)
     f = serving.find_file(rt.sessions, view.id, ckey)
