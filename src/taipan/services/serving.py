@@ -54,7 +54,8 @@ def channeldata(sessions: sessionmaker[Session], channel_id: str, channel_path: 
     subdirs: dict[str, set[str]] = {}
     with sessions() as db:
         held = {(s, f) for s, f in db.execute(select(HeldChange.subdir, HeldChange.filename)
-                                              .where(HeldChange.channel_id == channel_id))}
+                                              .where(HeldChange.channel_id == channel_id,
+                                                     HeldChange.pending.is_(None)))}
         rows = db.execute(select(File.name, File.version, File.subdir, File.meta, File.filename)
                           .where(File.channel_id == channel_id, File.family == "conda", File.withheld.is_(False)))
         for name, version, subdir, meta, filename in rows:
