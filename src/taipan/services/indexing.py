@@ -82,7 +82,7 @@ class _PartitionState:
         self.index_seq = -1
         self.publication: Publication | None = None
         self.checked = 0.0
-        self.used = float("-inf")  # when its publication was last asked for, unfrozen (time.monotonic())
+        self.used = float("-inf")  # when its publication was last asked for (time.monotonic())
         self.dirty = True
         self.notified = 0  # moved by every notify/invalidate: a background look keeps dirty while it runs
         self.lock = threading.Lock()
@@ -188,8 +188,7 @@ class Indexer:
         ``channel_ids`` asked for since ``used_since`` whose last look is ``age`` seconds old (less
         than poll_interval), so that requests keep finding them current; a change made in this
         process is published here. One a request is refreshing is left to it. Called by the
-        serving process's refresher (web.keep_fresh), which names the channels that are served
-        and not frozen."""
+        serving process's refresher (web.keep_fresh), which names the channels that are served."""
         for state in list(self._states.values()):
             if (state.used < used_since or state.channel_id not in channel_ids or state.publication is None
                     or not state.dirty and time.monotonic() - state.checked < age):
@@ -709,12 +708,15 @@ class ChannelDocuments:
     change of the channel's index log, not per request, and served like every index file (ETag,
     304, gzip and zstd content codings). The document's state is the highest log position of the
     partitions it summarises; it is checked at most once per poll interval unless this process
-    wrote to the channel (``Indexer.notify``)."""
+    wrote to the channel (``Indexer.notify``). The documents asked for recently are looked at again
+    ahead of need by ``keep_fresh``."""
 
     def __init__(self, sessions: sessionmaker[Session], poll_interval: float) -> None:
         self._sessions = sessions
         self.poll_interval = poll_interval
         self._items: dict[tuple[str, str], tuple[float, int, Publication]] = {}
+        # (channel id, name) -> [when last asked for (time.monotonic()), how to make it again]
+        self._wanted: dict[tuple[str, str], list[Any]] = {}
         self._dirty: set[str] = set()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._guard = threading.Lock()
@@ -726,12 +728,35 @@ class ChannelDocuments:
         with self._guard:
             for key in [k for k in self._items if k[0] in channel_ids]:
                 del self._items[key]
+            for key in [k for k in self._wanted if k[0] in channel_ids]:
+                self._wanted.pop(key, None)
 
     def peek(self, channel_id: str, name: str) -> Publication | None:
         hit = self._items.get((channel_id, name))
-        if hit is None or channel_id in self._dirty or time.monotonic() - hit[0] >= self.poll_interval:
+        if hit is None:
+            return None
+        now = time.monotonic()
+        wanted = self._wanted.get((channel_id, name))
+        if wanted is not None:
+            wanted[0] = now
+        if channel_id in self._dirty or now - hit[0] >= self.poll_interval:
             return None
         return hit[2]
+
+    def keep_fresh(self, used_since: float, age: float, channel_ids: set[str]) -> None:
+        """Look again ahead of need (as a request would: the log, and a build when it moved) at the
+        documents of ``channel_ids`` asked for since ``used_since`` whose last look is ``age``
+        seconds old (less than poll_interval), so that requests keep finding them current; the
+        others are forgotten. Called by the serving process's refresher (web.keep_fresh)."""
+        for key, wanted in list(self._wanted.items()):
+            if wanted[0] < used_since:
+                self._wanted.pop(key, None)
+                continue
+            hit = self._items.get(key)
+            if key[0] not in channel_ids or (hit is not None and key[0] not in self._dirty
+                                             and time.monotonic() - hit[0] < age):
+                continue
+            self._look(key, *wanted[1:])
 
     def publication(self, channel_id: str, name: str, partitions: frozenset[str], media_type: str,
                     build: Callable[[], bytes]) -> Publication:
@@ -741,6 +766,14 @@ class ChannelDocuments:
         if pub is not None:
             return pub
         key = (channel_id, name)
+        if len(self._wanted) >= 10000:
+            self._wanted.clear()
+        self._wanted[key] = [time.monotonic(), partitions, media_type, build]
+        return self._look(key, partitions, media_type, build)
+
+    def _look(self, key: tuple[str, str], partitions: frozenset[str], media_type: str,
+              build: Callable[[], bytes]) -> Publication:
+        channel_id, name = key
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:

@@ -28,7 +28,9 @@ CHANNEL_TTL = 1.0
 
 @dataclass(frozen=True)
 class Located:
-    """A URL that names a file of a partition's publication (family, partition, file name)."""
+    """A URL that names a file of a partition's publication (family, partition, file name), or with
+    ``document`` a channel document (``Indexer.documents``, e.g. conda's channeldata.json; no
+    partition), which the family's ``serve`` makes on the full path."""
 
     family: str
     subdir: str
@@ -36,6 +38,7 @@ class Located:
     headers: tuple[tuple[str, str], ...] = ()
     missing_code: str = "not_found"
     missing_hint: str = "Check the URL"
+    document: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,8 +79,9 @@ class ChannelCache:
     def keep_fresh(self, rt: Runtime, used_since: float, age: float) -> set[str]:
         """Look up again, in one go, the channels asked for since ``used_since`` whose view is
         ``age`` seconds old (less than CHANNEL_TTL), so that requests keep finding them current.
-        Returns the ids of those channels that are served and not frozen (whose publications may
-        be kept fresh too). Called by the serving process's refresher (web.keep_fresh)."""
+        Returns the ids of those channels that are served (whose publications may be kept fresh
+        too; a frozen channel's as well: its index is refreshed like any other's). Called by the
+        serving process's refresher (web.keep_fresh)."""
         now = time.monotonic()
         used = []
         with self._lock:
@@ -94,10 +98,10 @@ class ChannelCache:
                 continue
             if hit[0] - CHANNEL_TTL + age <= now:
                 due.append(path)
-            elif not hit[1].frozen:
+            else:
                 served.add(hit[1].id)
         for view in self._lookup(rt, due).values():
-            if view is not None and not view.frozen:
+            if view is not None:
                 served.add(view.id)
         return served
 
