@@ -17,9 +17,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from taipan.db.engine import make_engine, make_sessionmaker
 from taipan.jobs import CronScheduler, JobQueue, JobRegistry
 from taipan.services.downloads import DownloadRecorder
-from taipan.services.indexing import Indexer, release_memory
+from taipan.services.indexing import Indexer, release_memory, ring_on_commit
 from taipan.settings import Settings
 from taipan.storage.base import BlobStore
+from taipan.storage.bell import open_bell
 from taipan.storage.filesystem import FilesystemBlobStore
 
 
@@ -108,9 +109,12 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     sessions = make_sessionmaker(engine)
     blobs = _blob_store(settings)
     hooks = Hooks()
+    # Processes of this home on this machine tell each other of changes at once (see storage/bell.py).
+    bell = open_bell(settings.home / "run")
+    ring_on_commit(sessions, bell)
     rt = Runtime(settings=settings, engine=engine, sessions=sessions, blobs=blobs,
                  indexer=Indexer(sessions, blobs=blobs, on_publish=hooks.on_publish,
-                                 memory_limit=settings.server.index_memory_limit),
+                                 memory_limit=settings.server.index_memory_limit, bell=bell),
                  downloads=DownloadRecorder(sessions, on_record=hooks.on_download), hooks=hooks)
     _add_jobs(rt)
     return rt

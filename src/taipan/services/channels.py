@@ -24,7 +24,7 @@ from taipan.domain.filters import normalize_channel_filters
 from taipan.domain.names import split_channel_path, validate_channel_name
 from taipan.domain.permissions import PRIVACY_LEVELS, Principal, can_read_channel, can_write_channel
 from taipan.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
-from taipan.services.indexing import release_held
+from taipan.services.indexing import release_held, ring_after_commit
 
 EDITABLE_FIELDS = ("privacy", "description", "name", "frozen", "filters")
 MAX_DESCRIPTION = 10_000
@@ -233,6 +233,8 @@ def delete_channel(db: Session, p: Principal, channel: Channel) -> list[str]:
     db.execute(delete(IndexChange).where(IndexChange.channel_id.in_(ids)))
     db.execute(delete(HeldChange).where(HeldChange.channel_id.in_(ids)))
     db.execute(delete(IndexPublication).where(IndexPublication.channel_id.in_(ids)))
+    for cid in ids:
+        ring_after_commit(db, cid)
     return ids
 
 

@@ -7,7 +7,9 @@ subdir, a channel's Python ``simple`` index, an R ``src/contrib`` tree, ...); it
 changes are new since the last look (all of them at once, so bursts are coalesced) to the family's
 ``PartitionIndex``, which rebuilds only what the changes touched, and swaps in a new immutable
 ``Publication``. Every file of one publication, derived ones included, comes from the same bytes.
-Other processes' writes are noticed by polling the log at most once per ``poll_interval``.
+Other processes' writes are noticed at once when they share this machine and home (they ring the
+channel's change bell after their commit: ``storage/bell.py``, ``ring_on_commit``), else by polling
+the log at most once per ``poll_interval``.
 
 Publications are shared by every process and node: a build writes each file once to the blob store
 (content-addressed by sha256; a segmented file's changed parts are written while the index builds)
@@ -40,7 +42,7 @@ from email.utils import format_datetime
 from typing import Any
 
 import zstandard
-from sqlalchemy import and_, delete, exists, func, insert, select, tuple_, update
+from sqlalchemy import and_, delete, event, exists, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -58,6 +60,7 @@ from taipan.services.publication import (
     read_blob,
 )
 from taipan.storage.base import BlobStore
+from taipan.storage.bell import Bell, silent_bell
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +88,10 @@ class _PartitionState:
         self.used = float("-inf")  # when its publication was last asked for (time.monotonic())
         self.dirty = True
         self.notified = 0  # moved by every notify/invalidate: a background look keeps dirty while it runs
+        self.slot = Bell.slot(channel_id)
+        # The channel's bell slot as read before the last completed look at the log: the
+        # publication is not current once the slot holds another value (another process rang).
+        self.rung = -1
         self.lock = threading.Lock()
 
     def publish(self, blobs: BlobStore, memory_limit: int) -> Publication:
@@ -125,8 +132,13 @@ class Indexer:
     def __init__(self, sessions: sessionmaker[Session], *, blobs: BlobStore,
                  poll_interval: float = 1.0, background_above: int = BACKGROUND_ABOVE,
                  memory_limit: int = MEMORY_LIMIT,
-                 on_publish: list[Callable[[str, float, int], None]] | None = None) -> None:
+                 on_publish: list[Callable[[str, float, int], None]] | None = None,
+                 bell: Bell | None = None) -> None:
         self._sessions = sessions
+        # Rung by every process of this machine that commits changes (``ring_on_commit``); without
+        # it, only polling tells this process of others' changes.
+        self.bell = bell if bell is not None else silent_bell()
+        self._rung = self.bell.values
         self._blobs = blobs
         self._on_publish = on_publish if on_publish is not None else []
         self._states: dict[tuple[str, str], _PartitionState] = {}
@@ -134,7 +146,7 @@ class Indexer:
         self.poll_interval = poll_interval
         self.background_above = background_above
         self.memory_limit = memory_limit
-        self.documents = ChannelDocuments(sessions, poll_interval)
+        self.documents = ChannelDocuments(sessions, poll_interval, self.bell)
         self.builds = 0  # publications built by this process (adopted ones are not counted)
         # How this process came to hold partitions' indexes: adopted another's publication, loaded
         # every row of the partition, resumed the incremental index from a publication's snapshot.
@@ -166,9 +178,11 @@ class Indexer:
                 del self._states[key]
 
     def _current(self, state: _PartitionState, now: float) -> bool:
-        """May the state's publication be served without a look at the log? (A frozen channel's too:
-        its log holds only the changes its index publishes; see the module docstring.)"""
-        return not state.dirty and now - state.checked < self.poll_interval
+        """May the state's publication be served without a look at the log? Not when this process
+        changed the partition, nor when another process on this machine rang the channel's bell, nor
+        once the poll interval has passed (for processes on other machines). (A frozen channel's
+        too: its log holds only the changes its index publishes; see the module docstring.)"""
+        return not state.dirty and now - state.checked < self.poll_interval and self._rung[state.slot] == state.rung
 
     def peek(self, channel_id: str, subdir: str) -> Publication | None:
         """The current publication if it needs no refresh (cheap, no I/O); else None."""
@@ -191,7 +205,8 @@ class Indexer:
         serving process's refresher (web.keep_fresh), which names the channels that are served."""
         for state in list(self._states.values()):
             if (state.used < used_since or state.channel_id not in channel_ids or state.publication is None
-                    or not state.dirty and time.monotonic() - state.checked < age):
+                    or not state.dirty and time.monotonic() - state.checked < age
+                    and self._rung[state.slot] == state.rung):
                 continue
             if not state.lock.acquire(blocking=False):
                 continue
@@ -213,6 +228,8 @@ class Indexer:
         with state.lock:
             if state.publication is None:
                 self._load(state)
+            elif self._current(state, time.monotonic()):
+                pass  # a look that began after this request came made it current meanwhile
             else:
                 self._refresh(state)
             assert state.publication is not None
@@ -244,6 +261,7 @@ class Indexer:
         with self._sessions() as db:
             state.dirty = False
             state.checked = time.monotonic()
+            state.rung = self._rung[state.slot]
             max_seq = self._max_seq(db, state)
             row = self._pointer(db, state)
             if row is not None:
@@ -343,6 +361,10 @@ class Indexer:
         answered from the previous publication."""
         started = time.monotonic()
         notified = state.notified
+        # Read before the look: a ring during it leaves the slot at another value, so the next
+        # request looks again. Noted only once the look is done: a request after a ring waits for
+        # the look (the lock) rather than be answered from the previous publication.
+        rung = self._rung[state.slot]
         if not background:
             state.dirty = False
             state.checked = started
@@ -353,6 +375,7 @@ class Indexer:
             state.checked = float("-inf") if stale else started
             if background and not stale and state.notified == notified:
                 state.dirty = False
+        state.rung = rung  # not after a failed look: the next request tries again
 
     def _look(self, state: _PartitionState, build: bool) -> bool:
         """``_refresh``'s work; True when a change was left to the next request."""
@@ -600,6 +623,35 @@ def log_changes(db: Session, channel_id: str, changes: list[tuple[str, str]], *,
         hold(db, channel_id, changes)
         return
     db.add_all(IndexChange(channel_id=channel_id, subdir=s, filename=f) for s, f in changes)
+    ring_after_commit(db, channel_id)
+
+
+# Session.info key: the channels whose bell rings when the session's transaction commits.
+_TO_RING = "taipan_ring"
+
+
+def ring_after_commit(db: Session, channel_id: str) -> None:
+    """Have the channel's bell rung once this transaction commits (by ``ring_on_commit``): every
+    writer of the index log calls it, so that other processes of this machine look at once."""
+    db.info.setdefault(_TO_RING, set()).add(channel_id)
+
+
+def ring_on_commit(sessions: sessionmaker[Session], bell: Bell) -> None:
+    """Ring, after each commit of a session of ``sessions``, the bells of the channels whose log it
+    wrote (``ring_after_commit``). After the commit, never before: a process that looks when rung
+    must find the change. A rolled-back transaction rings nothing (a leftover would only cost
+    other processes an extra look)."""
+
+    def after_commit(db: Session) -> None:
+        for channel_id in db.info.pop(_TO_RING, ()):
+            bell.ring(channel_id)
+
+    def after_soft_rollback(db: Session, previous: Any) -> None:
+        if previous.parent is None:
+            db.info.pop(_TO_RING, None)
+
+    event.listen(sessions, "after_commit", after_commit)
+    event.listen(sessions, "after_soft_rollback", after_soft_rollback)
 
 
 def lock_channel(db: Session, channel_id: str) -> bool:
@@ -680,6 +732,7 @@ def release_held(db: Session, channel_id: str) -> int:
     the channel, so that every process publishes them (call in the transaction that unfreezes it,
     after the change to ``frozen`` is flushed). How many."""
     lock_channel(db, channel_id)
+    ring_after_commit(db, channel_id)
     held = db.execute(select(HeldChange.subdir, HeldChange.filename).where(HeldChange.channel_id == channel_id)).all()
     now = utcnow()
     after = ("", "")
@@ -708,13 +761,16 @@ class ChannelDocuments:
     change of the channel's index log, not per request, and served like every index file (ETag,
     304, gzip and zstd content codings). The document's state is the highest log position of the
     partitions it summarises; it is checked at most once per poll interval unless this process
-    wrote to the channel (``Indexer.notify``). The documents asked for recently are looked at again
-    ahead of need by ``keep_fresh``."""
+    wrote to the channel (``Indexer.notify``) or another rang the channel's bell. The documents
+    asked for recently are looked at again ahead of need by ``keep_fresh``."""
 
-    def __init__(self, sessions: sessionmaker[Session], poll_interval: float) -> None:
+    def __init__(self, sessions: sessionmaker[Session], poll_interval: float, bell: Bell | None = None) -> None:
         self._sessions = sessions
         self.poll_interval = poll_interval
-        self._items: dict[tuple[str, str], tuple[float, int, Publication]] = {}
+        self._rung = (bell if bell is not None else silent_bell()).values
+        # (channel id, name) -> (when the log was looked at, its position, the publication, the
+        # channel's bell slot as read before that look)
+        self._items: dict[tuple[str, str], tuple[float, int, Publication, int]] = {}
         # (channel id, name) -> [when last asked for (time.monotonic()), how to make it again]
         self._wanted: dict[tuple[str, str], list[Any]] = {}
         self._dirty: set[str] = set()
@@ -739,7 +795,8 @@ class ChannelDocuments:
         wanted = self._wanted.get((channel_id, name))
         if wanted is not None:
             wanted[0] = now
-        if channel_id in self._dirty or now - hit[0] >= self.poll_interval:
+        if (channel_id in self._dirty or now - hit[0] >= self.poll_interval
+                or self._rung[Bell.slot(channel_id)] != hit[3]):
             return None
         return hit[2]
 
@@ -754,7 +811,8 @@ class ChannelDocuments:
                 continue
             hit = self._items.get(key)
             if key[0] not in channel_ids or (hit is not None and key[0] not in self._dirty
-                                             and time.monotonic() - hit[0] < age):
+                                             and time.monotonic() - hit[0] < age
+                                             and self._rung[Bell.slot(key[0])] == hit[3]):
                 continue
             self._look(key, *wanted[1:])
 
@@ -778,6 +836,7 @@ class ChannelDocuments:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
             self._dirty.discard(channel_id)
+            rung = self._rung[Bell.slot(channel_id)]
             with self._sessions() as db:
                 # One index seek per partition: max(seq) over the whole channel would scan its log.
                 seq = max((db.scalar(select(func.max(IndexChange.seq)).where(
@@ -794,5 +853,5 @@ class ChannelDocuments:
                 now = datetime.now(UTC).replace(microsecond=0)
                 pub = Publication("channel", name, seq, files, hashlib.sha256(data).hexdigest()[:24],
                                   format_datetime(now, usegmt=True), time.time())
-            self._items[key] = (time.monotonic(), seq, pub)
+            self._items[key] = (time.monotonic(), seq, pub, rung)
             return pub

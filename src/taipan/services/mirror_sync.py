@@ -662,6 +662,7 @@ def _log_changes(db: Session, channel_id: str, changes: list[tuple[str, str]], n
     rows = [{"channel_id": channel_id, "subdir": sd, "filename": fn, "created": now} for sd, fn in changes]
     for chunk in _chunks(rows, 5000):
         db.execute(insert(IndexChange.__table__), chunk)
+    indexing.ring_after_commit(db, channel_id)
 
 
 def _new_id() -> str:

@@ -17,8 +17,9 @@ moved) and, when one of those changed, the lookups of its files that were being 
 secrets): an entry lasts while used, for ``server.keep_fresh_seconds`` after its last use (at least
 a minute; ``deps.PrincipalCache``). Each cache
 decides what is due and how to look; this module only says when. The bounds do not change: a change
-made in another process is still seen within the same time, and one made in this process at once
-(the caches' ``invalidate``/``clear``/``notify``). When nothing was asked for within that time it
+made in another process is still seen within the same time (an index change of a process of this
+machine at once, through the change bell), and one made in this process at once (the caches'
+``invalidate``/``clear``/``notify``). When nothing was asked for within that time it
 does nothing but wake up.
 """
 

@@ -208,3 +208,44 @@ def test_segmented_bodies_joined_or_streamed_are_the_same_bytes(runtime, package
         assert isinstance(body, Segmented) and not streamed.is_ready("repodata.json", coding)
         pieces = list(streamed.stream(body))
         assert len(pieces) > 1 and b"".join(pieces) == expected
+
+
+def test_a_commit_in_another_process_of_the_machine_is_seen_at_once(runtime, conda_packages):
+    """A second Indexer sharing the home's change bell (another worker) serves a committed upload at
+    once, with an hour's poll interval; one without the bell (another machine) keeps its previous
+    publication until its poll. A rolled-back write rings nothing."""
+    from taipan.services.indexing import Indexer, log_changes
+    from taipan.storage.bell import silent_bell
+
+    p = admin_principal(runtime)
+    with runtime.sessions() as db:
+        channels.create_channel(db, p, "rung")
+        db.commit()
+    cid, _ = put(runtime, p, "rung", conda_packages["hello"])
+    near = Indexer(runtime.sessions, blobs=runtime.blobs, poll_interval=3600, bell=runtime.indexer.bell)
+    far = Indexer(runtime.sessions, blobs=runtime.blobs, poll_interval=3600, bell=silent_bell())
+
+    def files(ix: Indexer) -> dict:
+        return json.loads(ix.publication(cid, "noarch").file("repodata.json"))["packages.conda"]
+
+    def document(ix: Indexer) -> bytes:
+        return ix.documents.publication(cid, "names", frozenset({"noarch"}), "text/plain",
+                                        lambda: ",".join(sorted(files(ix))).encode()).file("names")
+
+    for ix in (near, far):
+        assert list(files(ix)) == ["hello-1.0-0.conda"] and document(ix) == b"hello-1.0-0.conda"
+        assert ix.peek(cid, "noarch") is not None and ix.documents.peek(cid, "names") is not None
+    rung = runtime.indexer.bell.seen(cid)
+    with runtime.sessions() as db:
+        log_changes(db, cid, [("noarch", "hello-9-0.conda")])
+        db.rollback()
+    assert runtime.indexer.bell.seen(cid) == rung
+    assert near.peek(cid, "noarch") is not None
+
+    put(runtime, p, "rung", conda_packages["hello-1.1"])
+    assert near.peek(cid, "noarch") is None and near.documents.peek(cid, "names") is None
+    assert "hello-1.1-0.conda" in files(near)
+    assert document(near) == b"hello-1.0-0.conda,hello-1.1-0.conda"
+    assert near.peek(cid, "noarch") is not None  # current again until the next ring
+    assert far.peek(cid, "noarch") is not None and "hello-1.1-0.conda" not in files(far)
+    assert document(far) == b"hello-1.0-0.conda"

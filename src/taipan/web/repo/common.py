@@ -276,8 +276,9 @@ def send_stored_file(request: Request, rt: Runtime, p: Principal, view: ChannelV
         return sbom.respond(request, rt, view.id, view.path, ckey)
     # The publication is looked at before the database: a file removed after this look moves the
     # log past it, so an entry made now cannot outlive the removal's publication.
-    pub = None if index is None else stored.current_publication(rt, view.id, index)
     cache = stored.stored_files(rt)
+    rung = cache.rung(view.id)  # before the lookups: a change meanwhile makes the entry due
+    pub = None if index is None else stored.current_publication(rt, view.id, index)
     known = cache.get(view.id, ckey, pub)
     if known is None and index is not None and pub is not None:
         cache.fill(rt, view.id, index, pub)  # the partition's other files are likely asked for next
@@ -305,5 +306,5 @@ def send_stored_file(request: Request, rt: Runtime, p: Principal, view: ChannelV
                        code="blob_missing")
     found = stored.StoredFile.of(rt, f, path)
     if index is None or pub is not None:
-        cache.put(view.id, found, pub)
+        cache.put(view.id, found, pub, rung)
     return stored.StoredFileResponse(rt, p, view, found)

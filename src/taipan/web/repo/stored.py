@@ -7,7 +7,9 @@ was found under is still the current one (``Indexer.peek`` returns that very obj
 moved, replaced or withheld file stops being served when its partition's index stops listing it (in a
 frozen channel too: its index is refreshed when a file is withheld or removed, and what is written
 to it meanwhile is neither listed nor found for download until it is unfrozen). Files of families
-without an index are kept ``TTL`` seconds, as long as a channel is cached. A miss makes the entries of
+without an index are kept ``TTL`` seconds, as long as a channel is cached, and no longer than the
+channel's change bell is silent (another process of this machine changed the channel:
+``storage/bell.py``). A miss makes the entries of
 the partition's other files at once (``StoredFiles.fill``, one query), and the serving process's
 refresher does it again when a partition so filled has a new publication (``StoredFiles.keep_fresh``).
 
@@ -40,6 +42,7 @@ from taipan.errors import TaipanError
 from taipan.runtime import Runtime
 from taipan.services import serving
 from taipan.services.publication import Publication
+from taipan.storage.bell import Bell, silent_bell
 
 TTL = 1.0
 MAX_ENTRIES = 50_000
@@ -102,8 +105,11 @@ def offload_header(rt: Runtime, path: Path) -> tuple[bytes, bytes] | None:
 class StoredFiles:
     """(channel id, ckey) -> StoredFile, valid while the partition's publication is unchanged."""
 
-    def __init__(self) -> None:
-        self._items: dict[tuple[str, str], tuple[StoredFile, Publication | None, float]] = {}
+    def __init__(self, bell: Bell | None = None) -> None:
+        self._rung = (bell if bell is not None else silent_bell()).values
+        # -> the entry, the publication it was found under (None: kept until the deadline), the
+        # deadline, and the channel's bell slot as read before the lookup
+        self._items: dict[tuple[str, str], tuple[StoredFile, Publication | None, float, int]] = {}
         self._lock = threading.Lock()
         # (channel id, partition) -> its family and the publication it was filled under (not kept
         # alive by this), None: too large to fill
@@ -117,25 +123,31 @@ class StoredFiles:
         if hit is None:
             return None
         current = None if hit[1] is None else rt.indexer.peek(channel_id, hit[0].subdir)
-        return self._valid(hit, current)
+        return self._valid(channel_id, hit, current)
 
     def get(self, channel_id: str, ckey: str, current: Publication | None) -> StoredFile | None:
         """The entry if it is valid under ``current``, the partition's current publication."""
         hit = self._items.get((channel_id, ckey))
-        return None if hit is None else self._valid(hit, current)
+        return None if hit is None else self._valid(channel_id, hit, current)
 
-    @staticmethod
-    def _valid(hit: tuple[StoredFile, Publication | None, float], current: Publication | None) -> StoredFile | None:
-        f, pub, deadline = hit
-        if pub is None:  # a file without an index: the entry lasts TTL seconds
-            return f if deadline > time.monotonic() else None
+    def _valid(self, channel_id: str, hit: tuple[StoredFile, Publication | None, float, int],
+               current: Publication | None) -> StoredFile | None:
+        f, pub, deadline, rung = hit
+        if pub is None:
+            # A file without an index: the entry lasts TTL seconds, and not past a change of the
+            # channel in another process of this machine.
+            return f if deadline > time.monotonic() and self._rung[Bell.slot(channel_id)] == rung else None
         return f if current is pub else None
 
-    def put(self, channel_id: str, f: StoredFile, pub: Publication | None) -> None:
+    def rung(self, channel_id: str) -> int:
+        """The channel's bell slot now: read before a lookup whose entry is ``put``."""
+        return self._rung[Bell.slot(channel_id)]
+
+    def put(self, channel_id: str, f: StoredFile, pub: Publication | None, rung: int) -> None:
         with self._lock:
             if len(self._items) >= MAX_ENTRIES:
                 self._items.clear()
-            self._items[(channel_id, f.ckey)] = (f, pub, time.monotonic() + TTL)
+            self._items[(channel_id, f.ckey)] = (f, pub, time.monotonic() + TTL, rung)
 
     def fill(self, rt: Runtime, channel_id: str, index: tuple[str, str], pub: Publication) -> None:
         """After a miss under ``pub``, the current publication of partition ``index`` (family,
@@ -149,6 +161,7 @@ class StoredFiles:
         with self._fill_lock:
             if self._done(key, pub):
                 return
+            rung = self.rung(channel_id)
             found = []
             files = serving.partition_files(rt.sessions, channel_id, index[0], index[1], FILL_LIMIT + 1)
             for f in files:
@@ -166,7 +179,7 @@ class StoredFiles:
                     self._filled.clear()
                 deadline = time.monotonic() + TTL
                 for f in found:
-                    self._items[(channel_id, f.ckey)] = (f, pub, deadline)
+                    self._items[(channel_id, f.ckey)] = (f, pub, deadline, rung)
                 # A partition larger than that is not filled again (which of its files is asked for
                 # is anyone's guess): each of its files is looked up when asked for.
                 self._filled[key] = (index[0], weakref.ref(pub) if len(files) <= FILL_LIMIT else None)
@@ -191,7 +204,7 @@ class StoredFiles:
 
 def stored_files(rt: Runtime) -> StoredFiles:
     cache = rt.extras.get("stored_files")  # made once: this runs on every download
-    return cache if cache is not None else rt.extras.setdefault("stored_files", StoredFiles())
+    return cache if cache is not None else rt.extras.setdefault("stored_files", StoredFiles(rt.indexer.bell))
 
 
 def current_publication(rt: Runtime, channel_id: str, index: tuple[str, str]) -> Publication | None:
