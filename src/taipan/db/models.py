@@ -183,12 +183,19 @@ class HeldChange(Base):
     """A file changed (uploaded, replaced by a mirror run) while its channel was frozen: the change is
     kept here instead of in the index log, so that the frozen channel's index does not publish it, and
     logged when the channel is unfrozen. Files withheld, restored or removed meanwhile are logged at
-    once: a frozen index never offers a file that its channel's CVE filters block or that is gone."""
+    once: a frozen index never offers a file that its channel's CVE filters block or that is gone.
+
+    A new file (``pending`` None) is in ``files`` already and is served nowhere until then. A file the
+    frozen channel had, replaced by a mirror run, keeps its row as it was (its index lists it and its
+    URL serves those bytes): ``pending`` holds the row's new values, written to it on unfreeze, and
+    ``sha256`` their blob, which blob cleanup keeps meanwhile."""
 
     __tablename__ = "held_changes"
     channel_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     subdir: Mapped[str] = mapped_column(String(64), primary_key=True)
     filename: Mapped[str] = mapped_column(String(255), primary_key=True)
+    pending: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
 
 
 class IndexPublication(Base):

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from taipan.db.maintenance import BlobCleanup
 from taipan.db.mirrors import Mirror
-from taipan.db.models import Channel, File
+from taipan.db.models import Channel, File, HeldChange
 from taipan.domain.permissions import Principal
 from taipan.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from taipan.services.indexing import published_blobs
@@ -164,8 +164,10 @@ def _batches(items: Iterable[StoredItem | None], size: int) -> Iterator[list[Sto
 
 
 def referenced(db: Session, digests: list[str], published: set[str]) -> set[str]:
-    """The digests that a file or a current index publication (``published``) refers to."""
+    """The digests that a file, a replacement held in a frozen channel or a current index publication
+    (``published``) refers to."""
     used = set(db.scalars(select(File.sha256).where(File.sha256.in_(digests)).distinct()))
+    used.update(db.scalars(select(HeldChange.sha256).where(HeldChange.sha256.in_(digests)).distinct()))
     return used | published.intersection(digests)
 
 
@@ -220,7 +222,8 @@ def delete(sessions: sessionmaker[Session], blobs: BlobStore, cid: str) -> None:
         if sha in published:
             return False
         with sessions() as db:
-            return db.scalar(select(File.id).where(File.sha256 == sha).limit(1)) is None
+            return (db.scalar(select(File.id).where(File.sha256 == sha).limit(1)) is None
+                    and db.scalar(select(HeldChange.filename).where(HeldChange.sha256 == sha).limit(1)) is None)
 
     deleted = freed = kept = 0
     try:

@@ -42,7 +42,7 @@ from email.utils import format_datetime
 from typing import Any
 
 import zstandard
-from sqlalchemy import delete, event, func, insert, select
+from sqlalchemy import and_, delete, event, exists, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -85,7 +85,7 @@ class _PartitionState:
         self.index_seq = -1
         self.publication: Publication | None = None
         self.checked = 0.0
-        self.used = float("-inf")  # when its publication was last asked for, unfrozen (time.monotonic())
+        self.used = float("-inf")  # when its publication was last asked for (time.monotonic())
         self.dirty = True
         self.notified = 0  # moved by every notify/invalidate: a background look keeps dirty while it runs
         self.slot = Bell.slot(channel_id)
@@ -202,8 +202,7 @@ class Indexer:
         ``channel_ids`` asked for since ``used_since`` whose last look is ``age`` seconds old (less
         than poll_interval), so that requests keep finding them current; a change made in this
         process is published here. One a request is refreshing is left to it. Called by the
-        serving process's refresher (web.keep_fresh), which names the channels that are served
-        and not frozen."""
+        serving process's refresher (web.keep_fresh), which names the channels that are served."""
         for state in list(self._states.values()):
             if (state.used < used_since or state.channel_id not in channel_ids or state.publication is None
                     or not state.dirty and time.monotonic() - state.checked < age
@@ -663,8 +662,18 @@ def lock_channel(db: Session, channel_id: str) -> bool:
 
 
 def held_query(channel_id: str, subdir: str) -> Any:
-    """The file names of a partition held while its channel is frozen (a select)."""
-    return select(HeldChange.filename).where(HeldChange.channel_id == channel_id, HeldChange.subdir == subdir)
+    """The file names of a partition held while its channel is frozen whose rows are not published
+    (new files; a select). A replaced file's row is still the one its frozen index lists."""
+    return select(HeldChange.filename).where(HeldChange.channel_id == channel_id, HeldChange.subdir == subdir,
+                                             HeldChange.pending.is_(None))
+
+
+def offered() -> Any:
+    """The condition on ``File`` rows that their channel offers now (for download, SBOMs...): not
+    withheld by its CVE filters, nor new while it is frozen and not published yet (``held_query``)."""
+    return and_(File.withheld.is_(False), ~exists().where(
+        HeldChange.channel_id == File.channel_id, HeldChange.subdir == File.subdir,
+        HeldChange.filename == File.filename, HeldChange.pending.is_(None)))
 
 
 def hold(db: Session, channel_id: str, changes: list[tuple[str, str]]) -> None:
@@ -680,14 +689,67 @@ def hold(db: Session, channel_id: str, changes: list[tuple[str, str]]) -> None:
                 db.execute(insert(HeldChange.__table__), new)
 
 
+# The columns of a file row that a replacement held in a frozen channel may set (``defer``).
+REPLACEABLE = frozenset({"family", "name", "version", "sha256", "md5", "size", "record", "meta", "state",
+                         "source_url"})
+
+
+def defer(db: Session, channel_id: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A mirror run's replacements of files of a frozen channel (the channel row is locked already):
+    a file its index lists keeps its row until the channel is unfrozen (its index and its URL go on
+    offering the same bytes), and the new values are held with the change (a later run's replace
+    them). Returns the rows to write at once: files new since the freeze, which nothing serves yet."""
+    now_rows: list[dict[str, Any]] = []
+    by_subdir: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_subdir.setdefault(r["subdir"], []).append(r)
+    for subdir, group in by_subdir.items():
+        for chunk in _chunks(group, 500):
+            unpublished = set(db.scalars(held_query(channel_id, subdir).where(
+                HeldChange.filename.in_([r["filename"] for r in chunk]))))
+            later = [r for r in chunk if r["filename"] not in unpublished]
+            now_rows += [r for r in chunk if r["filename"] in unpublished]
+            if not later:
+                continue
+            db.execute(delete(HeldChange).where(HeldChange.channel_id == channel_id, HeldChange.subdir == subdir,
+                                                HeldChange.filename.in_([r["filename"] for r in later])))
+            db.execute(insert(HeldChange.__table__), [
+                {"channel_id": channel_id, "subdir": subdir, "filename": r["filename"], "sha256": r["sha256"] or None,
+                 "pending": {"id": r["id"], **{k: v for k, v in r.items() if k in REPLACEABLE}}} for r in later])
+    return now_rows
+
+
+def forget_held(db: Session, channel_id: str, files: list[tuple[str, str]]) -> None:
+    """Files of a frozen channel removed (their removal logged at once): nothing of theirs is held."""
+    for subdir in {s for s, _ in files}:
+        for chunk in _chunks(sorted(f for s, f in files if s == subdir), 500):
+            db.execute(delete(HeldChange).where(HeldChange.channel_id == channel_id, HeldChange.subdir == subdir,
+                                                HeldChange.filename.in_(chunk)))
+
+
 def release_held(db: Session, channel_id: str) -> int:
-    """On unfreeze: log every held change of the channel, so that every process publishes them (call
-    in the transaction that unfreezes it, after the change to ``frozen`` is flushed). How many."""
+    """On unfreeze: write the replacements held meanwhile to their rows and log every held change of
+    the channel, so that every process publishes them (call in the transaction that unfreezes it,
+    after the change to ``frozen`` is flushed). How many."""
     lock_channel(db, channel_id)
     ring_after_commit(db, channel_id)
     held = db.execute(select(HeldChange.subdir, HeldChange.filename).where(HeldChange.channel_id == channel_id)).all()
-    db.execute(delete(HeldChange).where(HeldChange.channel_id == channel_id))
     now = utcnow()
+    after = ("", "")
+    while True:  # by pages: a day of a big upstream's record patches is many rows
+        batch = db.execute(select(HeldChange.subdir, HeldChange.filename, HeldChange.pending).where(
+            HeldChange.channel_id == channel_id, HeldChange.pending.is_not(None),
+            tuple_(HeldChange.subdir, HeldChange.filename) > after)
+            .order_by(HeldChange.subdir, HeldChange.filename).limit(2000)).all()
+        if not batch:
+            break
+        after = (batch[-1][0], batch[-1][1])
+        values = {p["id"]: p for _, _, p in batch}
+        # A file removed since (by its mirror) has no row to write to: its removal is logged already.
+        ids = set(db.scalars(select(File.id).where(File.id.in_(list(values)))))
+        if ids:
+            db.execute(update(File), [{**values[i], "updated_at": now} for i in ids])
+    db.execute(delete(HeldChange).where(HeldChange.channel_id == channel_id))
     for start in range(0, len(held), 5000):
         db.execute(insert(IndexChange.__table__), [{"channel_id": channel_id, "subdir": s, "filename": f,
                                                     "created": now} for s, f in held[start:start + 5000]])
@@ -699,7 +761,8 @@ class ChannelDocuments:
     change of the channel's index log, not per request, and served like every index file (ETag,
     304, gzip and zstd content codings). The document's state is the highest log position of the
     partitions it summarises; it is checked at most once per poll interval unless this process
-    wrote to the channel (``Indexer.notify``) or another rang the channel's bell."""
+    wrote to the channel (``Indexer.notify``) or another rang the channel's bell. The documents
+    asked for recently are looked at again ahead of need by ``keep_fresh``."""
 
     def __init__(self, sessions: sessionmaker[Session], poll_interval: float, bell: Bell | None = None) -> None:
         self._sessions = sessions
@@ -708,6 +771,8 @@ class ChannelDocuments:
         # (channel id, name) -> (when the log was looked at, its position, the publication, the
         # channel's bell slot as read before that look)
         self._items: dict[tuple[str, str], tuple[float, int, Publication, int]] = {}
+        # (channel id, name) -> [when last asked for (time.monotonic()), how to make it again]
+        self._wanted: dict[tuple[str, str], list[Any]] = {}
         self._dirty: set[str] = set()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._guard = threading.Lock()
@@ -719,13 +784,37 @@ class ChannelDocuments:
         with self._guard:
             for key in [k for k in self._items if k[0] in channel_ids]:
                 del self._items[key]
+            for key in [k for k in self._wanted if k[0] in channel_ids]:
+                self._wanted.pop(key, None)
 
     def peek(self, channel_id: str, name: str) -> Publication | None:
         hit = self._items.get((channel_id, name))
-        if (hit is None or channel_id in self._dirty or time.monotonic() - hit[0] >= self.poll_interval
+        if hit is None:
+            return None
+        now = time.monotonic()
+        wanted = self._wanted.get((channel_id, name))
+        if wanted is not None:
+            wanted[0] = now
+        if (channel_id in self._dirty or now - hit[0] >= self.poll_interval
                 or self._rung[Bell.slot(channel_id)] != hit[3]):
             return None
         return hit[2]
+
+    def keep_fresh(self, used_since: float, age: float, channel_ids: set[str]) -> None:
+        """Look again ahead of need (as a request would: the log, and a build when it moved) at the
+        documents of ``channel_ids`` asked for since ``used_since`` whose last look is ``age``
+        seconds old (less than poll_interval), so that requests keep finding them current; the
+        others are forgotten. Called by the serving process's refresher (web.keep_fresh)."""
+        for key, wanted in list(self._wanted.items()):
+            if wanted[0] < used_since:
+                self._wanted.pop(key, None)
+                continue
+            hit = self._items.get(key)
+            if key[0] not in channel_ids or (hit is not None and key[0] not in self._dirty
+                                             and time.monotonic() - hit[0] < age
+                                             and self._rung[Bell.slot(key[0])] == hit[3]):
+                continue
+            self._look(key, *wanted[1:])
 
     def publication(self, channel_id: str, name: str, partitions: frozenset[str], media_type: str,
                     build: Callable[[], bytes]) -> Publication:
@@ -735,6 +824,14 @@ class ChannelDocuments:
         if pub is not None:
             return pub
         key = (channel_id, name)
+        if len(self._wanted) >= 10000:
+            self._wanted.clear()
+        self._wanted[key] = [time.monotonic(), partitions, media_type, build]
+        return self._look(key, partitions, media_type, build)
+
+    def _look(self, key: tuple[str, str], partitions: frozenset[str], media_type: str,
+              build: Callable[[], bytes]) -> Publication:
+        channel_id, name = key
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:

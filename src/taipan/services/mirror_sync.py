@@ -629,14 +629,19 @@ def _publish(env: MirrorEnv, m: Mirror, channel: Channel, plan: Plan, progress: 
             subdirs.update(r["subdir"] for r in chunk)
             progress.check()
         for chunk in batches(plan.spooled_update, plan.update, 2000):
-            db.execute(update(File), [{"updated_at": now, **{k: v for k, v in r.items() if k != "channel_id"}}
-                                      for r in chunk])
-            _log_changes(db, channel.id, [(r["subdir"], r["filename"]) for r in chunk], now, hold=frozen)
+            # A frozen channel keeps serving the files it had: their new values wait until unfreeze.
+            rewrite = indexing.defer(db, channel.id, chunk) if frozen else chunk
+            if rewrite:
+                db.execute(update(File), [{"updated_at": now, **{k: v for k, v in r.items() if k != "channel_id"}}
+                                          for r in rewrite])
+            _log_changes(db, channel.id, [(r["subdir"], r["filename"]) for r in rewrite], now, hold=frozen)
             subdirs.update(r["subdir"] for r in chunk)
             progress.check()
         for removed in _chunks(plan.remove, 500):
             db.execute(delete(File).where(File.id.in_([r[0] for r in removed])))
             _log_changes(db, channel.id, [(sd, fn) for _, sd, fn in removed], now)  # a frozen index too
+            if frozen:  # nothing of theirs waits for the unfreeze any more
+                indexing.forget_held(db, channel.id, [(sd, fn) for _, sd, fn in removed])
             subdirs.update(sd for _, sd, _ in removed)
         counts = dict(db.execute(select(File.state, func.count()).where(File.mirror_id == m.id)
                                  .group_by(File.state)).all())

@@ -29,7 +29,7 @@ from taipan.domain.urls import MASK, has_credentials, redact_url, scrub, secrets
 from taipan.errors import Conflict, Forbidden, InvalidInput, NotFound, TaipanError, UpstreamError
 from taipan.jobs import DueRun, JobRegistry
 from taipan.services import channels as channel_service
-from taipan.services.indexing import log_changes
+from taipan.services.indexing import forget_held, log_changes
 from taipan.services.mirror_runs import JOB_SYNC, MirrorEnv, error_category, initial_sync_state, is_stale
 from taipan.services.mirror_sync import run_mirror
 from taipan.storage.secrets import SecretBox
@@ -252,6 +252,7 @@ def delete_mirror(db: Session, p: Principal, channel: Channel, m: Mirror) -> set
     for i in range(0, len(rows), 500):
         db.execute(delete(File).where(File.id.in_([r.id for r in rows[i:i + 500]])))
     log_changes(db, channel.id, [(r.subdir, r.filename) for r in rows], even_if_frozen=True)  # gone
+    forget_held(db, channel.id, [(r.subdir, r.filename) for r in rows])  # nothing of theirs waits
     # A run in progress notices the missing row at its next heartbeat and gives up.
     db.delete(m)
     channel_service.add_event(db, channel, "mirror_deleted", p, mirror=m.name, files=len(rows))

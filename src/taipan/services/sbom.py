@@ -25,6 +25,7 @@ from taipan.domain import families
 from taipan.domain import sbom as sbom_doc
 from taipan.errors import InvalidInput, NotFound, TaipanError
 from taipan.services import cve_hooks
+from taipan.services.indexing import offered
 from taipan.storage.base import BlobStore
 
 MAX_UPLOADED_SBOM = 64 * 1024 * 1024
@@ -98,7 +99,7 @@ def _files_inside(blobs: BlobStore, f: File, family: object) -> list[tuple[str, 
 
 def _uploaded(db: Session, blobs: BlobStore, f: File, fmt: str) -> SbomDocument | None:
     rows = db.scalars(select(File).where(File.channel_id == f.channel_id, File.family == "sbom",
-                                         File.name == f.name, File.version == f.version)
+                                         File.name == f.name, File.version == f.version, offered())
                       .order_by(File.created_at.desc()).limit(20))
     for row in rows:
         if json.loads(row.record).get("format") == fmt and row.state == "active" and row.size <= MAX_UPLOADED_SBOM:
@@ -110,9 +111,10 @@ def _uploaded(db: Session, blobs: BlobStore, f: File, fmt: str) -> SbomDocument 
 def document(db: Session, blobs: BlobStore, *, channel_id: str, channel_url: str, base_url: str, ckey: str,
              fmt: str) -> SbomDocument:
     """The SBOM of the file ``ckey`` of a channel the caller may read (checked by the caller). A file
-    withheld by the channel's CVE filters has none: the same 404 as a file the channel does not have."""
+    withheld by the channel's CVE filters, or not published yet in a frozen channel, has none: the
+    same 404 as a file the channel does not have."""
     fmt = check_format(fmt)
-    f = db.scalar(select(File).where(File.channel_id == channel_id, File.ckey == ckey, File.withheld.is_(False)))
+    f = db.scalar(select(File).where(File.channel_id == channel_id, File.ckey == ckey, offered()))
     if f is None:
         raise no_sbom(ckey)
     uploaded = _uploaded(db, blobs, f, fmt)
@@ -138,8 +140,8 @@ def document(db: Session, blobs: BlobStore, *, channel_id: str, channel_url: str
 
 def find_by_filename(db: Session, channel_id: str, filename: str) -> str | None:
     """The ckey of the one file named ``filename`` in a channel (conda-repo-cli's `sbom --package`
-    sends the bare file name as the ckey); None when there is none or several. Withheld files are not
-    among them (see ``document``)."""
+    sends the bare file name as the ckey); None when there is none or several. Files the channel does
+    not offer now are not among them (see ``document``)."""
     ckeys = list(db.scalars(select(File.ckey).where(File.channel_id == channel_id, File.filename == filename,
-                                                    File.withheld.is_(False)).limit(2)))
+                                                    offered()).limit(2)))
     return ckeys[0] if len(ckeys) == 1 else None

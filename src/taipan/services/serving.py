@@ -14,7 +14,7 @@ from taipan.db.models import File, HeldChange
 from taipan.domain.repodata import channeldata as build_channeldata
 from taipan.domain.repodata import version_key
 from taipan.errors import NotFound
-from taipan.services.indexing import held_query
+from taipan.services.indexing import held_query, offered
 
 
 def http_now() -> str:
@@ -22,11 +22,11 @@ def http_now() -> str:
 
 
 def find_file(sessions: sessionmaker[Session], channel_id: str, ckey: str) -> File:
-    """The file a download (or its metadata) names. A file withheld by the channel's CVE filters is
-    not found: the same 404 as a file the channel does not have, whatever the caller may see."""
+    """The file a download (or its metadata) names. A file withheld by the channel's CVE filters, or
+    written to the channel while it is frozen (not published until it is unfrozen), is not found: the
+    same 404 as a file the channel does not have, whatever the caller may see."""
     with sessions() as db:
-        f = db.scalar(select(File).where(File.channel_id == channel_id, File.ckey == ckey,
-                                         File.withheld.is_(False)))
+        f = db.scalar(select(File).where(File.channel_id == channel_id, File.ckey == ckey, offered()))
     if f is None:
         raise NotFound(f"{ckey} is not in this channel", "Check the file name against repodata.json",
                        code="file_not_found")
@@ -35,7 +35,7 @@ def find_file(sessions: sessionmaker[Session], channel_id: str, ckey: str) -> Fi
 
 def partition_files(sessions: sessionmaker[Session], channel_id: str, family: str, partition: str,
                     limit: int) -> list[File]:
-    """Up to ``limit`` files of a partition that may be downloaded now (active, not withheld), with
+    """Up to ``limit`` files of a partition that may be downloaded now (active, offered), with
     only what a download needs (``web.repo.stored.StoredFile``), in one query: the lookups of a
     partition's files at once, rather than one query per file."""
     with sessions() as db:
@@ -43,7 +43,7 @@ def partition_files(sessions: sessionmaker[Session], channel_id: str, family: st
             select(File).options(load_only(File.id, File.family, File.name, File.version, File.ckey, File.subdir,
                                            File.filename, File.size, File.sha256, raiseload=True))
             .where(File.channel_id == channel_id, File.subdir == partition, File.family == family,
-                   File.state == "active", File.withheld.is_(False))
+                   File.state == "active", offered())
             .limit(limit)))
 
 
@@ -54,7 +54,8 @@ def channeldata(sessions: sessionmaker[Session], channel_id: str, channel_path: 
     subdirs: dict[str, set[str]] = {}
     with sessions() as db:
         held = {(s, f) for s, f in db.execute(select(HeldChange.subdir, HeldChange.filename)
-                                              .where(HeldChange.channel_id == channel_id))}
+                                              .where(HeldChange.channel_id == channel_id,
+                                                     HeldChange.pending.is_(None)))}
         rows = db.execute(select(File.name, File.version, File.subdir, File.meta, File.filename)
                           .where(File.channel_id == channel_id, File.family == "conda", File.withheld.is_(False)))
         for name, version, subdir, meta, filename in rows:

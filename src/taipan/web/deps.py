@@ -23,6 +23,11 @@ from taipan.services import accounts, tokens
 # the cache, and other processes notice the revocation log moving when they next look, which is at
 # most REVOCATION_CHECK seconds after their last look (while credentials are in use, web.keep_fresh
 # looks before that runs out, so requests need not). No entry outlives its token's expiry.
+# An entry lasts while it is used: it is forgotten once unused for its lifetime, PRINCIPAL_TTL or
+# server.keep_fresh_seconds if longer (a client run after a pause within that is answered from
+# memory, as the other caches keep what was used within it); at most _MAX_ENTRIES are kept.
+# Nothing else about a credential can change unseen: whatever takes one away (a revoked or deleted
+# token, a new password, a deleted user) moves the revocation log.
 REVOCATION_CHECK = 0.5
 PRINCIPAL_TTL = 60.0
 _MAX_ENTRIES = 10000
@@ -46,8 +51,10 @@ SessionDep = Annotated[Session, Depends(get_db)]
 class PrincipalCache:
     """Credential digest -> Principal, valid while the revocation log has not moved."""
 
-    def __init__(self, read_seq: Callable[[], int]) -> None:
+    def __init__(self, read_seq: Callable[[], int], lifetime: float = PRINCIPAL_TTL) -> None:
         self._read_seq = read_seq
+        self.lifetime = lifetime  # an entry unused for this long is forgotten
+        self._pruned = time.monotonic()
         self._items: dict[str, tuple[float, float, Principal]] = {}
         self._lock = threading.Lock()
         self._seq: int | None = None  # None: unknown, look before trusting anything
@@ -68,7 +75,13 @@ class PrincipalCache:
         if self._seq is None or now - self._checked >= REVOCATION_CHECK:
             return None
         deadline, expires, p = hit
-        return p if deadline > now and expires > time.time() else None
+        if deadline <= now or expires <= time.time():
+            return None
+        if deadline - now < self.lifetime / 2:  # in use: kept (a write at most twice per lifetime)
+            with self._lock:
+                if self._items.get(key) is hit:  # not forgotten meanwhile (a revocation)
+                    self._items[key] = (now + self.lifetime, expires, p)
+        return p
 
     def sync(self) -> int | None:
         """Look at the revocation log if due (one tiny query); forget everything if it moved.
@@ -83,9 +96,18 @@ class PrincipalCache:
         finding the entries current. Called by the serving process's refresher (web.keep_fresh)."""
         if self.used < used_since or not self._items:
             return
+        if time.monotonic() - self._pruned > PRINCIPAL_TTL:
+            self._prune()
         if self._seq is not None and time.monotonic() - self._checked < age:
             return
         self._look()
+
+    def _prune(self) -> None:
+        """Forget the entries unused for their lifetime (``get`` no longer answers them)."""
+        now = self._pruned = time.monotonic()
+        with self._lock:
+            for key in [k for k, hit in self._items.copy().items() if hit[0] <= now]:
+                self._items.pop(key, None)
 
     def _look(self) -> int | None:
         generation = self._generation
@@ -106,7 +128,7 @@ class PrincipalCache:
             if len(self._items) >= _MAX_ENTRIES:
                 self._items.clear()
             self.used = now = time.monotonic()
-            self._items[key] = (now + PRINCIPAL_TTL, expires, p)
+            self._items[key] = (now + self.lifetime, expires, p)
 
     def invalidate(self) -> None:
         """A credential was revoked here: forget everything, and look at the log before trusting again."""
@@ -135,7 +157,7 @@ def _new_cache(runtime: Runtime) -> PrincipalCache:
         with runtime.sessions() as db:
             return tokens.revocation_seq(db)
 
-    cache = PrincipalCache(read_seq)
+    cache = PrincipalCache(read_seq, max(PRINCIPAL_TTL, runtime.settings.server.keep_fresh_seconds))
 
     def after_commit(session: Session) -> None:
         if session.info.pop("auth_revoked", False):

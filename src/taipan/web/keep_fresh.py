@@ -10,9 +10,12 @@ of ~0.8 ms), and almost every conda or rattler run starts after such a pause.
 ``KeepFresh`` is one daemon thread per server process that, for what was asked for within
 ``server.keep_fresh_seconds``, has each cache look again when half of its time is spent: the
 revocation log (one tiny query), every channel in use (one lookup for all of them), the
-publications in use (the indexer's own ``_refresh``, which also publishes what changed) and, when
-one of those changed, the lookups of its files that were being downloaded (``StoredFiles.fill``,
-one query). Each cache
+publications in use (the indexer's own ``_refresh``, which also publishes what changed), the
+channel documents in use (conda's ``channeldata.json``: its partitions' log, and a build when it
+moved) and, when one of those changed, the lookups of its files that were being downloaded
+(``StoredFiles.fill``, one query). Credentials are not looked up again (the cache holds digests, not
+secrets): an entry lasts while used, for ``server.keep_fresh_seconds`` after its last use (at least
+a minute; ``deps.PrincipalCache``). Each cache
 decides what is due and how to look; this module only says when. The bounds do not change: a change
 made in another process is still seen within the same time (an index change of a process of this
 machine at once, through the change bell), and one made in this process at once (the caches'
@@ -84,4 +87,5 @@ class KeepFresh:
         principal_cache(self.rt).keep_fresh(since, REVOCATION_CHECK * DUE_AT)
         served = channels.keep_fresh(self.rt, since, CHANNEL_TTL * DUE_AT)
         self.rt.indexer.keep_fresh(since, self.rt.indexer.poll_interval * DUE_AT, served)
+        self.rt.indexer.documents.keep_fresh(since, self.rt.indexer.poll_interval * DUE_AT, served)
         stored_files(self.rt).keep_fresh(self.rt)

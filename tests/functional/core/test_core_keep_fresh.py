@@ -173,3 +173,38 @@ def test_after_an_upload_a_client_s_first_run_takes_the_full_path_once(server_fa
         assert httpx.get(f"{base}/{pkg.name}").status_code == 200
         taken.append(_full_path_requests(server) - before)
     assert 0 in taken, f"full-path requests after each upload: {taken}"
+
+
+def test_channeldata_and_frozen_channels_after_a_pause_are_answered_from_memory(server_factory,
+                                                                                conda_packages) -> None:  # type: ignore[no-untyped-def]
+    """channeldata.json is kept fresh like the subdirs' indexes, and so is a frozen channel (its
+    index is refreshed like any other's, and what is written to it meanwhile is not served)."""
+    server = server_factory()
+    token = _download_token(server)[0]
+    urls, headers = _serving_channel(server, conda_packages, token)
+    channeldata = urls[0].replace("noarch/repodata.json", "channeldata.json")
+    frozen_urls, _ = _serving_channel(server, conda_packages, token)
+    name = frozen_urls[0].split("/repo/", 1)[1].split("/", 1)[0]
+    with server.client(server.admin_token()) as c:
+        c.put(f"/channels/{name}", json={"frozen": True}).raise_for_status()
+    for wanted in ([channeldata], frozen_urls):
+        _warm(wanted, headers)
+        taken = _after_pauses(server, wanted, headers, rounds=3)
+        assert 0 in taken, f"full-path requests after each pause of {wanted}: {taken}"
+
+
+def test_credentials_used_before_a_pause_longer_than_a_minute_are_answered_from_memory(
+        server_factory, conda_packages) -> None:  # type: ignore[no-untyped-def]
+    """A credential lasts in memory while used within server.keep_fresh_seconds (default 300 s), not
+    a fixed minute after it was looked up: a client run after a pause of more than a minute is
+    answered from memory (the channel and the index are kept fresh meanwhile)."""
+    server = server_factory()
+    urls, headers = _serving_channel(server, conda_packages, _download_token(server)[0])
+    _warm(urls, headers)
+    time.sleep(45)  # used again at 45 s: a lookup of its own (60 s) would expire at 60 s
+    _warm(urls, headers)
+    time.sleep(30)
+    before = _full_path_requests(server)
+    for url in urls:
+        assert httpx.get(url, headers=headers).status_code == 200
+    assert _full_path_requests(server) - before == 0

@@ -173,7 +173,7 @@ def stored_file(scope: Scope, caller: Caller) -> StoredFile | None:
     ckey = caller.routes.stored(caller.rest)
     if ckey is None:
         return None
-    return stored_files(caller.rt).peek(caller.rt, caller.view.id, ckey, frozen=caller.view.frozen)
+    return stored_files(caller.rt).peek(caller.rt, caller.view.id, ckey)
 
 
 @dataclass(slots=True)
@@ -243,7 +243,8 @@ def from_memory(scope: Scope, headers: Mapping[bytes, bytes], caller: Caller
     if located is None:
         return None
     rt, view = caller.rt, caller.view
-    pub = rt.indexer.peek(view.id, located.subdir)
+    pub = (rt.indexer.documents.peek(view.id, located.name) if located.document
+           else rt.indexer.peek(view.id, located.subdir))
     if pub is None:
         return None
     name = located.name
@@ -399,7 +400,7 @@ async def serve(request: Request, repo_path: str) -> Response:
         raise NotFound(f"Nothing at {request.url.path}",
                        "Conda subdirs are platform names such as noarch or linux-64", code="not_found")
     located = routes.locate(rest, request.scope)
-    if located is not None:
+    if located is not None and not located.document:
         return await published(request, rt, view, located)
     return await routes.serve(request, rt, p, view, rest)
 

@@ -29,7 +29,9 @@ CHANNEL_TTL = 1.0
 
 @dataclass(frozen=True)
 class Located:
-    """A URL that names a file of a partition's publication (family, partition, file name)."""
+    """A URL that names a file of a partition's publication (family, partition, file name), or with
+    ``document`` a channel document (``Indexer.documents``, e.g. conda's channeldata.json; no
+    partition), which the family's ``serve`` makes on the full path."""
 
     family: str
     subdir: str
@@ -37,6 +39,7 @@ class Located:
     headers: tuple[tuple[str, str], ...] = ()
     missing_code: str = "not_found"
     missing_hint: str = "Check the URL"
+    document: bool = False
 
 
 @dataclass(frozen=True)
@@ -82,8 +85,9 @@ class ChannelCache:
     def keep_fresh(self, rt: Runtime, used_since: float, age: float) -> set[str]:
         """Look up again, in one go, the channels asked for since ``used_since`` whose view is
         ``age`` seconds old (less than CHANNEL_TTL), so that requests keep finding them current.
-        Returns the ids of those channels that are served and not frozen (whose publications may
-        be kept fresh too). Called by the serving process's refresher (web.keep_fresh)."""
+        Returns the ids of those channels that are served (whose publications may be kept fresh
+        too; a frozen channel's as well: its index is refreshed like any other's). Called by the
+        serving process's refresher (web.keep_fresh)."""
         now = time.monotonic()
         used = []
         with self._lock:
@@ -100,10 +104,10 @@ class ChannelCache:
                 continue
             if hit[0] - CHANNEL_TTL + age <= now or self._rung[hit[2]] != hit[3]:
                 due.append(path)
-            elif not hit[1].frozen:
+            else:
                 served.add(hit[1].id)
         for view in self._lookup(rt, due).values():
-            if view is not None and not view.frozen:
+            if view is not None:
                 served.add(view.id)
         return served
 
@@ -283,10 +287,10 @@ def send_stored_file(request: Request, rt: Runtime, p: Principal, view: ChannelV
     cache = stored.stored_files(rt)
     rung = cache.rung(view.id)  # before the lookups: a change meanwhile makes the entry due
     pub = None if index is None else stored.current_publication(rt, view.id, index)
-    known = cache.get(view.id, ckey, pub, frozen=view.frozen)
-    if known is None and index is not None and pub is not None and not view.frozen:
+    known = cache.get(view.id, ckey, pub)
+    if known is None and index is not None and pub is not None:
         cache.fill(rt, view.id, index, pub)  # the partition's other files are likely asked for next
-        known = cache.get(view.id, ckey, pub, frozen=view.frozen)
+        known = cache.get(view.id, ckey, pub)
     if known is not None:
         return stored.StoredFileResponse(rt, p, view, known)
     f = serving.find_file(rt.sessions, view.id, ckey)

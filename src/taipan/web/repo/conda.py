@@ -21,9 +21,13 @@ from taipan.web.repo.common import ChannelView, Located, send_published, send_st
 
 INDEX_FILES = frozenset(MEDIA_TYPES)
 CHANNELDATA = "channeldata.json"
+# A channel document: answered from memory while current, else made by ``serve``.
+CHANNELDATA_LOCATED = Located("conda", "", CHANNELDATA, document=True)
 
 
 def locate(rest: list[str], scope: Scope) -> Located | None:
+    if rest == [CHANNELDATA]:
+        return CHANNELDATA_LOCATED
     if len(rest) != 2 and not (len(rest) == 3 and rest[1] == "shards"):
         return None
     subdir, name = rest[0], "/".join(rest[1:])
@@ -45,12 +49,12 @@ def stored(rest: list[str]) -> str | None:
 
 
 async def serve(request: Request, rt: Runtime, p: Principal, view: ChannelView, rest: list[str]) -> Response:
-    if rest == ["channeldata.json"]:
+    if rest == [CHANNELDATA]:
         # Built once per change of the channel's conda subdirs, not per request.
         pub = rt.indexer.documents.peek(view.id, CHANNELDATA) or await run_in_threadpool(
             rt.indexer.documents.publication, view.id, CHANNELDATA, SUBDIR_SET, "application/json",
             lambda: serving.channeldata(rt.sessions, view.id, view.path))
-        return await send_published(request, view, pub, Located("conda", "", CHANNELDATA))
+        return await send_published(request, view, pub, CHANNELDATA_LOCATED)
     if len(rest) < 2 or rest[0] not in SUBDIR_SET:
         raise NotFound(f"Nothing at {request.url.path}",
                        "Subdirs are platform names such as noarch or linux-64", code="not_found")

@@ -5,10 +5,11 @@ the ETag, its size and blob path) is found once per (channel, ckey) and kept in 
 the index that lists the file: an entry is used only while the publication of the file's partition it
 was found under is still the current one (``Indexer.peek`` returns that very object), so a removed,
 moved, replaced or withheld file stops being served when its partition's index stops listing it (in a
-frozen channel too: its index is refreshed when a file is withheld). Files of families without an
-index are kept ``TTL`` seconds, as long as a channel is cached, and no longer than the channel's
-change bell is silent (another process of this machine changed the channel: ``storage/bell.py``); so
-are those of frozen channels, a precaution from when their index was never refreshed. A miss makes the entries of
+frozen channel too: its index is refreshed when a file is withheld or removed, and what is written
+to it meanwhile is neither listed nor found for download until it is unfrozen). Files of families
+without an index are kept ``TTL`` seconds, as long as a channel is cached, and no longer than the
+channel's change bell is silent (another process of this machine changed the channel:
+``storage/bell.py``). A miss makes the entries of
 the partition's other files at once (``StoredFiles.fill``, one query), and the serving process's
 refresher does it again when a partition so filled has a new publication (``StoredFiles.keep_fresh``).
 
@@ -115,30 +116,28 @@ class StoredFiles:
         self._filled: dict[tuple[str, str], tuple[str, weakref.ref[Publication] | None]] = {}
         self._fill_lock = threading.Lock()
 
-    def peek(self, rt: Runtime, channel_id: str, ckey: str, *, frozen: bool) -> StoredFile | None:
+    def peek(self, rt: Runtime, channel_id: str, ckey: str) -> StoredFile | None:
         """The entry while it is valid, without I/O; None when a lookup is due (or the partition's
         publication needs a look at the log)."""
         hit = self._items.get((channel_id, ckey))
         if hit is None:
             return None
         current = None if hit[1] is None else rt.indexer.peek(channel_id, hit[0].subdir)
-        return self._valid(channel_id, hit, current, frozen)
+        return self._valid(channel_id, hit, current)
 
-    def get(self, channel_id: str, ckey: str, current: Publication | None, *, frozen: bool) -> StoredFile | None:
+    def get(self, channel_id: str, ckey: str, current: Publication | None) -> StoredFile | None:
         """The entry if it is valid under ``current``, the partition's current publication."""
         hit = self._items.get((channel_id, ckey))
-        return None if hit is None else self._valid(channel_id, hit, current, frozen)
+        return None if hit is None else self._valid(channel_id, hit, current)
 
     def _valid(self, channel_id: str, hit: tuple[StoredFile, Publication | None, float, int],
-               current: Publication | None, frozen: bool) -> StoredFile | None:
+               current: Publication | None) -> StoredFile | None:
         f, pub, deadline, rung = hit
-        if pub is not None and current is not pub:
-            return None
-        # Files without an index, and (a precaution) of frozen channels: an entry lasts TTL seconds,
-        # and not past a change of the channel in another process of this machine.
-        if pub is None or frozen:
+        if pub is None:
+            # A file without an index: the entry lasts TTL seconds, and not past a change of the
+            # channel in another process of this machine.
             return f if deadline > time.monotonic() and self._rung[Bell.slot(channel_id)] == rung else None
-        return f
+        return f if current is pub else None
 
     def rung(self, channel_id: str) -> int:
         """The channel's bell slot now: read before a lookup whose entry is ``put``."""
