@@ -9,21 +9,11 @@ import hashlib
 import json
 
 from sqlalchemy import select
+from test_core_services import admin_principal
 
 from taipan.db.models import File, HeldChange
-from taipan.domain.permissions import Principal
-from taipan.services import accounts, blob_cleanup, channels, indexing, tokens, uploads
+from taipan.services import blob_cleanup, channels, indexing, uploads
 from taipan.services.indexing import forget_held
-from taipan.settings import AuthSettings
-
-
-def admin_principal(rt) -> Principal:
-    with rt.sessions() as db:
-        accounts.bootstrap_admin(db, "admin", "admin-password-1")
-        db.commit()
-        secret, _ = accounts.login(db, "admin", "admin-password-1", AuthSettings())
-        db.commit()
-        return tokens.principal_for_secret(db, secret)
 
 
 def _listed(rt, channel_id: str, subdir: str) -> dict[str, dict]:
