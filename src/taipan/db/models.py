@@ -21,6 +21,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -138,6 +139,10 @@ class File(Base):
         Index("ix_files_channel_family_name", "channel_id", "family", "name"),
         Index("ix_files_channel_subdir", "channel_id", "subdir"),
         Index("ix_files_name", "name"),
+        # The channels holding withheld files (a few rows), looked up on every upload and CVE match:
+        # without it, a scan of every file (0.1 s at 100k files, 1 s at 1M).
+        Index("ix_files_withheld_channel", "channel_id", sqlite_where=text("withheld = 1"),
+              postgresql_where=text("withheld")),
     )
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     channel_id: Mapped[str] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from taipan.db.models import Channel, File
@@ -172,7 +172,7 @@ def enforce(db: Session, channel_ids: list[str] | None = None) -> dict[str, int]
             select(File.id, File.ckey, File.subdir, File.filename, File.cve_score, File.cve_status)
             .where(File.channel_id == channel.id, File.withheld.is_(False), breach)).all()
         show_q = select(File.id, File.ckey, File.subdir, File.filename).where(
-            File.channel_id == channel.id, File.withheld.is_(True))
+            File.channel_id == channel.id, File.withheld == true())  # ix_files_withheld_channel
         if breach is not None:
             show_q = show_q.where(~breach)
         show = db.execute(show_q).all()
@@ -196,5 +196,11 @@ def enforce(db: Session, channel_ids: list[str] | None = None) -> dict[str, int]
 def channels_with_cve_filters(db: Session) -> list[str]:
     """Channels with CVE filters, and channels holding withheld files (their filters may be gone)."""
     ids = {c.id for c in db.scalars(select(Channel)) if any(_cve_rules(c))}
-    ids.update(db.scalars(select(File.channel_id).where(File.withheld.is_(True)).distinct()))
+    ids.update(db.scalars(withheld_channels()))
     return sorted(ids)
+
+
+def withheld_channels() -> Any:
+    """The ids of the channels holding withheld files (a select answered from the partial index
+    ``ix_files_withheld_channel``, whose condition ``withheld = true`` it spells the same way)."""
+    return select(File.channel_id).where(File.withheld == true()).distinct()

@@ -20,3 +20,22 @@ def test_migrations_match_the_models(db_url):
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     finally:
         engine.dispose()
+
+
+def test_the_channels_holding_withheld_files_are_read_from_their_index(db_url):
+    """Asked on every upload: a scan of every file was 0.1 s per upload at 100k files."""
+    from taipan.services.cve_enforcement import withheld_channels
+
+    upgrade(db_url)
+    engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as conn:
+            sql = str(withheld_channels().compile(conn, compile_kwargs={"literal_binds": True}))
+            if conn.dialect.name == "sqlite":
+                plan = " ".join(str(row) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+            else:  # an empty table: only a table scan switched off shows which index may answer it
+                conn.exec_driver_sql("SET enable_seqscan = off")
+                plan = " ".join(str(row) for row in conn.exec_driver_sql(f"EXPLAIN {sql}"))
+            assert "ix_files_withheld_channel" in plan, plan
+    finally:
+        engine.dispose()
