@@ -764,10 +764,10 @@ class ChannelDocuments:
     wrote to the channel (``Indexer.notify``) or another rang the channel's bell. The documents
     asked for recently are looked at again ahead of need by ``keep_fresh``."""
 
-    def __init__(self, sessions: sessionmaker[Session], poll_interval: float, bell: Bell | None = None) -> None:
+    def __init__(self, sessions: sessionmaker[Session], poll_interval: float, bell: Bell) -> None:
         self._sessions = sessions
         self.poll_interval = poll_interval
-        self._rung = (bell if bell is not None else silent_bell()).values
+        self._rung = bell.values
         # (channel id, name) -> (when the log was looked at, its position, the publication, the
         # channel's bell slot as read before that look)
         self._items: dict[tuple[str, str], tuple[float, int, Publication, int]] = {}
@@ -795,10 +795,15 @@ class ChannelDocuments:
         wanted = self._wanted.get((channel_id, name))
         if wanted is not None:
             wanted[0] = now
-        if (channel_id in self._dirty or now - hit[0] >= self.poll_interval
-                or self._rung[Bell.slot(channel_id)] != hit[3]):
+        if not self._current(channel_id, hit, now, self.poll_interval):
             return None
         return hit[2]
+
+    def _current(self, channel_id: str, hit: tuple[float, int, Publication, int], now: float, age: float) -> bool:
+        """May a document looked at ``now - hit[0]`` seconds ago be used without a look at the log?
+        Not when this process wrote to the channel, nor once ``age`` has passed, nor when another
+        process of this machine rang the channel's bell."""
+        return channel_id not in self._dirty and now - hit[0] < age and self._rung[Bell.slot(channel_id)] == hit[3]
 
     def keep_fresh(self, used_since: float, age: float, channel_ids: set[str]) -> None:
         """Look again ahead of need (as a request would: the log, and a build when it moved) at the
@@ -810,9 +815,7 @@ class ChannelDocuments:
                 self._wanted.pop(key, None)
                 continue
             hit = self._items.get(key)
-            if key[0] not in channel_ids or (hit is not None and key[0] not in self._dirty
-                                             and time.monotonic() - hit[0] < age
-                                             and self._rung[Bell.slot(key[0])] == hit[3]):
+            if key[0] not in channel_ids or hit is not None and self._current(key[0], hit, time.monotonic(), age):
                 continue
             self._look(key, *wanted[1:])
 

@@ -20,7 +20,7 @@ from taipan.runtime import Runtime
 from taipan.services import channels as channel_service
 from taipan.services import serving
 from taipan.services.publication import Publication, body_size
-from taipan.storage.bell import Bell, silent_bell
+from taipan.storage.bell import Bell
 from taipan.web.deps import client_address, credentials, resolve_principal
 from taipan.web.repo import sbom, stored
 
@@ -57,8 +57,8 @@ class ChannelCache:
     without a query per request. The views of channels asked for recently are looked up again ahead
     of need by ``keep_fresh``."""
 
-    def __init__(self, bell: Bell | None = None) -> None:
-        self._rung = (bell if bell is not None else silent_bell()).values
+    def __init__(self, bell: Bell) -> None:
+        self._rung = bell.values
         # path -> (deadline, view or None: no such channel, the channel's bell slot (of its id; of
         # the path when there is none, which nothing rings), the slot's value read before the lookup)
         self._items: dict[str, tuple[float, ChannelView | None, int, int]] = {}

@@ -42,7 +42,7 @@ from taipan.errors import TaipanError
 from taipan.runtime import Runtime
 from taipan.services import serving
 from taipan.services.publication import Publication
-from taipan.storage.bell import Bell, silent_bell
+from taipan.storage.bell import Bell
 
 TTL = 1.0
 MAX_ENTRIES = 50_000
@@ -105,8 +105,8 @@ def offload_header(rt: Runtime, path: Path) -> tuple[bytes, bytes] | None:
 class StoredFiles:
     """(channel id, ckey) -> StoredFile, valid while the partition's publication is unchanged."""
 
-    def __init__(self, bell: Bell | None = None) -> None:
-        self._rung = (bell if bell is not None else silent_bell()).values
+    def __init__(self, bell: Bell) -> None:
+        self._rung = bell.values
         # -> the entry, the publication it was found under (None: kept until the deadline), the
         # deadline, and the channel's bell slot as read before the lookup
         self._items: dict[tuple[str, str], tuple[StoredFile, Publication | None, float, int]] = {}
