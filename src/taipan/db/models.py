@@ -137,7 +137,9 @@ class File(Base):
     __table_args__ = (
         UniqueConstraint("channel_id", "ckey", name="uq_files_channel_ckey"),
         Index("ix_files_channel_family_name", "channel_id", "family", "name"),
-        Index("ix_files_channel_subdir", "channel_id", "subdir"),
+        # Files by partition, and by partition and name: the rows an index refresh reads (without
+        # the name, a refresh read every row of the partition: 0.46 s at 1M records).
+        Index("ix_files_channel_subdir_filename", "channel_id", "subdir", "filename"),
         Index("ix_files_name", "name"),
         # The channels holding withheld files (a few rows), looked up on every upload and CVE match:
         # without it, a scan of every file (0.1 s at 100k files, 1 s at 1M).

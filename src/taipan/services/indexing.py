@@ -405,10 +405,7 @@ class Indexer:
                 rows: dict[str, tuple[str, bytes] | None] = dict.fromkeys(fns)
                 for chunk in _chunks(sorted(fns), 500):
                     for fn, name, record in db.execute(
-                            select(File.filename, File.name, File.record).where(
-                                File.channel_id == state.channel_id, File.subdir == state.subdir,
-                                File.family == state.family, File.filename.in_(chunk),
-                                File.withheld.is_(False))):
+                            changed_rows(state.channel_id, state.family, state.subdir, chunk)):
                         rows[fn] = (name, record.encode())
                     # A file held in a frozen channel (e.g. uploaded, withheld and restored since
                     # the freeze) is not published by a change logged meanwhile; its removal is.
@@ -659,6 +656,15 @@ def lock_channel(db: Session, channel_id: str) -> bool:
     conflict with the key-share locks that inserting rows referencing the channel takes. Returns
     whether the channel is frozen (read under the lock: a freeze or unfreeze commits before or after)."""
     return bool(db.scalar(select(Channel.frozen).where(Channel.id == channel_id).with_for_update(key_share=True)))
+
+
+def changed_rows(channel_id: str, family: str, subdir: str, filenames: list[str]) -> Any:
+    """The rows (file name, package name, record) of the named files of a partition that its index
+    may list (not withheld): what a refresh applies. Answered from ``ix_files_channel_subdir_filename``,
+    so it costs what the change does, not what the partition holds."""
+    return select(File.filename, File.name, File.record).where(
+        File.channel_id == channel_id, File.subdir == subdir, File.filename.in_(filenames),
+        File.family == family, File.withheld.is_(False))
 
 
 def held_query(channel_id: str, subdir: str) -> Any:
