@@ -16,6 +16,8 @@ publication's listing file, or the previous publication's, names it.
 from __future__ import annotations
 
 import bz2
+import ctypes
+import ctypes.util
 import gzip
 import hashlib
 import os
@@ -322,13 +324,39 @@ DEFLATE_END = b"\x03\x00"
 _ZEROS = bytes(1 << 20)
 
 
+def _zlib_crc32_combine() -> Callable[[int, int, int], int] | None:
+    """zlib's own ``crc32_combine`` (O(log n) in the length), from the zlib that Python's ``zlib``
+    module uses; the standard library does not expose it. None where that library cannot be loaded."""
+    try:
+        libz = ctypes.CDLL(ctypes.util.find_library("z") or "libz.so.1")
+        combine = libz.crc32_combine
+    except (OSError, AttributeError):
+        return None
+    combine.restype = ctypes.c_ulong
+    combine.argtypes = [ctypes.c_ulong, ctypes.c_ulong, ctypes.c_long]
+    return lambda crc1, crc2, len2: int(combine(crc1, crc2, len2)) & 0xFFFFFFFF
+
+
+_COMBINE = _zlib_crc32_combine()
+
+
 def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
-    """The CRC-32 of A + B from those of A and of B (``len2`` bytes): CRC-32 is affine, so it is
-    the CRC of A continued over len2 zero bytes, minus that of the zeros alone, plus B's."""
+    """The CRC-32 of A + B from those of A and of B (``len2`` bytes). zlib's when it can be
+    loaded: the way below costs a CRC over 2 x len2 zero bytes, 0.35 s for the parts of a 376 MB
+    ``repodata.json`` (1M records), on the first gzip request after every change."""
+    if _COMBINE is not None:
+        return _COMBINE(crc1, crc2, len2)
+    return _crc32_combine_by_zeros(crc1, crc2, len2)
+
+
+def _crc32_combine_by_zeros(crc1: int, crc2: int, len2: int) -> int:
+    """CRC-32 is affine: the CRC of A + B is that of A continued over len2 zero bytes, minus that of
+    the zeros alone, plus B's."""
     a, z = crc1, 0
+    zeros = memoryview(_ZEROS)
     while len2 > 0:
         n = min(len2, len(_ZEROS))
-        a, z = zlib.crc32(_ZEROS[:n], a), zlib.crc32(_ZEROS[:n], z)
+        a, z = zlib.crc32(zeros[:n], a), zlib.crc32(zeros[:n], z)
         len2 -= n
     return a ^ z ^ crc2
 
