@@ -21,6 +21,7 @@ from taipan.domain.names import CHANNEL_NAME_RE
 from taipan.domain.permissions import ROLES, Principal
 from taipan.errors import Conflict, InvalidInput, NotFound, TooManyRequests, Unauthenticated
 from taipan.services import system
+from taipan.services.indexing import ring_path_after_commit
 from taipan.services.tokens import hash_token, record_revocation
 from taipan.settings import AuthSettings
 
@@ -87,6 +88,7 @@ def _create_default_channel(db: Session, user: User) -> None:
     db.add(channel)
     db.flush()
     db.add(ChannelOwner(channel_id=channel.id, user_id=user.id))
+    ring_path_after_commit(db, name)  # processes that looked it up in vain find it at once
 
 
 def default_channel_name(db: Session, user: User) -> str | None:

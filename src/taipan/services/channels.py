@@ -24,7 +24,7 @@ from taipan.domain.filters import normalize_channel_filters
 from taipan.domain.names import split_channel_path, validate_channel_name
 from taipan.domain.permissions import PRIVACY_LEVELS, Principal, can_read_channel, can_write_channel
 from taipan.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
-from taipan.services.indexing import release_held, ring_after_commit
+from taipan.services.indexing import release_held, ring_after_commit, ring_path_after_commit
 
 EDITABLE_FIELDS = ("privacy", "description", "name", "frozen", "filters")
 MAX_DESCRIPTION = 10_000
@@ -166,6 +166,7 @@ def create_channel(db: Session, p: Principal, name: str, *, parent_path: str | N
         db.add(ChannelOwner(channel_id=channel.id, user_id=p.user_id))
     db.flush()
     db.refresh(channel)
+    ring_path_after_commit(db, path)  # processes that looked it up in vain find it at once
     add_event(db, channel, f"{kind_of(channel)}_created", p, name=path, privacy=privacy)
     return channel
 
@@ -226,8 +227,10 @@ def _rename(db: Session, channel: Channel, new_name: str) -> None:
     if find_channel(db, new_path):
         raise Conflict(f"Channel {new_path!r} already exists", "Choose another name", code="channel_exists")
     channel.name, channel.path = new_name, new_path
+    ring_path_after_commit(db, new_path)  # the old paths' views are rung by id (``_ring``)
     for sub in db.scalars(select(Channel).where(Channel.parent_id == channel.id)):
         sub.path = f"{new_path}/{sub.name}"
+        ring_path_after_commit(db, sub.path)
 
 
 def delete_channel(db: Session, p: Principal, channel: Channel) -> list[str]:

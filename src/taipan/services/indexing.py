@@ -633,6 +633,15 @@ def ring_after_commit(db: Session, channel_id: str) -> None:
     db.info.setdefault(_TO_RING, set()).add(channel_id)
 
 
+def ring_path_after_commit(db: Session, path: str) -> None:
+    """Have the bell slot of a channel *path* rung once this transaction commits: the slot that a
+    look-up which found no channel there noted (``ChannelCache``). Called wherever a path comes to
+    name a channel (a channel or subchannel created, a user's own channel, a rename), so that every
+    process of this machine finds it at once instead of answering 404 for up to its cache time.
+    (Paths and ids share the slots: one that shares a slot with a channel only costs an extra look.)"""
+    ring_after_commit(db, path)
+
+
 def ring_on_commit(sessions: sessionmaker[Session], bell: Bell) -> None:
     """Ring, after each commit of a session of ``sessions``, the bells of the channels whose log it
     wrote (``ring_after_commit``). After the commit, never before: a process that looks when rung

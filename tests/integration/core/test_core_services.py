@@ -257,3 +257,52 @@ def test_a_commit_in_another_process_of_the_machine_is_seen_at_once(runtime, con
     assert near.peek(cid, "noarch") is not None  # current again until the next ring
     assert far.peek(cid, "noarch") is not None and "hello-1.1-0.conda" not in files(far)
     assert document(far) == b"hello-1.0-0.conda"
+
+
+def test_a_channel_cache_finds_a_channel_once_its_path_was_created(runtime):
+    """The channel cache keeps a look-up that found nothing (for 1 s) until the bell slot of the path
+    rings: creating a channel or subchannel, a user's own channel at the first login and a rename
+    ring it after their commit (another process shares the slots: ``test_core_change_bell``); a
+    rolled-back creation rings nothing, and a deleted channel is gone at once."""
+    from taipan.web.repo.common import ChannelCache
+
+    p = admin_principal(runtime)
+    cache = ChannelCache(runtime.indexer.bell)
+
+    def missing(*paths: str) -> None:
+        for path in paths:
+            assert cache.get(runtime, path) is None and cache.peek(path) == (None,)
+
+    missing("fresh", "fresh/sub", "renamed", "carol")
+    with runtime.sessions() as db:
+        channels.create_channel(db, p, "fresh")
+        db.rollback()
+    assert cache.peek("fresh") == (None,)
+    with runtime.sessions() as db:
+        channels.create_channel(db, p, "fresh")
+        db.commit()
+    assert cache.peek("fresh") is None and cache.get(runtime, "fresh").path == "fresh"
+    with runtime.sessions() as db:
+        channels.create_channel(db, p, "sub", parent_path="fresh")
+        db.commit()
+    assert cache.peek("fresh/sub") is None and cache.get(runtime, "fresh/sub").path == "fresh/sub"
+
+    missing("renamed/sub")
+    with runtime.sessions() as db:
+        channels.update_channel(db, p, channels.get_channel(db, "fresh"), {"name": "renamed"})
+        db.commit()
+    assert cache.get(runtime, "renamed").path == "renamed"
+    assert cache.get(runtime, "renamed/sub").path == "renamed/sub"
+    missing("fresh", "fresh/sub")
+
+    with runtime.sessions() as db:
+        accounts.create_user(db, "carol", "carol-password")
+        db.commit()
+        accounts.login(db, "carol", "carol-password", AuthSettings())
+        db.commit()
+    assert cache.get(runtime, "carol").path == "carol"
+
+    with runtime.sessions() as db:
+        channels.delete_channel(db, p, channels.get_channel(db, "renamed"))
+        db.commit()
+    missing("renamed", "renamed/sub")

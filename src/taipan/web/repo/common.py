@@ -54,13 +54,17 @@ class ChannelView:
 class ChannelCache:
     """path -> ChannelView for CHANNEL_TTL, and no longer than the channel's change bell is silent (a
     process of this machine changed or deleted the channel: ``storage/bell.py``): serving answers
-    without a query per request. The views of channels asked for recently are looked up again ahead
-    of need by ``keep_fresh``."""
+    without a query per request. That no channel has a path is kept the same way, under the bell
+    slot of the path, which is rung where a path comes to name a channel (created, renamed to it:
+    ``indexing.ring_path_after_commit``), so a channel made by any process of this machine is found
+    at once. The views of channels asked for recently are looked up again ahead of need by
+    ``keep_fresh``."""
 
     def __init__(self, bell: Bell) -> None:
         self._rung = bell.values
         # path -> (deadline, view or None: no such channel, the channel's bell slot (of its id; of
-        # the path when there is none, which nothing rings), the slot's value read before the lookup)
+        # the path when there is none, rung when a channel gets that path), the slot's value read
+        # before the lookup)
         self._items: dict[str, tuple[float, ChannelView | None, int, int]] = {}
         self._used: dict[str, float] = {}  # path -> when it was last asked for (time.monotonic())
         self._lock = threading.Lock()
