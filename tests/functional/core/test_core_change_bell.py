@@ -7,6 +7,9 @@ process answers from its previous publication for up to that long, and these tes
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -113,3 +116,75 @@ def test_another_server_of_the_home_applies_channel_changes_once_they_returned(
         assert c.delete(f"/channels/{gone}").status_code == 202
     for _ in range(AFTER // 2):
         assert httpx.get(urls[gone], timeout=30).status_code == 401
+
+
+def _status(url: str, token: str | None = None) -> int:
+    """The status of one GET on a connection of its own, with ``token`` as X-Auth when given."""
+    return httpx.get(url, headers={"X-Auth": token} if token else {}, timeout=30).status_code
+
+
+def test_another_server_of_the_home_finds_a_channel_once_it_was_created(
+        server_factory, conda_packages, env) -> None:  # type: ignore[no-untyped-def]
+    """A look-up that found no channel is kept in the channel cache too (1 s). Creating a channel or
+    a subchannel, or renaming one, rings the bell slot of its new path, which such an entry noted:
+    B finds the channel at once, where it answered 404 a moment before."""
+    a = server_factory(env)
+    b = server_factory(env, home=a.home)
+    token = a.admin_token()
+    name = f"new{uuid.uuid4().hex[:8]}"
+    old, renamed = f"{name}old", f"{name}ren"
+    with a.client(token) as c:
+        c.post("/channels", json={"name": old, "privacy": "public"}).raise_for_status()
+    urls = {path: f"{b.api}/repo/{path}/noarch/repodata.json" for path in (name, f"{name}/sub", renamed, old)}
+    for _ in range(2):  # B has looked them up and keeps what it found (the second answer is from its cache)
+        for path in (name, f"{name}/sub", renamed):
+            assert _status(urls[path], token) == 404
+        assert _status(urls[old], token) == 200
+
+    with a.client(token) as c:
+        c.post("/channels", json={"name": name, "privacy": "public"}).raise_for_status()
+    for _ in range(AFTER // 4):
+        assert _status(urls[name]) == 200
+    _upload(b, name, conda_packages["hello"])  # through B, at once
+    assert "hello-1.0-0.conda" in _get(urls[name]).json()["packages.conda"]
+
+    with a.client(token) as c:
+        c.post(f"/channels/{name}/subchannels", json={"name": "sub"}).raise_for_status()
+    for _ in range(AFTER // 4):
+        assert _status(urls[f"{name}/sub"]) == 200
+
+    with a.client(token) as c:
+        c.put(f"/channels/{old}", json={"name": renamed}).raise_for_status()
+    for _ in range(AFTER // 4):
+        assert _status(urls[renamed]) == 200
+        assert _status(urls[old], token) == 404
+
+
+def test_a_channel_created_elsewhere_is_not_revealed_to_those_who_may_not_see_it(
+        server_factory, env) -> None:  # type: ignore[no-untyped-def]
+    """A private channel created through A: B answers its owner (and admins) at once, and everyone
+    else exactly as before it existed (401 anonymous, 404 with credentials). A user's own channel,
+    made at the first login, is found at once too."""
+    a = server_factory(env)
+    b = server_factory(env, home=a.home)
+    admin = a.admin_token()
+    user = f"u{uuid.uuid4().hex[:8]}"
+    subprocess.run([sys.executable, "-m", "taipan.admin.main", "user", "create", user, "--password",
+                    "user-password-1"], check=True, capture_output=True,
+                   env={**os.environ, "TAIPAN_HOME": str(a.home), **env})
+    own = f"{b.api}/repo/{user}/noarch/repodata.json"
+    for _ in range(2):
+        assert _status(own, admin) == 404
+    session = a.login(user, "user-password-1")  # makes the user's own channel
+    for _ in range(AFTER // 4):
+        assert _status(own, admin) == 200
+        assert _status(own, session) == 200
+
+    name = f"priv{uuid.uuid4().hex[:8]}"
+    url = f"{b.api}/repo/{name}/noarch/repodata.json"
+    before = [(_status(url), _status(url, session), _status(url, admin)) for _ in range(2)]
+    assert before == [(401, 404, 404)] * 2
+    with a.client(admin) as c:
+        c.post("/channels", json={"name": name, "privacy": "private"}).raise_for_status()
+    for _ in range(AFTER // 4):
+        assert (_status(url), _status(url, session), _status(url, admin)) == (401, 404, 200)
