@@ -205,7 +205,8 @@ class Publication:
             body = self.body(name + ".zst")
         else:
             body = self._derive(key, lambda pub: _gzip(pub, pub.body(name)))
-        if isinstance(body, Segmented) and body.size <= self.memory_limit * (1 if coding is None else COMPRESSED_FACTOR):
+        limit = self.memory_limit if coding is None else self.memory_limit * COMPRESSED_FACTOR
+        if isinstance(body, Segmented) and body.size <= limit:
             segmented = body
             return self._derive(f"{key}|joined", lambda pub: b"".join(pub.stream(segmented)))
         return body
