@@ -159,38 +159,68 @@ def _breach(threshold: float | None, uncurated: bool) -> Any:
     return or_(*conds)
 
 
-def enforce(db: Session, channel_ids: list[str] | None = None) -> dict[str, int]:
-    """Withhold the files that break their channel's CVE filters; bring back those that no longer do."""
+def enforce(db: Session, channel_ids: list[str] | None = None, *,
+            file_ids: Iterable[str] | None = None) -> dict[str, int]:
+    """Withhold the files that break their channel's CVE filters; bring back those that no longer do.
+
+    Every file of the channels ``channel_ids`` (all channels when None; after their filters changed),
+    or only the files ``file_ids`` (after their scores changed): whether a file breaks its channel's
+    filters depends on nothing else, so a CVE match of some files looks at those files only, whatever
+    the size of their channels."""
+    if file_ids is not None:
+        by_channel: dict[str, list[str]] = {}
+        ids = sorted(set(file_ids))
+        for i in range(0, len(ids), CHUNK):
+            for fid, cid in db.execute(select(File.id, File.channel_id).where(File.id.in_(ids[i:i + CHUNK]))):
+                by_channel.setdefault(cid, []).append(fid)
+        scopes = {cid: [File.id.in_(part[i:i + CHUNK]) for i in range(0, len(part), CHUNK)]
+                  for cid, part in by_channel.items()}
+        channels = db.scalars(select(Channel).where(Channel.id.in_(list(scopes)))) if scopes else []
+    else:
+        q = select(Channel)
+        if channel_ids is not None:
+            q = q.where(Channel.id.in_(channel_ids))
+        channels, scopes = db.scalars(q), {}
     withheld = restored = 0
-    q = select(Channel)
-    if channel_ids is not None:
-        q = q.where(Channel.id.in_(channel_ids))
-    for channel in db.scalars(q):
-        threshold, uncurated = _cve_rules(channel)
-        breach = _breach(threshold, uncurated) if threshold is not None or uncurated else None
-        hide = [] if breach is None else db.execute(
-            select(File.id, File.ckey, File.subdir, File.filename, File.cve_score, File.cve_status)
-            .where(File.channel_id == channel.id, File.withheld.is_(False), breach)).all()
+    for channel in channels:
+        hidden, shown = _enforce_channel(db, channel, scopes.get(channel.id, [true()]))
+        withheld, restored = withheld + hidden, restored + shown
+    return {"withheld": withheld, "restored": restored}
+
+
+# File ids per query of ``enforce(file_ids=...)``.
+CHUNK = 500
+
+
+def _enforce_channel(db: Session, channel: Channel, scopes: list[Any]) -> tuple[int, int]:
+    """``enforce`` over the files of one channel that each of ``scopes`` (conditions on File) selects."""
+    threshold, uncurated = _cve_rules(channel)
+    breach = _breach(threshold, uncurated) if threshold is not None or uncurated else None
+    hide: list[Any] = []
+    show: list[Any] = []
+    for scope in scopes:
+        if breach is not None:
+            hide += db.execute(
+                select(File.id, File.ckey, File.subdir, File.filename, File.cve_score, File.cve_status)
+                .where(File.channel_id == channel.id, File.withheld.is_(False), breach, scope)).all()
         show_q = select(File.id, File.ckey, File.subdir, File.filename).where(
-            File.channel_id == channel.id, File.withheld == true())  # ix_files_withheld_channel
+            File.channel_id == channel.id, File.withheld == true(), scope)  # ix_files_withheld_channel
         if breach is not None:
             show_q = show_q.where(~breach)
-        show = db.execute(show_q).all()
-        if hide:
-            db.execute(update(File).where(File.id.in_([r.id for r in hide])).values(withheld=True))
-            log_changes(db, channel.id, [(r.subdir, r.filename) for r in hide], even_if_frozen=True)
-            add_event(db, channel, "artifacts_withheld", None, reason="cve_filter",
-                      cve_score_threshold=threshold, exclude_non_curated_cve=uncurated,
-                      files=[{"ckey": r.ckey, "cve_score": r.cve_score, "cve_status": r.cve_status}
-                             for r in hide[:1000]], count=len(hide))
-            withheld += len(hide)
-        if show:
-            db.execute(update(File).where(File.id.in_([r.id for r in show])).values(withheld=False))
-            log_changes(db, channel.id, [(r.subdir, r.filename) for r in show], even_if_frozen=True)
-            add_event(db, channel, "artifacts_restored", None, reason="cve_filter",
-                      ckeys=[r.ckey for r in show[:1000]], count=len(show))
-            restored += len(show)
-    return {"withheld": withheld, "restored": restored}
+        show += db.execute(show_q).all()
+    if hide:
+        db.execute(update(File).where(File.id.in_([r.id for r in hide])).values(withheld=True))
+        log_changes(db, channel.id, [(r.subdir, r.filename) for r in hide], even_if_frozen=True)
+        add_event(db, channel, "artifacts_withheld", None, reason="cve_filter",
+                  cve_score_threshold=threshold, exclude_non_curated_cve=uncurated,
+                  files=[{"ckey": r.ckey, "cve_score": r.cve_score, "cve_status": r.cve_status}
+                         for r in hide[:1000]], count=len(hide))
+    if show:
+        db.execute(update(File).where(File.id.in_([r.id for r in show])).values(withheld=False))
+        log_changes(db, channel.id, [(r.subdir, r.filename) for r in show], even_if_frozen=True)
+        add_event(db, channel, "artifacts_restored", None, reason="cve_filter",
+                  ckeys=[r.ckey for r in show[:1000]], count=len(show))
+    return len(hide), len(show)
 
 
 def channels_with_cve_filters(db: Session) -> list[str]:

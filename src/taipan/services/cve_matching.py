@@ -121,6 +121,8 @@ class _Writer:
         self.pairs: list[tuple[str, str]] = []
         self.updates: list[tuple[float | None, str | None, str]] = []
         self.matches = self.changed = 0
+        # The files whose score or status changed (when kept: a match of some files, not all).
+        self.changed_ids: list[str] | None = None
 
     def add(self, pairs: list[tuple[str, str]], update: tuple[float | None, str | None, str] | None) -> None:
         self.pairs += pairs
@@ -128,6 +130,8 @@ class _Writer:
         if update is not None:
             self.updates.append(update)
             self.changed += 1
+            if self.changed_ids is not None:
+                self.changed_ids.append(update[2])
         if len(self.pairs) >= FLUSH or len(self.updates) >= FLUSH:
             self.flush()
 
@@ -163,6 +167,7 @@ def match_files(db: Session, where: Any | None = None, *, index: Index | None = 
     if rows is None:
         writer.conn.execute(delete(CveFile))
     else:
+        writer.changed_ids = []
         ids = [r[0] for r in rows]
         for i in range(0, len(ids), CHUNK):
             writer.conn.execute(delete(CveFile).where(CveFile.file_id.in_(ids[i:i + CHUNK])))
@@ -190,13 +195,22 @@ def match_files(db: Session, where: Any | None = None, *, index: Index | None = 
                        (new[0], new[1], fid) if new != (score, status) else None)
     writer.flush()
     return {"files": seen, "files_with_cves": with_cves, "matches": writer.matches, "changed": writer.changed,
-            **_enforce(db)}
+            **_enforce(db, writer.changed_ids)}
 
 
-def _enforce(db: Session) -> dict[str, int]:
-    """Channel CVE filters hold again after scores changed (see cve_enforcement)."""
+def match_ids(db: Session, file_ids: list[str]) -> None:
+    """``match_files`` of these files (by batches of ids)."""
+    for i in range(0, len(file_ids), CHUNK):
+        match_files(db, File.id.in_(file_ids[i:i + CHUNK]))
+
+
+def _enforce(db: Session, changed: list[str] | None) -> dict[str, int]:
+    """Channel CVE filters hold again after scores changed (see cve_enforcement): over the files whose
+    score or status changed (``changed``), or every file of the channels with CVE filters (None)."""
     from taipan.services import cve_enforcement
 
+    if changed is not None:
+        return cve_enforcement.enforce(db, file_ids=changed)
     return cve_enforcement.enforce(db, cve_enforcement.channels_with_cve_filters(db))
 
 
@@ -286,7 +300,8 @@ def _cve_states(db: Session, cve_ids: Iterable[str] | None) -> dict[str, tuple[f
 
 
 def _write_summaries(db: Session, matches: dict[str, set[str]],
-                     old: dict[str, tuple[float | None, str | None]]) -> int:
+                     old: dict[str, tuple[float | None, str | None]]) -> list[str]:
+    """Write the files' new scores and statuses; the ids of those that changed."""
     states = _cve_states(db, {c for cs in matches.values() for c in cs})
     new: dict[str, tuple[float | None, str | None]] = {
         fid: rules.file_summary(states[c] for c in cs if c in states) for fid, cs in matches.items()}
@@ -296,7 +311,7 @@ def _write_summaries(db: Session, matches: dict[str, set[str]],
     conn = db.connection()
     for i in range(0, len(updates), 5_000):
         conn.execute(stmt, updates[i:i + 5_000])
-    return len(updates)
+    return [u["fid"] for u in updates]
 
 
 def _bind(name: str) -> Any:
@@ -318,8 +333,7 @@ def refresh_summaries(db: Session, cve_ids: Iterable[str]) -> list[str]:
             matches[fid].add(cid)
         for fid, s, st in db.execute(select(File.id, File.cve_score, File.cve_status).where(File.id.in_(part))):
             old[fid] = (s, st)
-    _write_summaries(db, dict(matches), old)
-    _enforce(db)
+    _enforce(db, _write_summaries(db, dict(matches), old))
     return fids
 
 

@@ -152,3 +152,52 @@ def test_withheld_files_are_not_found_for_serving(runtime):
     with pytest.raises(NotFound) as missing:
         serving.find_file(runtime.sessions, channel_id, "src/contrib/tpmain_1.0.tar.gz")
     assert missing.value.code == "file_not_found"
+
+
+def test_an_upload_enforces_the_cve_filters_on_its_own_file_only(runtime, package_builder):
+    """After an upload's CVE match, the channel's CVE filters are checked on the files whose score
+    changed, by their ids, not on every file of the channel (a read of the whole channel per upload
+    in a channel with CVE filters): every query that applies the filter rule is answered from the
+    primary key (or, for withheld files to bring back, from the index of the few withheld files)."""
+    from sqlalchemy import event
+
+    from taipan.services import uploads
+
+    rt = runtime
+    with rt.sessions() as db:
+        cve_import.import_paths(db, [DATA])
+        add_files(db, "big", [(f"pkg{i}", "1.0", "noarch") for i in range(50)])
+        channel = db.scalar(select(Channel).where(Channel.path == "big"))
+        channels.update_channel(db, OWNER, channel, {"filters": {"cve_score_threshold": 9.0}})
+        db.commit()
+    seen: list[tuple[str, object]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "cve_score >=" in statement:
+            seen.append((statement, parameters))
+
+    pkg = package_builder("openssl", "1.1.1s", "linux-64")  # scores 7.4: under the channel's 9.0
+    event.listen(rt.engine, "before_cursor_execute", record)
+    try:
+        with rt.sessions() as db, open(pkg, "rb") as fh:
+            spooled = uploads.spool(fh, rt.blobs.tempdir(), 10**9)
+            try:
+                row = uploads.upload(db, rt.blobs, OWNER, channels.get_channel(db, "big"), spooled, pkg.name)
+                db.commit()
+            finally:
+                spooled.discard()
+            db.refresh(row)
+            assert (row.cve_score, row.withheld) == (7.4, False)
+    finally:
+        event.remove(rt.engine, "before_cursor_execute", record)
+    assert seen, "the upload's file has a score: the filters are checked"
+    with rt.engine.connect() as conn:
+        for statement, parameters in seen:
+            if conn.dialect.name == "sqlite":
+                plan = " ".join(str(r) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters))
+                assert "(id=?)" in plan or "ix_files_withheld_channel" in plan, (statement, plan)
+            else:  # small tables: with their statistics and a table scan switched off, the index it would use
+                conn.exec_driver_sql("ANALYZE files")
+                conn.exec_driver_sql("SET enable_seqscan = off")
+                plan = " ".join(str(r) for r in conn.exec_driver_sql(f"EXPLAIN {statement}", parameters))
+                assert "Index Scan using pk_files" in plan or "ix_files_withheld_channel" in plan, (statement, plan)
