@@ -24,6 +24,7 @@ from taipan.domain.filters import normalize_channel_filters
 from taipan.domain.names import split_channel_path, validate_channel_name
 from taipan.domain.permissions import PRIVACY_LEVELS, Principal, can_read_channel, can_write_channel
 from taipan.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
+from taipan.services import cve_matching
 from taipan.services.indexing import release_held, ring_after_commit, ring_path_after_commit
 
 EDITABLE_FIELDS = ("privacy", "description", "name", "frozen", "filters")
@@ -196,7 +197,10 @@ def update_channel(db: Session, p: Principal, channel: Channel, changes: dict[st
         if channel.frozen and not changes["frozen"]:
             channel.frozen = False
             db.flush()
-            release_held(db, channel.id)  # what was written meanwhile is published now
+            # What was written meanwhile is published now; replaced files are matched against the
+            # CVE data first (their scores were of the values they replace), so that the channel's
+            # CVE filters withhold them as they would any other file.
+            cve_matching.match_ids(db, release_held(db, channel.id))
         channel.frozen = applied["frozen"] = changes["frozen"]
     if "filters" in changes:
         if not isinstance(changes["filters"], dict):

@@ -742,15 +742,18 @@ def forget_held(db: Session, channel_id: str, files: list[tuple[str, str]]) -> N
                                                 HeldChange.filename.in_(chunk)))
 
 
-def release_held(db: Session, channel_id: str) -> int:
+def release_held(db: Session, channel_id: str) -> list[str]:
     """On unfreeze: write the replacements held meanwhile to their rows and log every held change of
     the channel, so that every process publishes them (call in the transaction that unfreezes it,
-    after the change to ``frozen`` is flushed). How many."""
+    after the change to ``frozen`` is flushed). Returns the ids of the rows rewritten: their CVE
+    scores are of their previous values, and the caller matches them again (as a mirror run matches
+    the rows it writes), so that the channel's CVE filters withhold them before they are published."""
     lock_channel(db, channel_id)
     ring_after_commit(db, channel_id)
     held = db.execute(select(HeldChange.subdir, HeldChange.filename).where(HeldChange.channel_id == channel_id)).all()
     now = utcnow()
     after = ("", "")
+    rewritten: list[str] = []
     while True:  # by pages: a day of a big upstream's record patches is many rows
         batch = db.execute(select(HeldChange.subdir, HeldChange.filename, HeldChange.pending).where(
             HeldChange.channel_id == channel_id, HeldChange.pending.is_not(None),
@@ -764,11 +767,12 @@ def release_held(db: Session, channel_id: str) -> int:
         ids = set(db.scalars(select(File.id).where(File.id.in_(list(values)))))
         if ids:
             db.execute(update(File), [{**values[i], "updated_at": now} for i in ids])
+            rewritten += sorted(ids)
     db.execute(delete(HeldChange).where(HeldChange.channel_id == channel_id))
     for start in range(0, len(held), 5000):
         db.execute(insert(IndexChange.__table__), [{"channel_id": channel_id, "subdir": s, "filename": f,
                                                     "created": now} for s, f in held[start:start + 5000]])
-    return len(held)
+    return rewritten
 
 
 class ChannelDocuments:

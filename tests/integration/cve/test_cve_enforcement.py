@@ -3,6 +3,8 @@ event, and back when curation clears the CVE; uploads and copies refused by chan
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from taipan.db.models import Channel, ChannelEvent, File, IndexChange
 from taipan.domain import filters as flt
 from taipan.domain.permissions import Principal
 from taipan.errors import InvalidInput
-from taipan.services import channels, cve_enforcement, cve_import, cves
+from taipan.services import channels, cve_enforcement, cve_import, cves, indexing
 
 DATA = Path(__file__).parents[2] / "data" / "cve"
 OWNER = Principal(user_id="a", username="root", role="admin", scopes=frozenset({"*"}), kind="session")
@@ -152,6 +154,63 @@ def test_withheld_files_are_not_found_for_serving(runtime):
     with pytest.raises(NotFound) as missing:
         serving.find_file(runtime.sessions, channel_id, "src/contrib/tpmain_1.0.tar.gz")
     assert missing.value.code == "file_not_found"
+
+
+def _listed(rt, channel_id: str, subdir: str) -> dict[str, dict]:
+    rt.indexer.notify(channel_id, {subdir})
+    data = json.loads(rt.indexer.publication(channel_id, subdir).file("repodata.json"))
+    return {**data["packages"], **data["packages.conda"]}
+
+
+def test_a_replacement_waiting_in_a_frozen_channel_meets_its_cve_filters_at_the_unfreeze(runtime):
+    """A mirror's replacement held while the channel is frozen (``indexing.defer``) is written at the
+    unfreeze: if by then it breaks the channel's CVE filters it is withheld, as an upload or a mirror
+    run's file would be, and never published. One replacement's record names another version than the
+    row it replaces (an upstream's patched record; the row's score was that of the old version): it
+    breaks the filter only once written. The other's file is hit by CVE data imported while frozen:
+    the frozen row is withheld at once, and its replacement stays withheld."""
+    rt = runtime
+    with rt.sessions() as db:
+        ids = add_files(db, "icebox", [("openssl", "1.1.1t", "linux-64"), ("openssl", "1.1.1s", "linux-64"),
+                                       ("zlib", "1.2.13", "linux-64")])
+        channel = db.scalar(select(Channel).where(Channel.path == "icebox"))
+        channels.update_channel(db, OWNER, channel, {"filters": {"cve_score_threshold": 7.0}, "frozen": True})
+        db.commit()
+        cid = channel.id
+    fn_t, fn_s, fn_z = "openssl-1.1.1t-0.conda", "openssl-1.1.1s-0.conda", "zlib-1.2.13-0.conda"
+    assert set(_listed(rt, cid, "linux-64")) == {fn_t, fn_s, fn_z}
+
+    def replacement(key: tuple[str, str, str], fn: str, version: str) -> dict:
+        sha = hashlib.sha256(f"new {fn}".encode()).hexdigest()
+        return {"id": ids[key], "subdir": "linux-64", "filename": fn, "family": "conda", "name": key[0],
+                "version": version, "sha256": sha, "md5": sha[:32], "size": 2, "state": "active",
+                "record": json.dumps({"name": key[0], "version": version, "build": "0", "build_number": 1,
+                                      "sha256": sha, "size": 2}), "channel_id": cid}
+
+    with rt.sessions() as db:
+        indexing.lock_channel(db, cid)
+        assert indexing.defer(db, cid, [
+            replacement(("openssl", "1.1.1t", "linux-64"), fn_t, "1.1.1s"),   # breaks the filter once written
+            replacement(("openssl", "1.1.1s", "linux-64"), fn_s, "1.1.1s"),   # hit by the import below
+            replacement(("zlib", "1.2.13", "linux-64"), fn_z, "1.2.13")]) == []
+        db.commit()
+        cve_import.import_paths(db, [DATA])  # CVE-2023-0286 (7.4) affects openssl 1.1.1s
+        db.commit()
+        assert db.get(File, ids[("openssl", "1.1.1s", "linux-64")]).withheld
+        assert not db.get(File, ids[("openssl", "1.1.1t", "linux-64")]).withheld
+    assert set(_listed(rt, cid, "linux-64")) == {fn_t, fn_z}  # still frozen: 1.1.1s withheld at once
+
+    with rt.sessions() as db:
+        channels.update_channel(db, OWNER, db.get(Channel, cid), {"frozen": False})
+        db.commit()
+        rows = {f.filename: f for f in db.scalars(select(File).where(File.channel_id == cid))}
+        assert (rows[fn_t].version, rows[fn_t].cve_score, rows[fn_t].withheld) == ("1.1.1s", 7.4, True)
+        assert (rows[fn_s].cve_score, rows[fn_s].withheld) == (7.4, True)
+        assert (json.loads(rows[fn_z].record)["build_number"], rows[fn_z].withheld) == (1, False)
+        withheld = [f["ckey"] for ev in events(db, cid, "artifacts_withheld") for f in ev.data["files"]]
+        assert sorted(withheld) == [f"linux-64/{fn_s}", f"linux-64/{fn_t}"]
+    listed = _listed(rt, cid, "linux-64")
+    assert list(listed) == [fn_z] and listed[fn_z]["build_number"] == 1
 
 
 def test_an_upload_enforces_the_cve_filters_on_its_own_file_only(runtime, package_builder):
