@@ -6,7 +6,9 @@
   exclude specs, CVE score and uncurated CVEs).
 - ``enforce``: after CVE data changed (import, sync, curation, mapping edits, rematches), files that now
   break their channel's CVE filters are withheld from the channel's index (not deleted) with a history
-  event, and withheld files that no longer break them come back.
+  event, and withheld files that no longer break them come back. A match looks at the files whose score
+  or status it changed (by id, whatever the size of their channels); a change of a channel's filters at
+  every file of the channel.
 """
 
 from __future__ import annotations
