@@ -1,12 +1,15 @@
 """The service work of one upload into a channel of N records, in-process (no HTTP).
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_upload.py --records 100000 --uploads 9
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_upload.py --records 100000 --cve-threshold 7
 
 Seeds a home (SQLite, filesystem blobs) with a channel of N synthetic `noarch` records, then uploads
 `--uploads` real small packages through `services.uploads.upload` as the upload endpoint calls it
 (spool, checks, rows, CVE match, commit), timing each. The first upload of the process is reported
 apart (imports, first queries). Prints JSON: median, min and max seconds of the others. What the
-HTTP server adds is measured by bench_compare.py's upload -> visible.
+HTTP server adds is measured by bench_compare.py's upload -> visible. ``--cve-threshold`` gives the
+channel a CVE filter (``cve_score_threshold``) first: the CVE filters are then enforced after each
+upload's CVE match.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=100000)
     ap.add_argument("--uploads", type=int, default=9)
+    ap.add_argument("--cve-threshold", type=float, default=None)
     args = ap.parse_args()
     from sqlalchemy import select
 
@@ -45,6 +49,10 @@ def main() -> None:
             admin = db.scalar(select(User).where(User.role == "admin"))
             p = Principal(user_id=admin.id, username=admin.username, role="admin", scopes=frozenset({"*"}),
                           kind="session")
+            if args.cve_threshold is not None:
+                channels.update_channel(db, p, channels.get_channel(db, CHANNEL),
+                                        {"filters": {"cve_score_threshold": args.cve_threshold}})
+                db.commit()
         times = []
         for i in range(args.uploads + 1):
             pkg = build_pkg(home / f"new{i}", f"uploaded{i}")
@@ -61,7 +69,8 @@ def main() -> None:
     finally:
         rt.close()
     rest = times[1:]
-    emit({"records": args.records, "load_average": os.getloadavg(), "first_s": round(times[0], 4),
+    emit({"records": args.records, "cve_threshold": args.cve_threshold, "load_average": os.getloadavg(),
+          "first_s": round(times[0], 4),
           "median_s": round(statistics.median(rest), 4), "min_s": round(min(rest), 4),
           "max_s": round(max(rest), 4)})
 
