@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_compare import CHANNEL, build_pkg  # noqa: E402
+from bench_upload import upload_in_process  # noqa: E402
 from common import emit, seed_channel  # noqa: E402
 
 
@@ -41,7 +42,7 @@ def main() -> None:
     from taipan.db.models import User
     from taipan.domain.permissions import Principal
     from taipan.runtime import build_runtime
-    from taipan.services import channels, uploads
+    from taipan.services import channels
     from taipan.settings import Settings
 
     home = args.home or Path(tempfile.mkdtemp(prefix="taipan-bench-publish-"))
@@ -65,14 +66,7 @@ def main() -> None:
         for i in range(args.uploads):
             pkg = build_pkg(home / f"new{run}-{i}", f"published{run}x{i}")
             t0 = time.perf_counter()
-            with rt.sessions() as db, open(pkg, "rb") as fh:
-                spooled = uploads.spool(fh, rt.blobs.tempdir(), 10**9)
-                try:
-                    uploads.upload(db, rt.blobs, p, channels.get_channel(db, CHANNEL), spooled, pkg.name,
-                                   filetype="conda1")
-                    db.commit()
-                finally:
-                    spooled.discard()
+            upload_in_process(rt, p, pkg)
             rt.indexer.notify(cid, {"noarch"})
             t1 = time.perf_counter()
             pub = rt.indexer.publication(cid, "noarch")

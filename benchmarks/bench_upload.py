@@ -21,10 +21,26 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_compare import CHANNEL, build_pkg  # noqa: E402
 from common import emit, seed_channel  # noqa: E402
+
+
+def upload_in_process(rt: Any, p: Any, pkg: Path) -> None:
+    """One upload of ``pkg`` into CHANNEL as the upload endpoint makes it (spool, checks, rows, CVE
+    match, commit), by the principal ``p``."""
+    from taipan.services import channels, uploads
+
+    with rt.sessions() as db, open(pkg, "rb") as fh:
+        spooled = uploads.spool(fh, rt.blobs.tempdir(), 10**9)
+        try:
+            uploads.upload(db, rt.blobs, p, channels.get_channel(db, CHANNEL), spooled, pkg.name,
+                           filetype="conda1")
+            db.commit()
+        finally:
+            spooled.discard()
 
 
 def main() -> None:
@@ -38,7 +54,7 @@ def main() -> None:
     from taipan.db.models import User
     from taipan.domain.permissions import Principal
     from taipan.runtime import build_runtime
-    from taipan.services import channels, uploads
+    from taipan.services import channels
     from taipan.settings import Settings
 
     home = Path(tempfile.mkdtemp(prefix="taipan-bench-upload-"))
@@ -57,14 +73,7 @@ def main() -> None:
         for i in range(args.uploads + 1):
             pkg = build_pkg(home / f"new{i}", f"uploaded{i}")
             t0 = time.perf_counter()
-            with rt.sessions() as db, open(pkg, "rb") as fh:
-                spooled = uploads.spool(fh, rt.blobs.tempdir(), 10**9)
-                try:
-                    uploads.upload(db, rt.blobs, p, channels.get_channel(db, CHANNEL), spooled, pkg.name,
-                                   filetype="conda1")
-                    db.commit()
-                finally:
-                    spooled.discard()
+            upload_in_process(rt, p, pkg)
             times.append(time.perf_counter() - t0)
     finally:
         rt.close()
