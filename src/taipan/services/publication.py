@@ -332,10 +332,16 @@ _ZEROS = bytes(1 << 20)
 def _zlib_crc32_combine() -> Callable[[int, int, int], int] | None:
     """zlib's own ``crc32_combine`` (O(log n) in the length), from the zlib that Python's ``zlib``
     module uses; the standard library does not expose it. None where that library cannot be loaded."""
-    try:
-        libz = ctypes.CDLL(ctypes.util.find_library("z") or "libz.so.1")
-        combine = libz.crc32_combine
-    except (OSError, AttributeError):
+    combine = None
+    # The usual names first: find_library runs ldconfig (a subprocess) to search.
+    for name in ("libz.so.1", "libz.dylib", "<find>"):
+        try:
+            libz = ctypes.CDLL(ctypes.util.find_library("z") if name == "<find>" else name)
+            combine = libz.crc32_combine
+            break
+        except (OSError, AttributeError, TypeError):
+            continue
+    if combine is None:
         return None
     combine.restype = ctypes.c_ulong
     combine.argtypes = [ctypes.c_ulong, ctypes.c_ulong, ctypes.c_long]
