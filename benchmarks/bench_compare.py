@@ -433,6 +433,11 @@ def measure_size(n: int, args: argparse.Namespace, venv: Path | None, work: Path
                 targets.append(quetz)
         for t in targets:
             figures["records"][t.name] = records_in(repodata(t))
+        if args.only_installs:
+            measure_installs(targets, args, figures, root)
+            res["loadavg_after"] = os.getloadavg()
+            res["figures"] = summarise({k: v for k, v in figures.items() if v})
+            return res
         for _ in range(args.runs):
             for t in targets:
                 figures["fetch_repodata"].setdefault(t.name, []).append(fetch_repodata(t))
@@ -592,6 +597,9 @@ def main() -> None:
     ap.add_argument("--slow-upload", type=float, default=120,
                     help="after a quetz upload -> visible slower than this, do not repeat it")
     ap.add_argument("--no-quetz", action="store_true")
+    ap.add_argument("--only-installs", action="store_true",
+                    help="after the seeding and the uploads, only py-rattler solve + install (e.g. with "
+                    "--install-runs 30: each run's time varies by a factor of two or more)")
     ap.add_argument("--workers", type=int, default=2,
                     help="taipan serve --workers (default 2: the nginx it is compared with runs 2 worker processes)")
     args = ap.parse_args()
