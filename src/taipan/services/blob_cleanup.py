@@ -222,8 +222,7 @@ def delete(sessions: sessionmaker[Session], blobs: BlobStore, cid: str) -> None:
         if sha in published:
             return False
         with sessions() as db:
-            return (db.scalar(select(File.id).where(File.sha256 == sha).limit(1)) is None
-                    and db.scalar(select(HeldChange.filename).where(HeldChange.sha256 == sha).limit(1)) is None)
+            return not referenced(db, [sha], published)
 
     deleted = freed = kept = 0
     try:
