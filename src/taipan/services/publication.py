@@ -50,9 +50,11 @@ LAZY_BUILD_WAIT = 30.0
 # joined). Larger ones are streamed in STREAM_PIECE pieces, each read in one go. The default of
 # ``Publication.memory_limit`` (TAIPAN_SERVER__INDEX_MEMORY_LIMIT).
 MEMORY_LIMIT = 16 << 20
-# A compressed coding (gzip) is what clients ask for, a fifteenth of the identity's size: it is joined
-# up to this many times the limit. At 1M records the gzip of repodata.json is 25 MB: streamed from its
-# few hundred parts it went at 27 answers/s, a quarter of nginx's rate for the same bytes from a file.
+# The gzip coding is what clients ask for, a fifteenth of the identity's size: it is joined up to this
+# many times the limit. At 1M records the gzip of repodata.json is 25 MB: streamed from its few
+# hundred parts it went at 27 answers/s, a quarter of nginx's rate for the same bytes from a file. (Not
+# the zstd coding: that is the stored .zst file, under the same key whether asked for by name or by
+# coding, so its limit is the file's.)
 COMPRESSED_FACTOR = 4
 # Every connection streaming a file holds about two pieces (one being sent, one being read): with
 # 32 clients of a 37 MB repodata.json, 1 MiB pieces kept ~60 MB more resident than 256 KiB ones,
@@ -205,7 +207,7 @@ class Publication:
             body = self.body(name + ".zst")
         else:
             body = self._derive(key, lambda pub: _gzip(pub, pub.body(name)))
-        limit = self.memory_limit if coding is None else self.memory_limit * COMPRESSED_FACTOR
+        limit = self.memory_limit * COMPRESSED_FACTOR if coding == "gzip" else self.memory_limit
         if isinstance(body, Segmented) and body.size <= limit:
             segmented = body
             return self._derive(f"{key}|joined", lambda pub: b"".join(pub.stream(segmented)))
