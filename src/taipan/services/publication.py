@@ -334,15 +334,20 @@ _ZEROS = bytes(1 << 20)
 def _zlib_crc32_combine() -> Callable[[int, int, int], int] | None:
     """zlib's own ``crc32_combine`` (O(log n) in the length), from the zlib that Python's ``zlib``
     module uses; the standard library does not expose it. None where that library cannot be loaded."""
-    combine = None
-    # The usual names first: find_library runs ldconfig (a subprocess) to search.
-    for name in ("libz.so.1", "libz.dylib", "<find>"):
+    libz = None
+    for name in ("libz.so.1", "libz.dylib"):
         try:
-            libz = ctypes.CDLL(ctypes.util.find_library("z") if name == "<find>" else name)
-            combine = libz.crc32_combine
+            libz = ctypes.CDLL(name)
             break
-        except (OSError, AttributeError, TypeError):
+        except OSError:
             continue
+    if libz is None:
+        found = ctypes.util.find_library("z")  # runs ldconfig (a subprocess): only when those fail
+        try:
+            libz = ctypes.CDLL(found) if found else None
+        except OSError:
+            libz = None
+    combine = getattr(libz, "crc32_combine", None)
     if combine is None:
         return None
     combine.restype = ctypes.c_ulong
