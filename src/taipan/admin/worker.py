@@ -29,7 +29,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from taipan.db.migrate import upgrade
     from taipan.jobs.redis import HueyQueue
     from taipan.jobs.worker import run_worker
-    from taipan.runtime import build_runtime
+    from taipan.runtime import build_runtime, freeze_startup_objects
 
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -52,6 +52,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
               "hint: start Redis, or fix TAIPAN_JOBS__REDIS_URL (the same for the server and every worker)",
               file=sys.stderr)
         return 2
+    freeze_startup_objects()
     scheduler = None if args.no_scheduler or not settings.jobs.scheduler else rt.scheduler
     if scheduler is not None and args.tick:
         scheduler.tick_seconds = args.tick

@@ -163,13 +163,15 @@ def create_app(runtime: Runtime) -> FastAPI:
 def app_from_env() -> ASGIApp:
     """The factory `taipan serve` hands to its HTTP server (granian or uvicorn), called in each worker
     process: one runtime per process, from the environment, and the process's memory tuning."""
-    from taipan.runtime import build_runtime, tune_process
+    from taipan.runtime import build_runtime, freeze_startup_objects, tune_process
     from taipan.settings import Settings
 
     settings = Settings()
     die_with_supervisor()
     tune_process(settings)
-    return forwarded(create_app(build_runtime(settings)), settings.server.forwarded_allow_ips)
+    app = forwarded(create_app(build_runtime(settings)), settings.server.forwarded_allow_ips)
+    freeze_startup_objects()
+    return app
 
 
 # Set by `taipan serve` to its own pid when its HTTP server runs the app in worker processes.

@@ -10,6 +10,7 @@ With several server processes each answers for itself (scrape each, or aggregate
 from __future__ import annotations
 
 import contextvars
+import gc
 import itertools
 import json
 import logging
@@ -172,6 +173,12 @@ class _StateCollector:
                            ("full", indexer.full_loads)):
             loads.add_metric([how], float(count))
         yield loads
+        # Objects left out of the garbage collector's passes since the process started
+        # (runtime.freeze_startup_objects), and the full passes it made since.
+        yield GaugeMetricFamily("taipan_gc_frozen_objects", "Objects of the process's start that the "
+                                "garbage collector does not walk", value=float(gc.get_freeze_count()))
+        yield CounterMetricFamily("taipan_gc_full_collections", "Full passes of the garbage collector",
+                                  value=float(gc.get_stats()[2]["collections"]))
         depth = GaugeMetricFamily("taipan_job_queue_depth", "Jobs waiting in the queue")
         pending = getattr(self.runtime.jobs, "pending_count", None)
         try:

@@ -41,6 +41,10 @@ def test_health_readiness_and_metrics(taipan_server, conda_packages):
     assert _metric(text, "taipan_downloads_total", family="conda") >= 1
     assert _metric(text, "taipan_index_publish_seconds_count", family="conda") >= 1
     assert "taipan_job_queue_depth" in text and "observed" not in text and "hello" not in text
+    # The serving process left its start's objects (modules, the app) out of the garbage
+    # collector's full passes.
+    assert _metric(text, "taipan_gc_frozen_objects") > 10_000
+    assert "taipan_gc_full_collections_total" in text
 
 
 def test_request_ids_are_echoed(taipan_server):
