@@ -169,8 +169,16 @@ class Publication:
         if isinstance(body, bytes):
             return body
         digest = self._addressed(key)
-        if digest is None:
-            return None
+        return None if digest is None else self.addressed_ready(digest)
+
+    def addressed_digest(self, name: str, coding: str | None) -> str | None:
+        """The digest of the addressed file (shard) ``name`` in ``coding`` that this publication
+        lists, else None: its bytes are ``addressed_ready(digest)`` when in memory."""
+        return self._addressed(_coded(name, coding))
+
+    def addressed_ready(self, digest: str) -> bytes | None:
+        """``ready`` for an addressed file known by its digest (``addressed_digest``): not stored yet
+        (kept with the publication until it is), or in the process's cache."""
         pending = self.pending.get(digest)
         return pending if pending is not None else ADDRESSED_CACHE.get(digest)
 

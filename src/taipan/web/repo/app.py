@@ -187,7 +187,8 @@ class Prepared:
     not_modified: tuple[tuple[bytes, bytes], ...]
     ok: tuple[tuple[bytes, bytes], ...]
     offloaded: bool
-    addressed: bool = False  # a file of the shared cache (a shard): its bytes are not kept here
+    # A file of the shared cache (a shard), by its digest: its bytes are not kept here.
+    digest: str | None = None
     body: bytes | None = None
 
 
@@ -227,7 +228,8 @@ def _prepare(rt: Runtime, pub: Publication, located: Located, offered: tuple[str
     if offload is not None:
         return Prepared(etag, answer, (*answer, *content, offload, (b"content-length", b"0")), True,
                         body=b"")
-    return Prepared(etag, answer, (*answer, *content), False, addressed=pub.is_addressed(name))
+    return Prepared(etag, answer, (*answer, *content), False,
+                    digest=pub.addressed_digest(name, coding) if pub.is_addressed(name) else None)
 
 
 def from_memory(scope: Scope, headers: Mapping[bytes, bytes], caller: Caller
@@ -272,10 +274,11 @@ def from_memory(scope: Scope, headers: Mapping[bytes, bytes], caller: Caller
         return 304, [*prepared.not_modified], b""
     body = prepared.body
     if body is None:
-        body = pub.ready(name, coding)
+        digest = prepared.digest
+        body = pub.ready(name, coding) if digest is None else pub.addressed_ready(digest)
         if body is None:
             return None  # streamed from the blob store, made on first request...: the full path
-        if not prepared.addressed:
+        if digest is None:
             prepared.body = body  # the publication holds these bytes anyway
     elif prepared.offloaded:
         return 200, [*prepared.ok], b""
