@@ -1,4 +1,6 @@
-"""Secrets at rest (mirror upstream credentials): Fernet (AES-128-CBC + HMAC-SHA256) from `cryptography`.
+"""Secrets at rest (mirror upstream credentials): Fernet (AES-128-CBC + HMAC-SHA256) from `cryptography`,
+imported when a secret is first sealed or opened (it adds ~6 MB to a process; a server process that
+never runs a mirror with credentials does not need it).
 
 The key comes from the setting ``secrets.key`` (``TAIPAN_SECRETS__KEY``, a urlsafe base64 Fernet key);
 without it, one is generated once into ``$TAIPAN_HOME/secret.key`` (mode 0600) and read from there.
@@ -8,33 +10,55 @@ several hosts, set ``TAIPAN_SECRETS__KEY`` on all of them.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import time
 from pathlib import Path
-
-from cryptography.fernet import Fernet, InvalidToken
+from typing import Any
 
 from taipan.errors import TaipanError
 
 KEY_FILE = "secret.key"
 
 
+def _fernet_key(key: bytes | str) -> bytes:
+    """``key`` when it is a Fernet key (the urlsafe base64 of 32 bytes), checked as ``Fernet`` does."""
+    raw = key.encode() if isinstance(key, str) else key
+    try:
+        if len(base64.urlsafe_b64decode(raw)) == 32:
+            return raw
+    except (binascii.Error, ValueError, TypeError):
+        pass
+    raise TaipanError("The secrets key is not a valid Fernet key",
+                      "Set TAIPAN_SECRETS__KEY to a key made with `python -c 'from "
+                      "cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`",
+                      code="invalid_setting")
+
+
 class SecretBox:
+    """Seals and opens secrets with one key, checked when the box is made (a server with a bad key
+    does not start); ``cryptography`` is imported on first use."""
+
     def __init__(self, key: bytes | str) -> None:
-        try:
-            self._fernet = Fernet(key)
-        except (ValueError, TypeError) as exc:
-            raise TaipanError("The secrets key is not a valid Fernet key",
-                              "Set TAIPAN_SECRETS__KEY to a key made with `python -c 'from "
-                              "cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`",
-                              code="invalid_setting") from exc
+        self._key = _fernet_key(key)
+        self._made: Any = None
+
+    def _fernet(self) -> Any:
+        if self._made is None:
+            from cryptography.fernet import Fernet
+
+            self._made = Fernet(self._key)
+        return self._made
 
     def seal(self, plain: str) -> str:
-        return self._fernet.encrypt(plain.encode()).decode("ascii")
+        return self._fernet().encrypt(plain.encode()).decode("ascii")
 
     def open(self, sealed: str) -> str:
+        from cryptography.fernet import InvalidToken
+
         try:
-            return self._fernet.decrypt(sealed.encode("ascii")).decode()
+            return self._fernet().decrypt(sealed.encode("ascii")).decode()
         except (InvalidToken, ValueError) as exc:
             raise TaipanError("A stored secret cannot be decrypted with this server's key",
                               "Use the same TAIPAN_SECRETS__KEY (or $TAIPAN_HOME/secret.key) on every "
@@ -58,7 +82,7 @@ def load_key(home: Path, configured: str = "") -> bytes:
             return key
         time.sleep(0.05)  # another process is writing it right now
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = Fernet.generate_key()
+    key = base64.urlsafe_b64encode(os.urandom(32))  # what Fernet.generate_key() makes
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # another process made it first: use theirs

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from packageurl import PackageURL
 
 from taipan.domain import repodata as rd
@@ -43,6 +42,8 @@ def read_text(path: Path, filename: str, what: str) -> str:
 
 
 def load_yaml(text: str, filename: str, what: str) -> dict[str, Any]:
+    import yaml  # here: a server process that never reads an environment file does not hold it
+
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
