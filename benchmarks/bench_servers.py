@@ -5,7 +5,8 @@
 
 One home (SQLite, filesystem blobs) with a public channel of N synthetic `noarch` records plus one
 real 1 MiB package; every configuration is a `taipan serve` on that home, all started first and
-idle while another is measured: `uvicorn` and `granian` with 1 or 2 workers (`-w2`), and `+offload`
+idle while another is measured: `uvicorn`, `granian` (through RSGI, its default) and `granian_asgi` (the
+application through ASGI) with 1 or 2 workers (`-w2`), and `+offload`
 (TAIPAN_SERVER__OFFLOAD=x-accel-redirect behind nginx configured as docs/nginx-taipan.conf, which
 then sends the package bytes). nginx serves the same bytes as a static tree (as in bench_compare.py).
 Rows, `wrk -t2 -c32`: the 1 MiB package GET, a Range GET of it (`bytes=1000-65535`), a 304
@@ -75,6 +76,10 @@ class Config:
         workers = int(rest.split("+")[0]) if rest else 1
         server = server.split("+")[0]
         env = {"TAIPAN_SERVER__HTTP_SERVER": server}
+        if server == "granian":
+            env["TAIPAN_SERVER__GRANIAN_INTERFACE"] = "rsgi"
+        elif server == "granian_asgi":  # granian running the application through ASGI
+            env = {"TAIPAN_SERVER__HTTP_SERVER": "granian", "TAIPAN_SERVER__GRANIAN_INTERFACE": "asgi"}
         if name.endswith("+offload"):
             env["TAIPAN_SERVER__OFFLOAD"] = "x-accel-redirect"
         self.server = Server(home, workers=workers, env=env)

@@ -54,6 +54,9 @@ class ServerSettings(BaseModel):
     # The HTTP server of `taipan serve`: granian (sends whole files itself with the pathsend
     # extension; see docs/operations.md), or uvicorn.
     http_server: Literal["granian", "uvicorn"] = "granian"
+    # How granian runs the application: "rsgi", its native interface (answers from memory and file
+    # downloads skip the ASGI layer; see docs/operations.md), or "asgi", as uvicorn does.
+    granian_interface: Literal["rsgi", "asgi"] = "rsgi"
     # The peers whose X-Forwarded-For / X-Forwarded-Proto are believed (the front proxy): comma-
     # separated addresses and networks, "*" for any, "" for none. The client address they name is
     # the one downloads record and sign-in throttling counts. Same default as uvicorn's.

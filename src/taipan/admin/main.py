@@ -125,12 +125,12 @@ def _require_granian() -> None:
 
 
 def _serve_granian(args: argparse.Namespace, settings: Settings, host: str, port: int) -> int:
-    """granian, the default: it implements the ASGI ``pathsend`` extension, so artifact files are sent
-    by the server itself, and its HTTP layer (Rust, hyper) costs less per request than uvicorn's
-    (benchmarks/README.md, Fixed per-request cost). Its bounds (see docs/configuration.md): HTTP/1.1
-    only, as on uvicorn; the request line and headers must fit in ``server.max_header_bytes`` (hyper
-    answers 431 and closes; a URI too long on its own may get 414); at most 100 header fields (hyper's
-    fixed limit, the default of ``server.max_headers``)."""
+    """granian, the default: artifact files are sent by the server itself, and its HTTP layer (Rust,
+    hyper) costs less per request than uvicorn's (benchmarks/README.md, Fixed per-request cost). It
+    runs the application through its native interface (web/rsgi.py) unless told ASGI. Its bounds
+    (see docs/configuration.md): HTTP/1.1 only, as on uvicorn; the request line and headers must fit
+    in ``server.max_header_bytes`` (hyper answers 431 and closes; a URI too long on its own may get
+    414); at most 100 header fields (hyper's fixed limit, the default of ``server.max_headers``)."""
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces
     from granian.http import HTTP1Settings
@@ -143,7 +143,9 @@ def _serve_granian(args: argparse.Namespace, settings: Settings, host: str, port
         print(f"note: granian allows 100 request header fields (hyper's fixed limit); TAIPAN_SERVER__MAX_HEADERS="
               f"{server.max_headers} applies on uvicorn only (--server uvicorn)", file=sys.stderr)
     level = "debug" if args.log_level == "trace" else args.log_level
-    Granian("taipan.web.app:app_from_env", address=host, port=port, interface=Interfaces.ASGI, factory=True,
+    rsgi = server.granian_interface == "rsgi"
+    Granian("taipan.web.app:rsgi_app_from_env" if rsgi else "taipan.web.app:app_from_env", address=host, port=port,
+            interface=Interfaces.RSGI if rsgi else Interfaces.ASGI, factory=True,
             workers=args.workers or server.workers, http=HTTPModes.http1,
             http1_settings=HTTP1Settings(max_buffer_size=max(8192, server.max_header_bytes)),
             log_level=LogLevels(level), log_access=args.access_log,

@@ -19,6 +19,7 @@ from taipan.web.api import account, channels, cves, maintenance, mirrors, report
 from taipan.web.keep_fresh import KeepFresh
 from taipan.web.limits import BodyLimit
 from taipan.web.repo.app import FastPath, RepoApp, document
+from taipan.web.rsgi import RSGIApp
 
 # Seconds a stopping server process may spend after its lifespan ended (joining request threads
 # that are still busy, e.g. compressing a large index) before it exits regardless.
@@ -108,7 +109,7 @@ class TaipanApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def create_app(runtime: Runtime) -> FastAPI:
+def create_app(runtime: Runtime) -> TaipanApp:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         runtime.start()
@@ -161,17 +162,36 @@ def create_app(runtime: Runtime) -> FastAPI:
 
 
 def app_from_env() -> ASGIApp:
-    """The factory `taipan serve` hands to its HTTP server (granian or uvicorn), called in each worker
-    process: one runtime per process, from the environment, and the process's memory tuning."""
+    """The factory `taipan serve` hands to uvicorn, called in each worker process: one runtime per
+    process, from the environment, and the process's memory tuning."""
+    return _from_env()[0]
+
+
+def rsgi_app_from_env() -> RSGIApp:
+    """The same for granian, on its native interface (web/rsgi.py). Its answers from memory skip the
+    ASGI layer too (they do not depend on the client's address or scheme, which a trusted front
+    proxy's forwarding headers set on the ASGI path)."""
+    app, taipan = _from_env()
+    return RSGIApp(app, taipan.fast.rsgi if taipan.fast is not None else None)
+
+
+def _from_env() -> tuple[ASGIApp, TaipanApp]:
     from taipan.runtime import build_runtime, freeze_startup_objects, tune_process
     from taipan.settings import Settings
 
     settings = Settings()
     die_with_supervisor()
     tune_process(settings)
-    app = forwarded(create_app(build_runtime(settings)), settings.server.forwarded_allow_ips)
+    taipan = create_app(build_runtime(settings))
+    app = forwarded(taipan, settings.server.forwarded_allow_ips)
+    if app is not taipan and taipan.fast is not None:
+        taipan.fast.forwarded = forwarded(_nothing, settings.server.forwarded_allow_ips)
     freeze_startup_objects()
-    return app
+    return app, taipan
+
+
+async def _nothing(scope: Scope, receive: Receive, send: Send) -> None:
+    return None
 
 
 # Set by `taipan serve` to its own pid when its HTTP server runs the app in worker processes.

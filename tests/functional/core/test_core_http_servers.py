@@ -1,5 +1,6 @@
-"""`taipan serve` on each HTTP server it offers (granian, the default, and uvicorn): the same answers,
-the same client addresses behind a proxy, the same prompt stop that loses nothing, IPv6."""
+"""`taipan serve` on each HTTP server it offers (granian, the default, through its native interface
+or through ASGI, and uvicorn): the same answers, the same client addresses behind a proxy, the same
+prompt stop that loses nothing, IPv6."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-SERVERS = ("granian", "uvicorn")
+# granian-asgi: granian running the application through ASGI (TAIPAN_SERVER__GRANIAN_INTERFACE).
+SERVERS = ("granian", "granian-asgi", "uvicorn")
 ADMIN_PASSWORD = "admin-password-1"
 
 
@@ -28,8 +30,11 @@ def free_port() -> int:
 
 
 @pytest.fixture(params=SERVERS)
-def kind(request: pytest.FixtureRequest) -> str:
-    return request.param
+def kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The --server to ask for (the servers started inherit the interface setting)."""
+    server, _, interface = request.param.partition("-")
+    monkeypatch.setenv("TAIPAN_SERVER__GRANIAN_INTERFACE", interface or "rsgi")
+    return server
 
 
 def upload(server: Any, channel: str, package: Path) -> None:
@@ -76,6 +81,27 @@ def test_serves_the_same_channel(server_factory, conda_packages, kind):
     server.proc.send_signal(signal.SIGTERM)
     server.proc.wait(timeout=10)
     assert time.monotonic() - started < 10
+
+
+def test_large_files_and_spans_arrive_whole(server_factory, package_builder, kind):
+    """A package larger than the spans read in memory: whole, in a span past that size (sent by the
+    server from the file on granian's native interface), the last bytes, and HEAD."""
+    big = package_builder("spans", "1.0", "noarch", content=base64.b64encode(os.urandom(600_000)).decode())
+    data = big.read_bytes()
+    server = server_factory(args=("--server", kind))
+    upload(server, "spans", big)
+    url = f"{server.api}/repo/spans/noarch/{big.name}"
+    with httpx.Client(timeout=30) as client:
+        for _ in range(2):  # the second time from the fast path's cache
+            assert client.get(url).content == data
+            wide = client.get(url, headers={"Range": f"bytes=1000-{len(data) - 2}"})
+            assert wide.status_code == 206 and wide.content == data[1000:-1]
+            assert wide.headers["content-range"] == f"bytes 1000-{len(data) - 2}/{len(data)}"
+            assert int(wide.headers["content-length"]) == len(data) - 1001
+            tail = client.get(url, headers={"Range": "bytes=-70000"})
+            assert tail.status_code == 206 and tail.content == data[-70000:]
+            head = client.head(url, headers={"Range": "bytes=0-99999"})
+            assert head.status_code == 206 and head.headers["content-length"] == "100000" and head.content == b""
 
 
 def test_client_address_is_taken_from_trusted_proxies_only(server_factory, conda_packages, kind):

@@ -16,6 +16,7 @@ from time import perf_counter
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -32,6 +33,7 @@ from taipan.web.repo import conda, cran, files, python, sbom, stored
 from taipan.web.repo.common import (
     CACHE_CONTROL,
     ChannelView,
+    Head,
     Located,
     channel_cache,
     choose_coding,
@@ -41,6 +43,7 @@ from taipan.web.repo.common import (
     vary_headers,
 )
 from taipan.web.repo.stored import StoredFile, etag_listed, first_values, stored_files
+from taipan.web.rsgi import address as rsgi_address
 
 PREFIX = "/api/repo/"
 
@@ -53,7 +56,7 @@ class FamilyRoutes:
     that may be answered from memory (cheap, no I/O), None for paths that need ``serve``; ``serve``
     answers everything else."""
 
-    locate: Callable[[list[str], Scope], Located | None]
+    locate: Callable[[list[str], Head], Located | None]
     stored: Callable[[list[str]], str | None]
     serve: Callable[[Request, Runtime, Principal, ChannelView, list[str]], Awaitable[Response]]
 
@@ -165,10 +168,10 @@ def cached_caller(rt: Runtime, headers: Mapping[bytes, bytes], repo_path: str) -
     return Caller(rt, p, hit[0], rest, routes)
 
 
-def stored_file(scope: Scope, caller: Caller) -> StoredFile | None:
+def stored_file(query_string: bytes | str, caller: Caller) -> StoredFile | None:
     """What a stored file (package, wheel...) is, when that is in memory too; None sends the request
     down the full path."""
-    if scope["query_string"]:
+    if query_string:
         return None  # e.g. ?sbom: not the file's bytes
     ckey = caller.routes.stored(caller.rest)
     if ckey is None:
@@ -190,6 +193,19 @@ class Prepared:
     # A file of the shared cache (a shard), by its digest: its bytes are not kept here.
     digest: str | None = None
     body: bytes | None = None
+    # The same headers as text, for granian's native interface (web/rsgi.py), made on first use.
+    text: tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] | None = None
+
+    def headers(self, status: int) -> tuple[tuple[bytes, bytes], ...]:
+        """The headers of a 304 or of a 200 (without its length unless offloaded)."""
+        return self.not_modified if status == 304 else self.ok
+
+    def text_headers(self, status: int) -> tuple[tuple[str, str], ...]:
+        text = self.text
+        if text is None:
+            text = self.text = tuple(tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in hs)
+                                     for hs in (self.not_modified, self.ok))
+        return text[0] if status == 304 else text[1]
 
 
 # Accept-Encoding values seen, with what the file offered: the coding chosen (a handful of distinct
@@ -232,16 +248,16 @@ def _prepare(rt: Runtime, pub: Publication, located: Located, offered: tuple[str
                     digest=pub.addressed_digest(name, coding) if pub.is_addressed(name) else None)
 
 
-def from_memory(scope: Scope, headers: Mapping[bytes, bytes], caller: Caller
-                ) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+def from_memory(head: Head, headers: Mapping[bytes, bytes], caller: Caller) -> tuple[int, Prepared, bytes] | None:
     """The answer to a GET or HEAD of an index file when everything needed is already in memory
     (credentials, channel, publication, the file's bytes in the coding asked for): a 304 for a
     matching If-None-Match, else the bytes, or with offload (a file stored as one blob) the header
-    by which the front server sends them. None sends the request down the full path."""
+    by which the front server sends them: the status, the prepared headers (``Prepared.headers``) and
+    the body. None sends the request down the full path."""
     inm = headers.get(b"if-none-match")
     if inm is None and b"if-modified-since" in headers:
         return None  # dates are compared on the full path
-    located = caller.routes.locate(caller.rest, scope)
+    located = caller.routes.locate(caller.rest, head)
     if located is None:
         return None
     rt, view = caller.rt, caller.view
@@ -271,7 +287,7 @@ def from_memory(scope: Scope, headers: Mapping[bytes, bytes], caller: Caller
                 answers.clear()
             answers[key] = prepared
     if inm is not None and (inm == prepared.etag or etag_listed(inm, prepared.etag)):
-        return 304, [*prepared.not_modified], b""
+        return 304, prepared, b""
     body = prepared.body
     if body is None:
         digest = prepared.digest
@@ -280,9 +296,7 @@ def from_memory(scope: Scope, headers: Mapping[bytes, bytes], caller: Caller
             return None  # streamed from the blob store, made on first request...: the full path
         if digest is None:
             prepared.body = body  # the publication holds these bytes anyway
-    elif prepared.offloaded:
-        return 200, [*prepared.ok], b""
-    return 200, [*prepared.ok, (b"content-length", str(len(body)).encode())], body
+    return 200, prepared, body
 
 
 class FastPath:
@@ -295,38 +309,39 @@ class FastPath:
 
     def __init__(self, rt: Runtime, metrics: Metrics) -> None:
         self.rt, self.metrics = rt, metrics
+        # Sets a scope's client (and scheme) from a trusted front proxy's headers (web/app.py:
+        # forwarded), for downloads answered through granian's native interface; None: no proxy is.
+        self.forwarded: ASGIApp | None = None
 
-    def _find(self, scope: Scope) -> tuple[Mapping[bytes, bytes], Caller,
-                                           tuple[int, list[tuple[bytes, bytes]], bytes] | None,
-                                           StoredFile | None] | None:
-        method = scope["method"]
+    def _find(self, method: str, path: str, query_string: bytes | str, headers: Mapping[bytes, bytes],
+              head: Head) -> tuple[Caller, tuple[int, Prepared, bytes] | None, StoredFile | None] | None:
         if method != "GET" and method != "HEAD":
             return None
-        repo_path = repo_path_of(scope["path"])
+        repo_path = repo_path_of(path)
         if repo_path is None:
             return None
-        headers = first_values(scope["headers"])
         caller = cached_caller(self.rt, headers, repo_path)
         if caller is None:
             return None
-        answer = from_memory(scope, headers, caller)
-        f = stored_file(scope, caller) if answer is None else None
-        return None if answer is None and f is None else (headers, caller, answer, f)
+        answer = from_memory(head, headers, caller)
+        f = stored_file(query_string, caller) if answer is None else None
+        return None if answer is None and f is None else (caller, answer, f)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> bool:
         started = perf_counter()
-        found = self._find(scope)
+        method = scope["method"]
+        headers = first_values(scope["headers"])
+        found = self._find(method, scope["path"], scope["query_string"], headers, Request(scope))
         if found is None:
             return False
-        headers, caller, answer, f = found
-        method = scope["method"]
+        caller, answer, f = found
         rid_header = (b"x-request-id", self.metrics.request_id(headers.get(b"x-request-id")).encode())
         status = 500
         try:
             if answer is not None:
-                status, answer_headers, body = answer
-                answer_headers.append(rid_header)
-                await send({"type": "http.response.start", "status": status, "headers": answer_headers})
+                status, prepared, body = answer
+                await send({"type": "http.response.start", "status": status,
+                            "headers": [*prepared.headers(status), *_length(prepared, status, body), rid_header]})
                 await stored.send_body(send, body if method == "GET" else b"")
             else:
                 assert f is not None
@@ -340,6 +355,126 @@ class FastPath:
         finally:
             self.metrics.observe_request("repo", method, status, perf_counter() - started)
         return True
+
+    async def rsgi(self, scope: Any, proto: Any) -> bool:
+        """The same answers from memory through granian's native interface (web/rsgi.py): a request
+        for a stored file, or that this does not answer, returns False for the ASGI path."""
+        started = perf_counter()
+        method = scope.method
+        if method != "GET" and method != "HEAD":
+            return False
+        headers = _TextHeaders(scope.headers)
+        found = self._find(method, scope.path, scope.query_string, headers, _RSGIHead(scope))
+        if found is None:
+            return False
+        caller, answer, f = found
+        rid = self.metrics.request_id(headers.get(b"x-request-id"))
+        if answer is None:
+            assert f is not None
+            status = 500
+            token = request_id.set(rid)
+            try:
+                status = await self._rsgi_file(scope, proto, caller, f, headers, rid)
+            finally:
+                request_id.reset(token)
+                self.metrics.observe_request("repo", method, status, perf_counter() - started)
+            return True
+        status, prepared, body = answer
+        try:
+            answer = [*prepared.text_headers(status), ("x-request-id", rid)]
+            if status == 200 and not prepared.offloaded:
+                answer.append(("content-length", str(len(body))))
+            if method == "HEAD" or len(body) <= stored.BODY_PIECE:
+                proto.response_bytes(status, answer, body if method == "GET" else b"")
+            else:
+                stream = proto.response_stream(status, answer)
+                view = memoryview(body)
+                for start in range(0, len(body), stored.BODY_PIECE):
+                    await stream.send_bytes(bytes(view[start:start + stored.BODY_PIECE]))
+        except Exception:
+            status = 500
+            raise
+        finally:
+            self.metrics.observe_request("repo", method, status, perf_counter() - started)
+        return True
+
+
+    async def _rsgi_file(self, scope: Any, proto: Any, caller: Caller, f: StoredFile, headers: _TextHeaders,
+                         rid: str) -> int:
+        client = rsgi_address(scope.client)
+        if self.forwarded is not None:  # the client a trusted front proxy names, as on the ASGI path
+            forwarding = {"type": "http", "client": client, "scheme": scope.scheme,
+                          "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in scope.headers.items()
+                                      if k == "x-forwarded-for" or k == "x-forwarded-proto"]}
+            await self.forwarded(forwarding, _nothing, _nothing)
+            client = forwarding["client"]
+        a = stored.plan(scope.method, headers, client, caller.rt, caller.p, caller.view, f,
+                        ((b"x-request-id", rid.encode()),))
+        body = a.body
+        if a.path is not None and not a.whole:
+            # A small span is read here, as on the ASGI path: granian's own reading of a span
+            # costs more per request (benchmarks/README.md, Fixed per-request cost).
+            try:
+                body = stored.read_span(a.path, a.start, a.length) if a.length <= stored.PREAD_LIMIT else None
+            except FileNotFoundError:
+                a = stored.blob_missing(a.headers)
+                body = a.body
+            if body is not None:
+                a.path = None
+        text = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in a.headers]
+        if a.path is None:
+            proto.response_bytes(a.status, text, body)
+        elif a.whole:
+            proto.response_file(a.status, text, a.path)
+        else:
+            proto.response_file_range(a.status, text, a.path, a.start, a.start + a.length)
+        return a.status
+
+
+async def _nothing(*_: Any) -> Any:
+    return None
+
+
+def _length(prepared: Prepared, status: int, body: bytes) -> tuple[tuple[bytes, bytes], ...]:
+    if status != 200 or prepared.offloaded:
+        return ()
+    return ((b"content-length", str(len(body)).encode()),)
+
+
+class _TextHeaders:
+    """granian's request headers (text, by lower-case name) looked up as an ASGI scope's are."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: Any) -> None:
+        self.text = text
+
+    def get(self, name: bytes, default: bytes | None = None) -> bytes | None:
+        value = self.text.get(name.decode("latin-1"))
+        return default if value is None else value.encode("latin-1")
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, bytes) and name.decode("latin-1") in self.text
+
+
+class _RSGIHead:
+    """What a family's ``locate`` reads of a request (headers, query parameters), from granian's scope."""
+
+    __slots__ = ("scope", "_query")
+
+    def __init__(self, scope: Any) -> None:
+        self.scope = scope
+        self._query: QueryParams | None = None
+
+    @property
+    def headers(self) -> Any:
+        return self.scope.headers
+
+    @property
+    def query_params(self) -> QueryParams:
+        if self._query is None:
+            self._query = QueryParams(self.scope.query_string)
+        return self._query
 
 
 class RepoApp:
@@ -402,7 +537,7 @@ async def serve(request: Request, repo_path: str) -> Response:
     if routes is None:
         raise NotFound(f"Nothing at {request.url.path}",
                        "Conda subdirs are platform names such as noarch or linux-64", code="not_found")
-    located = routes.locate(rest, request.scope)
+    located = routes.locate(rest, request)
     if located is not None and not located.document:
         return await published(request, rt, view, located)
     return await routes.serve(request, rt, p, view, rest)

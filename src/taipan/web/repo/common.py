@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -25,6 +26,21 @@ from taipan.web.deps import client_address, credentials, resolve_principal
 from taipan.web.repo import sbom, stored
 
 CHANNEL_TTL = 1.0
+
+
+class Lookup(Protocol):
+    def get(self, key: str, /) -> Any: ...
+
+
+class Head(Protocol):
+    """What a family's ``locate`` may read of a request: its headers and query parameters by name
+    (a Starlette ``Request``, or granian's scope on its native interface)."""
+
+    @property
+    def headers(self) -> Lookup: ...
+
+    @property
+    def query_params(self) -> Lookup: ...
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Scope
 
 from taipan.domain.families.conda import MEDIA_TYPES
 from taipan.domain.names import SUBDIR_SET
@@ -17,7 +16,7 @@ from taipan.domain.permissions import Principal
 from taipan.errors import NotFound
 from taipan.runtime import Runtime
 from taipan.services import serving
-from taipan.web.repo.common import ChannelView, Located, send_published, send_stored_file
+from taipan.web.repo.common import ChannelView, Head, Located, send_published, send_stored_file
 
 INDEX_FILES = frozenset(MEDIA_TYPES)
 CHANNELDATA = "channeldata.json"
@@ -25,7 +24,7 @@ CHANNELDATA = "channeldata.json"
 CHANNELDATA_LOCATED = Located("conda", "", CHANNELDATA, document=True)
 
 
-def locate(rest: list[str], scope: Scope) -> Located | None:
+def locate(rest: list[str], head: Head) -> Located | None:
     if rest == [CHANNELDATA]:
         return CHANNELDATA_LOCATED
     if len(rest) != 2 and not (len(rest) == 3 and rest[1] == "shards"):

@@ -12,19 +12,18 @@ from __future__ import annotations
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Scope
 
 from taipan.domain import cran
 from taipan.domain.permissions import Principal
 from taipan.errors import InvalidInput, NotFound
 from taipan.runtime import Runtime
 from taipan.services import serving
-from taipan.web.repo.common import ChannelView, Located, send_stored_file
+from taipan.web.repo.common import ChannelView, Head, Located, send_stored_file
 
 INDEX_FILES = ("PACKAGES", "PACKAGES.gz", "PACKAGES.rds")
 
 
-def locate(rest: list[str], scope: Scope) -> Located | None:
+def locate(rest: list[str], head: Head) -> Located | None:
     if rest == ["src", "contrib", "Meta", "archive.rds"]:
         return Located("cran", cran.SOURCE_PARTITION, "Meta/archive.rds")
     if len(rest) < 3 or rest[-1] not in INDEX_FILES:

@@ -7,15 +7,14 @@ from __future__ import annotations
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Scope
 
 from taipan.domain.permissions import Principal
 from taipan.errors import NotFound
 from taipan.runtime import Runtime
-from taipan.web.repo.common import ChannelView, Located, send_stored_file
+from taipan.web.repo.common import ChannelView, Head, Located, send_stored_file
 
 
-def locate(rest: list[str], scope: Scope) -> Located | None:
+def locate(rest: list[str], head: Head) -> Located | None:
     return None  # nothing published: every path is a stored file
 
 

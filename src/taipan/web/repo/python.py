@@ -17,21 +17,20 @@ from packaging.utils import canonicalize_name
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.types import Scope
 
 from taipan.domain.families.python import PARTITION
 from taipan.domain.permissions import Principal
 from taipan.errors import NotFound
 from taipan.runtime import Runtime
 from taipan.services import serving
-from taipan.web.repo.common import ChannelView, Located, bytes_response, send_stored_file
+from taipan.web.repo.common import ChannelView, Head, Located, bytes_response, send_stored_file
 
 JSON_TYPES = ("application/vnd.pypi.simple.v1+json", "application/vnd.pypi.simple.latest+json")
 HTML_TYPES = ("application/vnd.pypi.simple.v1+html", "application/vnd.pypi.simple.latest+html", "text/html")
 VARY = (("Vary", "Accept"),)
 
 
-def wants_json(request: Request) -> bool:
+def wants_json(request: Head) -> bool:
     """PEP 691 content negotiation: the highest-q type we serve wins; ties keep the client's order;
     HTML when nothing (or nothing we know) is asked for."""
     fmt = request.query_params.get("format")
@@ -63,16 +62,16 @@ def wants_json(request: Request) -> bool:
     return bool(best and best[2])
 
 
-def _page(request: Request) -> str:
+def _page(request: Head) -> str:
     return "index.json" if wants_json(request) else "index.html"
 
 
-def locate(rest: list[str], scope: Scope) -> Located | None:
+def locate(rest: list[str], head: Head) -> Located | None:
     if rest == [PARTITION, ""]:
-        return Located("python", PARTITION, _page(Request(scope)), headers=VARY)
+        return Located("python", PARTITION, _page(head), headers=VARY)
     if len(rest) == 3 and rest[0] == PARTITION and rest[2] == "" and rest[1] and \
             canonicalize_name(rest[1]) == rest[1]:
-        return Located("python", PARTITION, f"{rest[1]}/{_page(Request(scope))}", headers=VARY,
+        return Located("python", PARTITION, f"{rest[1]}/{_page(head)}", headers=VARY,
                        missing_code="project_not_found",
                        missing_hint="Check the project name; upload it with twine or conda-repo upload")
     return None

@@ -223,11 +223,15 @@ def current_publication(rt: Runtime, channel_id: str, index: tuple[str, str]) ->
 
 def record_download(rt: Runtime, scope: Scope, p: Principal, view: Any, identity: Mapping[str, Any]) -> None:
     """One download of a file (``identity``: see file_identity) by ``p``, batched by the recorder."""
-    client = scope.get("client")
-    agent = _header(scope, b"user-agent").decode("latin-1")[:300]
+    _record(rt, scope.get("client"), _header(scope, b"user-agent"), p, view, identity)
+
+
+def _record(rt: Runtime, client: tuple[str, int] | None, agent: bytes, p: Principal, view: Any,
+            identity: Mapping[str, Any]) -> None:
+    text = agent.decode("latin-1")[:300]
     rt.downloads.record(
         channel_id=view.id, channel_path=view.path, **identity, user_id=p.user_id, username=p.username,
-        token_id=p.token_id, remote_addr=client[0] if client else None, user_agent=agent or None)
+        token_id=p.token_id, remote_addr=client[0] if client else None, user_agent=text or None)
 
 
 class StoredFileResponse(Response):
@@ -241,41 +245,66 @@ class StoredFileResponse(Response):
         await answer(scope, send, self.rt, self.p, self.view, self.f)
 
 
-async def answer(scope: Scope, send: Send, rt: Runtime, p: Principal, view: Any, f: StoredFile,
-                 headers_in: Mapping[bytes, bytes] | None = None, extra: tuple[tuple[bytes, bytes], ...] = ()) -> int:
-    """Answer a download of ``f``; returns the status. ``headers_in``: the request's headers (the first
-    value of each) when the caller has them as a mapping already; ``extra``: headers added to the answer."""
-    if headers_in is None:
-        headers_in = first_values(scope["headers"])
+@dataclass(slots=True)
+class FileAnswer:
+    """The answer to a download: its status and headers, then its body, or the span of the blob at
+    ``path`` that is the body (``start``, ``length``; the whole file when ``whole``)."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes = b""
+    path: str | None = None
+    start: int = 0
+    length: int = 0
+    whole: bool = False
+
+
+def plan(method: str, headers_in: Mapping[bytes, bytes], client: tuple[str, int] | None, rt: Runtime,
+         p: Principal, view: Any, f: StoredFile, extra: tuple[tuple[bytes, bytes], ...] = ()) -> FileAnswer:
+    """How to answer a download of ``f`` (and record it): ``headers_in`` are the request's headers
+    (the first value of each), ``client`` its client's address; ``extra``: headers added to the answer.
+    An answer with a body from the blob carries its length; any other, the length of ``body``."""
     headers = [(b"etag", f.etag), (b"last-modified", f.last_modified),
                (b"cache-control", CACHE_CONTROL[view.privacy == "public"]), *extra]
     inm = headers_in.get(b"if-none-match")
     if inm and etag_listed(inm, f.etag):
-        return await _finish(send, 304, headers)
-    get = scope["method"] == "GET"
+        return FileAnswer(304, headers)
+    get = method == "GET"
     rng = headers_in.get(b"range")
     if get and (not rng or rng.startswith(b"bytes=0-")):
-        record_download(rt, scope, p, view, f.identity)
+        _record(rt, client, headers_in.get(b"user-agent") or b"", p, view, f.identity)
     headers.append((b"content-type", OCTET_STREAM))
     if f.offload is not None:
         # The front server sends the bytes (and answers Range itself) after this authorisation.
-        return await _finish(send, 200, [*headers, f.offload])
+        return FileAnswer(200, [*headers, f.offload, (b"content-length", b"0")])
     headers.append((b"accept-ranges", b"bytes"))
     span = _range(rng, f.size) if rng and _if_range_holds(headers_in.get(b"if-range"), f) else None
     if span == ():
-        return await _finish(send, 416, [*headers, (b"content-range", f"bytes */{f.size}".encode())])
+        return FileAnswer(416, [*headers, (b"content-range", f"bytes */{f.size}".encode()),
+                                (b"content-length", b"0")])
     start, length = span or (0, f.size)
     if span:
         headers.append((b"content-range", f"bytes {start}-{start + length - 1}/{f.size}".encode()))
     headers.append((b"content-length", str(length).encode()))
     status = 206 if span else 200
     if not get:
-        return await _finish(send, status, headers)
-    if not span and "http.response.pathsend" in scope.get("extensions", {}):
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.pathsend", "path": f.path})
-        return status
-    return await _send_span(send, status, headers, f.path, start, length)
+        return FileAnswer(status, headers)
+    return FileAnswer(status, headers, path=f.path, start=start, length=length, whole=not span)
+
+
+async def answer(scope: Scope, send: Send, rt: Runtime, p: Principal, view: Any, f: StoredFile,
+                 headers_in: Mapping[bytes, bytes] | None = None, extra: tuple[tuple[bytes, bytes], ...] = ()) -> int:
+    """Answer a download of ``f`` through ASGI; returns the status (see ``plan``)."""
+    if headers_in is None:
+        headers_in = first_values(scope["headers"])
+    a = plan(scope["method"], headers_in, scope.get("client"), rt, p, view, f, extra)
+    if a.path is None:
+        return await _finish(send, a.status, a.headers, a.body)
+    if a.whole and "http.response.pathsend" in scope.get("extensions", {}):
+        await send({"type": "http.response.start", "status": a.status, "headers": a.headers})
+        await send({"type": "http.response.pathsend", "path": a.path})
+        return a.status
+    return await _send_span(send, a.status, a.headers, a.path, a.start, a.length)
 
 
 def first_values(headers: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
@@ -283,15 +312,22 @@ def first_values(headers: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
     return dict(reversed(headers))
 
 
+def blob_missing(headers: list[tuple[bytes, bytes]]) -> FileAnswer:
+    """The answer when the blob of a stored file is not where the index says."""
+    kept = [h for h in headers if h[0] == b"x-request-id"]  # added by the fast path
+    body = (b'{"code": "blob_missing", "message": "The stored file is missing", '
+            b'"hint": "Ask an admin to check the blob store"}')
+    return FileAnswer(404, [(b"content-type", b"application/json"), *kept,
+                            (b"content-length", str(len(body)).encode())], body)
+
+
 async def _send_span(send: Send, status: int, headers: list[tuple[bytes, bytes]], path: str, start: int,
                      length: int) -> int:
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
-        kept = [h for h in headers if h[0] == b"x-request-id"]  # added by the fast path
-        return await _finish(send, 404, [(b"content-type", b"application/json"), *kept],
-                             b'{"code": "blob_missing", "message": "The stored file is missing", '
-                             b'"hint": "Ask an admin to check the blob store"}')
+        missing = blob_missing(headers)
+        return await _finish(send, missing.status, missing.headers, missing.body)
     try:
         if length <= PREAD_LIMIT:
             body = _pread(fd, start, length)
@@ -308,6 +344,15 @@ async def _send_span(send: Send, status: int, headers: list[tuple[bytes, bytes]]
     finally:
         os.close(fd)
     return await _finish(send, status, headers, body)
+
+
+def read_span(path: str, start: int, length: int) -> bytes:
+    """``length`` bytes of the file at ``path`` from ``start`` (FileNotFoundError when it is gone)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return _pread(fd, start, length)
+    finally:
+        os.close(fd)
 
 
 def _pread(fd: int, start: int, length: int) -> bytes:
