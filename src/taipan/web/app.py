@@ -19,7 +19,7 @@ from taipan.web.api import account, channels, cves, maintenance, mirrors, report
 from taipan.web.keep_fresh import KeepFresh
 from taipan.web.limits import BodyLimit
 from taipan.web.repo.app import FastPath, RepoApp, document
-from taipan.web.rsgi import RSGIApp
+from taipan.web.rsgi import RSGIApp, nothing
 
 # Seconds a stopping server process may spend after its lifespan ended (joining request threads
 # that are still busy, e.g. compressing a large index) before it exits regardless.
@@ -185,13 +185,9 @@ def _from_env() -> tuple[ASGIApp, TaipanApp]:
     taipan = create_app(build_runtime(settings))
     app = forwarded(taipan, settings.server.forwarded_allow_ips)
     if app is not taipan and taipan.fast is not None:
-        taipan.fast.forwarded = forwarded(_nothing, settings.server.forwarded_allow_ips)
+        taipan.fast.forwarded = forwarded(nothing, settings.server.forwarded_allow_ips)
     freeze_startup_objects()
     return app, taipan
-
-
-async def _nothing(scope: Scope, receive: Receive, send: Send) -> None:
-    return None
 
 
 # Set by `taipan serve` to its own pid when its HTTP server runs the app in worker processes.

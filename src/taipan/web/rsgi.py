@@ -11,7 +11,7 @@ ended after it stopped.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import quote
 
@@ -19,6 +19,20 @@ from starlette.types import ASGIApp, Message
 
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
 _EXTENSIONS: dict[str, Any] = {"http.response.pathsend": {}}
+
+
+def text_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """ASGI's header pairs (bytes) as granian's (text)."""
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
+
+
+def byte_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """granian's request header pairs (text) as ASGI's (bytes)."""
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+
+
+async def nothing(*_: Any) -> None:
+    """An ASGI application, ``receive`` or ``send`` that does nothing."""
 
 
 def address(text: str) -> tuple[str, int] | None:
@@ -82,7 +96,7 @@ class _Send:
                     raise OSError("the client disconnected") from exc
         elif kind == "http.response.start":
             self.status = message["status"]
-            self.headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in message["headers"]]
+            self.headers = text_headers(message["headers"])
         elif kind == "http.response.pathsend":
             self.proto.response_file(self.status, self.headers, message["path"])
         else:
@@ -150,8 +164,7 @@ class RSGIApp:
             "type": "http", "asgi": _ASGI, "http_version": scope.http_version, "method": scope.method,
             "scheme": scope.scheme, "path": path,
             "raw_path": quote(path).encode("latin-1"), "query_string": scope.query_string.encode("latin-1"),
-            "root_path": "", "headers": [(k.encode("latin-1"), v.encode("latin-1"))
-                                         for k, v in scope.headers.items()],
+            "root_path": "", "headers": byte_headers(scope.headers.items()),
             "client": address(scope.client), "server": address(scope.server),
             "extensions": _EXTENSIONS, "state": self.lifespan.state.copy(),
         }

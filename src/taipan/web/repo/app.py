@@ -44,6 +44,7 @@ from taipan.web.repo.common import (
 )
 from taipan.web.repo.stored import StoredFile, etag_listed, first_values, stored_files
 from taipan.web.rsgi import address as rsgi_address
+from taipan.web.rsgi import byte_headers, nothing, text_headers
 
 PREFIX = "/api/repo/"
 
@@ -203,8 +204,7 @@ class Prepared:
     def text_headers(self, status: int) -> tuple[tuple[str, str], ...]:
         text = self.text
         if text is None:
-            text = self.text = tuple(tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in hs)
-                                     for hs in (self.not_modified, self.ok))
+            text = self.text = (tuple(text_headers(self.not_modified)), tuple(text_headers(self.ok)))
         return text[0] if status == 304 else text[1]
 
 
@@ -404,9 +404,9 @@ class FastPath:
         client = rsgi_address(scope.client)
         if self.forwarded is not None:  # the client a trusted front proxy names, as on the ASGI path
             forwarding = {"type": "http", "client": client, "scheme": scope.scheme,
-                          "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in scope.headers.items()
-                                      if k == "x-forwarded-for" or k == "x-forwarded-proto"]}
-            await self.forwarded(forwarding, _nothing, _nothing)
+                          "headers": byte_headers((k, v) for k, v in scope.headers.items()
+                                                  if k == "x-forwarded-for" or k == "x-forwarded-proto")}
+            await self.forwarded(forwarding, nothing, nothing)
             client = forwarding["client"]
         a = stored.plan(scope.method, headers, client, caller.rt, caller.p, caller.view, f,
                         ((b"x-request-id", rid.encode()),))
@@ -421,7 +421,7 @@ class FastPath:
                 body = a.body
             if body is not None:
                 a.path = None
-        text = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in a.headers]
+        text = text_headers(a.headers)
         if a.path is None:
             proto.response_bytes(a.status, text, body)
         elif a.whole:
@@ -429,10 +429,6 @@ class FastPath:
         else:
             proto.response_file_range(a.status, text, a.path, a.start, a.start + a.length)
         return a.status
-
-
-async def _nothing(*_: Any) -> Any:
-    return None
 
 
 def _length(prepared: Prepared, status: int, body: bytes) -> tuple[tuple[bytes, bytes], ...]:
