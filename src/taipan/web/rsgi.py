@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import quote
 
+from granian.rsgi import ProtocolClosed
 from starlette.types import ASGIApp, Message
 
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
@@ -29,6 +30,19 @@ def text_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]
 def byte_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     """granian's request header pairs (text) as ASGI's (bytes)."""
     return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+
+
+async def send_pieces(stream: Any, body: bytes, piece: int) -> bool:
+    """``body`` through a granian response stream in pieces of ``piece`` bytes; False when the
+    client went away first (the rest is not sent, and nothing is raised to granian, which would
+    log it as the application's failure)."""
+    view = memoryview(body)
+    try:
+        for start in range(0, len(body), piece):
+            await stream.send_bytes(bytes(view[start:start + piece]))
+    except ProtocolClosed:
+        return False
+    return True
 
 
 async def nothing(*_: Any) -> None:
@@ -70,15 +84,18 @@ class _Receive:
 
 class _Send:
     """ASGI's response messages as granian's calls: a body sent in one message is one
-    ``response_bytes``, a pathsend is ``response_file``, anything else a stream."""
+    ``response_bytes``, a pathsend is ``response_file``, anything else a stream. Once the client
+    has gone, the rest of a stream is dropped, as uvicorn and granian's ASGI do: the application
+    hears of it from ``receive`` (``http.disconnect``) and stops."""
 
-    __slots__ = ("proto", "status", "headers", "stream")
+    __slots__ = ("proto", "status", "headers", "stream", "gone")
 
     def __init__(self, proto: Any) -> None:
         self.proto = proto
         self.status = 500
         self.headers: list[tuple[str, str]] = []
         self.stream: Any = None
+        self.gone = False
 
     async def __call__(self, message: Message) -> None:
         kind = message["type"]
@@ -89,11 +106,8 @@ class _Send:
                     self.proto.response_bytes(self.status, self.headers, bytes(body))
                     return
                 self.stream = self.proto.response_stream(self.status, self.headers)
-            if body:
-                try:
-                    await self.stream.send_bytes(bytes(body))
-                except Exception as exc:  # granian's ProtocolClosed: the client went away
-                    raise OSError("the client disconnected") from exc
+            if body and not self.gone:
+                self.gone = not await send_pieces(self.stream, bytes(body), len(body))
         elif kind == "http.response.start":
             self.status = message["status"]
             self.headers = text_headers(message["headers"])

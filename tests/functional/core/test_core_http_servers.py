@@ -8,6 +8,7 @@ import base64
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -102,6 +103,28 @@ def test_large_files_and_spans_arrive_whole(server_factory, package_builder, kin
             assert tail.status_code == 206 and tail.content == data[-70000:]
             head = client.head(url, headers={"Range": "bytes=0-99999"})
             assert head.status_code == 206 and head.headers["content-length"] == "100000" and head.content == b""
+
+
+@pytest.mark.parametrize("memory_limit", ["16777216", "100000"], ids=["from-memory", "streamed"])
+def test_a_client_leaving_mid_answer_is_not_an_error(server_factory, package_builder, kind, memory_limit):
+    """Clients that hang up while a large index file is on its way (answered from memory in pieces,
+    or streamed from the blob store when it is past the index memory limit): the server logs no
+    failure for it and goes on answering in full."""
+    wide = package_builder("wide", "1.0", "noarch", depends=[f"dependency-number-{i} >=1.0.{i}" for i in range(12000)])
+    server = server_factory({"TAIPAN_SERVER__INDEX_MEMORY_LIMIT": memory_limit}, args=("--server", kind))
+    upload(server, "wide", wide)
+    path = "/api/repo/wide/noarch/repodata.json"
+    whole = httpx.get(server.url + path, timeout=30).content
+    assert len(whole) > 400_000  # past the pieces (256 KiB) and the memory limit under test
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", server.port)) as leaving:
+            leaving.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            assert leaving.recv(15) == b"HTTP/1.1 200 OK"
+            leaving.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # a reset
+    time.sleep(1)
+    assert httpx.get(server.url + path, timeout=30).content == whole
+    log = server.log.read_text()
+    assert "Traceback" not in log and "ERROR" not in log, log
 
 
 def test_client_address_is_taken_from_trusted_proxies_only(server_factory, conda_packages, kind):

@@ -44,7 +44,7 @@ from taipan.web.repo.common import (
 )
 from taipan.web.repo.stored import StoredFile, etag_listed, first_values, stored_files
 from taipan.web.rsgi import address as rsgi_address
-from taipan.web.rsgi import byte_headers, nothing, text_headers
+from taipan.web.rsgi import byte_headers, nothing, send_pieces, text_headers
 
 PREFIX = "/api/repo/"
 
@@ -387,10 +387,7 @@ class FastPath:
             if method == "HEAD" or len(body) <= stored.BODY_PIECE:
                 proto.response_bytes(status, answer, body if method == "GET" else b"")
             else:
-                stream = proto.response_stream(status, answer)
-                view = memoryview(body)
-                for start in range(0, len(body), stored.BODY_PIECE):
-                    await stream.send_bytes(bytes(view[start:start + stored.BODY_PIECE]))
+                await send_pieces(proto.response_stream(status, answer), body, stored.BODY_PIECE)
         except Exception:
             status = 500
             raise
