@@ -32,7 +32,7 @@ def byte_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]
     return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
 
 
-async def send_pieces(stream: Any, body: bytes, piece: int) -> bool:
+async def send_pieces(stream: Any, body: bytes | bytearray | memoryview, piece: int) -> bool:
     """``body`` through a granian response stream in pieces of ``piece`` bytes; False when the
     client went away first (the rest is not sent, and nothing is raised to granian, which would
     log it as the application's failure)."""
@@ -107,7 +107,7 @@ class _Send:
                     return
                 self.stream = self.proto.response_stream(self.status, self.headers)
             if body and not self.gone:
-                self.gone = not await send_pieces(self.stream, bytes(body), len(body))
+                self.gone = not await send_pieces(self.stream, body, len(body))
         elif kind == "http.response.start":
             self.status = message["status"]
             self.headers = text_headers(message["headers"])
